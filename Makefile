@@ -1,0 +1,80 @@
+# Two commands do all set-up from a fresh clone: `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-lock
+
+API_HOST ?= 127.0.0.1
+API_PORT ?= 8000
+DASHBOARD_PORT ?= 8866
+PYTEST_ARGS ?=
+
+# Quiet, offline-friendly tools, with their state kept inside the project.
+export DVC_NO_ANALYTICS := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+export SPARK_LOCAL_IP := 127.0.0.1
+export SPARK_CONF_DIR := $(CURDIR)/conf/spark
+export IPYTHONDIR := $(CURDIR)/.config/ipython
+export JUPYTER_DATA_DIR := $(CURDIR)/.jupyter-data
+export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
+export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
+export PYTHONHASHSEED := 0
+# Local MNIST files instead of a download: a folder with the four IDX .gz files.
+# Defaults to ../shared/data/mnist when that folder exists beside the clone.
+DOODLE_MNIST_DIR ?= $(abspath $(wildcard ../shared/data/mnist))
+export DOODLE_MNIST_DIR
+
+.PHONY: help venv lock system-deps pipeline run api dashboard test test-fast bench bench-deps clean
+
+help:
+	@echo "make run     install (first time), run the DVC pipeline, serve the API and the dashboard"
+	@echo "make test    install (first time), run the pipeline, then every test (CI runs this)"
+	@echo "make test-fast   the tests without the slow end-to-end ones"
+	@echo "make bench   benchmark scripts (installs the optional PyTorch CPU build)"
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip check
+	@touch $@
+
+venv: $(STAMP)
+
+# Re-pin after a change to pyproject.toml's dependencies.
+lock: venv
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	{ echo "# Exact versions that 'make' installs (Python 3.11). Regenerate with 'make lock' after changing pyproject.toml."; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v '^doodle-digits' ; } > requirements.lock
+
+# Browsers and servers the end-to-end tests drive (Debian packages; needs root).
+system-deps:
+	@bash scripts/system-deps.sh
+
+pipeline: venv
+	$(BIN)/dvc repro
+
+run: pipeline
+	@bash scripts/serve.sh "$(API_HOST)" "$(API_PORT)" "$(DASHBOARD_PORT)"
+
+api: venv
+	$(BIN)/uvicorn serving.main:create_app --factory --host $(API_HOST) --port $(API_PORT)
+
+test: system-deps pipeline
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: pipeline
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+bench-deps: venv
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+
+bench: bench-deps pipeline
+	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) .cache .jupyter-data

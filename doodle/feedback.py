@@ -1,0 +1,137 @@
+"""The durable store of corrections that the dashboard and the API share (SQLite).
+
+Every write is committed before it is acknowledged (WAL journal, ``synchronous=FULL``), so a
+feedback row that a caller was told about survives the process being killed. Each call opens
+its own connection: safe from many threads and from several processes at once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+N_PIXELS = 784
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS feedback (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at      REAL    NOT NULL,
+    source          TEXT    NOT NULL,
+    predicted_digit INTEGER NOT NULL CHECK (predicted_digit BETWEEN 0 AND 9),
+    actual_digit    INTEGER NOT NULL CHECK (actual_digit BETWEEN 0 AND 9),
+    is_error        INTEGER NOT NULL,
+    model_version   TEXT,
+    image           BLOB    NOT NULL,
+    drawing_png     BLOB
+)
+"""
+
+
+@dataclass(frozen=True)
+class FeedbackRecord:
+    id: int
+    created_at: float
+    source: str
+    predicted_digit: int
+    actual_digit: int
+    is_error: bool
+    model_version: str | None
+    image: np.ndarray  # (28, 28) float32 in [0, 1], the input the model saw
+    drawing_png: bytes | None
+
+
+class FeedbackStore:
+    """Append-only feedback rows in one SQLite file (created with its folder on first use)."""
+
+    def __init__(self, path: str | Path, timeout_s: float = 30.0):
+        self.path = Path(path)
+        self.timeout_s = timeout_s
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
+        conn.execute("PRAGMA synchronous=FULL")
+        return conn
+
+    def add(
+        self,
+        image: np.ndarray,
+        predicted_digit: int,
+        actual_digit: int,
+        *,
+        source: str,
+        model_version: str | None = None,
+        drawing_png: bytes | None = None,
+    ) -> int:
+        """Store one correction and return its id once it is committed to disk.
+
+        ``image`` is the 784-pixel model input (any shape with 784 elements) in [0, 1].
+        """
+        pixels = np.asarray(image, dtype=np.float32).reshape(-1)
+        if pixels.size != N_PIXELS:
+            raise ValueError(f"image must have {N_PIXELS} pixels, got {pixels.size}")
+        if not np.isfinite(pixels).all():
+            raise ValueError("image holds NaN or infinite values")
+        for name, digit in (("predicted_digit", predicted_digit), ("actual_digit", actual_digit)):
+            if not (isinstance(digit, (int, np.integer)) and 0 <= int(digit) <= 9):
+                raise ValueError(f"{name} must be an integer 0..9, got {digit!r}")
+        conn = self._connect()
+        try:
+            cursor = conn.execute(
+                "INSERT INTO feedback (created_at, source, predicted_digit, actual_digit, is_error,"
+                " model_version, image, drawing_png) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    time.time(),
+                    source,
+                    int(predicted_digit),
+                    int(actual_digit),
+                    int(predicted_digit) != int(actual_digit),
+                    model_version,
+                    pixels.tobytes(),
+                    drawing_png,
+                ),
+            )
+            return int(cursor.lastrowid)
+        finally:
+            conn.close()
+
+    def count(self, *, errors_only: bool = False) -> int:
+        query = "SELECT COUNT(*) FROM feedback" + (" WHERE is_error = 1" if errors_only else "")
+        conn = self._connect()
+        try:
+            return int(conn.execute(query).fetchone()[0])
+        finally:
+            conn.close()
+
+    def recent(self, limit: int = 20) -> list[FeedbackRecord]:
+        """The newest ``limit`` rows, newest first."""
+        conn = self._connect()
+        try:
+            rows = conn.execute(
+                "SELECT id, created_at, source, predicted_digit, actual_digit, is_error,"
+                " model_version, image, drawing_png FROM feedback ORDER BY id DESC LIMIT ?",
+                (int(limit),),
+            ).fetchall()
+        finally:
+            conn.close()
+        return [
+            FeedbackRecord(
+                id=row[0],
+                created_at=row[1],
+                source=row[2],
+                predicted_digit=row[3],
+                actual_digit=row[4],
+                is_error=bool(row[5]),
+                model_version=row[6],
+                image=np.frombuffer(row[7], dtype=np.float32).reshape(28, 28).copy(),
+                drawing_png=row[8],
+            )
+            for row in rows
+        ]

@@ -1,0 +1,225 @@
+"""Model files: weights in ``mlp.npz``, metadata in ``mlp.json`` with the weights' SHA-256.
+
+The one loader for the dashboard, the API, the evaluation stage and MLflow's pyfunc. Nothing is
+pickled: ``np.load(..., allow_pickle=False)``; the checksum, the array names, dtypes and shapes
+are checked before a model is handed out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from doodle import mlp
+
+FORMAT = "doodle-mlp"
+FORMAT_VERSION = 1
+WEIGHTS_NAME = "mlp.npz"
+METADATA_NAME = "mlp.json"
+N_PIXELS = 784
+N_CLASSES = 10
+
+
+class ModelFileError(ValueError):
+    """A model file is missing, tampered with or malformed."""
+
+
+@dataclass(frozen=True)
+class Model:
+    """A loaded, verified MLP with its input normalisation.
+
+    ``predict_proba`` takes images as the canvas preprocessing and the API's wire format give
+    them, 0 = background and 1 = ink, and applies the normalisation the model was trained with.
+    """
+
+    params: mlp.Params
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sha256(self) -> str:
+        return self.metadata["sha256"]
+
+    @property
+    def version(self) -> str:
+        return self.metadata["version"]
+
+    @property
+    def layer_sizes(self) -> list[int]:
+        return mlp.layer_sizes_of(self.params)
+
+    @property
+    def input_mean(self) -> float:
+        return float(self.metadata["normalization"]["mean"])
+
+    @property
+    def input_std(self) -> float:
+        return float(self.metadata["normalization"]["std"])
+
+    def normalize(self, images: np.ndarray) -> np.ndarray:
+        """``(N, 784)`` or ``(N, 28, 28)`` in [0, 1] -> ``(N, 784)`` float32, standardised."""
+        x = np.asarray(images, dtype=np.float32).reshape(len(images), -1)
+        if x.shape[1] != N_PIXELS:
+            raise ValueError(f"expected {N_PIXELS} pixels per image, got {x.shape[1]}")
+        return (x - np.float32(self.input_mean)) / np.float32(self.input_std)
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        """``(N, 784)`` or ``(N, 28, 28)`` float in [0, 1] -> ``(N, 10)`` float32 probabilities."""
+        return mlp.softmax(mlp.forward(self.params, self.normalize(images)))
+
+    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Digits ``(N,)`` int64 and probabilities ``(N, 10)`` float32."""
+        probs = self.predict_proba(images)
+        return probs.argmax(axis=1), probs
+
+
+def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """Accept a directory holding both files, the .npz or the .json."""
+    path = Path(path)
+    if path.is_dir() or path.suffix not in (".npz", ".json"):
+        return path / WEIGHTS_NAME, path / METADATA_NAME
+    return path.with_suffix(".npz"), path.with_suffix(".json")
+
+
+def _atomic_write(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _to_jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def save_model(
+    path: str | os.PathLike,
+    params: mlp.Params,
+    *,
+    normalization: dict[str, float],
+    metadata: dict[str, Any] | None = None,
+) -> Model:
+    """Write ``mlp.npz`` then ``mlp.json`` (each atomically) and return the model as loaded.
+
+    ``path`` is the directory (or the .npz path). ``normalization`` is ``{"mean": m, "std": s}``
+    applied to [0, 1] pixels before the first layer. ``metadata`` holds anything else worth
+    keeping: training data checksum, metrics, hyper-parameters. The JSON gets the layer sizes,
+    the weights' SHA-256 and a version derived from it.
+    """
+    weights_path, metadata_path = _paths(path)
+    arrays = {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in params.items()}
+    _check_arrays(arrays, weights_path)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    blob = buffer.getvalue()
+    digest = hashlib.sha256(blob).hexdigest()
+    meta = {
+        **_to_jsonable(metadata or {}),
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "weights_file": weights_path.name,
+        "sha256": digest,
+        "version": digest[:12],
+        "layer_sizes": mlp.layer_sizes_of(arrays),
+        "normalization": {"mean": float(normalization["mean"]), "std": float(normalization["std"])},
+    }
+    _atomic_write(weights_path, blob)
+    _atomic_write(metadata_path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+    return Model(params=arrays, metadata=meta)
+
+
+def load_model(path: str | os.PathLike) -> Model:
+    """Load and verify a model; raise `ModelFileError` saying what is wrong.
+
+    Checks, in order: both files exist; the JSON parses and names this format; the .npz bytes
+    have the SHA-256 the JSON records; the archive holds exactly W1, b1, ..., WL, bL as float32
+    with chained shapes matching ``layer_sizes`` (784 in, 10 out), all finite.
+    """
+    weights_path, metadata_path = _paths(path)
+    for required in (weights_path, metadata_path):
+        if not required.is_file():
+            raise ModelFileError(f"model file not found: {required}")
+    try:
+        meta = json.loads(metadata_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{metadata_path}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFileError(f"{metadata_path}: not a {FORMAT} metadata file")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{metadata_path}: format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}"
+        )
+    for key in ("sha256", "layer_sizes", "normalization"):
+        if key not in meta:
+            raise ModelFileError(f"{metadata_path}: missing key {key!r}")
+    norm = meta["normalization"]
+    if not (
+        isinstance(norm, dict)
+        and all(isinstance(norm.get(k), (int, float)) for k in ("mean", "std"))
+        and np.isfinite([norm["mean"], norm["std"]]).all()
+        and norm["std"] > 0
+    ):
+        raise ModelFileError(f"{metadata_path}: normalization must hold finite mean and positive std")
+    blob = weights_path.read_bytes()
+    actual = hashlib.sha256(blob).hexdigest()
+    if actual != meta["sha256"]:
+        raise ModelFileError(
+            f"{weights_path}: SHA-256 mismatch, expected {meta['sha256']}, got {actual}"
+            " (the weights were changed or the file is corrupt)"
+        )
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except Exception as exc:  # zipfile, ValueError for object arrays, ...
+        raise ModelFileError(f"{weights_path}: unreadable weights archive ({exc})") from None
+    _check_arrays(arrays, weights_path)
+    if mlp.layer_sizes_of(arrays) != list(meta["layer_sizes"]):
+        raise ModelFileError(
+            f"{weights_path}: layer sizes {mlp.layer_sizes_of(arrays)} do not match metadata"
+            f" {meta['layer_sizes']}"
+        )
+    return Model(params=arrays, metadata=meta)
+
+
+def _check_arrays(arrays: dict[str, np.ndarray], where: Path) -> None:
+    count = sum(1 for name in arrays if name.startswith("W"))
+    expected = {f"{kind}{i}" for i in range(1, count + 1) for kind in ("W", "b")}
+    if count == 0 or set(arrays) != expected:
+        raise ModelFileError(f"{where}: arrays {sorted(arrays)}, expected {sorted(expected)}")
+    fan_in = N_PIXELS
+    for i in range(1, count + 1):
+        weight, bias = arrays[f"W{i}"], arrays[f"b{i}"]
+        for name, array in ((f"W{i}", weight), (f"b{i}", bias)):
+            if array.dtype != np.float32:
+                raise ModelFileError(f"{where}: {name} has dtype {array.dtype}, expected float32")
+            if not np.isfinite(array).all():
+                raise ModelFileError(f"{where}: {name} holds NaN or infinite values")
+        if weight.ndim != 2 or weight.shape[0] != fan_in:
+            raise ModelFileError(f"{where}: W{i} has shape {weight.shape}, expected ({fan_in}, n)")
+        if bias.shape != (weight.shape[1],):
+            raise ModelFileError(f"{where}: b{i} has shape {bias.shape}, expected ({weight.shape[1]},)")
+        fan_in = weight.shape[1]
+    if fan_in != N_CLASSES:
+        raise ModelFileError(f"{where}: output layer has {fan_in} units, expected {N_CLASSES}")

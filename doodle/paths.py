@@ -1,0 +1,29 @@
+"""Where the project's files live, relative to the repository root, each overridable by
+an environment variable so tests, CI and operators can point elsewhere."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+MODEL_DIR_ENV = "DOODLE_MODEL_PATH"
+FEEDBACK_DB_ENV = "DOODLE_FEEDBACK_DB"
+MNIST_DIR_ENV = "DOODLE_MNIST_DIR"
+
+
+def model_path() -> Path:
+    """The model the dashboard and the API serve: a directory holding mlp.npz + mlp.json,
+    or the .npz file itself."""
+    return Path(os.environ.get(MODEL_DIR_ENV) or ROOT / "models")
+
+
+def feedback_db_path() -> Path:
+    """The SQLite feedback store that the dashboard and the API share."""
+    return Path(os.environ.get(FEEDBACK_DB_ENV) or ROOT / "data" / "feedback.sqlite")
+
+
+def prepare_metrics_path() -> Path:
+    """Reference statistics of the training data written by the `prepare` stage."""
+    return ROOT / "reports" / "metrics" / "prepare.json"
