@@ -63,3 +63,120 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=1, keepdims=True)
+
+
+Cache = dict[str, np.ndarray]
+
+
+def forward_train(params: Params, x: np.ndarray) -> tuple[np.ndarray, Cache]:
+    """Forward pass that keeps what :func:`backward` needs.
+
+    ``x``: ``(N, 784)`` in the dtype of the parameters (float32 in training, float64 in
+    gradient checks). Returns ``logits`` ``(N, 10)`` and ``cache`` with ``h0 = x`` and the
+    hidden activations ``h1 .. h{L-1}``, each ``(N, fan_out)`` in the same dtype. The
+    pre-activations ``z_l`` are not kept: ``h_l > 0`` exactly where ``z_l > 0``, so the ReLU
+    mask can be read off ``h_l`` and one array per layer is saved.
+    """
+    count = n_layers(params)
+    cache: Cache = {"h0": x}
+    h = x
+    for i in range(1, count):
+        # z_l, then ReLU in place: z_l's buffer becomes h_l with no second temporary.
+        h = np.matmul(h, params[f"W{i}"])
+        h += params[f"b{i}"]
+        np.maximum(h, 0, out=h)
+        cache[f"h{i}"] = h
+    logits = np.matmul(h, params[f"W{count}"])
+    logits += params[f"b{count}"]
+    return logits, cache
+
+
+def softmax_cross_entropy(
+    logits: np.ndarray, y: np.ndarray, label_smoothing: float = 0.0
+) -> tuple[float, np.ndarray]:
+    """Mean cross-entropy of ``softmax(logits)`` against labels, and its gradient.
+
+    ``logits``: ``(N, K)`` float; ``y``: ``(N,)`` integer labels in ``[0, K)``. With label
+    smoothing ``eps`` the target is ``(1 - eps) * onehot(y) + eps / K``. Returns the loss as
+    a Python float and ``dlogits = (softmax(logits) - target) / N``, ``(N, K)`` in the dtype of
+    ``logits``. Stable for any logits: the row maximum is subtracted before ``exp``.
+    """
+    n, k = logits.shape
+    rows = np.arange(n)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    sum_exp = exp.sum(axis=1, keepdims=True)
+    log_sum_exp = np.log(sum_exp)
+    # log p = shifted - log_sum_exp, computed only where the loss needs it.
+    loss = float(log_sum_exp.sum() - shifted[rows, y].sum()) * (1.0 - label_smoothing)
+    if label_smoothing:
+        mean_log_p = shifted.mean(axis=1, keepdims=True) - log_sum_exp
+        loss -= float(mean_log_p.sum()) * label_smoothing
+    loss /= n
+    # dlogits = (p - target) / N, built in the exp buffer.
+    dlogits = exp
+    dlogits *= 1.0 / n / sum_exp
+    dlogits[rows, y] -= (1.0 - label_smoothing) / n
+    if label_smoothing:
+        dlogits -= label_smoothing / k / n
+    return loss, dlogits
+
+
+def backward(params: Params, cache: Cache, dlogits: np.ndarray) -> Params:
+    """Gradients of the loss with respect to every parameter.
+
+    ``dlogits``: ``(N, 10)``, the gradient of the (already batch-averaged) loss with respect to
+    the logits, as :func:`softmax_cross_entropy` returns it; ``cache`` from
+    :func:`forward_train`. Returns ``{"W1": dW1, "b1": db1, ...}`` with the shapes and dtype of
+    ``params``. The cache's hidden activations are overwritten (they become ``dz_l``), so a
+    cache serves one backward pass.
+    """
+    count = n_layers(params)
+    grads: Params = {}
+    dz = dlogits
+    for i in range(count, 0, -1):
+        h_prev = cache[f"h{i - 1}"]
+        grads[f"W{i}"] = np.matmul(h_prev.T, dz)
+        grads[f"b{i}"] = dz.sum(axis=0)
+        if i == 1:
+            break
+        # dh_{l-1} = dz_l @ W_l.T, then through ReLU: dz_{l-1} = dh_{l-1} * (h_{l-1} > 0).
+        # h_{l-1} is not needed after this, so its buffer receives dz_{l-1}.
+        dh = np.matmul(dz, params[f"W{i}"].T)
+        np.multiply(dh, h_prev > 0, out=h_prev)
+        dz = h_prev
+    return grads
+
+
+def weight_decay_penalty(params: Params, weight_decay: float) -> float:
+    """``0.5 * weight_decay * sum_l ||W_l||^2`` (weights only, biases are not decayed)."""
+    total = 0.0
+    for key, value in params.items():
+        if key.startswith("W"):
+            flat = value.ravel()
+            total += float(np.dot(flat, flat))
+    return 0.5 * weight_decay * total
+
+
+def loss_and_grads(
+    params: Params,
+    x: np.ndarray,
+    y: np.ndarray,
+    weight_decay: float = 0.0,
+    label_smoothing: float = 0.0,
+) -> tuple[float, Params]:
+    """Loss and gradients for one batch: ``x`` ``(N, 784)``, ``y`` ``(N,)`` int.
+
+    The loss is the mean cross-entropy plus the L2 term ``0.5 * weight_decay * sum ||W_l||^2``
+    (weights only), whose gradient ``weight_decay * W_l`` is added to ``dW_l``. Gradients have
+    the shapes and dtype of ``params``.
+    """
+    logits, cache = forward_train(params, x)
+    loss, dlogits = softmax_cross_entropy(logits, y, label_smoothing)
+    grads = backward(params, cache, dlogits)
+    if weight_decay:
+        loss += weight_decay_penalty(params, weight_decay)
+        for key, value in params.items():
+            if key.startswith("W"):
+                grads[key] += weight_decay * value
+    return loss, grads

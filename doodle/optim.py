@@ -1,0 +1,197 @@
+"""Optimizers (SGD with momentum, Adam/AdamW) and learning-rate schedules for the NumPy MLP.
+
+Each optimizer allocates its state once, and ``step`` updates the parameters in place with no
+new allocation per step, keeping their dtype (float32 in training, float64 in checks). Weight
+decay touches the weights ``W_l`` only, never the biases.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+Params = dict[str, np.ndarray]
+
+SCHEDULES = ("cosine", "step", "constant")
+OPTIMIZERS = ("sgd", "adam")
+UNKNOWN_SCHEDULE = "unknown learning-rate schedule {name!r}; expected one of: " + ", ".join(SCHEDULES)
+UNKNOWN_OPTIMIZER = "unknown optimizer {name!r}; expected one of: " + ", ".join(OPTIMIZERS)
+NESTEROV_NEEDS_MOMENTUM = "Nesterov momentum needs momentum > 0"
+
+
+def decays(key: str) -> bool:
+    """Whether weight decay applies to the parameter named ``key`` (weights yes, biases no)."""
+    return key.startswith("W")
+
+
+class SGD:
+    """Stochastic gradient descent with (optionally Nesterov) momentum and L2 weight decay.
+
+    Weight decay is classic L2 regularisation, coupled to the gradient as in PyTorch's SGD:
+    ``g = dW + weight_decay * W`` enters the momentum buffer. Per parameter ``p``::
+
+        v = momentum * v + g
+        p -= lr * (g + momentum * v)   if nesterov
+        p -= lr * v                    otherwise (and p -= lr * g when momentum == 0)
+
+    ``params`` and later ``grads``: dicts ``{"W1": (784, h1), "b1": (h1,), ...}`` of one float
+    dtype; state arrays take the same shapes and dtype.
+    """
+
+    def __init__(
+        self,
+        params: Params,
+        lr: float = 0.1,
+        momentum: float = 0.9,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+    ) -> None:
+        if nesterov and momentum <= 0:
+            raise ValueError(NESTEROV_NEEDS_MOMENTUM)
+        self.lr = float(lr)
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+        self.weight_decay = float(weight_decay)
+        self.step_count = 0
+        self.velocity = {key: np.zeros_like(value) for key, value in params.items()}
+        self._scratch = {key: np.empty_like(value) for key, value in params.items()}
+
+    def step(self, params: Params, grads: Params, lr: float | None = None) -> None:
+        """One update of every array in ``params``, in place; ``grads`` is left unchanged."""
+        lr = self.lr if lr is None else float(lr)
+        momentum = self.momentum
+        self.step_count += 1
+        for key, p in params.items():
+            scratch = self._scratch[key]
+            g = grads[key]
+            if self.weight_decay and decays(key):
+                np.multiply(p, self.weight_decay, out=scratch)
+                scratch += g
+                g = scratch
+            if momentum:
+                v = self.velocity[key]
+                v *= momentum
+                v += g
+                if self.nesterov:
+                    # p -= lr * g + lr * momentum * v, in two in-place passes through scratch.
+                    np.multiply(g, lr, out=scratch)
+                    p -= scratch
+                    np.multiply(v, lr * momentum, out=scratch)
+                else:
+                    np.multiply(v, lr, out=scratch)
+            else:
+                np.multiply(g, lr, out=scratch)
+            p -= scratch
+
+
+class Adam:
+    """Adam with decoupled weight decay (AdamW, Loshchilov & Hutter), as PyTorch's ``AdamW``.
+
+    Per parameter ``p`` with gradient ``g`` at step ``t`` (from 1)::
+
+        p *= 1 - lr * weight_decay                  (weights only; decoupled from g)
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g**2
+        p -= lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
+
+    With ``weight_decay=0`` this is plain Adam. ``params``/``grads``: dicts of arrays of one
+    float dtype; the moments ``m`` and ``v`` take the same shapes and dtype.
+    """
+
+    def __init__(
+        self,
+        params: Params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        self.lr = float(lr)
+        self.beta1, self.beta2 = (float(beta) for beta in betas)
+        self.eps = float(eps)
+        self.weight_decay = float(weight_decay)
+        self.step_count = 0
+        self.m = {key: np.zeros_like(value) for key, value in params.items()}
+        self.v = {key: np.zeros_like(value) for key, value in params.items()}
+        self._scratch = {key: np.empty_like(value) for key, value in params.items()}
+
+    def step(self, params: Params, grads: Params, lr: float | None = None) -> None:
+        """One update of every array in ``params``, in place; ``grads`` is left unchanged."""
+        lr = self.lr if lr is None else float(lr)
+        self.step_count += 1
+        t = self.step_count
+        beta1, beta2 = self.beta1, self.beta2
+        step_size = lr / (1.0 - beta1**t)
+        inv_sqrt_bias2 = 1.0 / math.sqrt(1.0 - beta2**t)
+        # Python floats, not NumPy float64 scalars: they keep float32 arrays float32.
+        for key, p in params.items():
+            g, m, v, scratch = grads[key], self.m[key], self.v[key], self._scratch[key]
+            if self.weight_decay and decays(key):
+                p *= 1.0 - lr * self.weight_decay
+            m *= beta1
+            np.multiply(g, 1.0 - beta1, out=scratch)
+            m += scratch
+            v *= beta2
+            np.multiply(g, g, out=scratch)
+            scratch *= 1.0 - beta2
+            v += scratch
+            np.sqrt(v, out=scratch)
+            scratch *= inv_sqrt_bias2
+            scratch += self.eps
+            np.divide(m, scratch, out=scratch)
+            scratch *= step_size
+            p -= scratch
+
+
+Optimizer = SGD | Adam
+
+
+def make_optimizer(name: str, params: Params, **kwargs) -> Optimizer:
+    """``"sgd"`` or ``"adam"`` (case-insensitive) -> an optimizer for ``params``.
+
+    Keyword arguments go to the class (``lr``, ``weight_decay``, ``momentum``, ``nesterov``,
+    ``betas``, ``eps``).
+    """
+    key = name.lower()
+    if key == "sgd":
+        return SGD(params, **kwargs)
+    if key == "adam":
+        return Adam(params, **kwargs)
+    raise ValueError(UNKNOWN_OPTIMIZER.format(name=name))
+
+
+def lr_at(
+    step: int,
+    total_steps: int,
+    base_lr: float,
+    schedule: str = "cosine",
+    warmup_steps: int = 0,
+    step_every: int | None = None,
+    step_gamma: float = 0.1,
+    min_lr: float = 0.0,
+) -> float:
+    """Learning rate (a Python float) for ``step`` in ``0 .. total_steps - 1``.
+
+    Warm-up first: ``base_lr * (step + 1) / warmup_steps`` for ``step < warmup_steps``. Then,
+    with ``s = step - warmup_steps`` out of ``S = total_steps - warmup_steps``:
+
+    - ``"constant"``: ``base_lr``;
+    - ``"cosine"``: ``min_lr + (base_lr - min_lr) * (1 + cos(pi * s / S)) / 2``, from ``base_lr``
+      at ``s = 0`` towards ``min_lr`` at the end;
+    - ``"step"``: ``base_lr * step_gamma ** (s // step_every)``, ``step_every`` defaulting to
+      ``S // 3`` (three drops over the run).
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(UNKNOWN_SCHEDULE.format(name=schedule))
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    s = step - warmup_steps
+    span = max(total_steps - warmup_steps, 1)
+    if schedule == "constant":
+        return float(base_lr)
+    if schedule == "cosine":
+        progress = min(s / span, 1.0)
+        return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    every = step_every if step_every else max(span // 3, 1)
+    return base_lr * step_gamma ** (s // every)
