@@ -1,0 +1,190 @@
+"""Evaluation metrics on arrays: accuracy, confusion matrix, per-class scores, calibration,
+the most confident mistakes and robustness curves. Pure functions; the evaluation notebook
+does the I/O and the plotting."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+N_CLASSES = 10
+CALIBRATION_BINS = 15
+
+
+def _labels(values: np.ndarray, name: str) -> np.ndarray:
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {array.shape}")
+    return array.astype(np.int64, copy=False)
+
+
+def _paired(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y_true, y_pred = _labels(y_true, "y_true"), _labels(y_pred, "y_pred")
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true and y_pred differ in length: {len(y_true)} vs {len(y_pred)}")
+    if len(y_true) == 0:
+        raise ValueError("no predictions to evaluate")
+    return y_true, y_pred
+
+
+def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Fraction of ``y_pred == y_true``; both ``(N,)`` integer labels."""
+    y_true, y_pred = _paired(y_true, y_pred)
+    return float(np.mean(y_true == y_pred))
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = N_CLASSES) -> np.ndarray:
+    """``(N,)``, ``(N,)`` labels -> ``(n_classes, n_classes)`` int64 counts; row = true, column = predicted."""
+    y_true, y_pred = _paired(y_true, y_pred)
+    if min(y_true.min(), y_pred.min()) < 0 or max(y_true.max(), y_pred.max()) >= n_classes:
+        raise ValueError(f"labels must lie in 0..{n_classes - 1}")
+    counts = np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes)
+    return counts.reshape(n_classes, n_classes).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class ClassReport:
+    """Per-class scores, each ``(n_classes,)``: float64 precision/recall/F1, int64 support
+    (true instances). A class never predicted has precision 0; one never present has recall 0."""
+
+    precision: np.ndarray
+    recall: np.ndarray
+    f1: np.ndarray
+    support: np.ndarray
+
+    @property
+    def macro_f1(self) -> float:
+        """Unweighted mean of the per-class F1 scores."""
+        return float(self.f1.mean())
+
+    def rows(self) -> list[dict[str, float | int]]:
+        """One dict per class, ready for a table or a JSON file."""
+        return [
+            {
+                "digit": digit,
+                "precision": float(self.precision[digit]),
+                "recall": float(self.recall[digit]),
+                "f1": float(self.f1[digit]),
+                "support": int(self.support[digit]),
+            }
+            for digit in range(len(self.f1))
+        ]
+
+
+def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    numerator = numerator.astype(np.float64)
+    denominator = denominator.astype(np.float64)
+    out = np.zeros_like(numerator)
+    np.divide(numerator, denominator, out=out, where=denominator > 0)
+    return out
+
+
+def per_class_report(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = N_CLASSES) -> ClassReport:
+    """Precision, recall, F1 and support per class, from the confusion matrix."""
+    matrix = confusion_matrix(y_true, y_pred, n_classes)
+    true_positives = np.diag(matrix)
+    predicted = matrix.sum(axis=0)
+    actual = matrix.sum(axis=1)
+    precision = _safe_divide(true_positives, predicted)
+    recall = _safe_divide(true_positives, actual)
+    f1 = _safe_divide(2 * precision * recall, precision + recall)
+    return ClassReport(precision=precision, recall=recall, f1=f1, support=actual.astype(np.int64))
+
+
+@dataclass(frozen=True)
+class ReliabilityBins:
+    """Equal-width confidence bins over [0, 1]. ``edges`` is ``(n_bins + 1,)``; ``counts``
+    ``(n_bins,)`` int64; ``confidence`` and ``accuracy`` ``(n_bins,)`` float64 means, NaN in
+    empty bins."""
+
+    edges: np.ndarray
+    counts: np.ndarray
+    confidence: np.ndarray
+    accuracy: np.ndarray
+
+    @property
+    def ece(self) -> float:
+        """Expected calibration error: sum over bins of (share of samples) * |accuracy - confidence|."""
+        filled = self.counts > 0
+        weights = self.counts[filled] / self.counts.sum()
+        return float(np.sum(weights * np.abs(self.accuracy[filled] - self.confidence[filled])))
+
+
+def reliability_bins(
+    probs: np.ndarray, y_true: np.ndarray, n_bins: int = CALIBRATION_BINS
+) -> ReliabilityBins:
+    """``(N, C)`` probabilities and ``(N,)`` labels -> reliability bins of the top-class confidence.
+
+    Bin ``b`` holds confidences in ``(b/n, (b+1)/n]``; a confidence of exactly 0 falls in bin 0.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    y_true = _labels(y_true, "y_true")
+    if probs.ndim != 2 or len(probs) != len(y_true) or len(y_true) == 0:
+        raise ValueError(f"expected probs (N, C) and labels (N,), got {probs.shape} and {y_true.shape}")
+    confidence = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == y_true).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    # Searching the inner edges from the left puts c in (edges[b], edges[b+1]] and 0 in bin 0,
+    # using the very edges reported, so a confidence equal to an edge lands in the bin it closes.
+    index = np.searchsorted(edges[1:-1], confidence, side="left")
+    counts = np.bincount(index, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_confidence = np.bincount(index, weights=confidence, minlength=n_bins) / counts
+        mean_accuracy = np.bincount(index, weights=correct, minlength=n_bins) / counts
+    return ReliabilityBins(
+        edges=edges, counts=counts.astype(np.int64), confidence=mean_confidence, accuracy=mean_accuracy
+    )
+
+
+def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: int = CALIBRATION_BINS) -> float:
+    """ECE of ``(N, C)`` probabilities against ``(N,)`` labels with ``n_bins`` equal-width bins."""
+    return reliability_bins(probs, y_true, n_bins).ece
+
+
+def most_confident_mistakes(probs: np.ndarray, y_true: np.ndarray, k: int) -> np.ndarray:
+    """Indices ``(<= k,)`` int64 of misclassified samples, most confident wrong answer first.
+
+    Ties keep the original order, so the result is deterministic.
+    """
+    probs = np.asarray(probs)
+    y_true = _labels(y_true, "y_true")
+    predicted = probs.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != y_true)
+    confidence = probs[wrong, predicted[wrong]]
+    order = np.argsort(-confidence, kind="stable")
+    return wrong[order[:k]].astype(np.int64)
+
+
+def _digits_of(predict: Callable[[np.ndarray], object], images: np.ndarray) -> np.ndarray:
+    result = predict(images)
+    if isinstance(result, tuple):  # Model.predict returns (digits, probs)
+        result = result[0]
+    return np.asarray(result)
+
+
+def robustness_curve(
+    predict: Callable[[np.ndarray], object],
+    images: np.ndarray,
+    y_true: np.ndarray,
+    transform: Callable[[np.ndarray, float], np.ndarray],
+    values: Iterable[float],
+) -> np.ndarray:
+    """Accuracy as a transform's parameter varies.
+
+    ``predict`` maps ``(N, 28, 28)`` float32 images to ``(N,)`` digits (or to ``(digits, probs)``
+    as ``Model.predict`` does); ``transform(images, value)`` is one of ``doodle.augment``'s
+    deterministic transforms (wrap it with a lambda to choose which argument varies).
+    Returns ``(len(values), 2)`` float64 rows of ``(value, accuracy)``.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    rows = [(float(value), accuracy(y_true, _digits_of(predict, transform(images, value)))) for value in values]
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 2)
+
+
+def agreement(predict: Callable[[np.ndarray], object], images: np.ndarray, transformed: np.ndarray) -> float:
+    """Fraction of images whose predicted digit is unchanged by a transform: ``(N, 28, 28)`` twice."""
+    before = _digits_of(predict, np.asarray(images, dtype=np.float32))
+    after = _digits_of(predict, np.asarray(transformed, dtype=np.float32))
+    return accuracy(before, after)

@@ -1,0 +1,120 @@
+"""The evaluation metrics against small cases computed by hand."""
+
+import numpy as np
+import pytest
+
+from doodle import evaluate
+
+Y_TRUE = np.array([0, 0, 1, 2, 2, 2])
+Y_PRED = np.array([0, 1, 1, 2, 0, 2])
+
+
+def test_accuracy_counts_matches():
+    assert evaluate.accuracy([0, 1, 2, 3], [0, 1, 1, 3]) == pytest.approx(0.75)
+    assert evaluate.accuracy(Y_TRUE, Y_PRED) == pytest.approx(4 / 6)
+
+
+def test_accuracy_rejects_mismatched_lengths():
+    with pytest.raises(ValueError, match="differ in length"):
+        evaluate.accuracy([0, 1], [0])
+
+
+def test_confusion_matrix_rows_are_true_columns_predicted():
+    expected = np.array([[1, 1, 0], [0, 1, 0], [1, 0, 2]])
+    matrix = evaluate.confusion_matrix(Y_TRUE, Y_PRED, n_classes=3)
+    np.testing.assert_array_equal(matrix, expected)
+    assert matrix.dtype == np.int64
+
+
+def test_confusion_matrix_has_ten_classes_by_default():
+    matrix = evaluate.confusion_matrix([9, 3], [9, 4])
+    assert matrix.shape == (10, 10)
+    assert matrix[9, 9] == 1 and matrix[3, 4] == 1 and matrix.sum() == 2
+
+
+def test_confusion_matrix_rejects_labels_out_of_range():
+    with pytest.raises(ValueError, match="labels must lie in"):
+        evaluate.confusion_matrix([0, 3], [0, 1], n_classes=3)
+
+
+def test_per_class_report_by_hand():
+    report = evaluate.per_class_report(Y_TRUE, Y_PRED, n_classes=3)
+    # Columns of the confusion matrix sum to predictions, rows to supports.
+    np.testing.assert_allclose(report.precision, [1 / 2, 1 / 2, 2 / 2])
+    np.testing.assert_allclose(report.recall, [1 / 2, 1 / 1, 2 / 3])
+    np.testing.assert_allclose(report.f1, [0.5, 2 / 3, 0.8])
+    np.testing.assert_array_equal(report.support, [2, 1, 3])
+    assert report.macro_f1 == pytest.approx((0.5 + 2 / 3 + 0.8) / 3)
+    assert report.rows()[2] == {"digit": 2, "precision": 1.0, "recall": pytest.approx(2 / 3),
+                                "f1": pytest.approx(0.8), "support": 3}
+
+
+def test_class_never_predicted_scores_zero_not_nan():
+    report = evaluate.per_class_report([0, 1, 1], [0, 0, 0], n_classes=3)
+    assert report.precision[1] == 0.0 and report.recall[1] == 0.0 and report.f1[1] == 0.0
+    assert report.f1[2] == 0.0  # absent and never predicted
+    assert np.isfinite(report.f1).all()
+
+
+def test_reliability_bins_and_ece_by_hand():
+    probs = np.array([[0.95, 0.05], [0.95, 0.05], [0.5, 0.5], [0.5, 0.5]])
+    labels = np.array([0, 1, 0, 0])
+    bins = evaluate.reliability_bins(probs, labels, n_bins=15)
+    assert bins.edges.shape == (16,) and bins.counts.sum() == 4
+    # 0.95 lies in (14/15, 1]; 0.5 in (7/15, 8/15].
+    assert bins.counts[14] == 2 and bins.counts[7] == 2
+    assert bins.accuracy[14] == pytest.approx(0.5) and bins.confidence[14] == pytest.approx(0.95)
+    assert bins.accuracy[7] == pytest.approx(1.0) and bins.confidence[7] == pytest.approx(0.5)
+    assert np.isnan(bins.accuracy[0])
+    # 0.5 * |0.5 - 0.95| + 0.5 * |1.0 - 0.5|
+    assert bins.ece == pytest.approx(0.475)
+    assert evaluate.expected_calibration_error(probs, labels, n_bins=15) == pytest.approx(0.475)
+
+
+def test_confidence_on_a_bin_edge_falls_in_the_bin_it_closes():
+    edges = np.linspace(0.0, 1.0, 16)
+    probs = np.array([[edges[13], 1 - edges[13]], [1.0, 0.0]])
+    bins = evaluate.reliability_bins(probs, np.array([1, 0]), n_bins=15)
+    assert bins.counts[12] == 1 and bins.counts[14] == 1
+
+
+def test_perfectly_calibrated_predictions_have_zero_ece():
+    # Confidence 0.75 and three in four right.
+    probs = np.tile([[0.75, 0.25]], (4, 1))
+    assert evaluate.expected_calibration_error(probs, np.array([0, 0, 0, 1])) == pytest.approx(0.0)
+
+
+def test_most_confident_mistakes_orders_wrong_answers_by_confidence():
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.05, 0.95], [0.7, 0.3]])
+    labels = np.array([0, 0, 0, 0, 1])
+    np.testing.assert_array_equal(evaluate.most_confident_mistakes(probs, labels, k=2), [3, 1])
+    np.testing.assert_array_equal(evaluate.most_confident_mistakes(probs, labels, k=10), [3, 1, 4, 2])
+    assert len(evaluate.most_confident_mistakes(probs[:1], labels[:1], k=3)) == 0
+
+
+def _ink_threshold_predict(images):
+    """A toy classifier: digit 1 when an image holds more than 2 units of ink, else 0."""
+    return (images.reshape(len(images), -1).sum(axis=1) > 2).astype(np.int64)
+
+
+def test_robustness_curve_reports_accuracy_per_parameter_value():
+    images = np.zeros((4, 28, 28), dtype=np.float32)
+    images[:, 0, :3] = 1.0  # 3 units of ink each: all predicted 1
+    labels = np.array([1, 1, 1, 1])
+    curve = evaluate.robustness_curve(_ink_threshold_predict, images, labels, lambda x, v: x * v, [1.0, 0.5])
+    np.testing.assert_allclose(curve, [[1.0, 1.0], [0.5, 0.0]])
+
+
+def test_robustness_curve_accepts_a_predict_returning_digits_and_probs():
+    images = np.ones((2, 28, 28), dtype=np.float32)
+    predict = lambda x: (_ink_threshold_predict(x), None)  # noqa: E731
+    curve = evaluate.robustness_curve(predict, images, np.array([1, 0]), lambda x, v: x, [0.0])
+    np.testing.assert_allclose(curve, [[0.0, 0.5]])
+
+
+def test_agreement_is_the_share_of_unchanged_predictions():
+    images = np.zeros((4, 28, 28), dtype=np.float32)
+    images[:2, 0, :3] = 1.0
+    transformed = np.zeros_like(images)
+    transformed[0, 0, :3] = 1.0
+    assert evaluate.agreement(_ink_threshold_predict, images, transformed) == pytest.approx(0.75)
