@@ -62,19 +62,22 @@ def table_to_arrays(table: pa.Table, source: str = "<table>") -> tuple[np.ndarra
 
     order = np.argsort(table.column("index").to_numpy(), kind="stable")
     labels = table.column("label").to_numpy().astype(np.int64)[order]
-    images = _binary_column_to_matrix(table.column("pixels"), PIXELS_PER_IMAGE, source)[order]
+    images = binary_matrix(table.column("pixels"), PIXELS_PER_IMAGE, source)[order]
     return images, labels
 
 
-def _binary_column_to_matrix(column: pa.ChunkedArray, width: int, source: str) -> np.ndarray:
-    """Binary column of equal-length values -> (N, width) uint8, straight from the Arrow
-    buffers: the values of a binary array lie back to back in one data buffer."""
-    lengths = pc.binary_length(column)
-    wrong = len(column) - pc.sum(pc.equal(lengths, width)).as_py() if len(column) else 0
-    if wrong:
-        raise PreparedDataError(BAD_PIXEL_LENGTH_MESSAGE.format(path=source, count=wrong, expected=width))
+def binary_matrix(column: pa.Array | pa.ChunkedArray, width: int, source: str = "<column>") -> np.ndarray:
+    """Binary (or large binary) column of values all `width` bytes long -> (N, width) uint8,
+    straight from the Arrow buffers: the values of a binary array lie back to back in one
+    data buffer, so no Python loop over rows is needed."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    n_rows = sum(len(chunk) for chunk in chunks)
+    if n_rows:
+        wrong = n_rows - pc.sum(pc.equal(pc.binary_length(column), width)).as_py()
+        if wrong:
+            raise PreparedDataError(BAD_PIXEL_LENGTH_MESSAGE.format(path=source, count=wrong, expected=width))
     parts = []
-    for chunk in column.chunks:
+    for chunk in chunks:
         if len(chunk) == 0:
             continue
         offset_type = np.int64 if pa.types.is_large_binary(chunk.type) else np.int32
