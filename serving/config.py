@@ -1,0 +1,77 @@
+"""Server settings, read from the environment once when the app is created.
+
+Every setting has a default that works from a fresh clone after `make pipeline`; tests and
+operators override them with the environment variables named below.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from doodle import paths
+
+MODEL_ENV = paths.MODEL_DIR_ENV  # a directory / .npz path, or an MLflow URI `models:/name@alias`
+FEEDBACK_DB_ENV = paths.FEEDBACK_DB_ENV
+CORS_ORIGINS_ENV = "DOODLE_CORS_ORIGINS"  # comma-separated
+MAX_BODY_BYTES_ENV = "DOODLE_MAX_BODY_BYTES"
+MAX_BATCH_ENV = "DOODLE_MAX_BATCH"
+REFERENCE_STATS_ENV = "DOODLE_REFERENCE_STATS"  # the prepare stage's metrics JSON
+DRIFT_THRESHOLD_ENV = "DOODLE_DRIFT_THRESHOLD"
+BLAS_THREADS_ENV = "DOODLE_BLAS_THREADS"
+
+# The Voilà drawing dashboard's origin: the one browser page that calls the API cross-origin.
+DEFAULT_CORS_ORIGINS = ("http://127.0.0.1:8866", "http://localhost:8866")
+# A full batch of 1,024 images written with long decimals is about 13 MB of JSON; an image upload
+# from a large canvas is a few MB. Anything bigger is a mistake or an attack.
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_BATCH = 1024
+# |z| above 3 is rare (< 0.3 %) for a normal statistic of the training images.
+DEFAULT_DRIFT_THRESHOLD = 3.0
+# One BLAS thread per server process: requests already run concurrently, and on a busy 2-core
+# machine OpenBLAS's own threads made a 64-image forward pass 15x slower (9.9 ms against 0.67 ms).
+DEFAULT_BLAS_THREADS = 1
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the server needs to know; `from_env()` builds it from the environment."""
+
+    model_uri: str = field(default_factory=lambda: str(paths.model_path()))
+    feedback_db: Path = field(default_factory=paths.feedback_db_path)
+    cors_origins: tuple[str, ...] = DEFAULT_CORS_ORIGINS
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_batch: int = DEFAULT_MAX_BATCH
+    reference_stats: Path = field(default_factory=paths.prepare_metrics_path)
+    drift_threshold: float = DEFAULT_DRIFT_THRESHOLD
+    blas_threads: int = DEFAULT_BLAS_THREADS
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        origins = env.get(CORS_ORIGINS_ENV)
+        return cls(
+            model_uri=env.get(MODEL_ENV) or str(paths.ROOT / "models"),
+            feedback_db=Path(env.get(FEEDBACK_DB_ENV) or paths.ROOT / "data" / "feedback.sqlite"),
+            cors_origins=(
+                tuple(o.strip() for o in origins.split(",") if o.strip())
+                if origins is not None
+                else DEFAULT_CORS_ORIGINS
+            ),
+            max_body_bytes=_positive_int(env, MAX_BODY_BYTES_ENV, DEFAULT_MAX_BODY_BYTES),
+            max_batch=_positive_int(env, MAX_BATCH_ENV, DEFAULT_MAX_BATCH),
+            reference_stats=Path(env.get(REFERENCE_STATS_ENV) or paths.prepare_metrics_path()),
+            drift_threshold=float(env.get(DRIFT_THRESHOLD_ENV) or DEFAULT_DRIFT_THRESHOLD),
+            blas_threads=_positive_int(env, BLAS_THREADS_ENV, DEFAULT_BLAS_THREADS),
+        )
+
+
+def _positive_int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    value = int(raw)
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {raw!r}")
+    return value

@@ -1,0 +1,146 @@
+"""The API application: `create_app()` builds a FastAPI app whose lifespan loads the model.
+
+Run it with ``uvicorn serving.main:create_app --factory --host 127.0.0.1 --port 8000``. Nothing is
+loaded at import. When the model cannot be loaded the app still starts: ``/healthz`` answers,
+``/readyz`` and the prediction routes answer 503 with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from prometheus_client import disable_created_metrics
+from threadpoolctl import threadpool_limits
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from doodle.feedback import FeedbackStore
+from serving import messages
+from serving.config import Settings
+from serving.drift import DriftReference
+from serving.metrics import Metrics
+from serving.middleware import BodyLimitMiddleware, MetricsMiddleware
+from serving.model_source import load_served_model
+from serving.routes import ServingState, json_response, router
+
+log = logging.getLogger("serving")
+
+IMAGE_FIELDS = ("image_vector", "image_vectors")
+DIGIT_FIELDS = ("predicted_digit", "actual_digit")
+NON_FINITE_LITERAL = re.compile(r"(?<![\w\"])-?(NaN|Infinity)(?![\w\"])")
+
+
+def load_state(state: ServingState) -> None:
+    """Load the model, open the feedback store and read the drift reference, recording why
+    any of them failed instead of raising: a half-working server still reports its health."""
+    settings = state.settings
+    try:
+        state.model = load_served_model(settings.model_uri)
+        state.model_error = None
+        state.metrics.set_model(state.model.version, state.model.sha256)
+        log.info("serving model %s from %s", state.model.version, settings.model_uri)
+    except Exception as exc:  # any failure: missing file, bad checksum, MLflow unreachable
+        state.model = None
+        state.model_error = f"{type(exc).__name__}: {exc}"
+        log.error("no model loaded: %s", state.model_error)
+    try:
+        state.feedback_store = FeedbackStore(settings.feedback_db)
+    except Exception as exc:
+        state.feedback_error = f"{type(exc).__name__}: {exc}"
+        log.error("feedback store unavailable: %s", state.feedback_error)
+    try:
+        state.drift_reference = DriftReference.from_prepare_metrics(settings.reference_stats)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("no drift reference (%s): doodle_input_drift_score stays NaN", exc)
+
+
+def describe_validation_error(exc: RequestValidationError) -> tuple[int, str]:
+    """Turn pydantic's list of errors into one status code and one sentence from `messages`."""
+    error = exc.errors()[0]
+    kind, loc = error["type"], tuple(error["loc"])
+    if kind == "json_invalid":
+        body = exc.body if isinstance(exc.body, str) else ""
+        if NON_FINITE_LITERAL.search(body):
+            return 422, messages.NOT_FINITE.format(field="image_vector")
+        return 400, messages.INVALID_JSON
+    if loc == ("body",):
+        return 422, messages.BODY_NOT_OBJECT
+    field = str(loc[1]) if len(loc) > 1 else "body"
+    if kind == "missing" and len(loc) == 2:
+        return 422, messages.MISSING_FIELD.format(field=field)
+    if field in IMAGE_FIELDS:
+        batch = field == "image_vectors"
+        if batch and len(loc) == 2:  # the list of images itself
+            if kind == "too_short":
+                return 422, messages.BATCH_EMPTY
+            return 422, messages.NOT_A_LIST.format(field=field)
+        name = f"image_vectors[{loc[2]}]" if batch else field
+        is_item = len(loc) == (4 if batch else 3)
+        if not is_item:
+            if kind in ("too_short", "too_long"):
+                return 422, messages.WRONG_LENGTH.format(field=name)
+            return 422, messages.NOT_A_LIST.format(field=name)
+        if kind == "finite_number":
+            return 422, messages.NOT_FINITE.format(field=name)
+        if kind in ("greater_than_equal", "less_than_equal"):
+            return 422, messages.OUT_OF_RANGE.format(field=name)
+        return 422, messages.NOT_A_NUMBER.format(field=name)
+    if field in DIGIT_FIELDS:
+        return 422, messages.DIGIT_INVALID.format(field=field)
+    where = ".".join(str(part) for part in loc[1:]) or "body"
+    return 422, messages.OTHER_INVALID.format(field=where, problem=error["msg"])
+
+
+async def validation_error_handler(request: Request, exc: RequestValidationError) -> Response:
+    status, detail = describe_validation_error(exc)
+    return json_response({"detail": detail}, status)
+
+
+async def http_error_handler(request: Request, exc: StarletteHTTPException) -> Response:
+    response = json_response({"detail": str(exc.detail)}, exc.status_code)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A new app with its own settings (default: from the environment) and metric registry."""
+    settings = settings or Settings.from_env()
+    # The *_created series double the exposition size and no dashboard uses them.
+    disable_created_metrics()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        with threadpool_limits(limits=settings.blas_threads, user_api="blas"):
+            load_state(app.state.serving)
+            yield
+
+    app = FastAPI(
+        title="Doodle Digits API",
+        version="1.0.0",
+        summary="A NumPy multilayer perceptron that reads hand-drawn digits.",
+        lifespan=lifespan,
+    )
+    app.state.serving = ServingState(settings=settings, metrics=metrics)
+    app.include_router(router)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    # Innermost first: the size check runs before any parsing; CORS headers go on every answer,
+    # 413s included; the metrics see everything, CORS preflights and 413s too.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(settings.cors_origins),
+        allow_credentials=False,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Content-Type"],
+    )
+    app.add_middleware(MetricsMiddleware, metrics=metrics, router=app.router)
+    return app

@@ -1,0 +1,44 @@
+"""Every message the API sends to a client, defined once; the tests assert these exact texts.
+
+Templates with ``{}`` fields are filled with `str.format` at the point of use.
+"""
+
+from __future__ import annotations
+
+from doodle.preprocess import BLANK_CANVAS_MESSAGE
+
+N_PIXELS = 784
+
+# Request bodies
+INVALID_JSON = "the request body is not valid JSON (NaN and Infinity are not JSON either)"
+BODY_NOT_OBJECT = "the request body must be a JSON object"
+MISSING_FIELD = "missing field '{field}'"
+BODY_TOO_LARGE = "request body too large: the limit is {limit} bytes"
+
+# Image vectors
+WRONG_LENGTH = f"{{field}} must hold exactly {N_PIXELS} numbers (28x28, row-major)"
+NOT_A_LIST = "{field} must be a list of numbers"
+NOT_A_NUMBER = "{field} must hold numbers only"
+NOT_FINITE = "{field} must hold finite numbers: NaN and Infinity are not allowed"
+OUT_OF_RANGE = "{field} values must lie in [0, 1] (0 = background, 1 = ink)"
+
+# Batches
+BATCH_EMPTY = "image_vectors must hold at least one image"
+BATCH_TOO_LARGE = "image_vectors holds too many images: at most {limit} per request"
+
+# Feedback
+DIGIT_INVALID = "{field} must be an integer from 0 to 9"
+FEEDBACK_STORED = "feedback stored"
+FEEDBACK_UNAVAILABLE = "feedback store unavailable: {reason}"
+
+# Image uploads
+EMPTY_UPLOAD = "the uploaded file is empty"
+NOT_AN_IMAGE = "the upload is not a usable PNG or JPEG image: {reason}"
+BLANK_CANVAS = BLANK_CANVAS_MESSAGE  # "draw a digit first", as the dashboard says it
+
+# Model
+MODEL_NOT_LOADED = "model not loaded: {reason}"
+MODEL_NOT_LOADED_YET = "the server is still starting"
+
+# Fallback for a validation error without a dedicated message: where, then pydantic's words.
+OTHER_INVALID = "{field}: {problem}"

@@ -1,0 +1,125 @@
+"""Prometheus metric definitions of the API, one registry per app so that apps (and tests)
+never share counters.
+
+Drift signal (``doodle_input_drift_score``): for each prediction request the server computes two
+statistics of its input image(s) on the [0, 1] scale, the mean intensity and the ink fraction
+(share of pixels > 0.5), averaged over the request's images, and their z-scores against the
+training images' distribution recorded by the prepare stage (``image_mean_mean`` /
+``image_mean_std`` and ``ink_fraction_mean`` / ``ink_fraction_std`` in
+``reports/metrics/prepare.json``). The score is the larger of the two ``|z|``; the gauge holds the
+last request's score and ``doodle_drifted_requests_total`` counts requests whose score exceeded
+the threshold (default 3). Without the reference file the gauge stays NaN and nothing is counted.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+INFERENCE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25)
+CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+
+# Every metric name the app exports; the Grafana dashboard test checks its PromQL against these.
+METRIC_NAMES = (
+    "doodle_http_requests_total",
+    "doodle_http_request_duration_seconds",
+    "doodle_inference_seconds",
+    "doodle_predictions_total",
+    "doodle_prediction_confidence",
+    "doodle_input_drift_score",
+    "doodle_drifted_requests_total",
+    "doodle_feedback_total",
+    "doodle_feedback_errors_total",
+    "doodle_model_info",
+    "doodle_model_loaded",
+)
+
+
+class Metrics:
+    """The app's metrics, registered in their own `CollectorRegistry`."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.http_requests = Counter(
+            "doodle_http_requests_total",
+            "HTTP requests answered, by route template, method and status code.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "doodle_http_request_duration_seconds",
+            "Time from receiving a request to sending the end of its response, by route template.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inference_seconds = Histogram(
+            "doodle_inference_seconds",
+            "Time spent in the model's forward pass per request (single or batch).",
+            buckets=INFERENCE_BUCKETS,
+            registry=r,
+        )
+        self.predictions = Counter(
+            "doodle_predictions_total", "Predicted digits, one per image.", ["digit"], registry=r
+        )
+        self.confidence = Histogram(
+            "doodle_prediction_confidence",
+            "Probability the model gave its predicted digit, one observation per image.",
+            buckets=CONFIDENCE_BUCKETS,
+            registry=r,
+        )
+        self.drift_score = Gauge(
+            "doodle_input_drift_score",
+            "max(|z| of mean intensity, |z| of ink fraction) of the last prediction request's"
+            " images against the training images (see serving/metrics.py).",
+            registry=r,
+        )
+        self.drifted_requests = Counter(
+            "doodle_drifted_requests_total",
+            "Prediction requests whose drift score exceeded the threshold.",
+            registry=r,
+        )
+        self.feedback = Counter(
+            "doodle_feedback_total",
+            "Feedback rows stored through the API, by predicted and actual digit.",
+            ["predicted", "actual"],
+            registry=r,
+        )
+        self.feedback_errors = Counter(
+            "doodle_feedback_errors_total",
+            "Feedback rows where the prediction was wrong (predicted != actual).",
+            ["predicted", "actual"],
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "doodle_model_info",
+            "The served model: 1 with its version and SHA-256 as labels.",
+            ["version", "sha256"],
+            registry=r,
+        )
+        self.model_loaded = Gauge(
+            "doodle_model_loaded", "1 when a model is loaded and predictions are served.", registry=r
+        )
+        self.drift_score.set(float("nan"))
+        self.model_loaded.set(0)
+        # Pre-create the per-digit series so rate() and dashboards see zeros, not gaps.
+        for digit in range(10):
+            self.predictions.labels(digit=str(digit))
+
+    def observe_predictions(self, digits, confidences) -> None:
+        """Count ``(N,)`` predicted digits and observe their ``(N,)`` confidences."""
+        for digit, confidence in zip(digits.tolist(), confidences.tolist()):
+            self.predictions.labels(digit=str(digit)).inc()
+            self.confidence.observe(confidence)
+
+    def observe_feedback(self, predicted: int, actual: int) -> None:
+        labels = {"predicted": str(predicted), "actual": str(actual)}
+        self.feedback.labels(**labels).inc()
+        if predicted != actual:
+            self.feedback_errors.labels(**labels).inc()
+
+    def set_model(self, version: str, sha256: str) -> None:
+        self.model_info.clear()
+        self.model_info.labels(version=version, sha256=sha256).set(1)
+        self.model_loaded.set(1)

@@ -1,0 +1,102 @@
+"""Request and response bodies of the HTTP API (pydantic models, also the OpenAPI schema).
+
+The wire format of an image is ``image_vector``: 784 numbers, a 28x28 image in row-major order,
+0 = background and 1 = ink. Numbers are strict (no strings, no booleans) and finite.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from serving.messages import N_PIXELS
+
+Pixel = Annotated[float, Field(strict=True, ge=0.0, le=1.0, allow_inf_nan=False)]
+ImageVector = Annotated[
+    list[Pixel],
+    Field(
+        min_length=N_PIXELS,
+        max_length=N_PIXELS,
+        description="784 numbers in [0, 1]: a 28x28 image, row-major, 0 = background, 1 = ink.",
+    ),
+]
+Digit = Annotated[int, Field(strict=True, ge=0, le=9)]
+Probabilities = Annotated[
+    list[float], Field(min_length=10, max_length=10, description="P(digit) for digits 0..9.")
+]
+
+
+class PredictRequest(BaseModel):
+    image_vector: ImageVector
+
+
+class PredictResponse(BaseModel):
+    # "Result" is capitalised because existing clients read exactly that key.
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"Result": 7, "probabilities": [0.0] * 7 + [1.0, 0.0, 0.0], "confidence": 1.0,
+         "model_version": "0123456789ab"},
+    ]})
+
+    Result: Digit = Field(description="The predicted digit.")
+    probabilities: Probabilities
+    confidence: float = Field(description="The probability of the predicted digit.")
+    model_version: str = Field(description="The first 12 hex digits of the weights' SHA-256.")
+
+
+class ImagePredictResponse(PredictResponse):
+    image_vector: ImageVector = Field(
+        description="The 28x28 input the upload became, ready to send back to /feedback."
+    )
+
+
+class BatchPredictRequest(BaseModel):
+    image_vectors: list[ImageVector] = Field(
+        min_length=1, description="Images in the same format as `image_vector`."
+    )
+
+
+class BatchPrediction(BaseModel):
+    Result: Digit
+    probabilities: Probabilities
+    confidence: float
+
+
+class BatchPredictResponse(BaseModel):
+    results: list[BatchPrediction]
+    model_version: str
+
+
+class FeedbackRequest(BaseModel):
+    image_vector: ImageVector
+    predicted_digit: Digit = Field(description="What the model answered.")
+    actual_digit: Digit = Field(description="What the drawing really is.")
+
+
+class FeedbackResponse(BaseModel):
+    message: str
+    id: int = Field(description="The stored row's id in the feedback database.")
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="What was wrong, in words.")
+
+
+class HealthResponse(BaseModel):
+    status: str
+
+
+class ReadinessResponse(BaseModel):
+    ready: bool
+    model_version: str | None = None
+    reason: str | None = None
+
+
+class ModelInfo(BaseModel):
+    version: str
+    sha256: str
+    layer_sizes: list[int]
+    source: str = Field(description="Where the model was loaded from (path or MLflow URI).")
+    normalization: dict[str, float]
+    metrics: dict = Field(default_factory=dict, description="Training metrics from the metadata.")
+    metadata: dict = Field(default_factory=dict, description="The rest of mlp.json.")
