@@ -127,6 +127,7 @@ def test_unknown_optimizer_is_refused():
     assert str(error.value) == optim.UNKNOWN_OPTIMIZER.format(name="rmsprop")
 
 
+@pytest.mark.slow  # importing torch alone takes several seconds
 def test_adam_matches_torch_adamw():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(1)
