@@ -1,0 +1,96 @@
+"""scripts/results_table.py: the README's results table, rewritten from the metrics and checked."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "results_table.py"
+
+sys.path.insert(0, str(SCRIPT.parent))
+import results_table  # noqa: E402
+
+EVALUATE = {
+    "model_version": "0123456789ab",
+    "test_accuracy": 0.9812,
+    "doodle_accuracy": 0.9476,
+    "doodle_count": 3000,
+    "font_accuracy": 0.9123,
+    "font_count": 570,
+    "ece": 0.00644,
+    "macro_f1": 0.98105,
+}
+TRAIN = {"train_seconds": 83.4}
+README = f"# Title\n\nIntro.\n\n{results_table.START}\nold table\n{results_table.END}\n\n## After\n"
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True)
+
+
+@pytest.fixture
+def project(tmp_path):
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    (metrics / "train.json").write_text(json.dumps(TRAIN))
+    (metrics / "evaluate.json").write_text(json.dumps(EVALUATE))
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    return readme, metrics
+
+
+def test_rewrites_only_between_the_markers(project):
+    readme, metrics = project
+    assert run("--readme", str(readme), "--metrics-dir", str(metrics)).returncode == 0
+    text = readme.read_text()
+    assert text.startswith("# Title\n\nIntro.\n\n<!-- results:start -->\n")
+    assert text.endswith("<!-- results:end -->\n\n## After\n")
+    assert "old table" not in text
+    assert "| MNIST test accuracy | 98.12 % |" in text
+    assert "| Doodle benchmark accuracy (3,000 test digits redrawn with a round pen) | 94.76 % |" in text
+    assert "| Typed-digit accuracy (570 digits in matplotlib's fonts) | 91.23 % |" in text
+    assert "| Expected calibration error (15 bins) | 0.0064 |" in text
+    assert "| Training time | 1 min 23 s |" in text
+    # Running again changes nothing.
+    run("--readme", str(readme), "--metrics-dir", str(metrics))
+    assert readme.read_text() == text
+
+
+def test_check_fails_on_a_stale_table_and_passes_once_rewritten(project):
+    readme, metrics = project
+    stale = run("--check", "--readme", str(readme), "--metrics-dir", str(metrics))
+    assert stale.returncode == 1
+    assert "out of date" in stale.stderr
+    assert readme.read_text() == README  # --check writes nothing
+    run("--readme", str(readme), "--metrics-dir", str(metrics))
+    assert run("--check", "--readme", str(readme), "--metrics-dir", str(metrics)).returncode == 0
+    (metrics / "evaluate.json").write_text(json.dumps({**EVALUATE, "test_accuracy": 0.9700}))
+    assert run("--check", "--readme", str(readme), "--metrics-dir", str(metrics)).returncode == 1
+
+
+def test_check_ignores_a_different_training_time(project):
+    readme, metrics = project
+    run("--readme", str(readme), "--metrics-dir", str(metrics))
+    (metrics / "train.json").write_text(json.dumps({"train_seconds": 95.0}))
+    assert run("--check", "--readme", str(readme), "--metrics-dir", str(metrics)).returncode == 0
+
+
+def test_missing_markers_and_missing_metrics_are_reported(project, tmp_path):
+    readme, metrics = project
+    readme.write_text("# No markers\n")
+    result = run("--readme", str(readme), "--metrics-dir", str(metrics))
+    assert result.returncode != 0 and "no '<!-- results:start -->'" in result.stderr
+    result = run("--readme", str(readme), "--metrics-dir", str(tmp_path / "nowhere"))
+    assert result.returncode != 0 and "metrics file not found" in result.stderr
+
+
+def test_repository_readme_is_up_to_date():
+    metrics = ROOT / "reports" / "metrics"
+    missing = [name for name in ("train.json", "evaluate.json") if not (metrics / name).is_file()]
+    if missing:
+        pytest.fail(f"reports/metrics/{', '.join(missing)} missing: run `dvc repro` first", pytrace=False)
+    result = run("--check")
+    assert result.returncode == 0, result.stderr
