@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from doodle.data import binary_matrix
+from doodle.paths import ROOT
 
 PIXELS_PER_IMAGE = 784
 N_CLASSES = 10
@@ -63,6 +64,8 @@ def spark_session(master: str, driver_memory: str, app_name: str = "doodle-prepa
         # a local master they can be this very interpreter. PySpark reads the variable
         # when the context starts.
         os.environ["PYSPARK_PYTHON"] = sys.executable
+    # The project's log4j2.properties keeps the JVM's console to warnings; read at JVM launch.
+    os.environ.setdefault("SPARK_CONF_DIR", str(ROOT / "conf" / "spark"))
     return (
         SparkSession.builder.master(master)
         .appName(app_name)
