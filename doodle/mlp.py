@@ -68,7 +68,34 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 Cache = dict[str, np.ndarray]
 
 
-def forward_train(params: Params, x: np.ndarray) -> tuple[np.ndarray, Cache]:
+class Workspace:
+    """Arrays reused from one training step to the next, so the hot path allocates nothing.
+
+    Pass one to :func:`forward_train`, :func:`backward` or :func:`loss_and_grads`: their
+    results (activations, ``dlogits``, gradients) are then written into buffers kept here,
+    keyed by name and shape (a smaller last batch gets its own set). Each call overwrites what
+    the previous call with the same workspace returned, so copy anything you want to keep.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple[str, tuple[int, ...], np.dtype], np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """An uninitialised array of ``shape`` and ``dtype``, the same one on every call."""
+        key = (name, tuple(shape), np.dtype(dtype))
+        buffer = self._buffers.get(key)
+        if buffer is None:
+            buffer = self._buffers[key] = np.empty(shape, dtype=dtype)
+        return buffer
+
+
+def _buffer(workspace: Workspace | None, name: str, shape: tuple[int, ...], dtype: np.dtype):
+    return None if workspace is None else workspace.get(name, shape, dtype)
+
+
+def forward_train(
+    params: Params, x: np.ndarray, workspace: Workspace | None = None
+) -> tuple[np.ndarray, Cache]:
     """Forward pass that keeps what :func:`backward` needs.
 
     ``x``: ``(N, 784)`` in the dtype of the parameters (float32 in training, float64 in
@@ -80,15 +107,17 @@ def forward_train(params: Params, x: np.ndarray) -> tuple[np.ndarray, Cache]:
     count = n_layers(params)
     cache: Cache = {"h0": x}
     h = x
-    for i in range(1, count):
-        # z_l, then ReLU in place: z_l's buffer becomes h_l with no second temporary.
-        h = np.matmul(h, params[f"W{i}"])
-        h += params[f"b{i}"]
-        np.maximum(h, 0, out=h)
-        cache[f"h{i}"] = h
-    logits = np.matmul(h, params[f"W{count}"])
-    logits += params[f"b{count}"]
-    return logits, cache
+    for i in range(1, count + 1):
+        W, b = params[f"W{i}"], params[f"b{i}"]
+        name = "logits" if i == count else f"h{i}"
+        # z_l = h_{l-1} @ W_l + b_l, then ReLU in place: z_l's buffer becomes h_l.
+        z = np.matmul(h, W, out=_buffer(workspace, name, (x.shape[0], W.shape[1]), W.dtype))
+        z += b
+        if i == count:
+            return z, cache
+        np.maximum(z, 0, out=z)
+        cache[name] = h = z
+    raise AssertionError("unreachable")
 
 
 def softmax_cross_entropy(
@@ -99,7 +128,8 @@ def softmax_cross_entropy(
     ``logits``: ``(N, K)`` float; ``y``: ``(N,)`` integer labels in ``[0, K)``. With label
     smoothing ``eps`` the target is ``(1 - eps) * onehot(y) + eps / K``. Returns the loss as
     a Python float and ``dlogits = (softmax(logits) - target) / N``, ``(N, K)`` in the dtype of
-    ``logits``. Stable for any logits: the row maximum is subtracted before ``exp``.
+    ``logits`` (a new array; ``logits`` is left unchanged). Stable for any logits: the row
+    maximum is subtracted before ``exp``.
     """
     n, k = logits.shape
     rows = np.arange(n)
@@ -122,27 +152,32 @@ def softmax_cross_entropy(
     return loss, dlogits
 
 
-def backward(params: Params, cache: Cache, dlogits: np.ndarray) -> Params:
+def backward(
+    params: Params, cache: Cache, dlogits: np.ndarray, workspace: Workspace | None = None
+) -> Params:
     """Gradients of the loss with respect to every parameter.
 
     ``dlogits``: ``(N, 10)``, the gradient of the (already batch-averaged) loss with respect to
     the logits, as :func:`softmax_cross_entropy` returns it; ``cache`` from
     :func:`forward_train`. Returns ``{"W1": dW1, "b1": db1, ...}`` with the shapes and dtype of
     ``params``. The cache's hidden activations are overwritten (they become ``dz_l``), so a
-    cache serves one backward pass.
+    cache serves one backward pass; ``cache["h0"]``, the input batch, is left unchanged.
     """
     count = n_layers(params)
     grads: Params = {}
     dz = dlogits
+    n = dlogits.shape[0]
     for i in range(count, 0, -1):
+        W = params[f"W{i}"]
         h_prev = cache[f"h{i - 1}"]
-        grads[f"W{i}"] = np.matmul(h_prev.T, dz)
-        grads[f"b{i}"] = dz.sum(axis=0)
+        # dW_l = h_{l-1}^T dz_l, db_l = sum of dz_l over the batch.
+        grads[f"W{i}"] = np.matmul(h_prev.T, dz, out=_buffer(workspace, f"dW{i}", W.shape, W.dtype))
+        grads[f"b{i}"] = dz.sum(axis=0, out=_buffer(workspace, f"db{i}", W.shape[1:], W.dtype))
         if i == 1:
             break
-        # dh_{l-1} = dz_l @ W_l.T, then through ReLU: dz_{l-1} = dh_{l-1} * (h_{l-1} > 0).
+        # dh_{l-1} = dz_l W_l^T, then through ReLU: dz_{l-1} = dh_{l-1} * (h_{l-1} > 0).
         # h_{l-1} is not needed after this, so its buffer receives dz_{l-1}.
-        dh = np.matmul(dz, params[f"W{i}"].T)
+        dh = np.matmul(dz, W.T, out=_buffer(workspace, f"dh{i - 1}", (n, W.shape[0]), W.dtype))
         np.multiply(dh, h_prev > 0, out=h_prev)
         dz = h_prev
     return grads
@@ -164,16 +199,19 @@ def loss_and_grads(
     y: np.ndarray,
     weight_decay: float = 0.0,
     label_smoothing: float = 0.0,
+    workspace: Workspace | None = None,
 ) -> tuple[float, Params]:
     """Loss and gradients for one batch: ``x`` ``(N, 784)``, ``y`` ``(N,)`` int.
 
-    The loss is the mean cross-entropy plus the L2 term ``0.5 * weight_decay * sum ||W_l||^2``
-    (weights only), whose gradient ``weight_decay * W_l`` is added to ``dW_l``. Gradients have
-    the shapes and dtype of ``params``.
+    The loss is the mean cross-entropy (optionally label-smoothed) plus the L2 term
+    ``0.5 * weight_decay * sum ||W_l||^2`` (weights only), whose gradient
+    ``weight_decay * W_l`` is added to ``dW_l``. Gradients have the shapes and dtype of
+    ``params``. With a :class:`Workspace` no large array is allocated, and the returned
+    gradients are overwritten by the next call.
     """
-    logits, cache = forward_train(params, x)
+    logits, cache = forward_train(params, x, workspace)
     loss, dlogits = softmax_cross_entropy(logits, y, label_smoothing)
-    grads = backward(params, cache, dlogits)
+    grads = backward(params, cache, dlogits, workspace)
     if weight_decay:
         loss += weight_decay_penalty(params, weight_decay)
         for key, value in params.items():

@@ -160,3 +160,19 @@ def test_dtype_is_kept_throughout(dtype):
         assert grads[key].dtype == dtype and grads[key].shape == value.shape
     _, grads = mlp.loss_and_grads(params, x, y, weight_decay=1e-4)
     assert all(grad.dtype == dtype for grad in grads.values())
+
+
+def test_workspace_gives_the_same_numbers_and_reuses_its_buffers():
+    x, y = _separable_digits(32, seed=9)
+    params = mlp.init_params([784, 24, 16, 10], seed=9)
+    loss, grads = mlp.loss_and_grads(params, x, y, weight_decay=1e-3)
+    workspace = mlp.Workspace()
+    loss_ws, grads_ws = mlp.loss_and_grads(params, x, y, weight_decay=1e-3, workspace=workspace)
+    buffers = {key: id(value) for key, value in grads_ws.items()}
+    assert loss_ws == loss
+    for key in params:
+        np.testing.assert_array_equal(grads_ws[key], grads[key])
+    _, grads_again = mlp.loss_and_grads(params, x, y, weight_decay=1e-3, workspace=workspace)
+    assert {key: id(value) for key, value in grads_again.items()} == buffers
+    for key in params:
+        np.testing.assert_array_equal(grads_again[key], grads[key])

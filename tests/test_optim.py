@@ -176,3 +176,24 @@ def test_unknown_schedule_is_refused():
     with pytest.raises(ValueError) as error:
         optim.lr_at(0, 10, 0.1, "linear")
     assert str(error.value) == optim.UNKNOWN_SCHEDULE.format(name="linear")
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_thread_count_does_not_change_the_result(name):
+    # Larger than one block, so the update is really split between threads.
+    shape = (optim.BLOCK_SIZE // 256 + 3, 512)
+    rng = np.random.default_rng(2)
+    start = {"W1": rng.standard_normal(shape).astype(np.float32), "b1": np.zeros(512, np.float32)}
+    results = []
+    for threads in (1, 2, 3):
+        params = {key: value.copy() for key, value in start.items()}
+        optimizer = optim.make_optimizer(name, params, lr=0.01, weight_decay=0.01, threads=threads)
+        for seed in range(3):
+            grads_rng = np.random.default_rng(seed)
+            grads = {key: grads_rng.standard_normal(value.shape).astype(np.float32) for key, value in params.items()}
+            optimizer.step(params, grads)
+        results.append(params)
+    assert not np.array_equal(results[0]["W1"], start["W1"])
+    for other in results[1:]:
+        for key in start:
+            np.testing.assert_array_equal(results[0][key], other[key])
