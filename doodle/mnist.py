@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tempfile
-import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +92,7 @@ def fetch(
     local_dir: str | Path | None = None,
     mirrors: Sequence[str] = MIRRORS,
     timeout: float = TIMEOUT_SECONDS,
-    files: Sequence[str] = FILES,
+    checksums: Mapping[str, str] = SHA256,
 ) -> dict[str, Path]:
     """Put the MNIST files into `dest_dir` and return {file name: path}, every one verified.
 
@@ -101,23 +101,23 @@ def fetch(
     `dest_dir` with the right checksum is kept as it is. Each file is written under a
     temporary name in `dest_dir`, verified, then renamed, so no half file is ever left.
     Raises ChecksumError (local copy corrupt) or MissingFileError (absent / all mirrors
-    failed) naming the file with its expected and actual SHA-256.
+    failed) naming the file with its expected and actual SHA-256. `checksums` ({file name:
+    SHA-256}) defaults to the four MNIST files.
     """
     dest = Path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)
     if local_dir is None:
         local_dir = os.environ.get(MNIST_DIR_ENV) or None
     result: dict[str, Path] = {}
-    for name in files:
+    for name, expected in checksums.items():
         target = dest / name
-        expected = _expected(name)
         if target.is_file() and sha256_of(target) == expected:
             result[name] = target
             continue
         if local_dir is not None:
-            _copy_local(Path(local_dir), name, target)
+            _copy_local(Path(local_dir), name, expected, target)
         else:
-            _download(name, target, mirrors, timeout)
+            _download(name, expected, target, mirrors, timeout)
         result[name] = target
     return result
 
@@ -143,21 +143,19 @@ def _expected(name: str) -> str:
         raise MnistFileError(UNKNOWN_FILE_MESSAGE.format(name=name, files=", ".join(FILES))) from None
 
 
-def _copy_local(folder: Path, name: str, target: Path) -> None:
+def _copy_local(folder: Path, name: str, expected: str, target: Path) -> None:
     source = folder / name
     if not source.is_file():
-        raise MissingFileError(
-            MISSING_MESSAGE.format(name=name, folder=folder, env=MNIST_DIR_ENV, expected=_expected(name))
-        )
+        raise MissingFileError(MISSING_MESSAGE.format(name=name, folder=folder, env=MNIST_DIR_ENV, expected=expected))
 
     def copy(handle) -> None:
         with open(source, "rb") as src:
             shutil.copyfileobj(src, handle, _CHUNK)
 
-    _write_verified(target, name, copy, origin=str(source))
+    _write_verified(target, name, expected, copy, origin=str(source))
 
 
-def _download(name: str, target: Path, mirrors: Sequence[str], timeout: float) -> None:
+def _download(name: str, expected: str, target: Path, mirrors: Sequence[str], timeout: float) -> None:
     failures: list[str] = []
     for mirror in mirrors:
         url = mirror.rstrip("/") + "/" + name
@@ -166,20 +164,22 @@ def _download(name: str, target: Path, mirrors: Sequence[str], timeout: float) -
             request = urllib.request.Request(url, headers={"User-Agent": "doodle-digits"})
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 shutil.copyfileobj(response, handle, _CHUNK)
+                # read(n) returns short data instead of raising when the server hangs up early.
+                if getattr(response, "length", None):
+                    raise http.client.IncompleteRead(b"", response.length)
 
         try:
-            _write_verified(target, name, copy, origin=url)
+            _write_verified(target, name, expected, copy, origin=url)
             return
         except ChecksumError as error:
             failures.append(f"  {url}: {error}")
-        except (urllib.error.URLError, OSError, TimeoutError) as error:
-            failures.append(f"  {url}: {error}")
-    raise MissingFileError(
-        DOWNLOAD_FAILED_MESSAGE.format(name=name, expected=_expected(name), failures="\n".join(failures))
-    )
+        # URLError and timeouts are OSErrors; a body cut short is an HTTPException.
+        except (OSError, http.client.HTTPException) as error:
+            failures.append(f"  {url}: {type(error).__name__}: {error}")
+    raise MissingFileError(DOWNLOAD_FAILED_MESSAGE.format(name=name, expected=expected, failures="\n".join(failures)))
 
 
-def _write_verified(target: Path, name: str, write: Callable, origin: str) -> None:
+def _write_verified(target: Path, name: str, expected: str, write: Callable, origin: str) -> None:
     """Call write(binary handle) on a temporary file beside `target`, check its SHA-256,
     then rename it over `target`; the temporary file is removed on any failure."""
     handle = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{name}.", suffix=".part", delete=False)
@@ -190,7 +190,6 @@ def _write_verified(target: Path, name: str, write: Callable, origin: str) -> No
             handle.flush()
             os.fsync(handle.fileno())
         actual = sha256_of(temporary)
-        expected = _expected(name)
         if actual != expected:
             raise ChecksumError(name, expected, actual, origin=origin)
         os.chmod(temporary, 0o644)
