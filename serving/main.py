@@ -66,7 +66,9 @@ def describe_validation_error(exc: RequestValidationError) -> tuple[int, str]:
     kind, loc = error["type"], tuple(error["loc"])
     if kind == "json_invalid":
         body = exc.body if isinstance(exc.body, str) else ""
-        if NON_FINITE_LITERAL.search(body):
+        reason = str((error.get("ctx") or {}).get("error", ""))
+        # orjson stops at NaN/Infinity literals and at numbers like 1e400 that overflow a double.
+        if NON_FINITE_LITERAL.search(body) or "infinity" in reason:
             return 422, messages.NOT_FINITE.format(field="image_vector")
         return 400, messages.INVALID_JSON
     if loc == ("body",):
@@ -142,5 +144,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_methods=["GET", "POST"],
         allow_headers=["Content-Type"],
     )
-    app.add_middleware(MetricsMiddleware, metrics=metrics, router=app.router)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routers=(app.router, router))
     return app

@@ -6,10 +6,11 @@ Both are plain ASGI (not `BaseHTTPMiddleware`) because they sit on every request
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
-from starlette.routing import Match
+from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving import messages
@@ -92,10 +93,10 @@ class MetricsMiddleware:
     """Count every HTTP response and time it, labelled by route template (``/predict``, not
     ``/predict/``-or-whatever-was-typed) so label values stay few."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, router) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, routers: Sequence[Router]) -> None:
         self.app = app
         self.metrics = metrics
-        self.router = router
+        self.routers = routers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -123,11 +124,9 @@ class MetricsMiddleware:
         route = scope.get("route")
         if route is None:
             # Answered before routing (a 413 on Content-Length, a CORS preflight): match now.
-            for candidate in self.router.routes:
-                match, _ = candidate.matches(scope)
-                if match is not Match.NONE:
-                    route = candidate
-                    break
+            # (FastAPI wraps included routers, so look in each router for routes with a path.)
+            candidates = (r for router in self.routers for r in router.routes if hasattr(r, "path"))
+            route = next((r for r in candidates if r.matches(scope)[0] is not Match.NONE), None)
         path = getattr(route, "path", None)
         if not path:
             return UNMATCHED_ROUTE

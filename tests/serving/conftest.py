@@ -1,0 +1,51 @@
+"""Fixtures for the API tests: a tiny seeded model in tmp_path and a real uvicorn server in a
+subprocess on a free loopback port, talked to over HTTP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from serving_helpers import run_server, write_model
+
+from doodle import model_io
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("model")
+    write_model(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def model(model_dir) -> model_io.Model:
+    """The served model as the test loads it itself, to compute expected answers."""
+    return model_io.load_model(model_dir)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, model_dir):
+    """One server per test module (tests that count things use deltas or their own server)."""
+    with run_server(tmp_path_factory.mktemp("server"), model_dir) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with server.client() as http:
+        yield http
+
+
+@pytest.fixture(scope="session")
+def digit_images() -> np.ndarray:
+    """``(16, 784)`` float32 in [0, 1]: varied stroke images, deterministic."""
+    rng = np.random.default_rng(7)
+    images = np.zeros((16, 28, 28), dtype=np.float32)
+    for i, image in enumerate(images):
+        row = 6 + i % 10
+        image[row : row + 3, 6:22] = rng.uniform(0.6, 1.0)
+        col = 8 + (i * 3) % 12
+        image[5:23, col : col + 2] = 1.0
+    return images.reshape(16, 784)

@@ -1,0 +1,42 @@
+"""Serving a model named by an MLflow registry URI, from a real MLflow store in tmp_path."""
+
+from __future__ import annotations
+
+import pytest
+from serving_helpers import run_server, write_model
+
+MODEL_NAME = "doodle-mlp"
+
+
+@pytest.mark.slow
+def test_server_loads_a_registered_model_by_alias(tmp_path):
+    from mlflow import MlflowClient
+
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=tracking_uri)  # no global MLflow state is touched
+    experiment = client.create_experiment("serving-test", artifact_location=(tmp_path / "artifacts").as_uri())
+    run = client.create_run(experiment)
+    model = write_model(tmp_path / "model", seed=3)
+    client.log_artifacts(run.info.run_id, str(tmp_path / "model"), artifact_path="model")
+    client.set_terminated(run.info.run_id)
+    client.create_registered_model(MODEL_NAME)
+    version = client.create_model_version(
+        MODEL_NAME, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id
+    )
+    client.set_registered_model_alias(MODEL_NAME, "champion", version.version)
+
+    uri = f"models:/{MODEL_NAME}@champion"
+    with run_server(tmp_path / "run", uri, MLFLOW_TRACKING_URI=tracking_uri) as server, server.client() as http:
+        ready = http.get("/readyz")
+        assert ready.status_code == 200, server.log()
+        assert ready.json()["model_version"] == model.version
+        info = http.get("/model").json()
+        assert info["sha256"] == model.sha256
+        assert info["source"] == uri
+        assert http.post("/predict", json={"image_vector": [0.0] * 784}).status_code == 200
+
+    with run_server(tmp_path / "missing", f"models:/{MODEL_NAME}@nobody", MLFLOW_TRACKING_URI=tracking_uri) as server:
+        with server.client() as http:
+            ready = http.get("/readyz")
+            assert ready.status_code == 503
+            assert "nobody" in ready.json()["reason"]
