@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
+import pyarrow.dataset as ds
 
 SPLITS = ("train", "validation", "test")
 PIXELS_PER_IMAGE = 784
@@ -43,8 +43,9 @@ def load_split(name: str, root: Path | str = DEFAULT_ROOT) -> tuple[np.ndarray, 
     path = split_path(name, root)
     if not path.exists():
         raise PreparedDataError(MISSING_SPLIT_MESSAGE.format(name=name, path=path))
-    table = pq.read_table(path, columns=list(COLUMNS))
-    return table_to_arrays(table, source=str(path))
+    dataset = ds.dataset(path, format="parquet")  # skips Spark's _SUCCESS and .crc files
+    columns = [column for column in COLUMNS if column in dataset.schema.names]
+    return table_to_arrays(dataset.to_table(columns=columns), source=str(path))
 
 
 def table_to_arrays(table: pa.Table, source: str = "<table>") -> tuple[np.ndarray, np.ndarray]:
