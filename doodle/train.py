@@ -1,0 +1,319 @@
+"""The training loop: mini-batch AdamW/SGD on the NumPy MLP, with augmentation and early stopping.
+
+Arrays in, a `TrainResult` out; no files and no MLflow here (the notebook and `doodle.tracking`
+do that). Deterministic from ``config.seed``: the initial weights, the order of the mini-batches
+and every augmentation parameter come from separate, seeded random streams, and augmenting the
+next epoch in a background thread consumes those streams in the same order as doing it inline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from doodle import augment, mlp, optim
+
+N_PIXELS = 784
+N_CLASSES = 10
+# Augment in slices this big: the warp's gathers stay in cache, and memory stays flat.
+AUGMENT_CHUNK = 2048
+EVAL_BATCH = 4096
+
+EMPTY_TRAINING_SET = "the training set is empty"
+EPOCHS_MUST_BE_POSITIVE = "epochs must be >= 1"
+LABELS_OUT_OF_RANGE = "labels must be integers in 0..9"
+MISMATCHED_LENGTHS = "images and labels have different lengths: {images} vs {labels}"
+
+
+@dataclass
+class TrainConfig:
+    """Every hyper-parameter of a training run; the names are those of params.yaml's `train`."""
+
+    seed: int = 0  # initial weights, batch order and augmentation all derive from it
+    hidden_sizes: list[int] = field(default_factory=lambda: [512, 512])  # units per hidden layer
+    epochs: int = 15  # maximum passes over the training set
+    batch_size: int = 128  # images per gradient step
+    learning_rate: float = 1e-3  # peak learning rate, reached after the warm-up
+    optimizer: str = "adam"  # "adam" (AdamW) or "sgd" (momentum 0.9, Nesterov)
+    weight_decay: float = 0.0  # AdamW: decoupled decay; SGD: L2 in the gradient
+    lr_schedule: str = "cosine"  # "cosine", "step" or "constant"
+    warmup_epochs: float = 0.0  # linear warm-up length, in epochs
+    label_smoothing: float = 0.0  # target = (1 - eps) * onehot + eps / 10
+    patience: int = 0  # stop after this many epochs without a lower validation loss; 0 = never
+    augment: bool = False  # random distortions of every training image, every epoch
+    max_rotation: float = 10.0  # degrees, either way
+    max_shift: float = 2.0  # pixels, on each axis
+    scale_min: float = 0.9  # random scale factor range
+    scale_max: float = 1.1
+    stroke_prob: float = 0.5  # fraction of images whose stroke width changes
+    stroke_min: float = -0.5  # stroke change range in pixels (< 0 thinner, > 0 thicker)
+    stroke_max: float = 1.0
+    elastic_alpha: float = 0.0  # elastic distortion strength; 0 = off
+    elastic_sigma: float = 4.0  # elastic smoothness in pixels
+
+    def __post_init__(self) -> None:
+        self.hidden_sizes = [int(size) for size in self.hidden_sizes]
+        if self.epochs < 1:
+            raise ValueError(EPOCHS_MUST_BE_POSITIVE)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """Build from a dict (params.yaml's section, notebook parameters); unknown keys are errors."""
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training parameters: {', '.join(unknown)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def augment_options(self) -> dict[str, Any]:
+        """Keyword arguments for `doodle.augment.random_augment`."""
+        return {
+            "max_rotation": self.max_rotation,
+            "max_shift": self.max_shift,
+            "scale_range": (self.scale_min, self.scale_max),
+            "stroke_prob": self.stroke_prob,
+            "stroke_range": (self.stroke_min, self.stroke_max),
+            "elastic_alpha": self.elastic_alpha,
+            "elastic_sigma": self.elastic_sigma,
+        }
+
+
+@dataclass
+class EpochRecord:
+    """Metrics after one epoch. Training figures are running means over the epoch's (augmented)
+    mini-batches; validation figures use the weights at the end of the epoch."""
+
+    epoch: int  # 1-based
+    train_loss: float
+    train_accuracy: float
+    val_loss: float
+    val_accuracy: float
+    learning_rate: float  # at the epoch's last step
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: the best epoch's weights and how it got there."""
+
+    params: mlp.Params  # weights of `best_epoch` (lowest validation loss)
+    normalization: dict[str, float]  # {"mean", "std"} of the training pixels on the [0, 1] scale
+    history: list[EpochRecord]
+    best_epoch: int
+    stopped_early: bool
+    train_seconds: float
+    config: TrainConfig
+
+    @property
+    def best(self) -> EpochRecord:
+        return self.history[self.best_epoch - 1]
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history)
+
+    def history_columns(self) -> dict[str, list[float]]:
+        """The history as columns: ``{"epoch": [...], "train_loss": [...], ...}``."""
+        return {name: [getattr(record, name) for record in self.history] for name in EpochRecord.__dataclass_fields__}
+
+
+Callback = Callable[[EpochRecord], None]
+
+
+def as_float_images(images: np.ndarray) -> np.ndarray:
+    """``(N, 784)`` or ``(N, 28, 28)``, uint8 0..255 or float 0..1 -> ``(N, 28, 28)`` float32 in [0, 1]."""
+    array = np.asarray(images)
+    scale = np.float32(1.0 / 255.0) if array.dtype == np.uint8 else np.float32(1.0)
+    return (array.astype(np.float32) * scale).reshape(len(array), 28, 28)
+
+
+def _check_data(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = as_float_images(images)
+    y = np.asarray(labels).astype(np.int64)
+    if len(x) != len(y):
+        raise ValueError(MISMATCHED_LENGTHS.format(images=len(x), labels=len(y)))
+    if len(y) and (y.min() < 0 or y.max() >= N_CLASSES):
+        raise ValueError(LABELS_OUT_OF_RANGE)
+    return x, y
+
+
+def normalization_of(images: np.ndarray) -> dict[str, float]:
+    """Mean and standard deviation over all pixels of ``(N, 28, 28)`` float32 images in [0, 1]."""
+    flat = images.reshape(-1)
+    mean = float(flat.mean(dtype=np.float64))
+    std = float(flat.std(dtype=np.float64))
+    return {"mean": mean, "std": std if std > 0 else 1.0}
+
+
+def evaluate_loss_accuracy(
+    params: mlp.Params, x: np.ndarray, y: np.ndarray, label_smoothing: float = 0.0
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of normalised ``(N, 784)`` float32 inputs, in batches."""
+    total_loss, correct = 0.0, 0
+    for start in range(0, len(x), EVAL_BATCH):
+        logits = mlp.forward(params, x[start : start + EVAL_BATCH])
+        labels = y[start : start + EVAL_BATCH]
+        loss, _ = mlp.softmax_cross_entropy(logits, labels, label_smoothing)
+        total_loss += loss * len(labels)
+        correct += int((logits.argmax(axis=1) == labels).sum())
+    return total_loss / len(x), correct / len(x)
+
+
+class _EpochData:
+    """Shuffled (and optionally augmented) epochs, prepared one epoch ahead in a thread.
+
+    The random streams are consumed in epoch order by a single worker, so the data is the same
+    whether or not it was prepared in the background. NumPy releases the GIL in the warp's
+    gathers and arithmetic, so the next epoch is built while the matrix products run.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, config: TrainConfig, normalization: dict[str, float]):
+        self.x, self.y, self.config = x, y, config
+        self.mean = np.float32(normalization["mean"])
+        self.inv_std = np.float32(1.0 / normalization["std"])
+        shuffle_seed, augment_seed = np.random.SeedSequence(config.seed).spawn(2)
+        self.shuffle_rng = np.random.default_rng(shuffle_seed)
+        self.augment_rng = np.random.default_rng(augment_seed)
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="augment")
+        self.pending: Future | None = None
+
+    def _build(self) -> tuple[np.ndarray, np.ndarray]:
+        order = self.shuffle_rng.permutation(len(self.x))
+        out = np.empty((len(order), N_PIXELS), dtype=np.float32)
+        options = self.config.augment_options()
+        for start in range(0, len(order), AUGMENT_CHUNK):
+            chunk = self.x[order[start : start + AUGMENT_CHUNK]]
+            if self.config.augment:
+                chunk = augment.random_augment(chunk, self.augment_rng, **options)
+            block = out[start : start + len(chunk)]
+            np.subtract(chunk.reshape(len(chunk), N_PIXELS), self.mean, out=block)
+            block *= self.inv_std
+        return out, self.y[order]
+
+    def next_epoch(self, prefetch: bool) -> tuple[np.ndarray, np.ndarray]:
+        current = self.pending.result() if self.pending is not None else self._build()
+        self.pending = self.pool.submit(self._build) if prefetch else None
+        return current
+
+    def close(self) -> None:
+        if self.pending is not None:
+            self.pending.cancel()
+        self.pool.shutdown(wait=True)
+
+
+def _batches(count: int, batch_size: int) -> Iterator[slice]:
+    for start in range(0, count, batch_size):
+        yield slice(start, min(start + batch_size, count))
+
+
+def train(
+    config: TrainConfig,
+    train_data: tuple[np.ndarray, np.ndarray],
+    val_data: tuple[np.ndarray, np.ndarray],
+    callbacks: Sequence[Callback] = (),
+    *,
+    progress: bool = True,
+) -> TrainResult:
+    """Train an MLP ``[784, *hidden_sizes, 10]`` and return the weights of its best epoch.
+
+    ``train_data`` and ``val_data``: ``(images, labels)`` with images ``(N, 784)`` or
+    ``(N, 28, 28)``, uint8 0..255 or float 0..1, and labels ``(N,)`` integers 0..9. Inputs are
+    standardised with the training pixels' mean and std (returned, to store with the model).
+    Each epoch visits the training set in a fresh seeded order, augmented when
+    ``config.augment``; after it, the validation loss decides the best epoch and early stopping
+    (``config.patience``). Each callback receives every `EpochRecord` as it is made.
+    """
+    started = time.perf_counter()
+    x_train, y_train = _check_data(*train_data)
+    x_val, y_val = _check_data(*val_data)
+    if len(x_train) == 0:
+        raise ValueError(EMPTY_TRAINING_SET)
+    normalization = normalization_of(x_train)
+    val_inputs = (x_val.reshape(len(x_val), N_PIXELS) - np.float32(normalization["mean"])) / np.float32(
+        normalization["std"]
+    )
+
+    params = mlp.init_params([N_PIXELS, *config.hidden_sizes, N_CLASSES], seed=config.seed)
+    optimizer_options: dict[str, Any] = {"lr": config.learning_rate, "weight_decay": config.weight_decay}
+    if config.optimizer.lower() == "sgd":
+        optimizer_options.update(momentum=0.9, nesterov=True)
+    optimizer = optim.make_optimizer(config.optimizer, params, **optimizer_options)
+    steps_per_epoch = -(-len(x_train) // config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
+    # Fail on a bad schedule name now, not after the first epoch.
+    optim.lr_at(0, total_steps, config.learning_rate, config.lr_schedule, warmup_steps)
+
+    data = _EpochData(x_train, y_train, config, normalization)
+    history: list[EpochRecord] = []
+    best_params = {key: value.copy() for key, value in params.items()}
+    best_epoch, best_loss, since_best = 0, np.inf, 0
+    stopped_early = False
+    step = 0
+    bar = tqdm(total=config.epochs, unit="epoch", desc="training", disable=not progress)
+    try:
+        for epoch in range(1, config.epochs + 1):
+            epoch_started = time.perf_counter()
+            x_epoch, y_epoch = data.next_epoch(prefetch=epoch < config.epochs)
+            loss_sum, correct = 0.0, 0
+            lr = config.learning_rate
+            for batch in _batches(len(x_epoch), config.batch_size):
+                x_batch, y_batch = x_epoch[batch], y_epoch[batch]
+                lr = optim.lr_at(step, total_steps, config.learning_rate, config.lr_schedule, warmup_steps)
+                logits, cache = mlp.forward_train(params, x_batch)
+                correct += int((logits.argmax(axis=1) == y_batch).sum())
+                loss, dlogits = mlp.softmax_cross_entropy(logits, y_batch, config.label_smoothing)
+                loss_sum += loss * len(y_batch)
+                grads = mlp.backward(params, cache, dlogits)
+                optimizer.step(params, grads, lr=lr)
+                step += 1
+            val_loss, val_accuracy = evaluate_loss_accuracy(params, val_inputs, y_val, config.label_smoothing)
+            record = EpochRecord(
+                epoch=epoch,
+                train_loss=loss_sum / len(x_epoch),
+                train_accuracy=correct / len(x_epoch),
+                val_loss=val_loss,
+                val_accuracy=val_accuracy,
+                learning_rate=lr,
+                seconds=time.perf_counter() - epoch_started,
+            )
+            history.append(record)
+            if val_loss < best_loss:
+                best_epoch, best_loss, since_best = epoch, val_loss, 0
+                best_params = {key: value.copy() for key, value in params.items()}
+            else:
+                since_best += 1
+            bar.set_postfix(
+                loss=f"{record.train_loss:.4f}",
+                val_loss=f"{val_loss:.4f}",
+                val_acc=f"{val_accuracy:.4f}",
+                best=best_epoch,
+                refresh=False,
+            )
+            bar.update(1)
+            for callback in callbacks:
+                callback(record)
+            if config.patience and since_best >= config.patience:
+                stopped_early = epoch < config.epochs
+                break
+    finally:
+        bar.close()
+        data.close()
+    return TrainResult(
+        params=best_params,
+        normalization=normalization,
+        history=history,
+        best_epoch=best_epoch,
+        stopped_early=stopped_early,
+        train_seconds=time.perf_counter() - started,
+        config=config,
+    )
