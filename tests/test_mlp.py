@@ -176,3 +176,22 @@ def test_workspace_gives_the_same_numbers_and_reuses_its_buffers():
     assert {key: id(value) for key, value in grads_again.items()} == buffers
     for key in params:
         np.testing.assert_array_equal(grads_again[key], grads[key])
+
+
+@pytest.mark.slow  # importing torch alone takes several seconds
+def test_gradients_match_torch_autograd():
+    torch = pytest.importorskip("torch")
+    params, x, y = _tiny_problem([6, 5, 4, 3], seed=10)
+    loss, grads = mlp.loss_and_grads(params, x, y, weight_decay=0.02, label_smoothing=0.1)
+    tensors = {key: torch.tensor(value, requires_grad=True) for key, value in params.items()}
+    h = torch.tensor(x)
+    for i in range(1, 4):
+        h = h @ tensors[f"W{i}"] + tensors[f"b{i}"]
+        if i < 3:
+            h = torch.relu(h)
+    torch_loss = torch.nn.functional.cross_entropy(h, torch.tensor(y), label_smoothing=0.1)
+    torch_loss = torch_loss + 0.01 * sum((tensors[f"W{i}"] ** 2).sum() for i in range(1, 4))
+    torch_loss.backward()
+    assert loss == pytest.approx(torch_loss.item(), rel=1e-12)
+    for key in params:
+        np.testing.assert_allclose(grads[key], tensors[key].grad.numpy(), rtol=1e-10, atol=1e-14)
