@@ -30,7 +30,9 @@ from doodle.paths import ROOT
 EXPERIMENT_NAME = "doodle-digits"
 REGISTERED_MODEL_NAME = "doodle-mlp"
 CHAMPION_ALIAS = "champion"
-SELECTION_METRIC = "val_accuracy"  # validation, never test, decides the champion
+# The kept model's validation accuracy (per-epoch curves use the plain names such as
+# "val_accuracy"): validation, never test, decides the champion.
+SELECTION_METRIC = "model_val_accuracy"
 MODEL_ARTIFACT_NAME = "model"
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 # Logged as code, not as a pickled object: see that file.
@@ -150,12 +152,18 @@ def log_training(
     """Log one finished training as a run, register its model and maybe crown it champion.
 
     ``params``: hyper-parameters (lists are logged as their text); ``history``: per-epoch dicts
-    with an ``epoch`` key; ``metrics``: final figures, which must include `SELECTION_METRIC`;
+    with an ``epoch`` key; ``metrics``: final figures with names distinct from the per-epoch
+    ones, including `SELECTION_METRIC`;
     ``model_dir``: the directory holding ``mlp.npz`` and ``mlp.json``; ``artifacts``: extra
     files (figures, metrics JSON) copied into the run. Call `setup` first.
     """
+    history = list(history)
     if SELECTION_METRIC not in metrics:
         raise ValueError(f"metrics must include {SELECTION_METRIC!r} to choose the champion")
+    clashes = sorted(set(metrics) & {name for record in history for name in record})
+    if clashes:
+        # MLflow shows a metric's highest step, so a final figure named as a curve would be hidden.
+        raise ValueError(f"final metrics must not reuse per-epoch names: {', '.join(clashes)}")
     weights = Path(model_dir) / model_io.WEIGHTS_NAME
     metadata = Path(model_dir) / model_io.METADATA_NAME
     client = MlflowClient()

@@ -1,0 +1,97 @@
+"""Tests of doodle.train: learning, determinism, early stopping, configuration errors."""
+
+import numpy as np
+import pytest
+
+from doodle import mlp, train
+
+
+def _toy_data(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ten fixed random prototypes plus noise, as (N, 784) uint8 images and (N,) labels."""
+    prototypes = np.random.default_rng(1234).random((10, 784)) < 0.15
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, count)
+    noisy = prototypes[labels] ^ (rng.random((count, 784)) < 0.1)
+    return (noisy * 255).astype(np.uint8), labels
+
+
+def _config(**overrides) -> train.TrainConfig:
+    values = dict(seed=3, hidden_sizes=[32], epochs=3, batch_size=20, learning_rate=3e-3)
+    values.update(overrides)
+    return train.TrainConfig(**values)
+
+
+def test_loss_falls_on_200_samples():
+    data = _toy_data(200, seed=0)
+    result = train.train(_config(epochs=4), data, _toy_data(100, seed=1), progress=False)
+    losses = [record.train_loss for record in result.history]
+    assert losses[-1] < 0.5 * losses[0]
+    assert result.history[-1].val_accuracy > 0.8
+
+
+def test_same_seed_gives_identical_weights_with_augmentation():
+    data, val = _toy_data(200, seed=0), _toy_data(50, seed=1)
+    config = _config(augment=True, elastic_alpha=20.0, stroke_prob=0.5)
+    first = train.train(config, data, val, progress=False)
+    second = train.train(config, data, val, progress=False)
+    other = train.train(_config(augment=True, elastic_alpha=20.0, seed=4), data, val, progress=False)
+    for key in first.params:
+        np.testing.assert_array_equal(first.params[key], second.params[key])
+    assert not np.array_equal(first.params["W1"], other.params["W1"])
+    assert [r.val_loss for r in first.history] == [r.val_loss for r in second.history]
+
+
+def test_early_stopping_keeps_the_best_epochs_weights():
+    # Far too high a learning rate on a tiny set: validation loss soon rises, and training stops.
+    data, val = _toy_data(100, seed=0), _toy_data(100, seed=1)
+    seen: list[train.EpochRecord] = []
+    result = train.train(
+        _config(epochs=30, learning_rate=0.05, lr_schedule="constant", patience=2, hidden_sizes=[64]),
+        data,
+        val,
+        callbacks=[seen.append],
+        progress=False,
+    )
+    losses = [record.val_loss for record in result.history]
+    assert result.stopped_early and result.epochs_run < 30
+    assert result.best_epoch == int(np.argmin(losses)) + 1
+    assert result.epochs_run == result.best_epoch + 2
+    assert seen == result.history
+    # The returned weights are the best epoch's: they reproduce its validation loss.
+    x_val = (train.as_float_images(val[0]).reshape(-1, 784) - result.normalization["mean"]) / result.normalization["std"]
+    loss, _ = train.evaluate_loss_accuracy(result.params, x_val.astype(np.float32), val[1])
+    assert loss == pytest.approx(result.best.val_loss, rel=1e-5)
+
+
+def test_normalisation_comes_from_the_training_pixels():
+    images, labels = _toy_data(50, seed=0)
+    result = train.train(_config(epochs=1), (images, labels), _toy_data(20, seed=1), progress=False)
+    pixels = images.astype(np.float64) / 255
+    assert result.normalization["mean"] == pytest.approx(pixels.mean(), rel=1e-6)
+    assert result.normalization["std"] == pytest.approx(pixels.std(), rel=1e-6)
+    assert mlp.layer_sizes_of(result.params) == [784, 32, 10]
+    assert list(result.history_columns()) == [
+        "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds",
+    ]
+
+
+def test_float_and_square_images_give_the_same_run_as_uint8():
+    images, labels = _toy_data(60, seed=0)
+    val = _toy_data(20, seed=1)
+    as_uint8 = train.train(_config(epochs=1), (images, labels), val, progress=False)
+    as_float = train.train(_config(epochs=1), (images.reshape(-1, 28, 28) / 255.0, labels), val, progress=False)
+    np.testing.assert_allclose(as_uint8.params["W1"], as_float.params["W1"], atol=1e-6)
+
+
+def test_configuration_errors_are_explained():
+    with pytest.raises(ValueError, match="unknown training parameters: colour"):
+        train.TrainConfig.from_dict({"epochs": 2, "colour": "red"})
+    with pytest.raises(ValueError, match=train.EPOCHS_MUST_BE_POSITIVE):
+        train.TrainConfig(epochs=0)
+    images, labels = _toy_data(10, seed=0)
+    with pytest.raises(ValueError, match=train.LABELS_OUT_OF_RANGE):
+        train.train(_config(), (images, labels + 10), (images, labels), progress=False)
+    with pytest.raises(ValueError, match="different lengths"):
+        train.train(_config(), (images, labels[:5]), (images, labels), progress=False)
+    with pytest.raises(ValueError, match="unknown learning-rate schedule"):
+        train.train(_config(lr_schedule="wavy"), (images, labels), (images, labels), progress=False)
