@@ -223,6 +223,7 @@ class DoodleApp:
         self.layout = widgets.VBox(
             [header, widgets.HBox([pad_column, result_column, bars_column]), feedback_row]
         )
+        self.layout.layout.padding = "4px 8px"
         self.layout.add_class("doodle-app")
 
     # ----- the pad -------------------------------------------------------------------------
