@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from serving.messages import N_PIXELS
 
@@ -21,7 +21,16 @@ ImageVector = Annotated[
         description="784 numbers in [0, 1]: a 28x28 image, row-major, 0 = background, 1 = ink.",
     ),
 ]
-Digit = Annotated[int, Field(strict=True, ge=0, le=9)]
+
+
+def _integral_float_to_int(value: object) -> object:
+    # JSON Schema's "integer" includes 3.0; strings and booleans stay refused (strict int).
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Digit = Annotated[int, Field(strict=True, ge=0, le=9), BeforeValidator(_integral_float_to_int)]
 Probabilities = Annotated[
     list[float], Field(min_length=10, max_length=10, description="P(digit) for digits 0..9.")
 ]

@@ -70,6 +70,13 @@ def test_bad_feedback_is_refused_and_not_stored(server, client, what, change, me
     assert FeedbackStore(server.feedback_db).count() == before
 
 
+def test_integral_floats_are_integers_as_json_schema_says(server, client):
+    response = client.post("/feedback", json={**feedback_body(2), "predicted_digit": 2.0, "actual_digit": 5.0})
+    assert response.status_code == 200, response.text
+    row = next(r for r in FeedbackStore(server.feedback_db).recent(50) if r.id == response.json()["id"])
+    assert (row.predicted_digit, row.actual_digit) == (2, 5)
+
+
 @pytest.mark.slow
 def test_one_thousand_concurrent_feedback_posts(tmp_path, model_dir):
     with run_server(tmp_path, model_dir) as server, server.client(

@@ -1,0 +1,78 @@
+"""Property-based tests of the running server against its own OpenAPI schema (schemathesis):
+requests generated from the schema, valid and invalid, never get a 5xx, and every answer matches
+the schema (status code, content type, body).
+
+schemathesis' own pytest loader (`from_fixture`) fails under pytest 9, so each operation's
+strategy is driven with Hypothesis directly.
+"""
+
+from __future__ import annotations
+
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis.generation.modes import GenerationMode
+from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+OPERATIONS = [
+    ("POST", "/predict"),
+    ("POST", "/predict/batch"),
+    ("POST", "/predict/image"),
+    ("POST", "/feedback"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/model"),
+]
+MAX_EXAMPLES = 50
+# A schema cannot say "a PNG or JPEG holding a digit": schema-valid uploads of random bytes are
+# rightly refused (415/422 with a message), so only there a refusal of valid data is expected.
+SEMANTIC_BODIES = {("POST", "/predict/image")}
+
+
+@pytest.fixture(scope="module")
+def api_schema(server):
+    return schemathesis.openapi.from_url(server.url + "/openapi.json")
+
+
+def test_every_operation_is_covered(api_schema):
+    documented = {
+        (method.upper(), path) for path, item in api_schema.raw_schema["paths"].items() for method in item
+    }
+    assert documented == set(OPERATIONS)
+
+
+# Negative cases need something to break: a body. The GET routes take no input at all.
+CASES = [(method, path, mode) for method, path in OPERATIONS for mode in GenerationMode
+         if mode is GenerationMode.POSITIVE or method == "POST"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("method", "path", "mode"), CASES, ids=[f"{m} {p} {g}" for m, p, g in CASES])
+def test_operation_conforms_to_the_schema(api_schema, server, method, path, mode):
+    operation = api_schema[path][method]
+    statuses: list[int] = []
+    excluded = [positive_data_acceptance] if (method, path) in SEMANTIC_BODIES else []
+
+    with requests.Session() as session:
+
+        @given(case=operation.as_strategy(generation_mode=mode))
+        @settings(
+            max_examples=MAX_EXAMPLES,
+            deadline=None,
+            database=None,
+            # 784-number bodies are large by Hypothesis' standards, and slow to generate.
+            suppress_health_check=list(HealthCheck),
+        )
+        def check(case):
+            response = case.call_and_validate(base_url=server.url, session=session, excluded_checks=excluded)
+            statuses.append(response.status_code)
+            assert response.status_code < 500
+
+        check()
+
+    assert statuses, "no request was sent"
+    if mode is GenerationMode.NEGATIVE:
+        assert all(400 <= status < 500 for status in statuses), sorted(set(statuses))
+    # The server still serves after everything it was sent.
+    assert requests.get(server.url + "/readyz", timeout=10).status_code == 200
