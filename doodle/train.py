@@ -8,6 +8,7 @@ next epoch in a background thread consumes those streams in the same order as do
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -144,6 +145,15 @@ def _check_data(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.
     if len(y) and (y.min() < 0 or y.max() >= N_CLASSES):
         raise ValueError(LABELS_OUT_OF_RANGE)
     return x, y
+
+
+def data_checksum(images: np.ndarray, labels: np.ndarray) -> str:
+    """SHA-256 of the training arrays as given (``images`` bytes, then ``labels`` as int64), so a
+    model file names the exact data it was trained on."""
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(images).tobytes())
+    digest.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+    return digest.hexdigest()
 
 
 def normalization_of(images: np.ndarray) -> dict[str, float]:
