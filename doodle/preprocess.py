@@ -13,7 +13,7 @@ import io
 import warnings
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 from scipy import ndimage
 
 OUTPUT_SIZE = 28
@@ -142,7 +142,7 @@ def canvas_to_input(image: np.ndarray) -> np.ndarray:
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """PNG/JPEG bytes -> ``(H, W)`` uint8 grey, ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA uint8.
 
-    16-bit greyscale becomes ``(H, W)`` float32 in [0, 1]. The size is checked from the header
+    16-bit greyscale becomes ``(H, W)`` float32 in [0, 1]; an EXIF orientation is applied. The size is checked from the header
     before any pixel is decoded, so a decompression bomb costs nothing. Raises
     `ImageDecodeError` for non-images, other formats, truncated or corrupt files, and images
     with more than ``max_pixels`` pixels.
@@ -167,7 +167,8 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
             )
         try:
             img.load()
-            converted = _convert_mode(img)
+            # Phone photos store "rotate me" in EXIF instead of rotating the pixels.
+            converted = _convert_mode(ImageOps.exif_transpose(img))
             return np.asarray(converted).copy() if converted.mode != "I" else _wide_grey(converted)
         except (OSError, SyntaxError, ValueError, EOFError):
             raise ImageDecodeError(CORRUPT_IMAGE_MESSAGE) from None

@@ -257,6 +257,17 @@ def test_palette_png_with_transparency_becomes_rgba():
     assert decoded.shape == (280, 280, 4)
 
 
+def test_exif_orientation_is_applied():
+    upright = draw(SEVEN, size=(200, 280))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(np.rot90(upright))).save(buffer, format="JPEG", exif=exif, quality=95)
+    decoded = decode_image(buffer.getvalue())
+    assert decoded.shape == upright.shape
+    assert correlation(decoded.astype(float), upright.astype(float)) > 0.95
+
+
 def test_sixteen_bit_png_becomes_unit_floats():
     wide = (draw(SEVEN).astype(np.uint16) * 257).astype(np.uint16)
     buffer = io.BytesIO()
