@@ -11,6 +11,9 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import numpy as np
 import pyarrow as pa
@@ -241,7 +244,28 @@ def pixel_statistics(df: DataFrame) -> dict[str, float]:
     }
 
 
-def write_parquet(df: DataFrame, uri: str, files: int = 1) -> None:
-    """Write a split as a Parquet directory of `files` part files, rows sorted by index
-    (readers still sort: doodle.data.load_split does not rely on file order)."""
-    df.repartitionByRange(files, "index").sortWithinPartitions("index").write.mode("overwrite").parquet(uri)
+def write_parquet(df: DataFrame, uri: str) -> None:
+    """Write a split as a Parquet directory holding one file, rows sorted by index.
+
+    MNIST splits are small, and a single file written from a single sorted partition has
+    the same bytes on every run whatever the master; for file: URIs the directory is then
+    tidied (no _SUCCESS or .crc files, no random job id in the file name), so DVC sees an
+    unchanged output when the data are unchanged and later stages do not rerun.
+    """
+    df.repartition(1).sortWithinPartitions("index").write.mode("overwrite").parquet(uri)
+    if uri.startswith("file:"):
+        tidy_output_directory(Path(url2pathname(urlparse(uri).path)))
+
+
+def tidy_output_directory(folder: Path) -> list[Path]:
+    """Remove Spark's marker and checksum files from `folder` and rename its part files to
+    part-00000.parquet, part-00001.parquet, ... in their original order. Returns the files."""
+    for marker in [*folder.glob("_SUCCESS"), *folder.glob(".*.crc")]:
+        marker.unlink()
+    parts = sorted(folder.glob("part-*.parquet"))
+    renamed = []
+    for number, part in enumerate(parts):
+        target = folder / f"part-{number:05d}.parquet"
+        part.rename(target)
+        renamed.append(target)
+    return renamed
