@@ -247,6 +247,27 @@ class DashboardPage:
             mouse.up()
         return self.wait_for_seq_above(seq + len(strokes) - 1)
 
+    def draw_by_touch(self, strokes: Sequence[Stroke], steps_per_segment: int = 4) -> ShownResult:
+        """Draw ``strokes`` with a finger (Chrome DevTools touch events; the page's context must
+        be made with ``has_touch=True``), then wait as `draw` does."""
+        cdp = self.page.context.new_cdp_session(self.page)
+        x0, y0 = self.pad_origin
+        seq = self.read().seq
+
+        def touch(kind: str, points: list[tuple[float, float]]) -> None:
+            touch_points = [{"x": x0 + x, "y": y0 + y} for x, y in points]
+            cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": touch_points})
+
+        for stroke in strokes:
+            touch("touchStart", [stroke[0]])
+            for (xa, ya), (xb, yb) in zip(stroke, stroke[1:]):
+                for k in range(1, steps_per_segment + 1):
+                    t = k / steps_per_segment
+                    touch("touchMove", [(xa + (xb - xa) * t, ya + (yb - ya) * t)])
+            touch("touchEnd", [])
+        cdp.detach()
+        return self.wait_for_seq_above(seq + len(strokes) - 1)
+
     def predict(self) -> ShownResult:
         seq = self.read().seq
         self.page.locator(".doodle-predict").click()

@@ -74,6 +74,17 @@ def test_drawn_digit_is_read(dashboard, digit):
         dashboard.page.screenshot(path=str(ARTIFACTS / "dashboard.png"))
 
 
+def test_finger_strokes_draw_too(voila, browser):
+    context = browser.new_context(has_touch=True, viewport={"width": 1000, "height": 640})
+    try:
+        dashboard = DashboardPage(context.new_page(), voila.url).open()
+        shown = dashboard.draw_by_touch(HAND_DRAWN_DIGITS[7])  # live: read on the finger's lift
+        assert dashboard.pad_ink_fraction() > 0.02
+        assert (shown.state, shown.digit) == ("guess", 7)
+    finally:
+        context.close()
+
+
 def test_clear_empties_the_pad_and_the_guess(dashboard):
     dashboard.draw(HAND_DRAWN_DIGITS[7])
     assert dashboard.predict().state == "guess"
