@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import html
 import io
+import sqlite3
 from dataclasses import dataclass
-from pathlib import Path
 
 import ipywidgets as widgets
 import numpy as np
@@ -38,7 +38,7 @@ INPUT_VIEW_SCALE = 5  # the 28x28 input shown at 140x140, pixelated
 FEEDBACK_SOURCE = "dashboard"
 
 PLACEHOLDER_MESSAGE = "draw a digit on the pad"
-NO_PREDICTION_MESSAGE = "predict a digit first"
+SAVE_FAILED_MESSAGE = "could not save the correction"
 PICK_DIGIT_MESSAGE = "pick the digit you drew"
 MODEL_MISSING_MESSAGE = "No model to load: run `make pipeline` (or set DOODLE_MODEL_PATH)"
 
@@ -407,18 +407,23 @@ class DoodleApp:
             return None
         # Re-read the pad so the stored row is the drawing on screen, even if it changed since
         # the last prediction.
-        prediction = self.predict() if self.strokes else None
+        prediction = self.predict()
         if prediction is None:
-            self._feedback_message(NO_PREDICTION_MESSAGE if self.strokes else BLANK_CANVAS_MESSAGE, ok=False)
+            self._feedback_message(BLANK_CANVAS_MESSAGE, ok=False)
             return None
-        row_id = self.feedback_store.add(
-            prediction.model_input,
-            prediction.digit,
-            int(actual_digit),
-            source=FEEDBACK_SOURCE,
-            model_version=self.model.version,
-            drawing_png=prediction.drawing_png,
-        )
+        try:
+            row_id = self.feedback_store.add(
+                prediction.model_input,
+                prediction.digit,
+                int(actual_digit),
+                source=FEEDBACK_SOURCE,
+                model_version=self.model.version,
+                drawing_png=prediction.drawing_png,
+            )
+        except (sqlite3.Error, OSError) as error:
+            # A widget callback's exception would only reach the server log: say it on the page.
+            self._feedback_message(f"{SAVE_FAILED_MESSAGE}: {error}", ok=False)
+            return None
         verdict = "the model was right" if prediction.digit == actual_digit else f"the model said {prediction.digit}"
         self._feedback_message(f"Saved correction #{row_id}: you drew {actual_digit}, {verdict}. Thank you!", ok=True)
         self.actual_picker.value = None
@@ -431,9 +436,3 @@ class DoodleApp:
             f"<span class='doodle-feedback' data-state='{state}' style='color:{colour}'>{html.escape(text)}</span>"
         )
 
-
-def build_app(model_dir: str | Path | None = None) -> DoodleApp:
-    """The app for the Voilà notebook; ``model_dir`` overrides `model_path()`."""
-    if model_dir is None:
-        return DoodleApp()
-    return DoodleApp(model=load_model(model_dir))

@@ -19,7 +19,7 @@ from doodle import dashboard, mlp
 from doodle.dashboard import (
     CANVAS_SIZE,
     MODEL_MISSING_MESSAGE,
-    NO_PREDICTION_MESSAGE,
+    SAVE_FAILED_MESSAGE,
     PICK_DIGIT_MESSAGE,
     DoodleApp,
     render_strokes,
@@ -227,7 +227,17 @@ def test_correction_needs_a_digit_and_a_drawing(app, store):
     assert BLANK_CANVAS_MESSAGE in app.feedback_status.value
     assert "data-state='error'" in app.feedback_status.value
     assert store.count() == 0
-    assert NO_PREDICTION_MESSAGE != BLANK_CANVAS_MESSAGE
+
+
+def test_a_store_that_cannot_be_written_is_reported(tiny_model, tmp_path):
+    store = FeedbackStore(tmp_path / "feedback.sqlite")
+    app = DoodleApp(model=tiny_model, feedback_store=store, live=False)
+    draw(app, SEVEN)
+    (tmp_path / "feedback.sqlite").unlink()
+    (tmp_path / "feedback.sqlite").mkdir()  # a folder where the database file was
+    assert app.submit_feedback(7) is None
+    assert SAVE_FAILED_MESSAGE in app.feedback_status.value
+    assert "data-state='error'" in app.feedback_status.value
 
 
 def test_feedback_store_defaults_to_the_shared_path(tiny_model, tmp_path, monkeypatch):
