@@ -354,7 +354,8 @@ class DoodleApp:
         self.predictions_made += 1
         self.bars.value = self._bars_html(None, None)
         self.input_view.value = input_view_png(np.zeros((28, 28), np.float32))
-        self.guess.value = self._result_html("blank", f"<div class='doodle-guess-blank'>{html.escape(message)}</div>")
+        blank = f"<div class='doodle-guess-blank'>{html.escape(message)}</div>"
+        self.guess.value = self._result_html("blank", blank)
 
     def _show_idle(self) -> None:
         self.prediction = None
@@ -424,7 +425,8 @@ class DoodleApp:
             # A widget callback's exception would only reach the server log: say it on the page.
             self._feedback_message(f"{SAVE_FAILED_MESSAGE}: {error}", ok=False)
             return None
-        verdict = "the model was right" if prediction.digit == actual_digit else f"the model said {prediction.digit}"
+        said = prediction.digit
+        verdict = "the model was right" if said == actual_digit else f"the model said {said}"
         self._feedback_message(f"Saved correction #{row_id}: you drew {actual_digit}, {verdict}. Thank you!", ok=True)
         self.actual_picker.value = None
         return row_id
@@ -433,6 +435,7 @@ class DoodleApp:
         colour = "#276b2e" if ok else "#a33"
         state = "saved" if ok else "error"
         self.feedback_status.value = (
-            f"<span class='doodle-feedback' data-state='{state}' style='color:{colour}'>{html.escape(text)}</span>"
+            f"<span class='doodle-feedback' data-state='{state}' style='color:{colour}'>"
+            f"{html.escape(text)}</span>"
         )
 

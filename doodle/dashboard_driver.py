@@ -316,7 +316,8 @@ def _ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 28) -> list[tu
     """A closed loop starting at the top, drawn anticlockwise as most people draw a 0."""
     import math
 
-    return [(cx - rx * math.sin(2 * math.pi * i / n), cy - ry * math.cos(2 * math.pi * i / n)) for i in range(n + 1)]
+    angles = [2 * math.pi * i / n for i in range(n + 1)]
+    return [(cx - rx * math.sin(a), cy - ry * math.cos(a)) for a in angles]
 
 
 # Digits as a person draws them on the 280x280 pad with a mouse: pad pixels, one list per stroke.

@@ -56,7 +56,7 @@ class ImageDecodeError(ValueError):
 
 
 def to_grey(image: np.ndarray) -> np.ndarray:
-    """Any canvas array -> ``(H, W)`` float32 intensity in [0, 1], plus how to read it.
+    """Any canvas array -> ``(H, W)`` float32 intensity in [0, 1] (either polarity).
 
     ``image`` is ``(H, W)`` grey, ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA; uint8/uint16/bool
     or float (floats above 1 are read as 0..255). When an RGBA image's border is mostly
@@ -119,10 +119,10 @@ def canvas_to_input(image: np.ndarray) -> np.ndarray:
     """A drawing -> ``(28, 28)`` float32 in [0, 1], 0 background / 1 ink, as MNIST was made.
 
     ``image``: ``(H, W)``, ``(H, W, 3)`` or ``(H, W, 4)``, any size, uint8 or float, either
-    polarity (see `to_grey`, `ink_map`). The bounding box of the strokes (ink >= 0.2) is scaled (area-averaged when
-    shrinking, so thin strokes survive as grey; bilinear when growing) until its longer side is
-    20 px, its peak set back to 1, and it is pasted so its centre of mass lands on (14, 14),
-    rounded to whole pixels and clamped inside the frame. Raises `BlankCanvasError`
+    polarity (see `to_grey`, `ink_map`). The bounding box of the strokes (ink >= 0.2) is
+    scaled (area-averaged when shrinking, so thin strokes survive as grey; bilinear when
+    growing) until its longer side is 20 px, its peak set back to 1, and it is pasted so its
+    centre of mass lands on (14, 14), rounded to whole pixels and clamped inside the frame. Raises `BlankCanvasError`
     ("draw a digit first") for a blank, nearly blank or noise-only canvas.
     """
     ink = ink_map(image)
@@ -142,8 +142,9 @@ def canvas_to_input(image: np.ndarray) -> np.ndarray:
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """PNG/JPEG bytes -> ``(H, W)`` uint8 grey, ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA uint8.
 
-    16-bit greyscale becomes ``(H, W)`` float32 in [0, 1]; an EXIF orientation is applied. The size is checked from the header
-    before any pixel is decoded, so a decompression bomb costs nothing. Raises
+    16-bit greyscale becomes ``(H, W)`` float32 in [0, 1]; an EXIF orientation is applied. The
+    size is checked from the header before any pixel is decoded, so a decompression bomb costs
+    nothing. Raises
     `ImageDecodeError` for non-images, other formats, truncated or corrupt files, and images
     with more than ``max_pixels`` pixels.
     """
