@@ -91,8 +91,8 @@ def body_for(images: np.ndarray) -> str:
 def model_dir(work: Path) -> tuple[Path, str]:
     served = paths.model_path()
     try:
-        model_io.load_model(served)
-        return served, "the pipeline's model"
+        model = model_io.load_model(served)
+        return served, f"{model.version} {model.layer_sizes} from {paths.MODEL_DIR_ENV} or models/"
     except model_io.ModelFileError:
         params = mlp.init_params([784, 256, 10], seed=0)
         model_io.save_model(work / "model", params, normalization={"mean": 0.1307, "std": 0.3081})
