@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from serving_helpers import run_server, write_model
 
+from doodle import paths
 from doodle.model_io import ModelFileError
 from serving import messages
 from serving.config import DEFAULT_CORS_ORIGINS, Settings
+from serving.drift import DriftReference
 from serving.main import create_app
 from serving.model_source import find_model_dir, is_mlflow_uri
 
@@ -87,3 +90,21 @@ def test_model_source_finds_the_one_model_folder(tmp_path):
     write_model(tmp_path / "second")
     with pytest.raises(ModelFileError, match="found 2"):
         find_model_dir(tmp_path)
+
+
+def test_drift_reference_reads_the_prepare_stage_metrics():
+    path = paths.prepare_metrics_path()
+    if not path.exists():
+        pytest.skip("the prepare stage has not run")
+    reference = DriftReference.from_prepare_metrics(path)
+    assert 0 < reference.image_mean_std and 0 < reference.ink_fraction_std
+    assert reference.score(np.zeros((1, 784), dtype=np.float32)) > 2  # a blank input is unusual
+    assert reference.score(np.ones((1, 784), dtype=np.float32)) > 10
+
+
+def test_drift_reference_refuses_a_zero_spread(tmp_path):
+    stats = tmp_path / "prepare.json"
+    stats.write_text(json.dumps({"image_mean_mean": 0.1, "image_mean_std": 0.0,
+                                 "ink_fraction_mean": 0.1, "ink_fraction_std": 0.1}))
+    with pytest.raises(ValueError, match="positive"):
+        DriftReference.from_prepare_metrics(stats)
