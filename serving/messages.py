@@ -33,7 +33,7 @@ FEEDBACK_UNAVAILABLE = "feedback store unavailable: {reason}"
 
 # Image uploads
 EMPTY_UPLOAD = "the uploaded file is empty"
-NOT_AN_IMAGE = "the upload is not a usable PNG or JPEG image: {reason}"
+NOT_AN_IMAGE = "unusable upload: {reason}"  # reason: doodle.preprocess's decoding message
 BLANK_CANVAS = BLANK_CANVAS_MESSAGE  # "draw a digit first", as the dashboard says it
 
 # Model

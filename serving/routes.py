@@ -166,7 +166,9 @@ def predict_batch(body: BatchPredictRequest, request: Request) -> Response:
     },
     summary="Predict from a PNG/JPEG drawing",
 )
-def predict_image(request: Request, file: UploadFile = File(description="A PNG or JPEG drawing.")) -> Response:
+def predict_image(
+    request: Request, file: UploadFile = File(description="A PNG or JPEG drawing.")
+) -> Response:
     """Decode a drawing of any size and either polarity, make it a 28x28 input the way MNIST was
     made (`doodle.preprocess.canvas_to_input`) and classify it. The answer includes the
     ``image_vector`` the model saw, ready to send back to ``/feedback``."""

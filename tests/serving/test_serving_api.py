@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from serving_helpers import TEST_MAX_BATCH, TEST_MAX_BODY_BYTES, drawing, png_bytes
 
-from doodle.preprocess import BLANK_CANVAS_MESSAGE, canvas_to_input, decode_image
+from doodle.preprocess import BLANK_CANVAS_MESSAGE, IMAGE_TOO_LARGE_MESSAGE, canvas_to_input, decode_image
 from serving import messages
 
 PREDICT_KEYS = {"Result", "probabilities", "confidence", "model_version"}
@@ -95,6 +95,8 @@ def body_with(pixels) -> bytes:
 
 VALID = [0.0] * 784
 
+NOT_A_NUMBER = messages.NOT_A_NUMBER.format(field="image_vector")
+
 BAD_JSON_BODIES = [
     # (what, raw body, status, message)
     ("too short", body_with([0.0] * 783), 422, messages.WRONG_LENGTH.format(field="image_vector")),
@@ -108,10 +110,10 @@ BAD_JSON_BODIES = [
     ("below 0", body_with([-0.1] + [0.0] * 783), 422, messages.OUT_OF_RANGE.format(field="image_vector")),
     ("huge number", b'{"image_vector": [1e400' + b", 0" * 783 + b"]}", 422,
      messages.NOT_FINITE.format(field="image_vector")),
-    ("string pixel", body_with(["0.5"] + [0.0] * 783), 422, messages.NOT_A_NUMBER.format(field="image_vector")),
-    ("boolean pixel", body_with([True] + [0.0] * 783), 422, messages.NOT_A_NUMBER.format(field="image_vector")),
-    ("null pixel", body_with([None] + [0.0] * 783), 422, messages.NOT_A_NUMBER.format(field="image_vector")),
-    ("nested list", body_with([[0.0]] * 784), 422, messages.NOT_A_NUMBER.format(field="image_vector")),
+    ("string pixel", body_with(["0.5"] + [0.0] * 783), 422, NOT_A_NUMBER),
+    ("boolean pixel", body_with([True] + [0.0] * 783), 422, NOT_A_NUMBER),
+    ("null pixel", body_with([None] + [0.0] * 783), 422, NOT_A_NUMBER),
+    ("nested list", body_with([[0.0]] * 784), 422, NOT_A_NUMBER),
     ("vector is a string", body_with("0,0,0"), 422, messages.NOT_A_LIST.format(field="image_vector")),
     ("vector is an object", body_with({"a": 1}), 422, messages.NOT_A_LIST.format(field="image_vector")),
     ("missing field", b'{"pixels": []}', 422, messages.MISSING_FIELD.format(field="image_vector")),
@@ -123,7 +125,9 @@ BAD_JSON_BODIES = [
 ]
 
 
-@pytest.mark.parametrize(("what", "raw", "status", "message"), BAD_JSON_BODIES, ids=[b[0] for b in BAD_JSON_BODIES])
+@pytest.mark.parametrize(
+    ("what", "raw", "status", "message"), BAD_JSON_BODIES, ids=[b[0] for b in BAD_JSON_BODIES]
+)
 def test_bad_predict_bodies_get_a_message_and_the_server_keeps_serving(client, what, raw, status, message):
     response = client.post("/predict", content=raw, headers={"Content-Type": "application/json"})
     assert response.status_code == status, response.text
@@ -188,7 +192,9 @@ BAD_UPLOADS = [
 ]
 
 
-@pytest.mark.parametrize(("what", "data", "status", "message"), BAD_UPLOADS, ids=[u[0] for u in BAD_UPLOADS])
+@pytest.mark.parametrize(
+    ("what", "data", "status", "message"), BAD_UPLOADS, ids=[u[0] for u in BAD_UPLOADS]
+)
 def test_bad_uploads_get_a_message(client, what, data, status, message):
     if data is None:
         data = png_bytes(drawing())[:200]
@@ -231,3 +237,11 @@ def test_cors_allows_the_dashboard_origin_only(client):
     assert simple.headers["access-control-allow-origin"] == "http://localhost:8866"
     other = client.post("/predict", json={"image_vector": VALID}, headers={"Origin": "http://evil.example"})
     assert "access-control-allow-origin" not in other.headers
+
+
+def test_an_upload_with_too_many_pixels_is_refused_before_decoding(client):
+    huge = png_bytes(np.full((2500, 2500), 255, dtype=np.uint8))  # compresses to a few kB
+    response = client.post("/predict/image", files={"file": ("huge.png", huge)})
+    assert response.status_code == 422
+    reason = response.json()["detail"].removeprefix(messages.NOT_AN_IMAGE.format(reason=""))
+    assert reason.startswith(IMAGE_TOO_LARGE_MESSAGE)

@@ -14,7 +14,8 @@ def test_server_loads_a_registered_model_by_alias(tmp_path):
 
     tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=tracking_uri)  # no global MLflow state is touched
-    experiment = client.create_experiment("serving-test", artifact_location=(tmp_path / "artifacts").as_uri())
+    artifacts = (tmp_path / "artifacts").as_uri()
+    experiment = client.create_experiment("serving-test", artifact_location=artifacts)
     run = client.create_run(experiment)
     model = write_model(tmp_path / "model", seed=3)
     client.log_artifacts(run.info.run_id, str(tmp_path / "model"), artifact_path="model")
@@ -26,7 +27,8 @@ def test_server_loads_a_registered_model_by_alias(tmp_path):
     client.set_registered_model_alias(MODEL_NAME, "champion", version.version)
 
     uri = f"models:/{MODEL_NAME}@champion"
-    with run_server(tmp_path / "run", uri, MLFLOW_TRACKING_URI=tracking_uri) as server, server.client() as http:
+    mlflow_env = {"MLFLOW_TRACKING_URI": tracking_uri}
+    with run_server(tmp_path / "run", uri, **mlflow_env) as server, server.client() as http:
         ready = http.get("/readyz")
         assert ready.status_code == 200, server.log()
         assert ready.json()["model_version"] == model.version
@@ -35,7 +37,7 @@ def test_server_loads_a_registered_model_by_alias(tmp_path):
         assert info["source"] == uri
         assert http.post("/predict", json={"image_vector": [0.0] * 784}).status_code == 200
 
-    with run_server(tmp_path / "missing", f"models:/{MODEL_NAME}@nobody", MLFLOW_TRACKING_URI=tracking_uri) as server:
+    with run_server(tmp_path / "missing", f"models:/{MODEL_NAME}@nobody", **mlflow_env) as server:
         with server.client() as http:
             ready = http.get("/readyz")
             assert ready.status_code == 503
