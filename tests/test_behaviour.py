@@ -18,9 +18,10 @@ SUBSET_SIZE = 1000
 MIN_AGREEMENT = 0.95
 MIN_FONT_ACCURACY = 0.90
 DOODLE_COUNT = 1000
-# Measured on the first 1,000 test digits with SEED: 0.947 with a plain MLP trained without
-# augmentation (97.9 % on MNIST test). The floor leaves room for retraining noise.
-MIN_DOODLE_ACCURACY = 0.90
+# Measured on the first 1,000 test digits with SEED: 0.971 with the pipeline's model (784-512-512-10,
+# trained with augmentation, 99.13 % on MNIST test); 0.947 with a plain MLP trained without
+# augmentation (97.9 %). The floor sits between the two: it catches losing what augmentation brings.
+MIN_DOODLE_ACCURACY = 0.95
 
 MISSING_MODEL_MESSAGE = "no usable trained model at {path} ({error}): run `dvc repro` (or `make pipeline`) first"
 MISSING_DATA_MESSAGE = "prepared test split missing ({error}): run `dvc repro` (or `make pipeline`) first"
