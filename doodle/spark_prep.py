@@ -17,6 +17,7 @@ from urllib.request import url2pathname
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -247,25 +248,29 @@ def pixel_statistics(df: DataFrame) -> dict[str, float]:
 def write_parquet(df: DataFrame, uri: str) -> None:
     """Write a split as a Parquet directory holding one file, rows sorted by index.
 
-    MNIST splits are small, and a single file written from a single sorted partition has
-    the same bytes on every run whatever the master; for file: URIs the directory is then
-    tidied (no _SUCCESS or .crc files, no random job id in the file name), so DVC sees an
-    unchanged output when the data are unchanged and later stages do not rerun.
+    For file: URIs the directory is then made canonical (see canonicalize_parquet_directory),
+    so an unchanged split gives unchanged bytes, DVC sees an unchanged output, and later
+    stages stay cached. Other filesystems keep Spark's output as written.
     """
     df.repartition(1).sortWithinPartitions("index").write.mode("overwrite").parquet(uri)
     if uri.startswith("file:"):
-        tidy_output_directory(Path(url2pathname(urlparse(uri).path)))
+        canonicalize_parquet_directory(Path(url2pathname(urlparse(uri).path)))
 
 
-def tidy_output_directory(folder: Path) -> list[Path]:
-    """Remove Spark's marker and checksum files from `folder` and rename its part files to
-    part-00000.parquet, part-00001.parquet, ... in their original order. Returns the files."""
+def canonicalize_parquet_directory(folder: Path) -> list[Path]:
+    """Make Spark's output in `folder` reproducible byte for byte: drop the _SUCCESS and
+    .crc files, name the parts part-00000.parquet, ... (Spark puts a random job id in the
+    names) and rewrite each with pyarrow, because Spark's writer lists column encodings in
+    an order that changes from one JVM to the next. Returns the part files."""
     for marker in [*folder.glob("_SUCCESS"), *folder.glob(".*.crc")]:
         marker.unlink()
-    parts = sorted(folder.glob("part-*.parquet"))
-    renamed = []
-    for number, part in enumerate(parts):
+    parts = []
+    for number, part in enumerate(sorted(folder.glob("part-*.parquet"))):
+        table = pq.read_table(part)
         target = folder / f"part-{number:05d}.parquet"
-        part.rename(target)
-        renamed.append(target)
-    return renamed
+        temporary = folder / f".{target.name}.tmp"
+        pq.write_table(table, temporary, compression="snappy")
+        part.unlink()
+        os.replace(temporary, target)
+        parts.append(target)
+    return parts

@@ -156,10 +156,12 @@ def test_parquet_output_is_byte_identical_across_runs_and_partitionings(tmp_path
 SPLIT_SCRIPT = textwrap.dedent(
     """
     import json, sys
+    from pathlib import Path
     from doodle import mnist, spark_prep
     spark = spark_prep.spark_session(sys.argv[1], "1g", app_name="doodle-split-check")
     df = spark_prep.arrays_to_dataframe(spark, *mnist.load_source("train", sys.argv[2]))
-    validation = spark_prep.split_validation(df, 60, int(sys.argv[3]))[1]
+    train, validation = spark_prep.split_validation(df, 60, int(sys.argv[3]))
+    spark_prep.write_parquet(train, Path(sys.argv[4]).resolve().as_uri())
     print(json.dumps(sorted(r["index"] for r in validation.select("index").collect())))
     spark.stop()
     """
@@ -167,16 +169,12 @@ SPLIT_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_split_is_identical_under_another_master(train_df, synthetic_raw_dir):
+def test_split_and_parquet_bytes_are_identical_under_another_master(tmp_path, train_df, synthetic_raw_dir):
     """local[2] in a separate JVM against this session's local[1]."""
-    reference = indices(spark_prep.split_validation(train_df, 60, SEED)[1])
+    train, validation = spark_prep.split_validation(train_df, 60, SEED)
+    spark_prep.write_parquet(train, (tmp_path / "here").resolve().as_uri())
     environment = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
-    completed = subprocess.run(
-        [sys.executable, "-c", SPLIT_SCRIPT, "local[2]", str(synthetic_raw_dir), str(SEED)],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=300,
-        check=True,
-    )
-    assert json.loads(completed.stdout.strip().splitlines()[-1]) == reference
+    command = [sys.executable, "-c", SPLIT_SCRIPT, "local[2]", str(synthetic_raw_dir), str(SEED), str(tmp_path / "there")]
+    completed = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300, check=True)
+    assert json.loads(completed.stdout.strip().splitlines()[-1]) == indices(validation)
+    assert (tmp_path / "there" / "part-00000.parquet").read_bytes() == (tmp_path / "here" / "part-00000.parquet").read_bytes()
