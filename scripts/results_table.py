@@ -67,10 +67,7 @@ def render_table(train: dict, evaluate: dict) -> str:
         ("Macro F1 (MNIST test)", "n/a" if evaluate.get("macro_f1") is None else f"{evaluate['macro_f1']:.4f}"),
         ("Training time", _duration(_train_seconds(train))),
     ]
-    version = evaluate.get("model_version")
     lines = ["| Result | Value |", "| --- | --- |"] + [f"| {name} | {value} |" for name, value in rows]
-    if version:
-        lines.append(f"| Model version | `{version}` |")
     return "\n".join(lines)
 
 
