@@ -95,3 +95,28 @@ def test_configuration_errors_are_explained():
         train.train(_config(), (images, labels[:5]), (images, labels), progress=False)
     with pytest.raises(ValueError, match="unknown learning-rate schedule"):
         train.train(_config(lr_schedule="wavy"), (images, labels), (images, labels), progress=False)
+
+
+def test_notebook_parameters_match_params_yaml_and_the_config():
+    """The train notebook's defaults are the pipeline's values, and every one reaches TrainConfig."""
+    import ast
+    import json
+
+    import yaml
+
+    from doodle.paths import ROOT
+
+    notebook = json.loads((ROOT / "notebooks" / "03_train.ipynb").read_text())
+    (cell,) = [c for c in notebook["cells"] if "parameters" in c["metadata"].get("tags", [])]
+    defaults = {
+        node.target.id: ast.literal_eval(node.value)
+        for node in ast.parse("".join(cell["source"])).body
+        if isinstance(node, ast.AnnAssign)
+    }
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    expected = dict(params["train"], seed=params["base"]["seed"])
+    expected["hidden_sizes"] = [int(size) for size in str(expected["hidden_sizes"]).split(",")]
+    assert {key: defaults[key] for key in expected} == expected
+    assert set(expected) == set(train.TrainConfig.__dataclass_fields__)
+    long_run = yaml.safe_load((ROOT / "params-long.yaml").read_text())
+    assert set(long_run) <= set(defaults)
