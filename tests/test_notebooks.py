@@ -105,6 +105,8 @@ def nbval_command(notebook: Path, sanitize_file: Path, scratch: Path) -> list[st
         f"--rootdir={scratch}",
         "-o",
         "addopts=",
+        "-o",
+        "timeout=3600",
         "-p",
         "no:cacheprovider",
         "-q",
@@ -137,6 +139,7 @@ def report_of(completed: subprocess.CompletedProcess) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # a rerun of the training notebook takes minutes
 @pytest.mark.parametrize("executed", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
 def test_executed_notebook_reproduces(executed: Path, tmp_path: Path):
     # Without a checked cell the rerun would only show that the cells still run.
