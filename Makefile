@@ -12,6 +12,9 @@ API_PORT ?= 8000
 DASHBOARD_PORT ?= 8866
 PYTEST_ARGS ?=
 
+# Stage commands (papermill, dvc) come from the venv.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
 # Quiet, offline-friendly tools, with their state kept inside the project.
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
