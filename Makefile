@@ -76,7 +76,7 @@ test-fast: pipeline
 bench-deps: venv
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 
-bench: bench-deps pipeline
+bench: system-deps bench-deps pipeline
 	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
