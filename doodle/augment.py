@@ -100,11 +100,16 @@ def affine(
     """
     images = _check_batch(images)
     count = len(images)
-    factor = _per_image(factor, count)
-    if (factor <= 0).any():
+    if (np.asarray(factor) <= 0).any():
         raise ValueError("scale factor must be positive")
+    if all(np.ndim(value) == 0 for value in (degrees, factor, dx, dy)):
+        # One warp for the whole batch: column gathers, several times faster than per-image maps.
+        src_row, src_col = _source_coords(*(_per_image(value, 1) for value in (degrees, factor, dx, dy)))
+        indices, weights = _bilinear_taps(src_row, src_col)
+        flat = _warp_shared(images.reshape(count, SIDE * SIDE), indices[0], weights[0])
+        return flat.reshape(count, SIDE, SIDE)
     src_row, src_col = _source_coords(
-        _per_image(degrees, count), factor, _per_image(dx, count), _per_image(dy, count)
+        _per_image(degrees, count), _per_image(factor, count), _per_image(dx, count), _per_image(dy, count)
     )
     return _sample(images, src_row, src_col)
 

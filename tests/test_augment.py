@@ -132,3 +132,10 @@ def test_bad_shapes_and_factors_are_rejected():
         augment.scale(_digits(2), 0.0)
     with pytest.raises(ValueError, match="one value per image"):
         augment.shift(_digits(2), [1, 2, 3], 0)
+
+
+def test_one_warp_for_the_batch_equals_per_image_warps():
+    images = _digits(4)
+    shared = augment.affine(images, degrees=12.0, factor=0.9, dx=1.5, dy=-2.0)
+    per_image = augment.affine(images, degrees=[12.0] * 4, factor=[0.9] * 4, dx=[1.5] * 4, dy=[-2.0] * 4)
+    np.testing.assert_allclose(shared, per_image, atol=1e-5)
