@@ -30,12 +30,13 @@ export PYTHONHASHSEED := 0
 DOODLE_MNIST_DIR ?= $(abspath $(wildcard ../shared/data/mnist))
 export DOODLE_MNIST_DIR
 
-.PHONY: help venv lock system-deps pipeline run api dashboard test test-fast bench bench-deps clean
+.PHONY: help venv lock system-deps pipeline run api test test-fast plots bench bench-deps clean
 
 help:
 	@echo "make run     install (first time), run the DVC pipeline, serve the API and the dashboard"
 	@echo "make test    install (first time), run the pipeline, then every test (CI runs this)"
 	@echo "make test-fast   the tests without the slow end-to-end ones"
+	@echo "make plots  DVC plots rendered offline into dvc_plots/index.html"
 	@echo "make bench   benchmark scripts (installs the optional PyTorch CPU build)"
 
 $(STAMP): requirements.lock pyproject.toml
@@ -72,6 +73,10 @@ test: system-deps pipeline
 
 test-fast: pipeline
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+# dvc plots show rendered with local Vega (npm), readable offline: dvc_plots/index.html
+plots: venv
+	bash scripts/plots.sh
 
 bench-deps: venv
 	$(BIN)/python -m pip install --quiet torch==2.13.0
