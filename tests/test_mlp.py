@@ -195,3 +195,17 @@ def test_gradients_match_torch_autograd():
     assert loss == pytest.approx(torch_loss.item(), rel=1e-12)
     for key in params:
         np.testing.assert_allclose(grads[key], tensors[key].grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("shards", [2, 3])
+def test_sharded_batch_gives_the_same_loss_and_gradients(shards):
+    params, x, y = _tiny_problem([6, 5, 4, 3], seed=11, n=10)
+    loss, grads = mlp.loss_and_grads(params, x, y, weight_decay=0.01, label_smoothing=0.1)
+    workspace = mlp.Workspace()
+    for _ in range(2):  # the second call reuses the shard buffers
+        loss_sharded, grads_sharded = mlp.loss_and_grads(
+            params, x, y, weight_decay=0.01, label_smoothing=0.1, workspace=workspace, shards=shards
+        )
+        assert loss_sharded == pytest.approx(loss, rel=1e-13)
+        for key in params:
+            np.testing.assert_allclose(grads_sharded[key], grads[key], rtol=1e-12, atol=1e-15)
