@@ -56,6 +56,12 @@ class Model:
         return mlp.layer_sizes_of(self.params)
 
     @property
+    def temperature(self) -> float:
+        """Divides the logits before the softmax; fitted on validation data so that confidence
+        matches accuracy (1.0 when the model was saved without calibration)."""
+        return float(self.metadata.get("temperature", 1.0))
+
+    @property
     def input_mean(self) -> float:
         return float(self.metadata["normalization"]["mean"])
 
@@ -72,7 +78,8 @@ class Model:
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """``(N, 784)`` or ``(N, 28, 28)`` float in [0, 1] -> ``(N, 10)`` float32 probabilities."""
-        return mlp.softmax(mlp.forward(self.params, self.normalize(images)))
+        logits = mlp.forward(self.params, self.normalize(images))
+        return mlp.softmax(logits / np.float32(self.temperature))
 
     def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Digits ``(N,)`` int64 and probabilities ``(N, 10)`` float32."""
@@ -119,12 +126,14 @@ def save_model(
     params: mlp.Params,
     *,
     normalization: dict[str, float],
+    temperature: float = 1.0,
     metadata: dict[str, Any] | None = None,
 ) -> Model:
     """Write ``mlp.npz`` then ``mlp.json`` (each atomically) and return the model as loaded.
 
     ``path`` is the directory (or the .npz path). ``normalization`` is ``{"mean": m, "std": s}``
-    applied to [0, 1] pixels before the first layer. ``metadata`` holds anything else worth
+    applied to [0, 1] pixels before the first layer; ``temperature`` divides the logits before the
+    softmax (calibration: it changes confidences, never the predicted digit). ``metadata`` holds anything else worth
     keeping: training data checksum, metrics, hyper-parameters. The JSON gets the layer sizes,
     the weights' SHA-256 and a version derived from it.
     """
@@ -144,7 +153,9 @@ def save_model(
         "version": digest[:12],
         "layer_sizes": mlp.layer_sizes_of(arrays),
         "normalization": {"mean": float(normalization["mean"]), "std": float(normalization["std"])},
+        "temperature": float(temperature),
     }
+    _check_temperature(meta["temperature"], metadata_path)
     _atomic_write(weights_path, blob)
     _atomic_write(metadata_path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
     return Model(params=arrays, metadata=meta)
@@ -182,6 +193,7 @@ def load_model(path: str | os.PathLike) -> Model:
         and norm["std"] > 0
     ):
         raise ModelFileError(f"{metadata_path}: normalization must hold finite mean and positive std")
+    _check_temperature(meta.get("temperature", 1.0), metadata_path)
     blob = weights_path.read_bytes()
     actual = hashlib.sha256(blob).hexdigest()
     if actual != meta["sha256"]:
@@ -201,6 +213,12 @@ def load_model(path: str | os.PathLike) -> Model:
             f" {meta['layer_sizes']}"
         )
     return Model(params=arrays, metadata=meta)
+
+
+def _check_temperature(value: Any, where: Path) -> None:
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (is_number and np.isfinite(value) and value > 0):
+        raise ModelFileError(f"{where}: temperature must be a positive finite number, got {value!r}")
 
 
 def _check_arrays(arrays: dict[str, np.ndarray], where: Path) -> None:

@@ -120,3 +120,16 @@ def test_notebook_parameters_match_params_yaml_and_the_config():
     assert set(expected) == set(train.TrainConfig.__dataclass_fields__)
     long_run = yaml.safe_load((ROOT / "params-long.yaml").read_text())
     assert set(long_run) <= set(defaults)
+
+
+def test_fit_temperature_recovers_the_scale_of_overconfident_and_underconfident_logits():
+    from doodle.train import fit_temperature
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(20000, 10)) * 2.0
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    labels = (probs.cumsum(axis=1) > rng.random((len(probs), 1))).argmax(axis=1)  # drawn from probs
+    assert fit_temperature(logits * 3.0, labels) == pytest.approx(3.0, rel=0.05)
+    assert fit_temperature(logits / 2.0, labels) == pytest.approx(0.5, rel=0.05)
+    with pytest.raises(ValueError, match="need"):
+        fit_temperature(logits[:, 0], labels)
