@@ -7,9 +7,15 @@ or 784-1024-1024-10), the same starting weights and the same thread count (PyTor
 ours and PyTorch's alternate, after a warm-up, so a change in the machine's load hits both; the
 best round of each counts (on a shared machine the best round is the least disturbed one).
 
+Our step runs in two modes: BLAS using the threads (``shards=1``), and the batch split into one
+shard per thread, each with single-threaded BLAS (``mlp.loss_and_grads(shards=threads)``). On a
+quiet machine they are close; when another process holds a core, multi-threaded BLAS stalls at
+every matrix product waiting for its descheduled thread, and the sharded step degrades gently.
+
 Besides samples per second it prints our achieved GFLOP/s (2*m*n*k per matrix product computed:
-the forward pass once, the backward pass twice less the unneeded gradient of the images) and the float32 GEMM peak of this machine, measured
-here with a large ``np.matmul``, so the fraction of the peak we reach is explicit.
+the forward pass once, the backward pass twice less the unneeded gradient of the images) and the
+float32 GEMM peak of this machine, measured here with a large ``np.matmul``, so the fraction of
+the peak we reach is explicit.
 
     .venv/bin/python benchmarks/train_throughput.py                     # batch 128 and 512
     .venv/bin/python benchmarks/train_throughput.py --threads 1 --hidden 256,256 --profile
