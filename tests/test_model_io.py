@@ -157,3 +157,15 @@ def test_model_files_are_written_without_pickle(saved):
     directory, _, _ = saved
     with np.load(directory / "mlp.npz", allow_pickle=False) as archive:
         assert all(archive[name].dtype == np.float32 for name in archive.files)
+
+
+def test_model_files_follow_the_umask_not_mkstemps_private_mode(tmp_path):
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        model_io.save_model(tmp_path, mlp.init_params([784, 4, 10], seed=0), normalization=NORMALIZATION)
+    finally:
+        os.umask(previous)
+    for name in ("mlp.npz", "mlp.json"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644
