@@ -142,6 +142,14 @@ def as_float_images(images: np.ndarray) -> np.ndarray:
     return (array.astype(np.float32) * scale).reshape(len(array), 28, 28)
 
 
+def logits_of(params: mlp.Params, normalization: dict[str, float], images: np.ndarray) -> np.ndarray:
+    """Logits of raw images, normalised as in training: ``(N, 784)`` or ``(N, 28, 28)``, uint8
+    0..255 or float 0..1 -> ``(N, 10)`` float32."""
+    x = as_float_images(images).reshape(len(images), N_PIXELS)
+    x = (x - np.float32(normalization["mean"])) / np.float32(normalization["std"])
+    return mlp.forward(params, x)
+
+
 def _check_data(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x = as_float_images(images)
     y = np.asarray(labels).astype(np.int64)
