@@ -158,7 +158,8 @@ class Adam:
         p -= lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
 
     With ``weight_decay=0`` this is plain Adam. ``params``/``grads``: dicts of arrays of one
-    float dtype; the moments ``m`` and ``v`` take the same shapes and dtype. ``threads``:
+    float dtype; the moments take the same shapes and dtype and are stored scaled
+    (``self.m = m / (1 - beta1)``, ``self.v = v / (1 - beta2)``), which saves two passes. ``threads``:
     threads for the update (default: every CPU this process may use).
     """
 
@@ -187,21 +188,22 @@ class Adam:
         self.step_count += 1
         t = self.step_count
         beta1, beta2 = self.beta1, self.beta2
-        # m / (sqrt(v) / c + eps) = c * m / (sqrt(v) + c * eps) with c = sqrt(1 - beta2**t):
-        # one pass fewer. Python floats, not NumPy float64 scalars, keep float32 arrays float32.
-        root_bias2 = math.sqrt(1.0 - beta2**t)
-        step_size = lr / (1.0 - beta1**t) * root_bias2
-        eps = self.eps * root_bias2
+        # The moments are stored scaled, m' = m / (1 - beta1) and v' = v / (1 - beta2), so each
+        # takes one pass fewer (m' = beta1 m' + g); the constants fold into the last two passes:
+        # step * m / (sqrt(v) / c + eps) = step * (1 - beta1) / k * m' / (sqrt(v') + eps / k),
+        # with c = sqrt(1 - beta2**t) and k = sqrt(1 - beta2) / c.
+        # Python floats, not NumPy float64 scalars, keep float32 arrays float32.
+        k = math.sqrt(1.0 - beta2) / math.sqrt(1.0 - beta2**t)
+        step_size = lr / (1.0 - beta1**t) * (1.0 - beta1) / k
+        eps = self.eps / k
 
         def update(p, g, m, v, scratch, decay_factor):
             if decay_factor != 1.0:
                 p *= decay_factor
-            np.subtract(g, m, out=scratch)  # m += (1 - beta1) (g - m)
-            scratch *= 1.0 - beta1
-            m += scratch
+            m *= beta1
+            m += g
             v *= beta2
             np.multiply(g, g, out=scratch)
-            scratch *= 1.0 - beta2
             v += scratch
             np.sqrt(v, out=scratch)
             scratch += eps
