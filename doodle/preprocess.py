@@ -115,6 +115,14 @@ def ink_map(image: np.ndarray) -> np.ndarray:
     return np.where(near_strokes, ink, 0.0).astype(np.float32)
 
 
+def blank_inputs(images: np.ndarray) -> np.ndarray:
+    """Which model inputs are too empty to be a digit: ``(N, 784)`` or ``(N, 28, 28)`` in [0, 1]
+    (0 background, 1 ink) -> ``(N,)`` bool. The 28x28 counterpart of `canvas_to_input`'s blank
+    check: fewer than ``MIN_INK_PIXELS`` pixels at ``MIN_INK_CONTRAST`` or more."""
+    x = np.asarray(images).reshape(len(images), -1)
+    return (x >= MIN_INK_CONTRAST).sum(axis=1) < MIN_INK_PIXELS
+
+
 def canvas_to_input(image: np.ndarray) -> np.ndarray:
     """A drawing -> ``(28, 28)`` float32 in [0, 1], 0 background / 1 ink, as MNIST was made.
 

@@ -25,6 +25,7 @@ OUT_OF_RANGE = "{field} values must lie in [0, 1] (0 = background, 1 = ink)"
 # Batches
 BATCH_EMPTY = "image_vectors must hold at least one image"
 BATCH_TOO_LARGE = "image_vectors holds too many images: at most {limit} per request"
+BLANK_IN_BATCH = f"image_vectors[{{index}}] is blank: {BLANK_CANVAS_MESSAGE}"
 
 # Feedback
 DIGIT_INVALID = "{field} must be an integer from 0 to 9"
@@ -34,7 +35,8 @@ FEEDBACK_UNAVAILABLE = "feedback store unavailable: {reason}"
 # Image uploads
 EMPTY_UPLOAD = "the uploaded file is empty"
 NOT_AN_IMAGE = "unusable upload: {reason}"  # reason: doodle.preprocess's decoding message
-BLANK_CANVAS = BLANK_CANVAS_MESSAGE  # "draw a digit first", as the dashboard says it
+# A blank image (upload or vector) is reported, never guessed at, as the dashboard does.
+BLANK_CANVAS = BLANK_CANVAS_MESSAGE  # "draw a digit first"
 
 # Model
 MODEL_NOT_LOADED = "model not loaded: {reason}"

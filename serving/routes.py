@@ -26,6 +26,7 @@ from doodle.preprocess import (
     NOT_AN_IMAGE_MESSAGE,
     BlankCanvasError,
     ImageDecodeError,
+    blank_inputs,
     canvas_to_input,
     decode_image,
 )
@@ -107,8 +108,13 @@ def _loaded_model(state: ServingState) -> Model:
 
 def _predict(state: ServingState, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(N, 784)`` float32 in [0, 1] -> digits ``(N,)``, probabilities ``(N, 10)``,
-    confidences ``(N,)``; records inference time, predictions and drift."""
+    confidences ``(N,)``; records inference time, predictions and drift. A blank image is a 422,
+    never a guess."""
     model = _loaded_model(state)
+    blank = np.flatnonzero(blank_inputs(images))
+    if blank.size:
+        detail = messages.BLANK_CANVAS if len(images) == 1 else messages.BLANK_IN_BATCH.format(index=blank[0])
+        raise HTTPException(422, detail)
     metrics = state.metrics
     start = time.perf_counter()
     digits, probs = model.predict(images)

@@ -27,6 +27,10 @@ TRAINING_METRICS = {"test_accuracy": 0.5, "validation_accuracy": 0.5}
 # A small limit so the 413 tests send little; a batch of 64 images still fits easily.
 TEST_MAX_BODY_BYTES = 256 * 1024
 TEST_MAX_BATCH = 64
+# A vertical stroke, a "1": the simplest valid image that is not blank (blank ones get a 422).
+_stroke = np.zeros((28, 28), dtype=np.float32)
+_stroke[4:24, 13:15] = 1.0
+DIGIT_VECTOR: list[float] = _stroke.reshape(-1).tolist()
 # Statistics shaped like the prepare stage's reference numbers (MNIST-like values).
 REFERENCE_STATS = {
     "image_mean_mean": 0.13,

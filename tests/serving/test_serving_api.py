@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from serving_helpers import TEST_MAX_BATCH, TEST_MAX_BODY_BYTES, drawing, png_bytes
+from serving_helpers import DIGIT_VECTOR, TEST_MAX_BATCH, TEST_MAX_BODY_BYTES, drawing, png_bytes
 
 from doodle.preprocess import BLANK_CANVAS_MESSAGE, IMAGE_TOO_LARGE_MESSAGE, canvas_to_input, decode_image
 from serving import messages
@@ -93,7 +93,7 @@ def body_with(pixels) -> bytes:
     return json.dumps({"image_vector": pixels}).encode()
 
 
-VALID = [0.0] * 784
+VALID = DIGIT_VECTOR
 
 NOT_A_NUMBER = messages.NOT_A_NUMBER.format(field="image_vector")
 
@@ -245,3 +245,20 @@ def test_an_upload_with_too_many_pixels_is_refused_before_decoding(client):
     assert response.status_code == 422
     reason = response.json()["detail"].removeprefix(messages.NOT_AN_IMAGE.format(reason=""))
     assert reason.startswith(IMAGE_TOO_LARGE_MESSAGE)
+
+
+@pytest.mark.parametrize("route", ["/predict", "/predict/"])
+def test_blank_vector_is_reported_not_guessed(client, route):
+    almost_blank = [0.0] * 784
+    almost_blank[400:405] = [1.0] * 5  # five pixels of ink are not a digit
+    for pixels in ([0.0] * 784, almost_blank):
+        response = client.post(route, json={"image_vector": pixels})
+        assert response.status_code == 422
+        assert response.json() == {"detail": messages.BLANK_CANVAS}
+
+
+def test_batch_names_the_first_blank_image(client):
+    response = client.post("/predict/batch", json={"image_vectors": [DIGIT_VECTOR, DIGIT_VECTOR, [0.0] * 784]})
+    assert response.status_code == 422
+    assert response.json() == {"detail": messages.BLANK_IN_BATCH.format(index=2)}
+    assert client.post("/predict/batch", json={"image_vectors": [DIGIT_VECTOR] * 2}).status_code == 200

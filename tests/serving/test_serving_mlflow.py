@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from serving_helpers import run_server, write_model
+from serving_helpers import DIGIT_VECTOR, run_server, write_model
 
 MODEL_NAME = "doodle-mlp"
 
@@ -35,7 +35,7 @@ def test_server_loads_a_registered_model_by_alias(tmp_path):
         info = http.get("/model").json()
         assert info["sha256"] == model.sha256
         assert info["source"] == uri
-        assert http.post("/predict", json={"image_vector": [0.0] * 784}).status_code == 200
+        assert http.post("/predict", json={"image_vector": DIGIT_VECTOR}).status_code == 200
 
     with run_server(tmp_path / "missing", f"models:/{MODEL_NAME}@nobody", **mlflow_env) as server:
         with server.client() as http:

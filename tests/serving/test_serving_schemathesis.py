@@ -25,9 +25,10 @@ OPERATIONS = [
     ("GET", "/model"),
 ]
 MAX_EXAMPLES = 50
-# A schema cannot say "a PNG or JPEG holding a digit": schema-valid uploads of random bytes are
-# rightly refused (415/422 with a message), so only there a refusal of valid data is expected.
-SEMANTIC_BODIES = {("POST", "/predict/image")}
+# A schema cannot say "a PNG or JPEG holding a digit", nor "not blank": schema-valid uploads of
+# random bytes and all-background vectors are rightly refused (415/422 with a message), so there a
+# refusal of valid data is expected.
+SEMANTIC_BODIES = {("POST", "/predict/image"), ("POST", "/predict"), ("POST", "/predict/batch")}
 
 
 @pytest.fixture(scope="module")
