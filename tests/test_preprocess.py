@@ -321,3 +321,14 @@ def test_decode_rejects_decompression_bomb_before_decoding():
 def test_messages_are_defined_once():
     assert preprocess.BLANK_CANVAS_MESSAGE == "draw a digit first"
     assert str(BlankCanvasError()) == preprocess.BLANK_CANVAS_MESSAGE
+
+
+def test_blank_inputs_flags_model_inputs_with_too_little_ink():
+    from doodle.preprocess import MIN_INK_PIXELS, blank_inputs
+
+    images = np.zeros((4, 28, 28), dtype=np.float32)
+    images[1, 10, 10 : 10 + MIN_INK_PIXELS - 1] = 1.0  # one pixel short of a stroke
+    images[2, 5:25, 14] = 1.0  # a "1"
+    images[3] = 0.05  # a faint wash, below the ink contrast everywhere
+    np.testing.assert_array_equal(blank_inputs(images), [True, True, False, True])
+    np.testing.assert_array_equal(blank_inputs(images.reshape(4, 784)), [True, True, False, True])
