@@ -49,11 +49,11 @@ $(STAMP): requirements.lock pyproject.toml
 
 venv: $(STAMP)
 
-# Re-pin after a change to pyproject.toml's dependencies.
+# Re-pin after a change to pyproject.toml's dependencies (the optional PyTorch group stays out).
 lock: venv
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	{ echo "# Exact versions that 'make' installs (Python 3.11). Regenerate with 'make lock' after changing pyproject.toml."; \
-	  $(BIN)/python -m pip freeze --exclude-editable | grep -v '^doodle-digits' ; } > requirements.lock
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v -E '^(doodle-digits|torch|sympy|mpmath)==' ; } > requirements.lock
 
 # Browsers and servers the end-to-end tests drive (Debian packages; needs root).
 system-deps:

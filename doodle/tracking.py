@@ -21,7 +21,6 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.entities import Metric
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from doodle import model_io
@@ -126,11 +125,12 @@ def promote_if_better(
     The champion's figure is read from its run, so a champion logged by any earlier training
     is compared fairly. Returns whether the alias moved and a sentence saying why.
     """
-    try:
-        champion = client.get_model_version_by_alias(name, CHAMPION_ALIAS)
-    except MlflowException:
+    # Ask whether the alias exists rather than catch an error: MLflow reports a missing alias
+    # with the same code as other failures, which must not silently crown a new champion.
+    if CHAMPION_ALIAS not in client.get_registered_model(name).aliases:
         client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
         return True, CHAMPION_FIRST.format(version=version, metric=metric, new=value)
+    champion = client.get_model_version_by_alias(name, CHAMPION_ALIAS)
     old = client.get_run(champion.run_id).data.metrics.get(metric, float("-inf"))
     if value > old:
         client.set_registered_model_alias(name, CHAMPION_ALIAS, version)

@@ -32,6 +32,12 @@ EVAL_BATCH = 4096
 DEFAULT_BLAS_THREADS = 1
 
 EMPTY_TRAINING_SET = "the training set is empty"
+EMPTY_VALIDATION_SET = "the validation set is empty: early stopping and calibration need it"
+BATCH_SIZE_MUST_BE_POSITIVE = "batch_size must be >= 1"
+DIVERGED = (
+    "training diverged in epoch {epoch}: loss {train_loss}, validation loss {val_loss}"
+    " (try a lower learning_rate)"
+)
 EPOCHS_MUST_BE_POSITIVE = "epochs must be >= 1"
 LABELS_OUT_OF_RANGE = "labels must be integers in 0..9"
 MISMATCHED_LENGTHS = "images and labels have different lengths: {images} vs {labels}"
@@ -67,6 +73,8 @@ class TrainConfig:
         self.hidden_sizes = [int(size) for size in self.hidden_sizes]
         if self.epochs < 1:
             raise ValueError(EPOCHS_MUST_BE_POSITIVE)
+        if self.batch_size < 1:
+            raise ValueError(BATCH_SIZE_MUST_BE_POSITIVE)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
@@ -273,6 +281,8 @@ def _train(
     x_val, y_val = _check_data(*val_data)
     if len(x_train) == 0:
         raise ValueError(EMPTY_TRAINING_SET)
+    if len(x_val) == 0:
+        raise ValueError(EMPTY_VALIDATION_SET)
     normalization = normalization_of(x_train)
     val_inputs = (x_val.reshape(len(x_val), N_PIXELS) - np.float32(normalization["mean"])) / np.float32(
         normalization["std"]
@@ -323,6 +333,12 @@ def _train(
                 seconds=time.perf_counter() - epoch_started,
             )
             history.append(record)
+            # NaN compares false with everything: without this, a diverged run would keep its
+            # initial random weights as "best" and hand them back as a trained model.
+            if not (np.isfinite(record.train_loss) and np.isfinite(val_loss)):
+                raise FloatingPointError(
+                    DIVERGED.format(epoch=epoch, train_loss=record.train_loss, val_loss=val_loss)
+                )
             if val_loss < best_loss:
                 best_epoch, best_loss, since_best = epoch, val_loss, 0
                 best_params = {key: value.copy() for key, value in params.items()}

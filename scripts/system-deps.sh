@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the end-to-end tests need, when they are missing.
+# Installs the Debian packages the pipeline and the end-to-end tests need, when they are missing.
 set -euo pipefail
 missing=()
+command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)  # PySpark's JVM
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)

@@ -36,6 +36,15 @@ DIGIT_FIELDS = ("predicted_digit", "actual_digit")
 NON_FINITE_LITERAL = re.compile(r"(?<![\w\"])-?(NaN|Infinity)(?![\w\"])")
 
 
+ABSOLUTE_PATH = re.compile(r"(?<![\w:])/(?:[^\s/:,'\"()]+/)+")
+
+
+def public_reason(exc: BaseException) -> str:
+    """What a client may read of a start-up failure: the error's type and message with the
+    server's directories cut from any path (the full text goes to the log)."""
+    return f"{type(exc).__name__}: {ABSOLUTE_PATH.sub('', str(exc))}"
+
+
 def load_state(state: ServingState) -> None:
     """Load the model, open the feedback store and read the drift reference, recording why
     any of them failed instead of raising: a half-working server still reports its health."""
@@ -47,13 +56,13 @@ def load_state(state: ServingState) -> None:
         log.info("serving model %s from %s", state.model.version, settings.model_uri)
     except Exception as exc:  # any failure: missing file, bad checksum, MLflow unreachable
         state.model = None
-        state.model_error = f"{type(exc).__name__}: {exc}"
-        log.error("no model loaded: %s", state.model_error)
+        log.error("no model loaded: %s: %s", type(exc).__name__, exc)
+        state.model_error = public_reason(exc)
     try:
         state.feedback_store = FeedbackStore(settings.feedback_db)
     except Exception as exc:
-        state.feedback_error = f"{type(exc).__name__}: {exc}"
-        log.error("feedback store unavailable: %s", state.feedback_error)
+        log.error("feedback store unavailable: %s: %s", type(exc).__name__, exc)
+        state.feedback_error = public_reason(exc)
     try:
         state.drift_reference = DriftReference.from_prepare_metrics(settings.reference_stats)
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -81,6 +90,8 @@ def describe_validation_error(exc: RequestValidationError) -> tuple[int, str]:
         if batch and len(loc) == 2:  # the list of images itself
             if kind == "too_short":
                 return 422, messages.BATCH_EMPTY
+            if kind == "too_long":
+                return 422, messages.BATCH_TOO_LARGE.format(limit=error["ctx"]["max_length"])
             return 422, messages.NOT_A_LIST.format(field=field)
         name = f"image_vectors[{loc[2]}]" if batch else field
         is_item = len(loc) == (4 if batch else 3)

@@ -31,6 +31,7 @@ BLANK_IN_BATCH = f"image_vectors[{{index}}] is blank: {BLANK_CANVAS_MESSAGE}"
 DIGIT_INVALID = "{field} must be an integer from 0 to 9"
 FEEDBACK_STORED = "feedback stored"
 FEEDBACK_UNAVAILABLE = "feedback store unavailable: {reason}"
+FEEDBACK_NOT_STORED = "feedback not stored ({reason}): nothing was saved, send it again"
 
 # Image uploads
 EMPTY_UPLOAD = "the uploaded file is empty"

@@ -116,7 +116,7 @@ class MetricsMiddleware:
         finally:
             route = self._route_template(scope)
             self.metrics.http_requests.labels(
-                route=route, method=scope["method"], status=str(status)
+                route=route, method=_method_label(scope["method"]), status=str(status)
             ).inc()
             self.metrics.http_duration.labels(route=route).observe(time.perf_counter() - start)
 
@@ -132,3 +132,11 @@ class MetricsMiddleware:
             return UNMATCHED_ROUTE
         # /predict and /predict/ are one endpoint: one label.
         return path.rstrip("/") or "/"
+
+
+KNOWN_METHODS = frozenset({"GET", "POST", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH"})
+
+
+def _method_label(method: str) -> str:
+    # Methods come from clients: any other name shares one label so no client can grow the series.
+    return method if method in KNOWN_METHODS else "other"

@@ -8,9 +8,13 @@ spent about 0.5 ms on a 784-number body, ten times the rest of the request.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +26,7 @@ from starlette.responses import Response
 
 from doodle.feedback import FeedbackStore
 from doodle.model_io import Model
+from doodle.paths import ROOT
 from doodle.preprocess import (
     NOT_AN_IMAGE_MESSAGE,
     BlankCanvasError,
@@ -86,6 +91,8 @@ def json_response(payload: Any, status_code: int = 200) -> Response:
     return Response(orjson.dumps(payload), status_code=status_code, media_type="application/json")
 
 
+log = logging.getLogger("serving")
+_IMAGE_SLOTS = threading.BoundedSemaphore(2)
 router = APIRouter(route_class=OrjsonRoute)
 
 ERRORS = {
@@ -94,6 +101,15 @@ ERRORS = {
     422: {"model": ErrorResponse, "description": "The body does not match the schema."},
     503: {"model": ErrorResponse, "description": "No model is loaded."},
 }
+
+
+def _public_source(model_uri: str) -> str:
+    """The model's source as clients may see it: an MLflow URI as it is, a path relative to the
+    project (or just its name), never the server's directories."""
+    if model_uri.startswith("models:/"):
+        return model_uri
+    path = Path(model_uri).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
 
 
 def _state(request: Request) -> ServingState:
@@ -183,15 +199,19 @@ def predict_image(
     data = file.file.read()
     if not data:
         raise HTTPException(400, messages.EMPTY_UPLOAD)
-    try:
-        canvas = decode_image(data)
-    except ImageDecodeError as exc:
-        status = 415 if str(exc) == NOT_AN_IMAGE_MESSAGE else 422
-        raise HTTPException(status, messages.NOT_AN_IMAGE.format(reason=exc)) from None
-    try:
-        image = canvas_to_input(canvas)
-    except BlankCanvasError:
-        raise HTTPException(422, messages.BLANK_CANVAS) from None
+    # A large upload takes ~200 MB while it is decoded and reduced: a few at a time, not one per
+    # thread-pool worker.
+    with _IMAGE_SLOTS:
+        try:
+            canvas = decode_image(data)
+        except ImageDecodeError as exc:
+            status = 415 if str(exc) == NOT_AN_IMAGE_MESSAGE else 422
+            raise HTTPException(status, messages.NOT_AN_IMAGE.format(reason=exc)) from None
+        try:
+            image = canvas_to_input(canvas)
+        except BlankCanvasError:
+            raise HTTPException(422, messages.BLANK_CANVAS) from None
+        del canvas
     images = image.reshape(1, -1)
     digits, probs, confidences = _predict(state, images)
     payload = _prediction(digits[0], probs[0], confidences[0])
@@ -207,13 +227,17 @@ def feedback(body: FeedbackRequest, request: Request) -> Response:
     state = _state(request)
     if state.feedback_store is None:
         raise HTTPException(503, messages.FEEDBACK_UNAVAILABLE.format(reason=state.feedback_error))
-    row_id = state.feedback_store.add(
-        np.asarray(body.image_vector, dtype=np.float32),
-        body.predicted_digit,
-        body.actual_digit,
-        source="api",
-        model_version=state.model.version if state.model is not None else None,
-    )
+    try:
+        row_id = state.feedback_store.add(
+            np.asarray(body.image_vector, dtype=np.float32),
+            body.predicted_digit,
+            body.actual_digit,
+            source="api",
+            model_version=state.model.version if state.model is not None else None,
+        )
+    except sqlite3.Error as exc:  # locked past the timeout, disk full, file removed: nothing stored
+        log.error("feedback not stored: %s", exc)
+        raise HTTPException(503, messages.FEEDBACK_NOT_STORED.format(reason=type(exc).__name__)) from None
     state.metrics.observe_feedback(body.predicted_digit, body.actual_digit)
     return json_response({"message": messages.FEEDBACK_STORED, "id": row_id})
 
@@ -249,7 +273,7 @@ async def model_info(request: Request) -> Response:
             "version": model.version,
             "sha256": model.sha256,
             "layer_sizes": model.layer_sizes,
-            "source": state.settings.model_uri,
+            "source": _public_source(state.settings.model_uri),
             "normalization": metadata.get("normalization", {}),
             "metrics": metadata.get("metrics", {}),
             "metadata": metadata,

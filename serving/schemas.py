@@ -10,6 +10,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from serving.config import DEFAULT_MAX_BATCH
 from serving.messages import N_PIXELS
 
 Pixel = Annotated[float, Field(strict=True, ge=0.0, le=1.0, allow_inf_nan=False)]
@@ -60,8 +61,12 @@ class ImagePredictResponse(PredictResponse):
 
 
 class BatchPredictRequest(BaseModel):
+    # The schema's cap stops validation at the first image too many, so an oversized batch is
+    # refused before its numbers are all parsed; DOODLE_MAX_BATCH may set a lower limit.
     image_vectors: list[ImageVector] = Field(
-        min_length=1, description="Images in the same format as `image_vector`."
+        min_length=1,
+        max_length=DEFAULT_MAX_BATCH,
+        description="Images in the same format as `image_vector`.",
     )
 
 

@@ -133,3 +133,19 @@ def test_fit_temperature_recovers_the_scale_of_overconfident_and_underconfident_
     assert fit_temperature(logits / 2.0, labels) == pytest.approx(0.5, rel=0.05)
     with pytest.raises(ValueError, match="need"):
         fit_temperature(logits[:, 0], labels)
+
+
+def test_a_diverged_run_raises_instead_of_returning_untrained_weights():
+    data, val = _toy_data(100, seed=0), _toy_data(50, seed=1)
+    with pytest.raises(FloatingPointError, match=r"training diverged in epoch 1: .*\(try a lower learning_rate\)"):
+        with np.errstate(all="ignore"):
+            train.train(_config(learning_rate=1e30, lr_schedule="constant"), data, val, progress=False)
+
+
+def test_empty_validation_set_and_zero_batch_size_are_refused():
+    data = _toy_data(50, seed=0)
+    empty = (data[0][:0], data[1][:0])
+    with pytest.raises(ValueError, match=train.EMPTY_VALIDATION_SET):
+        train.train(_config(), data, empty, progress=False)
+    with pytest.raises(ValueError, match=train.BATCH_SIZE_MUST_BE_POSITIVE):
+        _config(batch_size=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -127,11 +128,15 @@ def test_every_acknowledged_feedback_survives_kill_9(tmp_path, model_dir):
         threads = [threading.Thread(target=post_until_stopped, args=(w,)) for w in range(8)]
         for thread in threads:
             thread.start()
-        while True:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
             with lock:
                 if len(acknowledged) >= 300:
                     break
             stop.wait(0.01)
+        else:
+            stop.set()
+            pytest.fail(f"only {len(acknowledged)} feedback posts acknowledged in 120 s")
         server.process.kill()  # SIGKILL, mid-load: no shutdown, no flush
         server.process.wait()
         stop.set()
