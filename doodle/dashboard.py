@@ -6,7 +6,7 @@ so nothing has to be read back from the browser; the browser canvas only shows t
 drawing goes through `doodle.preprocess.canvas_to_input` and `Model.predict`, the same path as
 the API's, and corrections go to the shared `FeedbackStore`.
 
-The notebook is three lines::
+The notebook is two lines::
 
     from doodle.dashboard import DoodleApp
     app = DoodleApp()

@@ -28,6 +28,11 @@ N_PIXELS = 784
 N_CLASSES = 10
 
 
+# Read once: os.umask can only be read by setting it, which is not safe once threads run.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 class ModelFileError(ValueError):
     """A model file is missing, tampered with or malformed."""
 
@@ -70,8 +75,12 @@ class Model:
         return float(self.metadata["normalization"]["std"])
 
     def normalize(self, images: np.ndarray) -> np.ndarray:
-        """``(N, 784)`` or ``(N, 28, 28)`` in [0, 1] -> ``(N, 784)`` float32, standardised."""
-        x = np.asarray(images, dtype=np.float32).reshape(len(images), -1)
+        """``(N, 784)`` or ``(N, 28, 28)``, float in [0, 1] or uint8 0..255 -> ``(N, 784)`` float32,
+        standardised as in training."""
+        array = np.asarray(images)
+        x = array.astype(np.float32).reshape(len(array), -1)
+        if array.dtype == np.uint8:  # raw MNIST bytes: bring them to the [0, 1] scale first
+            x *= np.float32(1.0 / 255.0)
         if x.shape[1] != N_PIXELS:
             raise ValueError(f"expected {N_PIXELS} pixels per image, got {x.shape[1]}")
         return (x - np.float32(self.input_mean)) / np.float32(self.input_std)
@@ -99,11 +108,9 @@ def _atomic_write(target: Path, data: bytes) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        # mkstemp creates 0600; model files are read by other users' servers, so use the umask.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as handle:
+            # mkstemp creates 0600; model files are read by other users' servers: use the umask.
+            os.fchmod(handle.fileno(), 0o666 & ~_UMASK)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

@@ -255,7 +255,7 @@ def lr_at(
     - ``"cosine"``: ``min_lr + (base_lr - min_lr) * (1 + cos(pi * s / S)) / 2``, from ``base_lr``
       at ``s = 0`` towards ``min_lr`` at the end;
     - ``"step"``: ``base_lr * step_gamma ** (s // step_every)``, ``step_every`` defaulting to
-      ``S // 3`` (three drops over the run).
+      ``S // 3`` (three phases: two drops over the run).
     """
     if schedule not in SCHEDULES:
         raise ValueError(UNKNOWN_SCHEDULE.format(name=schedule))

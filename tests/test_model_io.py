@@ -169,3 +169,10 @@ def test_model_files_follow_the_umask_not_mkstemps_private_mode(tmp_path):
         os.umask(previous)
     for name in ("mlp.npz", "mlp.json"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o644
+
+
+def test_uint8_images_are_read_on_the_0_255_scale(saved):
+    directory, _, _ = saved
+    model = model_io.load_model(directory)
+    raw = np.random.default_rng(2).integers(0, 256, (3, 784), dtype=np.uint8)
+    np.testing.assert_allclose(model.predict_proba(raw), model.predict_proba(raw / 255.0), rtol=1e-5)
