@@ -300,6 +300,7 @@ def _train(
     optim.lr_at(0, total_steps, config.learning_rate, config.lr_schedule, warmup_steps)
 
     data = _EpochData(x_train, y_train, config, normalization)
+    workspace = mlp.Workspace()  # activations and gradients reuse their buffers across steps
     history: list[EpochRecord] = []
     best_params = {key: value.copy() for key, value in params.items()}
     best_epoch, best_loss, since_best = 0, np.inf, 0
@@ -315,11 +316,11 @@ def _train(
             for batch in _batches(len(x_epoch), config.batch_size):
                 x_batch, y_batch = x_epoch[batch], y_epoch[batch]
                 lr = optim.lr_at(step, total_steps, config.learning_rate, config.lr_schedule, warmup_steps)
-                logits, cache = mlp.forward_train(params, x_batch)
+                logits, cache = mlp.forward_train(params, x_batch, workspace)
                 correct += int((logits.argmax(axis=1) == y_batch).sum())
                 loss, dlogits = mlp.softmax_cross_entropy(logits, y_batch, config.label_smoothing)
                 loss_sum += loss * len(y_batch)
-                grads = mlp.backward(params, cache, dlogits)
+                grads = mlp.backward(params, cache, dlogits, workspace)
                 optimizer.step(params, grads, lr=lr)
                 step += 1
             val_loss, val_accuracy = evaluate_loss_accuracy(params, val_inputs, y_val, config.label_smoothing)
