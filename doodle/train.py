@@ -150,12 +150,17 @@ def as_float_images(images: np.ndarray) -> np.ndarray:
     return (array.astype(np.float32) * scale).reshape(len(array), 28, 28)
 
 
+def standardize(images: np.ndarray, normalization: dict[str, float]) -> np.ndarray:
+    """Network inputs as training sees them: ``(N, 784)`` or ``(N, 28, 28)``, uint8 0..255 or
+    float 0..1 -> ``(N, 784)`` float32, ``(x - mean) / std``."""
+    x = as_float_images(images).reshape(len(images), N_PIXELS)
+    return (x - np.float32(normalization["mean"])) / np.float32(normalization["std"])
+
+
 def logits_of(params: mlp.Params, normalization: dict[str, float], images: np.ndarray) -> np.ndarray:
     """Logits of raw images, normalised as in training: ``(N, 784)`` or ``(N, 28, 28)``, uint8
     0..255 or float 0..1 -> ``(N, 10)`` float32."""
-    x = as_float_images(images).reshape(len(images), N_PIXELS)
-    x = (x - np.float32(normalization["mean"])) / np.float32(normalization["std"])
-    return mlp.forward(params, x)
+    return mlp.forward(params, standardize(images, normalization))
 
 
 def _check_data(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -284,9 +289,7 @@ def _train(
     if len(x_val) == 0:
         raise ValueError(EMPTY_VALIDATION_SET)
     normalization = normalization_of(x_train)
-    val_inputs = (x_val.reshape(len(x_val), N_PIXELS) - np.float32(normalization["mean"])) / np.float32(
-        normalization["std"]
-    )
+    val_inputs = standardize(x_val, normalization)
 
     params = mlp.init_params([N_PIXELS, *config.hidden_sizes, N_CLASSES], seed=config.seed)
     optimizer_options: dict[str, Any] = {"lr": config.learning_rate, "weight_decay": config.weight_decay}
