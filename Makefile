@@ -30,11 +30,11 @@ export PYTHONHASHSEED := 0
 DOODLE_MNIST_DIR ?= $(abspath $(wildcard ../shared/data/mnist))
 export DOODLE_MNIST_DIR
 
-.PHONY: help venv lock system-deps pipeline run api test test-fast plots bench bench-deps clean
+.PHONY: help venv lock system-deps pipeline test-pipeline run api test test-fast plots bench bench-deps clean
 
 help:
 	@echo "make run     install (first time), run the DVC pipeline, serve the API and the dashboard"
-	@echo "make test    install (first time), run the pipeline, then every test (CI runs this)"
+	@echo "make test    install (first time), run the pipeline in a scratch copy, then every test (CI runs this)"
 	@echo "make test-fast   the tests without the slow end-to-end ones"
 	@echo "make plots  DVC plots rendered offline into dvc_plots/index.html"
 	@echo "make bench   benchmark scripts (installs the optional PyTorch CPU build)"
@@ -68,10 +68,15 @@ run: pipeline
 api: venv
 	$(BIN)/uvicorn serving.main:create_app --factory --host $(API_HOST) --port $(API_PORT)
 
-test: system-deps pipeline
+# The tests get fresh pipeline outputs from a scratch copy (scripts/pipeline_scratch.py), so
+# `make test` never rewrites a tracked file; only `make run` / `make pipeline` refresh reports/.
+test-pipeline: venv
+	$(BIN)/python scripts/pipeline_scratch.py
+
+test: system-deps test-pipeline
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-fast: pipeline
+test-fast: test-pipeline
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 # dvc plots show rendered with local Vega (npm), readable offline: dvc_plots/index.html

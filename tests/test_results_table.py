@@ -94,3 +94,41 @@ def test_repository_readme_is_up_to_date():
         pytest.fail(f"reports/metrics/{', '.join(missing)} missing: run `dvc repro` first", pytrace=False)
     result = run("--check")
     assert result.returncode == 0, result.stderr
+
+
+# What one config and seed gave on two CPUs (the committed run, then a fresh clone on AMD EPYC):
+# a run on another machine must pass the check, a table from another model must not.
+OTHER_CPU = {"test_accuracy": +0.0003, "doodle_accuracy": +0.005, "ece": +0.0013, "macro_f1": +0.0003}
+
+
+def test_check_passes_a_run_on_another_cpu(project):
+    readme, metrics = project
+    run("--readme", str(readme), "--metrics-dir", str(metrics))
+    drifted = {**EVALUATE, **{key: EVALUATE[key] + change for key, change in OTHER_CPU.items()}}
+    (metrics / "evaluate.json").write_text(json.dumps(drifted))
+    check = run("--check", "--readme", str(readme), "--metrics-dir", str(metrics))
+    assert check.returncode == 0, check.stderr
+
+
+@pytest.mark.parametrize(
+    ("key", "change"),
+    [("test_accuracy", -0.004), ("doodle_accuracy", +0.02), ("ece", +0.01), ("macro_f1", -0.005)],
+)
+def test_check_fails_beyond_the_noise(project, key, change):
+    readme, metrics = project
+    run("--readme", str(readme), "--metrics-dir", str(metrics))
+    (metrics / "evaluate.json").write_text(json.dumps({**EVALUATE, key: EVALUATE[key] + change}))
+    check = run("--check", "--readme", str(readme), "--metrics-dir", str(metrics))
+    assert check.returncode == 1
+    assert "tolerance" in check.stderr
+
+
+def test_check_fails_on_a_missing_or_renamed_row(project):
+    readme, metrics = project
+    run("--readme", str(readme), "--metrics-dir", str(metrics))
+    text = readme.read_text()
+    readme.write_text(text.replace("| Macro F1 (MNIST test) |", "| Macro F1 |"))
+    check = run("--check", "--readme", str(readme), "--metrics-dir", str(metrics))
+    assert check.returncode == 1
+    assert "'Macro F1 (MNIST test)' missing" in check.stderr
+    assert "'Macro F1' not in the metrics" in check.stderr

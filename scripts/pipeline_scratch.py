@@ -1,0 +1,152 @@
+"""Give the tests fresh pipeline outputs without rewriting a single tracked file.
+
+`make test` calls this before pytest. Training on another CPU or BLAS build gives slightly
+different weights from the same seed, so running `dvc repro` in the working tree would rewrite
+the committed executed notebooks, metrics, figures and `dvc.lock`, and leave a clone dirty.
+Instead:
+
+1. If `dvc status` says the working tree's pipeline is up to date (say, after `make run`), its
+   outputs are used as they are and nothing runs.
+2. Otherwise the project's files (what git tracks or would track, minus `reports/` and
+   `dvc.lock`) are copied into a scratch copy, `.cache/pipeline-scratch/` (ignored by git), and
+   `dvc repro` runs there, with every store (MLflow, models, feedback) pointing into the copy.
+   The copy keeps its own lock and reports, so a second `make test` with no change reruns nothing.
+3. The outputs that git ignores (DVC-cached `outs` such as `data/prepared` and `models`) are
+   copied back into the working tree, where the tests read them. Tracked files stay untouched:
+   only `make run` / `dvc repro` refresh `reports/` and `dvc.lock`.
+
+    python scripts/pipeline_scratch.py [--scratch DIR] [--force]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SCRATCH = ROOT / ".cache" / "pipeline-scratch"
+# Stage outputs that the scratch copy owns: never overwritten from the working tree.
+SCRATCH_OWNED = ("reports/", "dvc.lock")
+MANIFEST = ".synced-files"
+
+
+def dvc(*args: str, cwd: Path, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    command = [str(Path(sys.executable).with_name("dvc")), *args]
+    return subprocess.run(command, cwd=cwd, env=env, check=check)
+
+
+def up_to_date(root: Path) -> bool:
+    """True when `dvc status` finds every stage of `root` current (`-q`: exit 0 iff so)."""
+    return dvc("status", "-q", cwd=root, check=False).returncode == 0
+
+
+def project_files(root: Path) -> list[str]:
+    """Paths git tracks or would track (not ignored), relative to `root`, minus the outputs
+    the scratch copy owns."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=root, check=True, capture_output=True,
+    ).stdout.decode().split("\0")
+    return sorted(
+        path for path in listed
+        if path and (root / path).is_file() and not path.startswith(SCRATCH_OWNED)
+    )
+
+
+def sync(root: Path, scratch: Path) -> int:
+    """Mirror the project's files into `scratch`; return how many changed. Files synced last
+    time but gone from the project now are removed from the copy too."""
+    files = project_files(root)
+    manifest = scratch / MANIFEST
+    previous = set(manifest.read_text().splitlines()) if manifest.is_file() else set()
+    changed = 0
+    for path in files:
+        source, target = root / path, scratch / path
+        if target.is_file() and target.read_bytes() == source.read_bytes():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+        changed += 1
+    for gone in previous - set(files):
+        (scratch / gone).unlink(missing_ok=True)
+        changed += 1
+    manifest.write_text("\n".join(files) + "\n")
+    # No git in the copy: DVC is told so in the copy's local config (ignored by git anyway).
+    (scratch / ".dvc" / "config.local").write_text("[core]\n    no_scm = True\n")
+    return changed
+
+
+def scratch_environment(scratch: Path) -> dict[str, str]:
+    """The environment of the scratch run: the copy's `doodle` first, every store inside it."""
+    environment = dict(os.environ)
+    environment.update(
+        PYTHONPATH=os.pathsep.join(filter(None, [str(scratch), os.environ.get("PYTHONPATH")])),
+        MLFLOW_TRACKING_URI=f"sqlite:///{scratch / 'mlflow.db'}",
+        DOODLE_MODEL_PATH=str(scratch / "models"),
+        DOODLE_FEEDBACK_DB=str(scratch / "data" / "feedback.sqlite"),
+        SPARK_CONF_DIR=str(scratch / "conf" / "spark"),
+    )
+    return environment
+
+
+def cached_outputs(scratch: Path) -> list[str]:
+    """The `outs` of every stage that DVC caches (git ignores them): what the tests read."""
+    stages = yaml.safe_load((scratch / "dvc.yaml").read_text())["stages"]
+    found = []
+    for stage in stages.values():
+        for out in stage.get("outs", []):
+            name, options = (out, {}) if isinstance(out, str) else next(iter(out.items()))
+            if options.get("cache", True):
+                found.append(name)
+    return found
+
+
+def copy_back(scratch: Path, root: Path, outputs: list[str]) -> None:
+    """Replace each output in `root` with the scratch copy's, through a temporary name."""
+    for name in outputs:
+        source, target = scratch / name, root / name
+        if not source.exists():
+            raise SystemExit(f"{name}: missing in the scratch run's outputs ({scratch})")
+        staging = target.with_name(f".{target.name}.incoming")
+        shutil.rmtree(staging, ignore_errors=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, staging)
+        else:
+            shutil.copy2(source, staging)
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        staging.rename(target)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scratch", type=Path, default=DEFAULT_SCRATCH, help="folder of the scratch copy")
+    parser.add_argument("--force", action="store_true", help="use the scratch copy even if the tree is current")
+    args = parser.parse_args(argv)
+
+    if not args.force and up_to_date(ROOT):
+        print("Pipeline outputs in the working tree are up to date: the tests use them.")
+        return 0
+    scratch = args.scratch.resolve()
+    scratch.mkdir(parents=True, exist_ok=True)
+    changed = sync(ROOT, scratch)
+    print(f"Running the pipeline in {scratch.relative_to(ROOT) if scratch.is_relative_to(ROOT) else scratch}"
+          f" ({changed} files updated); tracked files in the working tree stay as committed.")
+    dvc("repro", cwd=scratch, env=scratch_environment(scratch))
+    outputs = cached_outputs(scratch)
+    copy_back(scratch, ROOT, outputs)
+    print(f"Copied {', '.join(outputs)} into the working tree for the tests.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""scripts/pipeline_scratch.py: the tests' pipeline runs in a copy and rewrites no tracked file."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+import pipeline_scratch  # noqa: E402
+
+DVC_YAML = """\
+stages:
+  prepare:
+    cmd: make-data
+    outs:
+      - data/prepared
+      - reports/notebooks/01.ipynb:
+          cache: false
+    metrics:
+      - reports/metrics/prepare.json:
+          cache: false
+  train:
+    cmd: train
+    outs:
+      - models
+"""
+
+
+def git(*args: str, cwd: Path) -> None:
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    root = tmp_path / "project"
+    for name, text in {
+        ".gitignore": "/data/\n/models/\n",
+        ".dvc/config": "[core]\n    analytics = false\n",
+        "dvc.yaml": DVC_YAML,
+        "dvc.lock": "committed lock\n",
+        "params.yaml": "seed: 1\n",
+        "doodle/mlp.py": "weights = 1\n",
+        "reports/metrics/evaluate.json": '{"test_accuracy": 0.99}\n',
+        "data/prepared/train.parquet": "ignored by git\n",
+    }.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    git("init", "-q", cwd=root)
+    git("add", ".", cwd=root)
+    return root
+
+
+def test_sync_copies_the_project_but_not_what_the_copy_owns(project, tmp_path):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (project / "notes.md").write_text("untracked but not ignored: part of the working tree\n")
+    assert pipeline_scratch.sync(project, scratch) == 6
+    copied = sorted(str(path.relative_to(scratch)) for path in scratch.rglob("*") if path.is_file())
+    assert copied == [
+        ".dvc/config", ".dvc/config.local", ".gitignore", pipeline_scratch.MANIFEST,
+        "doodle/mlp.py", "dvc.yaml", "notes.md", "params.yaml",
+    ]
+    assert "no_scm = True" in (scratch / ".dvc" / "config.local").read_text()
+
+
+def test_sync_keeps_the_copys_outputs_and_follows_changes(project, tmp_path):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    pipeline_scratch.sync(project, scratch)
+    # The copy's own run wrote its lock, reports and cached outputs.
+    for name in ("dvc.lock", "reports/metrics/evaluate.json", "models/mlp.npz"):
+        (scratch / name).parent.mkdir(parents=True, exist_ok=True)
+        (scratch / name).write_text("from the scratch run\n")
+    assert pipeline_scratch.sync(project, scratch) == 0  # nothing changed: nothing to rerun
+    (project / "doodle" / "mlp.py").write_text("weights = 2\n")
+    (project / "params.yaml").unlink()
+    assert pipeline_scratch.sync(project, scratch) == 2
+    assert (scratch / "doodle" / "mlp.py").read_text() == "weights = 2\n"
+    assert not (scratch / "params.yaml").exists()
+    for name in ("dvc.lock", "reports/metrics/evaluate.json", "models/mlp.npz"):
+        assert (scratch / name).read_text() == "from the scratch run\n"
+
+
+def test_only_cached_outputs_are_copied_back(project, tmp_path):
+    assert pipeline_scratch.cached_outputs(project) == ["data/prepared", "models"]
+    scratch = tmp_path / "scratch"
+    for name in ("data/prepared/train.parquet", "models/mlp.npz"):
+        (scratch / name).parent.mkdir(parents=True, exist_ok=True)
+        (scratch / name).write_text("fresh\n")
+    pipeline_scratch.copy_back(scratch, project, ["data/prepared", "models"])
+    assert (project / "data" / "prepared" / "train.parquet").read_text() == "fresh\n"
+    assert (project / "models" / "mlp.npz").read_text() == "fresh\n"
+    assert (project / "dvc.lock").read_text() == "committed lock\n"
+    assert not list(project.rglob("*.incoming"))
+
+
+def test_a_missing_output_is_an_error_not_a_silent_skip(project, tmp_path):
+    with pytest.raises(SystemExit, match="models: missing"):
+        pipeline_scratch.copy_back(tmp_path, project, ["models"])
