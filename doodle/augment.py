@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-SIDE = 28
+from doodle.constants import IMAGE_SIDE as SIDE
 CENTRE = (SIDE - 1) / 2.0
 # Source coordinates are clipped into a zero border this wide, so a gather never leaves the array.
 _PAD = 2

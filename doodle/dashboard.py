@@ -25,12 +25,12 @@ import numpy as np
 from ipycanvas import Canvas, hold_canvas
 from PIL import Image, ImageDraw
 
+from doodle.constants import CANVAS_SIZE, IMAGE_SIDE
 from doodle.feedback import FeedbackStore
 from doodle.model_io import Model, ModelFileError, load_model
 from doodle.paths import feedback_db_path, model_path
 from doodle.preprocess import BLANK_CANVAS_MESSAGE, BlankCanvasError, canvas_to_input
 
-CANVAS_SIZE = 280
 PEN_WIDTH = 20  # px on the 280 px pad: about 2 px once the digit is scaled to MNIST's 20 px box
 INK_COLOUR = "white"  # white on black, like MNIST
 BACKGROUND_COLOUR = "black"
@@ -174,7 +174,7 @@ class DoodleApp:
         self.guess.add_class("doodle-guess")
         self.bars = widgets.HTML(layout=widgets.Layout(width="220px"))
         self.bars.add_class("doodle-probs")
-        view_px = f"{28 * INPUT_VIEW_SCALE}px"
+        view_px = f"{IMAGE_SIDE * INPUT_VIEW_SCALE}px"
         self.input_view = widgets.Image(format="png", layout=widgets.Layout(width=view_px, height=view_px))
         self.input_view.add_class("doodle-input-view")
 

@@ -10,10 +10,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from doodle.constants import N_PIXELS as PIXELS_PER_IMAGE
+from doodle.paths import ROOT
+
 SPLITS = ("train", "validation", "test")
-PIXELS_PER_IMAGE = 784
 COLUMNS = ("index", "label", "pixels")
-DEFAULT_ROOT = Path("data/prepared")
+DEFAULT_ROOT = ROOT / "data" / "prepared"
 
 UNKNOWN_SPLIT_MESSAGE = "unknown split {name!r}: expected one of {splits}"
 MISSING_SPLIT_MESSAGE = "prepared split {name!r} not found at {path}: run `dvc repro prepare` first"

@@ -18,12 +18,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 from skimage.morphology import skeletonize
 
+from doodle.constants import CANVAS_SIZE
+from doodle.constants import INK_THRESHOLD_BYTE as BINARY_THRESHOLD  # MNIST ink before thinning
 from doodle.preprocess import canvas_to_input
 
-CANVAS_SIZE = 280
 BACKGROUND = 255  # a white canvas ...
 INK = 0  # ... with black ink, as the drawing app shows it
-BINARY_THRESHOLD = 128  # MNIST pixels at or above this are ink before thinning
 
 Point = tuple[float, float]
 

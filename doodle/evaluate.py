@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-N_CLASSES = 10
+from doodle.constants import N_CLASSES
 CALIBRATION_BINS = 15
 
 

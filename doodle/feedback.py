@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-N_PIXELS = 784
+from doodle.constants import IMAGE_SIDE, N_PIXELS
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback (
@@ -133,7 +133,7 @@ class FeedbackStore:
                 actual_digit=row[4],
                 is_error=bool(row[5]),
                 model_version=row[6],
-                image=np.frombuffer(row[7], dtype=np.float32).reshape(28, 28).copy(),
+                image=np.frombuffer(row[7], dtype=np.float32).reshape(IMAGE_SIDE, IMAGE_SIDE).copy(),
                 drawing_png=row[8],
             )
             for row in rows

@@ -12,9 +12,9 @@ import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from doodle.constants import CANVAS_SIZE
 from doodle.preprocess import canvas_to_input
 
-CANVAS_SIZE = 280
 # Regular, bold and slanted faces of the families matplotlib bundles in mpl-data/fonts/ttf.
 FONT_FILES = (
     "DejaVuSans.ttf",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from doodle.constants import IMAGE_SIDE
 from doodle.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 from doodle.paths import MNIST_DIR_ENV
 
@@ -31,7 +32,7 @@ SOURCES: dict[str, tuple[str, str, int]] = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", 60_000),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", 10_000),
 }
-IMAGE_SHAPE = (28, 28)
+IMAGE_SHAPE = (IMAGE_SIDE, IMAGE_SIDE)
 
 MIRRORS: tuple[str, ...] = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",

@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 
 from doodle import mlp
+from doodle.constants import N_CLASSES, N_PIXELS
+from doodle.inputs import standardize
 
 FORMAT = "doodle-mlp"
 FORMAT_VERSION = 1
 WEIGHTS_NAME = "mlp.npz"
 METADATA_NAME = "mlp.json"
-N_PIXELS = 784
-N_CLASSES = 10
 
 
 # Read once: os.umask can only be read by setting it, which is not safe once threads run.
@@ -76,14 +76,8 @@ class Model:
 
     def normalize(self, images: np.ndarray) -> np.ndarray:
         """``(N, 784)`` or ``(N, 28, 28)``, float in [0, 1] or uint8 0..255 -> ``(N, 784)`` float32,
-        standardised as in training."""
-        array = np.asarray(images)
-        x = array.astype(np.float32).reshape(len(array), -1)
-        if array.dtype == np.uint8:  # raw MNIST bytes: bring them to the [0, 1] scale first
-            x *= np.float32(1.0 / 255.0)
-        if x.shape[1] != N_PIXELS:
-            raise ValueError(f"expected {N_PIXELS} pixels per image, got {x.shape[1]}")
-        return (x - np.float32(self.input_mean)) / np.float32(self.input_std)
+        standardised as in training (`doodle.inputs.standardize`)."""
+        return standardize(images, self.metadata["normalization"])
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """``(N, 784)`` or ``(N, 28, 28)`` float in [0, 1] -> ``(N, 10)`` float32 probabilities."""

@@ -22,12 +22,12 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from doodle.constants import INK_THRESHOLD_BYTE as INK_THRESHOLD
+from doodle.constants import N_CLASSES
+from doodle.constants import N_PIXELS as PIXELS_PER_IMAGE
 from doodle.data import binary_matrix
 from doodle.paths import ROOT
 
-PIXELS_PER_IMAGE = 784
-N_CLASSES = 10
-INK_THRESHOLD = 128  # a pixel is ink when its [0,1] value exceeds 0.5, i.e. byte >= 128
 EXPECTED_COUNTS = {"train": 60_000, "test": 10_000}
 
 SCHEMA = T.StructType(

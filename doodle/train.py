@@ -20,15 +20,15 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from doodle import augment, mlp, optim
+from doodle.constants import N_CLASSES, N_PIXELS
+from doodle.inputs import as_float_images, standardize
 
-N_PIXELS = 784
-N_CLASSES = 10
 # Augment in slices this big: the warp's gathers stay in cache, and memory stays flat.
 AUGMENT_CHUNK = 2048
 EVAL_BATCH = 4096
 # One BLAS thread by default: on a busy shared machine OpenBLAS's threads busy-wait for each
-# other, and an epoch measured 24-73 s with two threads against 5-9 s with one (about 4 s
-# either way when the machine is idle); the second core prepares the next epoch instead.
+# other and an epoch takes several times longer than with one (benchmarks/train_throughput.py
+# measures it); the second core prepares the next epoch instead.
 DEFAULT_BLAS_THREADS = 1
 
 EMPTY_TRAINING_SET = "the training set is empty"
@@ -143,20 +143,6 @@ class TrainResult:
 Callback = Callable[[EpochRecord], None]
 
 
-def as_float_images(images: np.ndarray) -> np.ndarray:
-    """``(N, 784)`` or ``(N, 28, 28)``, uint8 0..255 or float 0..1 -> ``(N, 28, 28)`` float32 in [0, 1]."""
-    array = np.asarray(images)
-    scale = np.float32(1.0 / 255.0) if array.dtype == np.uint8 else np.float32(1.0)
-    return (array.astype(np.float32) * scale).reshape(len(array), 28, 28)
-
-
-def standardize(images: np.ndarray, normalization: dict[str, float]) -> np.ndarray:
-    """Network inputs as training sees them: ``(N, 784)`` or ``(N, 28, 28)``, uint8 0..255 or
-    float 0..1 -> ``(N, 784)`` float32, ``(x - mean) / std``."""
-    x = as_float_images(images).reshape(len(images), N_PIXELS)
-    return (x - np.float32(normalization["mean"])) / np.float32(normalization["std"])
-
-
 def logits_of(params: mlp.Params, normalization: dict[str, float], images: np.ndarray) -> np.ndarray:
     """Logits of raw images, normalised as in training: ``(N, 784)`` or ``(N, 28, 28)``, uint8
     0..255 or float 0..1 -> ``(N, 10)`` float32."""
@@ -213,9 +199,7 @@ class _EpochData:
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray, config: TrainConfig, normalization: dict[str, float]):
-        self.x, self.y, self.config = x, y, config
-        self.mean = np.float32(normalization["mean"])
-        self.inv_std = np.float32(1.0 / normalization["std"])
+        self.x, self.y, self.config, self.normalization = x, y, config, normalization
         shuffle_seed, augment_seed = np.random.SeedSequence(config.seed).spawn(2)
         self.shuffle_rng = np.random.default_rng(shuffle_seed)
         self.augment_rng = np.random.default_rng(augment_seed)
@@ -230,9 +214,7 @@ class _EpochData:
             chunk = self.x[order[start : start + AUGMENT_CHUNK]]
             if self.config.augment:
                 chunk = augment.random_augment(chunk, self.augment_rng, **options)
-            block = out[start : start + len(chunk)]
-            np.subtract(chunk.reshape(len(chunk), N_PIXELS), self.mean, out=block)
-            block *= self.inv_std
+            standardize(chunk, self.normalization, out=out[start : start + len(chunk)])
         return out, self.y[order]
 
     def next_epoch(self, prefetch: bool) -> tuple[np.ndarray, np.ndarray]:

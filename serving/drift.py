@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-INK_THRESHOLD = 0.5  # a pixel counts as ink above this, as in the prepare stage's ink_fraction
+from doodle.constants import INK_THRESHOLD  # as in the prepare stage's ink_fraction
 
 
 @dataclass(frozen=True)

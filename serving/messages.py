@@ -5,9 +5,8 @@ Templates with ``{}`` fields are filled with `str.format` at the point of use.
 
 from __future__ import annotations
 
+from doodle.constants import N_PIXELS
 from doodle.preprocess import BLANK_CANVAS_MESSAGE
-
-N_PIXELS = 784
 
 # Request bodies
 INVALID_JSON = "the request body is not valid JSON (NaN and Infinity are not JSON either)"

@@ -2,8 +2,8 @@
 model information and the Prometheus scrape endpoint.
 
 Prediction routes share `_predict`, so single, batch and image requests count, time and drift-check
-the same way. Request JSON is parsed with orjson (`OrjsonRoute`): the standard library's parser
-spent about 0.5 ms on a 784-number body, ten times the rest of the request.
+the same way. Request JSON is parsed with orjson (`OrjsonRoute`): on a 784-number body the standard library's
+parser cost several times the rest of the request.
 """
 
 from __future__ import annotations
@@ -149,9 +149,8 @@ def _prediction(digit: int, probs: np.ndarray, confidence: float) -> dict[str, A
     return {"Result": int(digit), "probabilities": probs.tolist(), "confidence": float(confidence)}
 
 
-# Single predictions run inline on the event loop: the whole handler takes about 0.1 ms of CPU,
-# and the hop to FastAPI's thread pool cost about 0.2 ms more per request (measured with
-# benchmarks/load_predict.py). Batches, images and feedback (fsync) are plain `def`s and run in
+# Single predictions run inline on the event loop: the whole handler costs less CPU than the hop
+# to FastAPI's thread pool would add to each request (benchmarks/load_predict.py measures both). Batches, images and feedback (fsync) are plain `def`s and run in
 # the thread pool, so they never stall the loop for long.
 @router.post("/predict", response_model=PredictResponse, responses=ERRORS, summary="Predict one digit")
 @router.post("/predict/", response_model=PredictResponse, include_in_schema=False)

@@ -11,7 +11,7 @@ from typing import Annotated
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from serving.config import DEFAULT_MAX_BATCH
-from serving.messages import N_PIXELS
+from doodle.constants import N_PIXELS
 
 Pixel = Annotated[float, Field(strict=True, ge=0.0, le=1.0, allow_inf_nan=False)]
 ImageVector = Annotated[

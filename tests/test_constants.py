@@ -1,0 +1,53 @@
+"""Shared numbers are defined once (doodle/constants.py), agree with each other, and every
+environment setting the code reads is documented in the README's settings table."""
+
+import re
+
+from doodle import constants, data, paths
+
+CODE_DIRS = ("doodle", "serving", "scripts", "benchmarks")
+README = paths.ROOT / "README.md"
+
+
+def _code_files():
+    for folder in CODE_DIRS:
+        yield from (paths.ROOT / folder).rglob("*.py")
+        yield from (paths.ROOT / folder).rglob("*.sh")
+    yield paths.ROOT / "Makefile"
+
+
+def test_constants_agree():
+    assert constants.N_PIXELS == constants.IMAGE_SIDE**2 == 784
+    # byte >= INK_THRESHOLD_BYTE is exactly "value on the [0, 1] scale > INK_THRESHOLD"
+    assert [b for b in range(256) if b >= constants.INK_THRESHOLD_BYTE] == [
+        b for b in range(256) if b / 255 > constants.INK_THRESHOLD
+    ]
+
+
+def test_shared_numbers_are_assigned_only_in_constants():
+    assignment = re.compile(r"^\s*[A-Z_]+\s*(?::[^=]+)?=\s*(784|280|10|128|0\.5|\(28, 28\)|28)\s*(#.*)?$")
+    offenders = []
+    for path in _code_files():
+        if path == paths.ROOT / "doodle" / "constants.py" or path.suffix != ".py":
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if assignment.match(line) and re.search(r"PIXEL|SIDE|SIZE|CLASSES|INK|THRESHOLD|SHAPE", line):
+                offenders.append(f"{path.relative_to(paths.ROOT)}:{number}: {line.strip()}")
+    assert not offenders, "define these in doodle/constants.py and import them:\n" + "\n".join(offenders)
+
+
+def test_prepared_data_root_does_not_depend_on_the_working_directory():
+    assert data.DEFAULT_ROOT.is_absolute()
+    assert data.DEFAULT_ROOT == paths.ROOT / "data" / "prepared"
+
+
+def test_every_setting_is_in_the_readme_table():
+    readme = README.read_text()
+    section = readme[readme.index("## Settings") :]
+    section = section[: section.index("\n## ", 1)]
+    documented = set(re.findall(r"^\| `(DOODLE_[A-Z_]+)`", section, flags=re.M))
+    used = set()
+    for path in _code_files():
+        used |= set(re.findall(r"DOODLE_[A-Z][A-Z_]*[A-Z]", path.read_text()))
+    assert used, "the scan found no settings at all"
+    assert not used - documented, f"settings missing from README's table: {sorted(used - documented)}"
