@@ -210,9 +210,13 @@ def _nine_curved(u):
 
 def _nine_curled(u):
     """The loop on a stem that hooks left at the bottom, as many people write it."""
-    r = u.uniform(0.24, 0.32)
-    tail = _bezier((0.78, r), (0.85, 0.8), (0.55, 1.02), (0.2, 0.95), (u.uniform(0.05, 0.2), u.uniform(0.72, 0.85)))
-    return [_join(_nine_loop(u, r), tail)]
+    r, curl = u.uniform(0.24, 0.32), u.uniform(0.0, 1.0)
+    tail = _bezier(
+        (0.78, r), (0.88, 0.8), (0.6, 1.05), (0.15, 1.0), (0.02 + 0.12 * (1 - curl), 0.92 - 0.25 * curl)
+    )
+    # Many such nines leave the loop's left side open or barely closed.
+    loop = _arc(0.45, r, 0.33, r, u.uniform(-10, 20), u.uniform(-10, 20) - 360 + u.uniform(-40, 25))
+    return [_join(loop, tail)]
 
 
 def _nine_open(u):
@@ -348,16 +352,16 @@ def draw_strokes(
 def render(strokes: Sequence[Stroke], pen_width: float, size: int = CANVAS_SIZE) -> np.ndarray:
     """Pad strokes -> ``(size, size)`` uint8, white round-pen ink on black, as the drawing app
     renders its pad (`doodle.dashboard.render_strokes`): a line of the pen's width through the
-    points with round joins, and round caps."""
+    points and a dot of the pen's diameter at each."""
     image = Image.new("L", (size, size), 0)
     pen = ImageDraw.Draw(image)
     radius = pen_width / 2
     width = max(1, int(round(pen_width)))
     for stroke in strokes:
         if len(stroke) > 1:
-            # Round joins ("curve") stand in for the app's dot at every point; dots at the ends.
-            pen.line(np.asarray(stroke, dtype=np.float64).ravel().tolist(), fill=255, width=width, joint="curve")
-        for x, y in (stroke[0], stroke[-1]):
+            pen.line(np.asarray(stroke, dtype=np.float64).ravel().tolist(), fill=255, width=width)
+        # A dot at every point: round caps and joins, and no seams between short wide segments.
+        for x, y in np.asarray(stroke, dtype=np.float64).tolist():
             pen.ellipse((x - radius, y - radius, x + radius, y + radius), fill=255)
     return np.asarray(image)
 
