@@ -194,7 +194,9 @@ def agreement(predict: Callable[[np.ndarray], object], images: np.ndarray, trans
 UNSURE_MISTAKE_SHARE = 0.5
 
 
-def choose_unsure_margin(probabilities: np.ndarray, labels: np.ndarray, mistake_share: float = UNSURE_MISTAKE_SHARE) -> float:
+def choose_unsure_margin(
+    probabilities: np.ndarray, labels: np.ndarray, mistake_share: float = UNSURE_MISTAKE_SHARE
+) -> float:
     """The margin between the top two probabilities below which ``mistake_share`` of the
     mistakes fall: ``(N, 10)`` validation probabilities and ``(N,)`` labels -> float (0.0 when
     there is no mistake). An answer with a smaller margin is shown with its runner-up."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from math import comb
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -44,8 +45,6 @@ def _bezier(*control: tuple[float, float], count: int = 14) -> Stroke:
     points = np.asarray(control, dtype=np.float64)
     t = np.linspace(0.0, 1.0, count)[:, None]
     degree = len(points) - 1
-    from math import comb
-
     return sum(comb(degree, i) * (1 - t) ** (degree - i) * t**i * points[i] for i in range(degree + 1))
 
 
@@ -82,8 +81,8 @@ def _one_stick(u):
 
 
 def _one_flag(u):
-    flag = u.uniform(0.15, 0.35)
-    return [_line((0.5 - flag, 0.22 * flag / 0.25 * u.uniform(0.6, 1.2)), (0.5, 0.0), (0.5, 1.0))]
+    flag, drop = u.uniform(0.15, 0.35), u.uniform(0.12, 0.3)
+    return [_line((0.5 - flag, drop), (0.5, 0.0), (0.5, 1.0))]
 
 
 def _one_flag_base(u):
@@ -233,9 +232,19 @@ STYLES: dict[int, dict[str, ShapeFn]] = {
     4: {"closed": _four_closed, "open": _four_open},
     5: {"two strokes": _five_two_strokes, "one stroke": _five_one_stroke},
     6: {"curved": _six_curved, "straight": _six_straight},
-    7: {"straight": _seven_straight, "curved top": _seven_curved_top, "crossed": _seven_crossed, "hooked": _seven_hooked},
+    7: {
+        "straight": _seven_straight,
+        "curved top": _seven_curved_top,
+        "crossed": _seven_crossed,
+        "hooked": _seven_hooked,
+    },
     8: {"one stroke": _eight_one_stroke, "two loops": _eight_two_loops},
-    9: {"straight stem": _nine_straight, "curved stem": _nine_curved, "curled tail": _nine_curled, "open loop": _nine_open},
+    9: {
+        "straight stem": _nine_straight,
+        "curved stem": _nine_curved,
+        "curled tail": _nine_curled,
+        "open loop": _nine_open,
+    },
 }
 
 
@@ -300,7 +309,10 @@ def _tremor(points: Stroke, amount: float, rng: np.random.Generator) -> Stroke:
     phase = rng.uniform(0, 2 * np.pi, size=(2, 2))
     frequency = rng.uniform(2.0, 5.0, size=2)
     wobble = np.stack(
-        [np.sin(frequency[0] * arc + phase[axis, 0]) + 0.5 * np.sin(frequency[1] * 2 * arc + phase[axis, 1]) for axis in range(2)],
+        [
+            np.sin(frequency[0] * arc + phase[axis, 0]) + 0.5 * np.sin(frequency[1] * 2 * arc + phase[axis, 1])
+            for axis in range(2)
+        ],
         axis=1,
     )
     return points + amount * wobble / 1.5

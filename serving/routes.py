@@ -145,7 +145,9 @@ def _predict(state: ServingState, images: np.ndarray) -> tuple[np.ndarray, np.nd
     return digits, probs, confidences
 
 
-def _predictions(model: Model, digits: np.ndarray, probs: np.ndarray, confidences: np.ndarray) -> list[dict[str, Any]]:
+def _predictions(
+    model: Model, digits: np.ndarray, probs: np.ndarray, confidences: np.ndarray
+) -> list[dict[str, Any]]:
     """One answer per image. ``Result`` stays the argmax; the runner-up (the second most probable
     digit) and ``unsure`` (the two closer than the model's unsure margin) are additive fields."""
     second = model.top_two(probs)
@@ -158,7 +160,9 @@ def _predictions(model: Model, digits: np.ndarray, probs: np.ndarray, confidence
             "runner_up_confidence": float(row[runner_up]),
             "unsure": bool(unsure),
         }
-        for digit, row, confidence, runner_up, unsure in zip(digits, probs, confidences, second.runner_ups, second.unsure)
+        for digit, row, confidence, runner_up, unsure in zip(
+            digits, probs, confidences, second.runner_ups, second.unsure
+        )
     ]
 
 

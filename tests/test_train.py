@@ -183,7 +183,9 @@ def test_stroke_digits_take_their_share_of_every_epoch():
     assert len(x_epoch) == 90 + 30 and len(y_epoch) == 120
     # Every stroke row of the epoch is a pool digit, with that digit's label.
     pool_labels = {image.tobytes(): index % 10 for index, image in enumerate(pool.reshape(-1, 784))}
-    pairs = [(pool_labels[row.tobytes()], label) for row, label in zip(x_epoch, y_epoch) if row.tobytes() in pool_labels]
+    pairs = [
+        (pool_labels[row.tobytes()], label) for row, label in zip(x_epoch, y_epoch) if row.tobytes() in pool_labels
+    ]
     assert len(pairs) == 30 and all(expected == label for expected, label in pairs)
     first = train.train(config, (images, labels), (images, labels), progress=False)
     again = train.train(config, (images, labels), (images, labels), progress=False)
