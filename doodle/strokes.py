@@ -289,15 +289,17 @@ class WriterFamily:
         )
 
 
-# Training writers never have a slant in (0.05, 0.15) or (0.35, 0.45), nor a width in
-# (0.8, 0.9) or (1.15, 1.25); the held-out writers of the benchmark have only those.
+# Training writers never have a slant in (0.05, 0.15) or (0.35, 0.45), a width in (0.8, 0.9)
+# or (1.15, 1.25), nor a tremor above 0.02; the held-out writers of the benchmark have only those.
 TRAINING_WRITERS = WriterFamily(
     slant_bands=((-0.25, 0.05), (0.15, 0.35)),
     width_bands=((0.6, 0.8), (0.9, 1.15)),
+    tremor=(0.0, 0.02),
 )
 HELD_OUT_WRITERS = WriterFamily(
     slant_bands=((0.05, 0.15), (0.35, 0.45)),
     width_bands=((0.8, 0.9), (1.15, 1.25)),
+    tremor=(0.02, 0.03),
 )
 
 

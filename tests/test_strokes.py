@@ -52,7 +52,7 @@ def test_clean_pads_give_exactly_what_canvas_to_input_gives():
         np.testing.assert_array_equal(image, preprocess.canvas_to_input(pad))
 
 
-def test_held_out_writers_share_no_slant_or_width_with_training_writers():
+def test_held_out_writers_share_no_slant_width_or_tremor_with_training_writers():
     rng = np.random.default_rng(0)
     train_writers = [strokes.TRAINING_WRITERS.sample(rng) for _ in range(2000)]
     held_out = [strokes.HELD_OUT_WRITERS.sample(rng) for _ in range(2000)]
@@ -63,9 +63,11 @@ def test_held_out_writers_share_no_slant_or_width_with_training_writers():
     for writer in held_out:
         assert not any(low < writer.slant < high for low, high in strokes.TRAINING_WRITERS.slant_bands)
         assert not any(low < writer.width < high for low, high in strokes.TRAINING_WRITERS.width_bands)
+        assert writer.tremor >= strokes.TRAINING_WRITERS.tremor[1]
     for writer in train_writers:
         assert inside(writer.slant, strokes.TRAINING_WRITERS.slant_bands)
         assert inside(writer.width, strokes.TRAINING_WRITERS.width_bands)
+        assert writer.tremor <= strokes.TRAINING_WRITERS.tremor[1]
 
 
 def test_benchmark_is_balanced_over_classes_and_pen_widths():
