@@ -23,9 +23,9 @@ from math import comb
 import numpy as np
 from PIL import Image, ImageDraw
 
+from doodle.constants import CANVAS_SIZE, IMAGE_SIDE
 from doodle.preprocess import canvas_to_input, ink_to_input
 
-CANVAS_SIZE = 280  # the drawing app's pad, pixels
 BENCHMARK_PEN_WIDTHS = (6, 10, 14, 18, 22, 26, 30)  # px on the 280 px pad, thin to thick
 
 Stroke = np.ndarray  # (K, 2) float64 points (x, y) in the unit box, y downwards
@@ -427,7 +427,7 @@ def generate(
         writer_rng = np.random.default_rng([int(seed), 0x57])
         writers = [family.sample(writer_rng) for _ in range(writer_count)]
     count = len(labels)
-    images = np.empty((count, 28, 28), dtype=np.float32)
+    images = np.empty((count, IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32)
     styles = np.empty(count, dtype=object)
     widths = np.empty(count, dtype=np.float64)
     heights = np.empty(count, dtype=np.float64)
