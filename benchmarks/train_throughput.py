@@ -8,7 +8,8 @@ ours and PyTorch's alternate, after a warm-up, so a change in the machine's load
 best round of each counts (on a shared machine the best round is the least disturbed one).
 
 Our step runs in two modes: BLAS using the threads (``shards=1``), and the batch split into one
-shard per thread, each with single-threaded BLAS (``mlp.loss_and_grads(shards=threads)``). On a
+shard per thread, each with single-threaded BLAS (`sharded_loss_and_grads` below, which sums
+the shards' `mlp.loss_and_grads` and is checked against the whole batch before timing). On a
 quiet machine they are close; when another process holds a core, multi-threaded BLAS stalls at
 every matrix product waiting for its descheduled thread, and the sharded step degrades gently.
 
@@ -45,6 +46,8 @@ from threadpoolctl import threadpool_limits
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+
 from doodle import mlp, optim  # noqa: E402
 
 DEFAULT_HIDDEN = [1024, 1024]
@@ -59,9 +62,7 @@ def hidden_from_params() -> list[int]:
         for key in HIDDEN_KEYS:
             if key in train:
                 value = train[key]
-                # A list, one number, or a comma-separated string (as DVC passes it to papermill).
-                sizes = value if isinstance(value, list) else str(value).split(",")
-                return [int(size) for size in sizes]
+                return [int(size) for size in (value if isinstance(value, list) else [value])]
     return DEFAULT_HIDDEN
 
 
@@ -98,13 +99,59 @@ def flops_per_step(layer_sizes: list[int], batch_size: int) -> int:
     return 3 * sum(products) - products[0]
 
 
+_shard_executors: dict[int, ThreadPoolExecutor] = {}
+
+
+def sharded_loss_and_grads(params, x, y, workspaces: list[mlp.Workspace]):
+    """Mean loss and gradients of the whole batch from one row block per workspace, each through
+    `mlp.loss_and_grads` in its own thread with single-threaded BLAS, weighted by its share."""
+    n, shards = x.shape[0], len(workspaces)
+    bounds = [n * i // shards for i in range(shards + 1)]
+
+    def one_shard(index: int):
+        start, stop = bounds[index], bounds[index + 1]
+        loss, grads, _ = mlp.loss_and_grads(params, x[start:stop], y[start:stop], workspace=workspaces[index])
+        share = (stop - start) / n
+        for grad in grads.values():
+            grad *= share
+        return loss * share, grads
+
+    executor = _shard_executors.get(shards)
+    if executor is None:
+        executor = _shard_executors[shards] = ThreadPoolExecutor(shards - 1, thread_name_prefix="mlp-shard")
+    with threadpool_limits(limits=1, user_api="blas"):
+        futures = [executor.submit(one_shard, index) for index in range(1, shards)]
+        loss, grads = one_shard(0)
+        for future in futures:
+            shard_loss, shard_grads = future.result()
+            loss += shard_loss
+            for key, grad in grads.items():
+                grad += shard_grads[key]
+    return loss, grads
+
+
+def check_sharding(layer_sizes, batch, labels, seed, shards) -> None:
+    """The sharded step must give the whole batch's loss and gradients before it is timed."""
+    params = mlp.init_params(layer_sizes, seed)
+    loss, grads, _ = mlp.loss_and_grads(params, batch, labels)
+    grads = {key: value.copy() for key, value in grads.items()}
+    sharded_loss, sharded_grads = sharded_loss_and_grads(params, batch, labels, [mlp.Workspace() for _ in range(shards)])
+    assert abs(sharded_loss - loss) <= 1e-5 * abs(loss), (sharded_loss, loss)
+    for key, grad in grads.items():
+        np.testing.assert_allclose(sharded_grads[key], grad, rtol=1e-3, atol=1e-6)
+
+
 def numpy_stepper(layer_sizes, batch, labels, seed, threads, shards=1):
     params = mlp.init_params(layer_sizes, seed)
     optimizer = optim.Adam(params, lr=1e-3, threads=threads)
     workspace = mlp.Workspace()
+    shard_workspaces = [mlp.Workspace() for _ in range(shards)]
 
     def step() -> None:
-        _, grads = mlp.loss_and_grads(params, batch, labels, workspace=workspace, shards=shards)
+        if shards > 1 and len(batch) >= 2 * shards:
+            _, grads = sharded_loss_and_grads(params, batch, labels, shard_workspaces)
+        else:
+            _, grads, _ = mlp.loss_and_grads(params, batch, labels, workspace=workspace)
         optimizer.step(params, grads)
 
     return step, params
@@ -180,6 +227,8 @@ def main() -> None:
             rng = np.random.default_rng(args.seed)
             batch = rng.random((batch_size, 784), dtype=np.float32)
             labels = rng.integers(0, 10, batch_size)
+            if args.threads > 1:
+                check_sharding(layer_sizes, batch, labels, args.seed, args.threads)
             ours, params = numpy_stepper(layer_sizes, batch, labels, args.seed, args.threads)
             # The same step with the batch split over the threads, each with one BLAS thread.
             sharded, _ = numpy_stepper(layer_sizes, batch, labels, args.seed, args.threads, args.threads)
@@ -222,7 +271,7 @@ def main() -> None:
             f"| {ours_best / best['torch']:.2f}x | {gflops:.1f} | {100 * gflops / peak:.0f} % |"
         )
     print()
-    print("ours: BLAS uses the threads; batch shards: loss_and_grads(shards=threads), one BLAS thread")
+    print("ours: BLAS uses the threads; batch shards: one shard per thread, one BLAS thread")
     print("each; ratio, GFLOP/s and % of peak use the faster of the two.")
     for batch_size, _, rates in rows:
         spreads = ", ".join(

@@ -344,9 +344,12 @@ class DoodleApp:
         self.bars.value = self._bars_html(prediction.probabilities, prediction.digit)
         self.input_view.value = input_view_png(prediction.model_input)
         self.feedback_status.value = ""
+        # Unsure: both top digits, "9 or 3?" (the answer first); the model still answers.
+        second = self.model.top_two(prediction.probabilities[None])
+        answer = f"{prediction.digit} or {second.runner_ups[0]}?" if second.unsure[0] else f"{prediction.digit}"
         self.guess.value = self._result_html(
             "guess",
-            f"<div class='doodle-guess-digit'>{prediction.digit}</div>"
+            f"<div class='doodle-guess-digit'>{answer}</div>"
             f"<div class='doodle-guess-text'>confidence {format_percent(confidence)}</div>",
         )
 

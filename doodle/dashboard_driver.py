@@ -217,7 +217,8 @@ class DashboardPage:
         return ShownResult(
             state=raw["state"],
             seq=int(raw["seq"]),
-            digit=int(raw["digit"]) if raw["state"] == "guess" else None,
+            # "9" or, when the model is unsure, "9 or 3?": the answer comes first.
+            digit=int(raw["digit"].split()[0]) if raw["state"] == "guess" else None,
             confidence=raw["confidence"].strip(),
             message=raw["message"].strip(),
             probabilities=[float(text.rstrip("%")) / 100 if text else 0.0 for text in shown],

@@ -188,3 +188,21 @@ def agreement(predict: Callable[[np.ndarray], object], images: np.ndarray, trans
     before = _digits_of(predict, np.asarray(images, dtype=np.float32))
     after = _digits_of(predict, np.asarray(transformed, dtype=np.float32))
     return accuracy(before, after)
+
+
+# The unsure margin flags this share of the validation mistakes (those with the closest top two).
+UNSURE_MISTAKE_SHARE = 0.5
+
+
+def choose_unsure_margin(
+    probabilities: np.ndarray, labels: np.ndarray, mistake_share: float = UNSURE_MISTAKE_SHARE
+) -> float:
+    """The margin between the top two probabilities below which ``mistake_share`` of the
+    mistakes fall: ``(N, 10)`` validation probabilities and ``(N,)`` labels -> float (0.0 when
+    there is no mistake). An answer with a smaller margin is shown with its runner-up."""
+    probs = np.asarray(probabilities, dtype=np.float64)
+    digits = probs.argmax(axis=1)
+    ordered = np.sort(probs, axis=1)
+    margins = ordered[:, -1] - ordered[:, -2]
+    wrong = margins[digits != np.asarray(labels)]
+    return float(np.quantile(wrong, mistake_share)) if len(wrong) else 0.0

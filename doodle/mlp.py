@@ -9,7 +9,7 @@ gives logits. Nothing here does I/O.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import numpy as np
 
@@ -78,21 +78,16 @@ class Workspace:
     the previous call with the same workspace returned, so copy anything you want to keep.
     """
 
-    def __init__(self, prefix: str = "", buffers: dict | None = None) -> None:
-        self._prefix = prefix
-        self._buffers: dict[tuple[str, tuple[int, ...], np.dtype], np.ndarray] = {} if buffers is None else buffers
+    def __init__(self) -> None:
+        self._buffers: dict[tuple[str, tuple[int, ...], np.dtype], np.ndarray] = {}
 
     def get(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """An uninitialised array of ``shape`` and ``dtype``, the same one on every call."""
-        key = (self._prefix + name, tuple(shape), np.dtype(dtype))
+        key = (name, tuple(shape), np.dtype(dtype))
         buffer = self._buffers.get(key)
         if buffer is None:
             buffer = self._buffers[key] = np.empty(shape, dtype=dtype)
         return buffer
-
-    def shard(self, index: int) -> Workspace:
-        """The part of this workspace that batch shard ``index`` uses (separate buffers)."""
-        return Workspace(f"{self._prefix}shard{index}/", self._buffers)
 
 
 def _buffer(workspace: Workspace | None, name: str, shape: tuple[int, ...], dtype: np.dtype):
@@ -199,49 +194,13 @@ def weight_decay_penalty(params: Params, weight_decay: float) -> float:
     return 0.5 * weight_decay * total
 
 
-_shard_executors: dict[int, ThreadPoolExecutor] = {}
-_blas_controller = None
+class Step(NamedTuple):
+    """What one training step computes: ``loss`` (float), ``grads`` (like ``params``) and the
+    batch's ``logits`` ``(N, 10)`` (for the running training accuracy)."""
 
-
-def _single_threaded_blas():
-    """A context in which NumPy's BLAS uses one thread (threadpoolctl; only thread counts)."""
-    global _blas_controller
-    if _blas_controller is None:
-        from threadpoolctl import ThreadpoolController
-
-        _blas_controller = ThreadpoolController()
-    return _blas_controller.limit(limits=1, user_api="blas")
-
-
-def _sharded_loss_and_grads(
-    params: Params, x: np.ndarray, y: np.ndarray, label_smoothing: float, workspace: Workspace, shards: int
-) -> tuple[float, Params]:
-    """Mean loss and gradients of the whole batch from ``shards`` row blocks in parallel threads."""
-    n = x.shape[0]
-    bounds = [n * i // shards for i in range(shards + 1)]
-
-    def one_shard(index: int) -> tuple[float, Params]:
-        start, stop = bounds[index], bounds[index + 1]
-        part = workspace.shard(index)
-        logits, cache = forward_train(params, x[start:stop], part)
-        loss, dlogits = softmax_cross_entropy(logits, y[start:stop], label_smoothing)
-        # Each shard averaged over its own rows; weigh it by its share of the batch.
-        share = (stop - start) / n
-        dlogits *= share
-        return loss * share, backward(params, cache, dlogits, part)
-
-    executor = _shard_executors.get(shards)
-    if executor is None:
-        executor = _shard_executors[shards] = ThreadPoolExecutor(shards - 1, thread_name_prefix="mlp-shard")
-    with _single_threaded_blas():
-        futures = [executor.submit(one_shard, index) for index in range(1, shards)]
-        loss, grads = one_shard(0)
-        for future in futures:
-            shard_loss, shard_grads = future.result()
-            loss += shard_loss
-            for key, grad in grads.items():
-                grad += shard_grads[key]
-    return loss, grads
+    loss: float
+    grads: Params
+    logits: np.ndarray
 
 
 def loss_and_grads(
@@ -251,30 +210,24 @@ def loss_and_grads(
     weight_decay: float = 0.0,
     label_smoothing: float = 0.0,
     workspace: Workspace | None = None,
-    shards: int = 1,
-) -> tuple[float, Params]:
-    """Loss and gradients for one batch: ``x`` ``(N, 784)``, ``y`` ``(N,)`` int.
+) -> Step:
+    """Loss, gradients and logits for one batch: ``x`` ``(N, 784)``, ``y`` ``(N,)`` int.
 
-    The loss is the mean cross-entropy (optionally label-smoothed) plus the L2 term
-    ``0.5 * weight_decay * sum ||W_l||^2`` (weights only), whose gradient
-    ``weight_decay * W_l`` is added to ``dW_l``. Gradients have the shapes and dtype of
-    ``params``. With a :class:`Workspace` no large array is allocated, and the returned
-    gradients are overwritten by the next call.
-
-    ``shards > 1`` splits the batch into that many row blocks, computed in as many threads
-    with single-threaded BLAS, and sums their gradients: the same result up to float rounding
-    (deterministic for a given ``shards``). On a machine shared with other processes this
-    degrades gracefully, where multi-threaded BLAS can stall waiting for a descheduled thread.
+    The one training step's maths: `forward_train` -> `softmax_cross_entropy` -> `backward`, as
+    `doodle.train` runs it every step, the derivation notebook checks it and the throughput
+    benchmark times it. The loss is the mean cross-entropy (optionally label-smoothed) plus the
+    L2 term ``0.5 * weight_decay * sum ||W_l||^2`` (weights only), whose gradient
+    ``weight_decay * W_l`` is added to ``dW_l`` (training passes 0 and lets AdamW decay the
+    weights). Gradients have the shapes and dtype of ``params``. With a :class:`Workspace` no
+    large array is allocated, and the returned gradients and logits are overwritten by the next
+    call.
     """
-    if shards > 1 and x.shape[0] >= 2 * shards:
-        loss, grads = _sharded_loss_and_grads(params, x, y, label_smoothing, workspace or Workspace(), shards)
-    else:
-        logits, cache = forward_train(params, x, workspace)
-        loss, dlogits = softmax_cross_entropy(logits, y, label_smoothing)
-        grads = backward(params, cache, dlogits, workspace)
+    logits, cache = forward_train(params, x, workspace)
+    loss, dlogits = softmax_cross_entropy(logits, y, label_smoothing)
+    grads = backward(params, cache, dlogits, workspace)
     if weight_decay:
         loss += weight_decay_penalty(params, weight_decay)
         for key, value in params.items():
             if key.startswith("W"):
                 grads[key] += weight_decay * value
-    return loss, grads
+    return Step(loss, grads, logits)

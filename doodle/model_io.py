@@ -89,6 +89,43 @@ class Model:
         probs = self.predict_proba(images)
         return probs.argmax(axis=1), probs
 
+    @property
+    def unsure_margin(self) -> float:
+        """An answer is unsure when its probability beats the runner-up's by less than this
+        (chosen on validation data when the model was trained; 0.0, never unsure, in model
+        files from before it existed)."""
+        return float(self.metadata.get("unsure_margin", 0.0))
+
+    def top_two(self, probabilities: np.ndarray) -> TopTwo:
+        """The answer, the runner-up and whether the model is unsure, for ``(N, 10)``
+        probabilities as `predict` returns them."""
+        return top_two(probabilities, self.unsure_margin)
+
+
+@dataclass(frozen=True)
+class TopTwo:
+    """``digits`` ``(N,)`` int64 (the argmax, as `Model.predict`), ``runner_ups`` ``(N,)``
+    int64 (the second most probable digit), ``margins`` ``(N,)`` float (difference of their
+    probabilities) and ``unsure`` ``(N,)`` bool (margin below the model's unsure margin)."""
+
+    digits: np.ndarray
+    runner_ups: np.ndarray
+    margins: np.ndarray
+    unsure: np.ndarray
+
+
+def top_two(probabilities: np.ndarray, unsure_margin: float = 0.0) -> TopTwo:
+    """``(N, 10)`` probabilities -> `TopTwo`; unsure where the top two differ by less than
+    ``unsure_margin``."""
+    probs = np.asarray(probabilities, dtype=np.float64)
+    rows = np.arange(len(probs))
+    digits = probs.argmax(axis=1)
+    others = probs.copy()
+    others[rows, digits] = -np.inf
+    runner_ups = others.argmax(axis=1)
+    margins = probs[rows, digits] - probs[rows, runner_ups]
+    return TopTwo(digits, runner_ups, margins, margins < unsure_margin)
+
 
 def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
     """Accept a directory holding both files, the .npz or the .json."""

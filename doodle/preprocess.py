@@ -133,8 +133,18 @@ def canvas_to_input(image: np.ndarray) -> np.ndarray:
     centre of mass lands on (14, 14), rounded to whole pixels and clamped inside the frame. Raises `BlankCanvasError`
     ("draw a digit first") for a blank, nearly blank or noise-only canvas.
     """
-    ink = ink_map(image)
+    return ink_to_input(ink_map(image))
+
+
+def ink_to_input(ink: np.ndarray) -> np.ndarray:
+    """The second half of `canvas_to_input`: a clean ``(H, W)`` float32 ink map in [0, 1]
+    (0 background, as `ink_map` returns it) -> ``(28, 28)`` float32 in [0, 1]. A pad rendered
+    without noise (0 and 1 only) is its own ink map, so generated training digits can skip the
+    cleaning and still meet the model exactly as drawn digits do. Raises `BlankCanvasError`
+    when no pixel reaches the stroke level."""
     strokes = ink >= STROKE_LEVEL
+    if not strokes.any():
+        raise BlankCanvasError()
     rows = np.flatnonzero(strokes.any(axis=1))
     cols = np.flatnonzero(strokes.any(axis=0))
     crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]

@@ -13,14 +13,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from doodle import augment, mlp, optim
-from doodle.constants import N_CLASSES, N_PIXELS
+from doodle import augment, mlp, optim, strokes
+from doodle.constants import IMAGE_SIDE, N_CLASSES, N_PIXELS
 from doodle.inputs import as_float_images, standardize
 
 # Augment in slices this big: the warp's gathers stay in cache, and memory stays flat.
@@ -39,15 +40,22 @@ DIVERGED = (
     " (try a lower learning_rate)"
 )
 EPOCHS_MUST_BE_POSITIVE = "epochs must be >= 1"
+STROKE_SHARE_OUT_OF_RANGE = "stroke_share must be in [0, 1)"
 LABELS_OUT_OF_RANGE = "labels must be integers in 0..9"
 MISMATCHED_LENGTHS = "images and labels have different lengths: {images} vs {labels}"
 
 
 @dataclass
 class TrainConfig:
-    """Every hyper-parameter of a training run; the names are those of params.yaml's `train`."""
+    """Every hyper-parameter of a training run, declared here once.
 
-    seed: int = 0  # initial weights, batch order and augmentation all derive from it
+    The values live in params.yaml (``base.seed`` and the ``train`` section, whose keys are these
+    field names) and the defaults below equal them (a test keeps them in step), so adding a
+    hyper-parameter means one line here and one in params.yaml. `from_params_file` builds the
+    pipeline's config; the training notebook receives no hyper-parameter one by one.
+    """
+
+    seed: int = 20261123  # params.yaml's base.seed: initial weights, batch order, augmentation
     hidden_sizes: list[int] = field(default_factory=lambda: [512, 512])  # units per hidden layer
     epochs: int = 15  # maximum passes over the training set
     batch_size: int = 128  # images per gradient step
@@ -56,9 +64,9 @@ class TrainConfig:
     weight_decay: float = 0.0  # AdamW: decoupled decay; SGD: L2 in the gradient
     lr_schedule: str = "cosine"  # "cosine", "step" or "constant"
     warmup_epochs: float = 0.0  # linear warm-up length, in epochs
-    label_smoothing: float = 0.0  # target = (1 - eps) * onehot + eps / 10
-    patience: int = 0  # stop after this many epochs without a lower validation loss; 0 = never
-    augment: bool = False  # random distortions of every training image, every epoch
+    label_smoothing: float = 0.1  # target = (1 - eps) * onehot + eps / 10
+    patience: int = 4  # stop after this many epochs without a lower validation loss; 0 = never
+    augment: bool = True  # random distortions of every training image, every epoch
     max_rotation: float = 10.0  # degrees, either way
     max_shift: float = 2.0  # pixels, on each axis
     scale_min: float = 0.9  # random scale factor range
@@ -68,6 +76,8 @@ class TrainConfig:
     stroke_max: float = 1.0
     elastic_alpha: float = 0.0  # elastic distortion strength; 0 = off
     elastic_sigma: float = 4.0  # elastic smoothness in pixels
+    stroke_share: float = 0.2  # share of every epoch's images that are generated pen-stroke digits; 0 = none
+    stroke_pool: int = 12000  # stroke digits generated once per run (doodle.strokes), re-augmented every epoch
 
     def __post_init__(self) -> None:
         self.hidden_sizes = [int(size) for size in self.hidden_sizes]
@@ -75,6 +85,8 @@ class TrainConfig:
             raise ValueError(EPOCHS_MUST_BE_POSITIVE)
         if self.batch_size < 1:
             raise ValueError(BATCH_SIZE_MUST_BE_POSITIVE)
+        if not 0.0 <= self.stroke_share < 1.0:
+            raise ValueError(STROKE_SHARE_OUT_OF_RANGE)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
@@ -84,6 +96,22 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training parameters: {', '.join(unknown)}")
         return cls(**values)
+
+    @classmethod
+    def from_params_file(
+        cls, path: str | Path, overrides: dict[str, Any] | None = None, section: str = "train"
+    ) -> "TrainConfig":
+        """The config of a params file (params.yaml's layout: ``base.seed`` and a ``train``
+        section), then ``overrides``; keys it does not name keep their defaults."""
+        import yaml  # here, so that the API's model loading does not need PyYAML
+
+        document = yaml.safe_load(Path(path).read_text()) or {}
+        values: dict[str, Any] = {}
+        if "seed" in (document.get("base") or {}):
+            values["seed"] = document["base"]["seed"]
+        values.update(document.get(section) or {})
+        values.update(overrides or {})
+        return cls.from_dict(values)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -190,42 +218,80 @@ def evaluate_loss_accuracy(
     return total_loss / len(x), correct / len(x)
 
 
+def stroke_pool(config: TrainConfig) -> np.ndarray:
+    """The run's generated pen-stroke digits: ``(stroke_pool, 28, 28)`` float32 in [0, 1], the
+    digits 0..9 in turn, by training writers only (`doodle.strokes.TRAINING_WRITERS`), from a
+    seed derived from ``config.seed`` (none when ``stroke_share`` is 0)."""
+    if not config.stroke_share or config.stroke_pool < 1:
+        return np.empty((0, IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32)
+    seed = int(np.random.SeedSequence(config.seed).spawn(3)[2].generate_state(1)[0])
+    labels = np.arange(config.stroke_pool) % N_CLASSES
+    return strokes.generate(labels, seed, family=strokes.TRAINING_WRITERS, clean_pads=True).images
+
+
 class _EpochData:
     """Shuffled (and optionally augmented) epochs, prepared one epoch ahead in a thread.
 
+    An epoch is the training set plus, when ``config.stroke_share`` > 0, as many stroke digits
+    drawn from the pool (with replacement) as make that share of it, all shuffled together.
     The random streams are consumed in epoch order by a single worker, so the data is the same
     whether or not it was prepared in the background. NumPy releases the GIL in the warp's
     gathers and arithmetic, so the next epoch is built while the matrix products run.
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, config: TrainConfig, normalization: dict[str, float]):
+    def __init__(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        config: TrainConfig,
+        normalization: dict[str, float],
+        pool: np.ndarray | None = None,
+    ):
         self.x, self.y, self.config, self.normalization = x, y, config, normalization
-        shuffle_seed, augment_seed = np.random.SeedSequence(config.seed).spawn(2)
+        self.pool = np.empty((0, IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32) if pool is None else pool
+        self.labels = np.concatenate([y, np.arange(len(self.pool)) % N_CLASSES])
+        self.extra = int(round(config.stroke_share / (1.0 - config.stroke_share) * len(x))) if len(self.pool) else 0
+        shuffle_seed, augment_seed, stroke_seed = np.random.SeedSequence(config.seed).spawn(3)
         self.shuffle_rng = np.random.default_rng(shuffle_seed)
         self.augment_rng = np.random.default_rng(augment_seed)
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="augment")
+        self.stroke_rng = np.random.default_rng(stroke_seed)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="augment")
         self.pending: Future | None = None
 
+    def _gather(self, ids: np.ndarray) -> np.ndarray:
+        """Images of epoch ids: below ``len(x)`` training images, above them pool digits."""
+        if not self.extra:
+            return self.x[ids]
+        chunk = np.empty((len(ids), IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32)
+        own = ids < len(self.x)
+        chunk[own] = self.x[ids[own]]
+        chunk[~own] = self.pool[ids[~own] - len(self.x)]
+        return chunk
+
     def _build(self) -> tuple[np.ndarray, np.ndarray]:
-        order = self.shuffle_rng.permutation(len(self.x))
+        if self.extra:
+            drawn = len(self.x) + self.stroke_rng.integers(len(self.pool), size=self.extra)
+            order = self.shuffle_rng.permutation(np.concatenate([np.arange(len(self.x)), drawn]))
+        else:
+            order = self.shuffle_rng.permutation(len(self.x))
         out = np.empty((len(order), N_PIXELS), dtype=np.float32)
         options = self.config.augment_options()
         for start in range(0, len(order), AUGMENT_CHUNK):
-            chunk = self.x[order[start : start + AUGMENT_CHUNK]]
+            chunk = self._gather(order[start : start + AUGMENT_CHUNK])
             if self.config.augment:
                 chunk = augment.random_augment(chunk, self.augment_rng, **options)
             standardize(chunk, self.normalization, out=out[start : start + len(chunk)])
-        return out, self.y[order]
+        return out, self.labels[order]
 
     def next_epoch(self, prefetch: bool) -> tuple[np.ndarray, np.ndarray]:
         current = self.pending.result() if self.pending is not None else self._build()
-        self.pending = self.pool.submit(self._build) if prefetch else None
+        self.pending = self.executor.submit(self._build) if prefetch else None
         return current
 
     def close(self) -> None:
         if self.pending is not None:
             self.pending.cancel()
-        self.pool.shutdown(wait=True)
+        self.executor.shutdown(wait=True)
 
 
 def _batches(count: int, batch_size: int) -> Iterator[slice]:
@@ -278,13 +344,16 @@ def _train(
     if config.optimizer.lower() == "sgd":
         optimizer_options.update(momentum=0.9, nesterov=True)
     optimizer = optim.make_optimizer(config.optimizer, params, **optimizer_options)
-    steps_per_epoch = -(-len(x_train) // config.batch_size)
+    data = _EpochData(x_train, y_train, config, normalization, stroke_pool(config))
+    steps_per_epoch = -(-(len(x_train) + data.extra) // config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
-    # Fail on a bad schedule name now, not after the first epoch.
-    optim.lr_at(0, total_steps, config.learning_rate, config.lr_schedule, warmup_steps)
+    try:  # fail on a bad schedule name now, not after the first epoch
+        optim.lr_at(0, total_steps, config.learning_rate, config.lr_schedule, warmup_steps)
+    except ValueError:
+        data.close()
+        raise
 
-    data = _EpochData(x_train, y_train, config, normalization)
     workspace = mlp.Workspace()  # activations and gradients reuse their buffers across steps
     history: list[EpochRecord] = []
     best_params = {key: value.copy() for key, value in params.items()}
@@ -301,11 +370,12 @@ def _train(
             for batch in _batches(len(x_epoch), config.batch_size):
                 x_batch, y_batch = x_epoch[batch], y_epoch[batch]
                 lr = optim.lr_at(step, total_steps, config.learning_rate, config.lr_schedule, warmup_steps)
-                logits, cache = mlp.forward_train(params, x_batch, workspace)
+                # Weight decay is the optimizer's (decoupled for AdamW), not the loss's.
+                loss, grads, logits = mlp.loss_and_grads(
+                    params, x_batch, y_batch, label_smoothing=config.label_smoothing, workspace=workspace
+                )
                 correct += int((logits.argmax(axis=1) == y_batch).sum())
-                loss, dlogits = mlp.softmax_cross_entropy(logits, y_batch, config.label_smoothing)
                 loss_sum += loss * len(y_batch)
-                grads = mlp.backward(params, cache, dlogits, workspace)
                 optimizer.step(params, grads, lr=lr)
                 step += 1
             val_loss, val_accuracy = evaluate_loss_accuracy(params, val_inputs, y_val, config.label_smoothing)

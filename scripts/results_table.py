@@ -43,7 +43,7 @@ class Row:
     label: str  # may name other keys of the same file in braces, e.g. "{doodle_count:,}"
     source: str  # "train" or "evaluate": reports/metrics/<source>.json
     keys: tuple[str, ...]  # the first key present is used
-    kind: str  # "percent", "decimal" or "duration"
+    kind: str  # "percent", "points" (a difference of fractions, in percentage points), "decimal" or "duration"
     tolerance: float | None  # in displayed units (points for percent); None: never compared
 
 
@@ -54,6 +54,11 @@ ROWS = (
     Row("MNIST test accuracy", "evaluate", ("test_accuracy",), "percent", 0.25),
     Row("Doodle benchmark accuracy ({doodle_count:,} test digits redrawn with a round pen)", "evaluate",
         ("doodle_accuracy",), "percent", 1.5),
+    Row("Pen-stroke benchmark accuracy ({stroke_count:,} digits in people's styles by held-out writers, pens 6-30 px)",
+        "evaluate", ("stroke_accuracy",), "percent", 1.5),
+    Row("Pen-stroke benchmark, lowest per-digit accuracy", "evaluate", ("stroke_min_class_accuracy",), "percent", 3.0),
+    Row("Pen-stroke benchmark, thickest pen (30 px) below the best pen width, points", "evaluate",
+        ("stroke_thickest_pen_gap",), "points", 2.0),
     Row("Typed-digit accuracy ({font_count} digits in matplotlib's fonts)", "evaluate",
         ("font_accuracy",), "percent", 1.5),
     Row("Expected calibration error (15 bins)", "evaluate", ("ece",), "decimal", 0.005),
@@ -74,6 +79,8 @@ def _shown(row: Row, value: float | None) -> str:
         return "n/a"
     if row.kind == "percent":
         return f"{100 * value:.2f} %"
+    if row.kind == "points":
+        return f"{100 * value:.2f}"
     if row.kind == "decimal":
         return f"{value:.4f}"
     minutes, rest = divmod(round(value), 60)

@@ -145,8 +145,25 @@ def _predict(state: ServingState, images: np.ndarray) -> tuple[np.ndarray, np.nd
     return digits, probs, confidences
 
 
-def _prediction(digit: int, probs: np.ndarray, confidence: float) -> dict[str, Any]:
-    return {"Result": int(digit), "probabilities": probs.tolist(), "confidence": float(confidence)}
+def _predictions(
+    model: Model, digits: np.ndarray, probs: np.ndarray, confidences: np.ndarray
+) -> list[dict[str, Any]]:
+    """One answer per image. ``Result`` stays the argmax; the runner-up (the second most probable
+    digit) and ``unsure`` (the two closer than the model's unsure margin) are additive fields."""
+    second = model.top_two(probs)
+    return [
+        {
+            "Result": int(digit),
+            "probabilities": row.tolist(),
+            "confidence": float(confidence),
+            "runner_up": int(runner_up),
+            "runner_up_confidence": float(row[runner_up]),
+            "unsure": bool(unsure),
+        }
+        for digit, row, confidence, runner_up, unsure in zip(
+            digits, probs, confidences, second.runner_ups, second.unsure
+        )
+    ]
 
 
 # Single predictions run inline on the event loop: the whole handler costs less CPU than the hop
@@ -159,7 +176,7 @@ async def predict(body: PredictRequest, request: Request) -> Response:
     state = _state(request)
     images = np.asarray(body.image_vector, dtype=np.float32).reshape(1, -1)
     digits, probs, confidences = _predict(state, images)
-    payload = _prediction(digits[0], probs[0], confidences[0])
+    (payload,) = _predictions(state.model, digits, probs, confidences)
     payload["model_version"] = state.model.version
     return json_response(payload)
 
@@ -174,7 +191,7 @@ def predict_batch(body: BatchPredictRequest, request: Request) -> Response:
         raise HTTPException(422, messages.BATCH_TOO_LARGE.format(limit=state.settings.max_batch))
     images = np.asarray(body.image_vectors, dtype=np.float32)
     digits, probs, confidences = _predict(state, images)
-    results = [_prediction(d, p, c) for d, p, c in zip(digits, probs, confidences)]
+    results = _predictions(state.model, digits, probs, confidences)
     return json_response({"results": results, "model_version": state.model.version})
 
 
@@ -213,7 +230,7 @@ def predict_image(
         del canvas
     images = image.reshape(1, -1)
     digits, probs, confidences = _predict(state, images)
-    payload = _prediction(digits[0], probs[0], confidences[0])
+    (payload,) = _predictions(state.model, digits, probs, confidences)
     payload["model_version"] = state.model.version
     payload["image_vector"] = images[0].tolist()
     return json_response(payload)
@@ -274,6 +291,7 @@ async def model_info(request: Request) -> Response:
             "layer_sizes": model.layer_sizes,
             "source": _public_source(state.settings.model_uri),
             "normalization": metadata.get("normalization", {}),
+            "unsure_margin": model.unsure_margin,
             "metrics": metadata.get("metrics", {}),
             "metadata": metadata,
         }

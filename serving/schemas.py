@@ -44,13 +44,20 @@ class PredictRequest(BaseModel):
 class PredictResponse(BaseModel):
     # "Result" is capitalised because existing clients read exactly that key.
     model_config = ConfigDict(json_schema_extra={"examples": [
-        {"Result": 7, "probabilities": [0.0] * 7 + [1.0, 0.0, 0.0], "confidence": 1.0,
-         "model_version": "0123456789ab"},
+        {"Result": 7, "probabilities": [0.0] * 7 + [0.97, 0.0, 0.03], "confidence": 0.97,
+         "runner_up": 9, "runner_up_confidence": 0.03, "unsure": False, "model_version": "0123456789ab"},
     ]})
 
     Result: Digit = Field(description="The predicted digit.")
     probabilities: Probabilities
     confidence: float = Field(description="The probability of the predicted digit.")
+    runner_up: Digit = Field(description="The second most probable digit.")
+    runner_up_confidence: float = Field(description="The probability of the runner-up.")
+    unsure: bool = Field(
+        description="True when the two top probabilities differ by less than the model's unsure margin"
+        " (chosen on validation data, `unsure_margin` in GET /model): show both, e.g. '9 or 3?'."
+        " Result is still the answer."
+    )
     model_version: str = Field(description="The first 12 hex digits of the weights' SHA-256.")
 
 
@@ -74,6 +81,9 @@ class BatchPrediction(BaseModel):
     Result: Digit
     probabilities: Probabilities
     confidence: float
+    runner_up: Digit
+    runner_up_confidence: float
+    unsure: bool
 
 
 class BatchPredictResponse(BaseModel):
@@ -112,5 +122,8 @@ class ModelInfo(BaseModel):
     layer_sizes: list[int]
     source: str = Field(description="Where the model was loaded from (path or MLflow URI).")
     normalization: dict[str, float]
+    unsure_margin: float = Field(
+        0.0, description="Answers whose top two probabilities differ by less than this are flagged unsure."
+    )
     metrics: dict = Field(default_factory=dict, description="Training metrics from the metadata.")
     metadata: dict = Field(default_factory=dict, description="The rest of mlp.json.")

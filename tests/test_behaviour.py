@@ -9,7 +9,7 @@ saying so, when either is missing. DOODLE_MODEL_PATH points them at another mode
 import numpy as np
 import pytest
 
-from doodle import augment, doodles, evaluate, fonts, paths
+from doodle import augment, doodles, evaluate, fonts, paths, strokes
 from doodle.data import PreparedDataError, load_split
 from doodle.model_io import ModelFileError, load_model
 
@@ -22,6 +22,12 @@ DOODLE_COUNT = 1000
 # trained with augmentation, 99.16 % on MNIST test); 0.947 with a plain MLP trained without
 # augmentation (97.9 %). The floor sits between the two: it catches losing what augmentation brings.
 MIN_DOODLE_ACCURACY = 0.95
+# The pen-stroke benchmark (doodle.strokes, held-out writers), 10 digits per class at each of its 7 pen
+# widths: floors with a margin under the targets of the evaluate stage (96 % overall, 90 % per digit),
+# since 70 digits per class move by about 1.4 points per mistake.
+STROKE_PER_CLASS = 10
+MIN_STROKE_ACCURACY = 0.94
+MIN_STROKE_CLASS_ACCURACY = 0.84
 
 MISSING_MODEL_MESSAGE = "no usable trained model at {path} ({error}): run `dvc repro` (or `make pipeline`) first"
 MISSING_DATA_MESSAGE = "prepared test split missing ({error}): run `dvc repro` (or `make pipeline`) first"
@@ -93,3 +99,13 @@ def test_confidence_means_what_it_says(model, test_split):
     probs = model.predict_proba(images / np.float32(255.0))
     ece = evaluate.reliability_bins(probs, labels, 15).ece
     assert ece <= MAX_ECE, f"expected calibration error {ece:.4f} above {MAX_ECE}"
+
+
+def test_reads_pen_strokes_of_held_out_writers_in_every_class(model):
+    bench = strokes.benchmark(int(np.random.SeedSequence([SEED, 12]).generate_state(1)[0]), STROKE_PER_CLASS)
+    predicted, _ = model.predict(bench.images)
+    accuracy = evaluate.accuracy(bench.labels, predicted)
+    per_class = evaluate.per_class_report(bench.labels, predicted).recall
+    weak = {digit: round(float(value), 3) for digit, value in enumerate(per_class) if value < MIN_STROKE_CLASS_ACCURACY}
+    assert accuracy >= MIN_STROKE_ACCURACY, f"pen-stroke accuracy {accuracy:.3f}; per digit {np.round(per_class, 3)}"
+    assert not weak, f"digits below {MIN_STROKE_CLASS_ACCURACY}: {weak}"

@@ -127,6 +127,21 @@ def test_predict_shows_the_guess_bars_and_input(app, tiny_model):
     np.testing.assert_allclose(np.asarray(view)[::5, ::5] / 255.0, prediction.model_input, atol=1 / 255)
 
 
+def test_an_unsure_answer_names_the_runner_up(tmp_path, store):
+    """Below the model's unsure margin the guess reads "7 or 2?" (answer first); above it, one digit."""
+    params = mlp.init_params([784, 16, 10], seed=3)
+    normalization = {"mean": 0.13, "std": 0.31}
+    unsure = save_model(tmp_path / "unsure", params, normalization=normalization, metadata={"unsure_margin": 1.01})
+    sure = save_model(tmp_path / "sure", params, normalization=normalization, metadata={"unsure_margin": 0.0})
+    for model, expect_unsure in ((unsure, True), (sure, False)):
+        app = DoodleApp(model=model, feedback_store=store, live=False)
+        draw(app, SEVEN)
+        prediction = app.predict()
+        runner_up = int(np.argsort(prediction.probabilities)[-2])
+        text = re.search(r"<div class='doodle-guess-digit'>([^<]*)</div>", app.guess.value).group(1)
+        assert text == (f"{prediction.digit} or {runner_up}?" if expect_unsure else f"{prediction.digit}")
+
+
 def test_the_model_input_is_the_preprocessed_drawing(app):
     draw(app, SEVEN)
     prediction = app.predict()

@@ -3,6 +3,7 @@ headless Chromium, answers read off the page, a correction read back from SQLite
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from doodle.dashboard_driver import CHROMIUM_PATH, HAND_DRAWN_DIGITS, DashboardPage, VoilaServer, launch_chromium
-from doodle.model_io import ModelFileError, load_model
+from doodle.model_io import ModelFileError, load_model, save_model
 from doodle.paths import ROOT, model_path
 from doodle.preprocess import BLANK_CANVAS_MESSAGE
 
@@ -131,3 +132,43 @@ def test_correction_lands_in_the_feedback_store(dashboard, feedback_db):
     assert row is not None
     assert row[:4] == (predicted, actual, 1, "dashboard")
     assert row[4] == 784 * 4 and row[5] > 100  # float32 input and a PNG of the pad
+
+
+def test_an_unsure_answer_shows_both_digits(tmp_path, browser):
+    """A copy of the trained model whose unsure margin flags every answer: the page reads "7 or 1?"
+    style text, answer first, the runner-up being the second-highest bar."""
+    try:
+        trained = load_model(model_path())
+    except ModelFileError as error:
+        pytest.skip(f"the dashboard needs a trained model (run `make pipeline`): {error}")
+    if not Path(CHROMIUM_PATH).exists():
+        pytest.skip(f"Chromium not found at {CHROMIUM_PATH} (make system-deps)")
+    metadata = {key: value for key, value in trained.metadata.items() if key not in {"normalization", "temperature"}}
+    save_model(
+        tmp_path / "model",
+        trained.params,
+        normalization=trained.metadata["normalization"],
+        temperature=trained.temperature,
+        metadata={**metadata, "unsure_margin": 1.01},
+    )
+    env = {
+        "DOODLE_MODEL_PATH": str(tmp_path / "model"),
+        "DOODLE_FEEDBACK_DB": str(tmp_path / "feedback.sqlite"),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+    }
+    with VoilaServer(tmp_path / "voila.log", env=env) as server:
+        page = browser.new_page(viewport={"width": 1000, "height": 640})
+        try:
+            dashboard = DashboardPage(page, server.url).open()
+            dashboard.draw(HAND_DRAWN_DIGITS[7])
+            shown = dashboard.predict()
+            text = page.locator(".doodle-guess-digit").text_content().strip()
+        finally:
+            page.close()
+    match = re.fullmatch(r"(\d) or (\d)\?", text)
+    assert match, text
+    answer, runner_up = int(match.group(1)), int(match.group(2))
+    assert answer == shown.digit != runner_up
+    # The bars are rounded to 0.1 %: the runner-up's bar is the highest of the others (ties allowed).
+    others = [p for digit, p in enumerate(shown.probabilities) if digit != answer]
+    assert shown.probabilities[runner_up] == max(others)

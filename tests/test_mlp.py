@@ -36,9 +36,9 @@ def _numeric_grad(params, key, x, y, weight_decay, label_smoothing, eps=1e-6):
     for index in np.ndindex(array.shape):
         original = array[index]
         array[index] = original + eps
-        loss_plus, _ = mlp.loss_and_grads(params, x, y, weight_decay, label_smoothing)
+        loss_plus, _, _ = mlp.loss_and_grads(params, x, y, weight_decay, label_smoothing)
         array[index] = original - eps
-        loss_minus, _ = mlp.loss_and_grads(params, x, y, weight_decay, label_smoothing)
+        loss_minus, _, _ = mlp.loss_and_grads(params, x, y, weight_decay, label_smoothing)
         array[index] = original
         grad[index] = (loss_plus - loss_minus) / (2 * eps)
     return grad
@@ -47,7 +47,7 @@ def _numeric_grad(params, key, x, y, weight_decay, label_smoothing, eps=1e-6):
 @pytest.mark.parametrize(("sizes", "weight_decay", "label_smoothing"), GRADCHECK_CASES)
 def test_gradients_match_finite_differences(sizes, weight_decay, label_smoothing):
     params, x, y = _tiny_problem(sizes)
-    _, grads = mlp.loss_and_grads(params, x, y, weight_decay, label_smoothing)
+    _, grads, _ = mlp.loss_and_grads(params, x, y, weight_decay, label_smoothing)
     assert set(grads) == set(params)
     for key in params:
         numeric = _numeric_grad(params, key, x, y, weight_decay, label_smoothing)
@@ -110,7 +110,7 @@ def test_loss_falls_on_200_samples():
     optimizer = Adam(params, lr=1e-3)
     losses = []
     for _ in range(10):
-        loss, grads = mlp.loss_and_grads(params, x, y)
+        loss, grads, _ = mlp.loss_and_grads(params, x, y)
         optimizer.step(params, grads)
         losses.append(loss)
     assert losses[-1] < 0.5 * losses[0]
@@ -122,7 +122,7 @@ def _train(seed):
     params = mlp.init_params([784, 32, 16, 10], seed=seed)
     optimizer = Adam(params, lr=1e-3, weight_decay=1e-2)
     for _ in range(3):
-        _, grads = mlp.loss_and_grads(params, x, y, weight_decay=0.0)
+        _, grads, _ = mlp.loss_and_grads(params, x, y, weight_decay=0.0)
         optimizer.step(params, grads)
     return params
 
@@ -158,21 +158,21 @@ def test_dtype_is_kept_throughout(dtype):
     grads = mlp.backward(params, cache, dlogits)
     for key, value in params.items():
         assert grads[key].dtype == dtype and grads[key].shape == value.shape
-    _, grads = mlp.loss_and_grads(params, x, y, weight_decay=1e-4)
+    _, grads, _ = mlp.loss_and_grads(params, x, y, weight_decay=1e-4)
     assert all(grad.dtype == dtype for grad in grads.values())
 
 
 def test_workspace_gives_the_same_numbers_and_reuses_its_buffers():
     x, y = _separable_digits(32, seed=9)
     params = mlp.init_params([784, 24, 16, 10], seed=9)
-    loss, grads = mlp.loss_and_grads(params, x, y, weight_decay=1e-3)
+    loss, grads, _ = mlp.loss_and_grads(params, x, y, weight_decay=1e-3)
     workspace = mlp.Workspace()
-    loss_ws, grads_ws = mlp.loss_and_grads(params, x, y, weight_decay=1e-3, workspace=workspace)
+    loss_ws, grads_ws, _ = mlp.loss_and_grads(params, x, y, weight_decay=1e-3, workspace=workspace)
     buffers = {key: id(value) for key, value in grads_ws.items()}
     assert loss_ws == loss
     for key in params:
         np.testing.assert_array_equal(grads_ws[key], grads[key])
-    _, grads_again = mlp.loss_and_grads(params, x, y, weight_decay=1e-3, workspace=workspace)
+    _, grads_again, _ = mlp.loss_and_grads(params, x, y, weight_decay=1e-3, workspace=workspace)
     assert {key: id(value) for key, value in grads_again.items()} == buffers
     for key in params:
         np.testing.assert_array_equal(grads_again[key], grads[key])
@@ -182,7 +182,7 @@ def test_workspace_gives_the_same_numbers_and_reuses_its_buffers():
 def test_gradients_match_torch_autograd():
     torch = pytest.importorskip("torch")
     params, x, y = _tiny_problem([6, 5, 4, 3], seed=10)
-    loss, grads = mlp.loss_and_grads(params, x, y, weight_decay=0.02, label_smoothing=0.1)
+    loss, grads, _ = mlp.loss_and_grads(params, x, y, weight_decay=0.02, label_smoothing=0.1)
     tensors = {key: torch.tensor(value, requires_grad=True) for key, value in params.items()}
     h = torch.tensor(x)
     for i in range(1, 4):
@@ -197,15 +197,9 @@ def test_gradients_match_torch_autograd():
         np.testing.assert_allclose(grads[key], tensors[key].grad.numpy(), rtol=1e-10, atol=1e-14)
 
 
-@pytest.mark.parametrize("shards", [2, 3])
-def test_sharded_batch_gives_the_same_loss_and_gradients(shards):
+def test_training_step_returns_the_logits_of_the_forward_pass():
     params, x, y = _tiny_problem([6, 5, 4, 3], seed=11, n=10)
-    loss, grads = mlp.loss_and_grads(params, x, y, weight_decay=0.01, label_smoothing=0.1)
-    workspace = mlp.Workspace()
-    for _ in range(2):  # the second call reuses the shard buffers
-        loss_sharded, grads_sharded = mlp.loss_and_grads(
-            params, x, y, weight_decay=0.01, label_smoothing=0.1, workspace=workspace, shards=shards
-        )
-        assert loss_sharded == pytest.approx(loss, rel=1e-13)
-        for key in params:
-            np.testing.assert_allclose(grads_sharded[key], grads[key], rtol=1e-12, atol=1e-15)
+    step = mlp.loss_and_grads(params, x, y, label_smoothing=0.1, workspace=mlp.Workspace())
+    np.testing.assert_allclose(step.logits, mlp.forward(params, x), rtol=1e-12)
+    loss, _ = mlp.softmax_cross_entropy(mlp.forward(params, x), y, 0.1)
+    assert step.loss == pytest.approx(loss, rel=1e-12)

@@ -22,6 +22,10 @@ EVALUATE = {
     "font_count": 570,
     "ece": 0.00644,
     "macro_f1": 0.98105,
+    "stroke_accuracy": 0.96345,
+    "stroke_count": 2100,
+    "stroke_min_class_accuracy": 0.91,
+    "stroke_thickest_pen_gap": 0.0214,
 }
 TRAIN = {"train_seconds": 83.4}
 README = f"# Title\n\nIntro.\n\n{results_table.START}\nold table\n{results_table.END}\n\n## After\n"
@@ -52,6 +56,12 @@ def test_rewrites_only_between_the_markers(project):
     assert "| MNIST test accuracy | 98.12 % |" in text
     assert "| Doodle benchmark accuracy (3,000 test digits redrawn with a round pen) | 94.76 % |" in text
     assert "| Typed-digit accuracy (570 digits in matplotlib's fonts) | 91.23 % |" in text
+    assert (
+        "| Pen-stroke benchmark accuracy (2,100 digits in people's styles by held-out writers, pens 6-30 px)"
+        " | 96.34 % |" in text
+    )
+    assert "| Pen-stroke benchmark, lowest per-digit accuracy | 91.00 % |" in text
+    assert "| Pen-stroke benchmark, thickest pen (30 px) below the best pen width, points | 2.14 |" in text
     assert "| Expected calibration error (15 bins) | 0.0064 |" in text
     assert "| Training time | 1 min 23 s |" in text
     # Running again changes nothing.

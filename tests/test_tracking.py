@@ -26,7 +26,7 @@ def _tiny_training(tmp_path, seed: int, epochs: int = 2):
     rng = np.random.default_rng(seed)
     images = (rng.random((120, 784)) < 0.2).astype(np.uint8) * 255
     labels = rng.integers(0, 10, 120)
-    config = train.TrainConfig(seed=seed, hidden_sizes=[8], epochs=epochs, batch_size=40)
+    config = train.TrainConfig(seed=seed, hidden_sizes=[8], epochs=epochs, batch_size=40, augment=False, patience=0, stroke_share=0.0)
     result = train.train(config, (images[:80], labels[:80]), (images[80:], labels[80:]), progress=False)
     model_dir = tmp_path / f"model-{seed}"
     model_io.save_model(model_dir, result.params, normalization=result.normalization, metadata={"seed": seed})

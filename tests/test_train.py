@@ -17,6 +17,7 @@ def _toy_data(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _config(**overrides) -> train.TrainConfig:
     values = dict(seed=3, hidden_sizes=[32], epochs=3, batch_size=20, learning_rate=3e-3)
+    values.update(augment=False, label_smoothing=0.0, patience=0, stroke_share=0.0)
     values.update(overrides)
     return train.TrainConfig(**values)
 
@@ -97,8 +98,9 @@ def test_configuration_errors_are_explained():
         train.train(_config(lr_schedule="wavy"), (images, labels), (images, labels), progress=False)
 
 
-def test_notebook_parameters_match_params_yaml_and_the_config():
-    """The train notebook's defaults are the pipeline's values, and every one reaches TrainConfig."""
+def test_config_defaults_are_params_yaml_and_the_notebook_takes_no_hyper_parameter():
+    """TrainConfig's defaults equal params.yaml, lists travel as lists, and the train notebook
+    and the long run name no hyper-parameter that TrainConfig does not declare."""
     import ast
     import json
 
@@ -106,20 +108,32 @@ def test_notebook_parameters_match_params_yaml_and_the_config():
 
     from doodle.paths import ROOT
 
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    from_file = train.TrainConfig.from_params_file(ROOT / "params.yaml")
+    assert from_file == train.TrainConfig()
+    assert set(params["train"]) == set(train.TrainConfig.__dataclass_fields__) - {"seed"}
+    assert from_file.seed == params["base"]["seed"]
+    assert isinstance(params["train"]["hidden_sizes"], list)
+
     notebook = json.loads((ROOT / "notebooks" / "03_train.ipynb").read_text())
     (cell,) = [c for c in notebook["cells"] if "parameters" in c["metadata"].get("tags", [])]
-    defaults = {
-        node.target.id: ast.literal_eval(node.value)
-        for node in ast.parse("".join(cell["source"])).body
-        if isinstance(node, ast.AnnAssign)
-    }
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    expected = dict(params["train"], seed=params["base"]["seed"])
-    expected["hidden_sizes"] = [int(size) for size in str(expected["hidden_sizes"]).split(",")]
-    assert {key: defaults[key] for key in expected} == expected
-    assert set(expected) == set(train.TrainConfig.__dataclass_fields__)
+    names = {node.target.id for node in ast.parse("".join(cell["source"])).body if isinstance(node, ast.AnnAssign)}
+    assert not names & set(train.TrainConfig.__dataclass_fields__)
     long_run = yaml.safe_load((ROOT / "params-long.yaml").read_text())
-    assert set(long_run) <= set(defaults)
+    assert set(long_run) <= names
+    long_config = train.TrainConfig.from_params_file(ROOT / "params.yaml", long_run["overrides"])
+    assert long_config.hidden_sizes == [1024, 1024] and long_config.label_smoothing == from_file.label_smoothing
+
+
+def test_config_from_a_params_file_with_overrides_and_unknown_keys(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("base:\n  seed: 7\ntrain:\n  epochs: 3\n  hidden_sizes: [16, 8]\n")
+    config = train.TrainConfig.from_params_file(path, {"batch_size": 32})
+    assert (config.seed, config.epochs, config.hidden_sizes, config.batch_size) == (7, 3, [16, 8], 32)
+    assert config.learning_rate == train.TrainConfig().learning_rate
+    path.write_text("train:\n  epochz: 3\n")
+    with pytest.raises(ValueError, match="unknown training parameters: epochz"):
+        train.TrainConfig.from_params_file(path)
 
 
 def test_fit_temperature_recovers_the_scale_of_overconfident_and_underconfident_logits():
@@ -149,3 +163,33 @@ def test_empty_validation_set_and_zero_batch_size_are_refused():
         train.train(_config(), data, empty, progress=False)
     with pytest.raises(ValueError, match=train.BATCH_SIZE_MUST_BE_POSITIVE):
         _config(batch_size=0)
+
+
+def test_stroke_digits_take_their_share_of_every_epoch():
+    """With stroke_share, each epoch holds the training set plus pool digits (labels 0..9 in
+    turn), the run is deterministic, and the pool is made of training writers' digits."""
+    images, labels = _toy_data(90, seed=0)
+    config = _config(stroke_share=0.25, stroke_pool=40, epochs=2)
+    pool = train.stroke_pool(config)
+    assert pool.shape == (40, 28, 28) and pool.dtype == np.float32
+    assert 0.0 <= pool.min() and pool.max() == 1.0
+    data = train._EpochData(
+        train.as_float_images(images), labels, config, {"mean": 0.0, "std": 1.0}, pool
+    )
+    try:
+        x_epoch, y_epoch = data.next_epoch(prefetch=False)
+    finally:
+        data.close()
+    assert len(x_epoch) == 90 + 30 and len(y_epoch) == 120
+    # Every stroke row of the epoch is a pool digit, with that digit's label.
+    pool_labels = {image.tobytes(): index % 10 for index, image in enumerate(pool.reshape(-1, 784))}
+    pairs = [
+        (pool_labels[row.tobytes()], label) for row, label in zip(x_epoch, y_epoch) if row.tobytes() in pool_labels
+    ]
+    assert len(pairs) == 30 and all(expected == label for expected, label in pairs)
+    first = train.train(config, (images, labels), (images, labels), progress=False)
+    again = train.train(config, (images, labels), (images, labels), progress=False)
+    for key in first.params:
+        np.testing.assert_array_equal(first.params[key], again.params[key])
+    with pytest.raises(ValueError, match="stroke_share"):
+        _config(stroke_share=1.0)

@@ -13,9 +13,11 @@ from doodle import model_io
 
 
 @pytest.fixture(scope="session")
-def model_dir(tmp_path_factory) -> Path:
+def model_dir(tmp_path_factory, digit_images) -> Path:
     directory = tmp_path_factory.mktemp("model")
-    write_model(directory)
+    # An unsure margin in the middle of the test images' margins: some answers are unsure, some not.
+    margins = model_io.top_two(write_model(directory).predict_proba(digit_images)).margins
+    write_model(directory, unsure_margin=float(np.median(margins)))
     return directory
 
 

@@ -63,13 +63,16 @@ class RunningServer:
         return self.log_path.read_text(errors="replace")
 
 
-def write_model(directory: Path, seed: int = 0) -> model_io.Model:
+def write_model(directory: Path, seed: int = 0, unsure_margin: float | None = None) -> model_io.Model:
     params = mlp.init_params(LAYER_SIZES, seed=seed)
+    metadata = {"metrics": TRAINING_METRICS}
+    if unsure_margin is not None:
+        metadata["unsure_margin"] = unsure_margin
     return model_io.save_model(
         directory,
         params,
         normalization={"mean": 0.1307, "std": 0.3081},
-        metadata={"metrics": TRAINING_METRICS},
+        metadata=metadata,
     )
 
 

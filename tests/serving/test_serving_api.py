@@ -11,7 +11,16 @@ from serving_helpers import DIGIT_VECTOR, TEST_MAX_BATCH, TEST_MAX_BODY_BYTES, d
 from doodle.preprocess import BLANK_CANVAS_MESSAGE, IMAGE_TOO_LARGE_MESSAGE, canvas_to_input, decode_image
 from serving import messages
 
-PREDICT_KEYS = {"Result", "probabilities", "confidence", "model_version"}
+ANSWER_KEYS = {"Result", "probabilities", "confidence", "runner_up", "runner_up_confidence", "unsure"}
+PREDICT_KEYS = ANSWER_KEYS | {"model_version"}
+
+
+def assert_runner_up(body: dict, expected: np.ndarray, unsure_margin: float) -> None:
+    """The runner-up is the second most probable digit; unsure when the top two are close."""
+    order = np.argsort(expected)[::-1]
+    assert body["runner_up"] == int(order[1]) != body["Result"]
+    assert body["runner_up_confidence"] == pytest.approx(float(expected[order[1]]), abs=1e-6)
+    assert body["unsure"] is bool(expected[order[0]] - expected[order[1]] < unsure_margin)
 
 
 def vector(image: np.ndarray) -> list[float]:
@@ -29,6 +38,7 @@ def test_predict_wire_format_with_and_without_slash(client, model, digit_images,
         assert body["Result"] == int(np.argmax(expected))
         assert body["probabilities"] == pytest.approx(expected.tolist(), abs=1e-6)
         assert body["confidence"] == pytest.approx(float(expected.max()), abs=1e-6)
+        assert_runner_up(body, expected, model.unsure_margin)
         assert body["model_version"] == model.version
 
 
@@ -49,8 +59,11 @@ def test_batch_predict_matches_single_predictions(client, model, digit_images):
     expected = model.predict_proba(digit_images)
     assert [r["Result"] for r in body["results"]] == expected.argmax(axis=1).tolist()
     for result, probs in zip(body["results"], expected):
-        assert set(result) == {"Result", "probabilities", "confidence"}
+        assert set(result) == ANSWER_KEYS
         assert result["probabilities"] == pytest.approx(probs.tolist(), abs=1e-6)
+        assert_runner_up(result, probs, model.unsure_margin)
+    # The test model's margin sits among these images' margins: both answers occur.
+    assert {result["unsure"] for result in body["results"]} == {True, False}
 
 
 @pytest.mark.parametrize(
@@ -64,7 +77,9 @@ def test_image_upload_goes_through_the_shared_preprocessing(client, model, fmt, 
     assert set(body) == PREDICT_KEYS | {"image_vector"}
     expected_input = canvas_to_input(decode_image(data)).reshape(-1)
     assert body["image_vector"] == pytest.approx(expected_input.tolist(), abs=1e-6)
-    assert body["Result"] == int(np.argmax(model.predict_proba(expected_input[None])[0]))
+    expected = model.predict_proba(expected_input[None])[0]
+    assert body["Result"] == int(np.argmax(expected))
+    assert_runner_up(body, expected, model.unsure_margin)
 
 
 def test_model_route_reports_the_served_model(client, model):
@@ -72,6 +87,7 @@ def test_model_route_reports_the_served_model(client, model):
     assert body["version"] == model.version
     assert body["sha256"] == model.sha256
     assert body["layer_sizes"] == [784, 32, 10]
+    assert 0.0 < body["unsure_margin"] == model.unsure_margin
     assert body["metrics"] == {"test_accuracy": 0.5, "validation_accuracy": 0.5}
 
 
@@ -87,6 +103,10 @@ def test_docs_and_openapi_are_served(client):
     schema = client.get("/openapi.json").json()
     for path in ("/predict", "/predict/batch", "/predict/image", "/feedback", "/model"):
         assert path in schema["paths"]
+    for name in ("PredictResponse", "ImagePredictResponse"):
+        properties = schema["components"]["schemas"][name]["properties"]
+        assert {"runner_up", "runner_up_confidence", "unsure"} <= set(properties)
+        assert "unsure margin" in properties["unsure"]["description"]
 
 
 def body_with(pixels) -> bytes:
