@@ -63,7 +63,7 @@ pipeline: venv
 	$(BIN)/dvc repro
 
 run: pipeline
-	@bash scripts/serve.sh "$(API_HOST)" "$(API_PORT)" "$(DASHBOARD_PORT)"
+	@$(BIN)/python scripts/serve.py --host $(API_HOST) --api-port $(API_PORT) --dashboard-port $(DASHBOARD_PORT)
 
 api: venv
 	$(BIN)/uvicorn serving.main:create_app --factory --host $(API_HOST) --port $(API_PORT)
