@@ -71,14 +71,15 @@ class UvicornServer:
     """The API in a real uvicorn process: ``with UvicornServer(env=..., log_path=...) as server:``.
 
     ``env`` is added to this process's environment (DOODLE_* settings); ``extra_args`` go to
-    uvicorn; ``command_prefix`` replaces ``[python, -m]`` (e.g. a profiler). Output goes to
+    uvicorn; ``command_prefix`` replaces ``[python, -m]`` (e.g. a profiler); ``cwd`` is the
+    repository unless given (uvicorn imports `serving` from there first). Output goes to
     ``log_path`` (inherited when None).
     """
 
     def __init__(self, *, env: dict[str, str] | None = None, log_path: Path | None = None, host: str = HOST,
                  port: int | None = None, extra_args: tuple[str, ...] = ("--no-access-log",),
                  python: str = sys.executable, command_prefix: list[str] | None = None,
-                 start_timeout_s: float = 60.0, stop_signal: int = signal.SIGTERM):
+                 start_timeout_s: float = 60.0, stop_signal: int = signal.SIGTERM, cwd: Path = ROOT):
         self.host = host
         self.port = port or free_port(host)
         self.env = {**os.environ, **(env or {})}
@@ -88,6 +89,7 @@ class UvicornServer:
                         "--host", host, "--port", str(self.port), *extra_args]
         self.start_timeout_s = start_timeout_s
         self.stop_signal = stop_signal
+        self.cwd = cwd
         self.process: subprocess.Popen | None = None
 
     @property
@@ -100,7 +102,7 @@ class UvicornServer:
     def __enter__(self) -> UvicornServer:
         output = self.log_path.open("wb") if self.log_path else None
         try:
-            self.process = subprocess.Popen(self.command, cwd=ROOT, env=self.env, stdout=output,
+            self.process = subprocess.Popen(self.command, cwd=self.cwd, env=self.env, stdout=output,
                                             stderr=subprocess.STDOUT if output else None, start_new_session=True)
         finally:
             if output:
