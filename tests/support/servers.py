@@ -39,20 +39,6 @@ def port_accepts_listener(host: str, port: int) -> bool:
     return True
 
 
-def wait_for_port(host: str, port: int, timeout_s: float, process: subprocess.Popen | None = None) -> None:
-    """Return once ``host:port`` accepts a TCP connection; raise if ``process`` exits first."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"server exited with code {process.returncode} before listening on {port}")
-        try:
-            with socket.create_connection((host, port), timeout=1.0):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout_s:.0f} s")
-
-
 def stop_process_group(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout_s: float = 15.0) -> None:
     """``sig`` to the process's group (it was started in its own session), SIGKILL if it lingers."""
     if process.poll() is not None:
