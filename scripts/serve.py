@@ -38,6 +38,7 @@ GRACE_S = 6.0  # SIGTERM -> SIGKILL
 KILL_WAIT_S = 3.0
 PORT_WAIT_S = 5.0
 POLL_S = 0.2
+ORPHAN_REAP_EVERY = 25  # polls: exited orphans are collected every 5 s while serving
 
 PORT_IN_USE = "Port {host}:{port} is already in use; pass other ports: make run API_PORT=... DASHBOARD_PORT=..."
 
@@ -150,10 +151,21 @@ def _reap() -> None:
             return
 
 
+def _own_children() -> list[int]:
+    """This process's children, from /proc/self/task/*/children (cheap: no scan of /proc)."""
+    pids: list[int] = []
+    for children in Path("/proc/self/task").glob("*/children"):
+        try:
+            pids += [int(pid) for pid in children.read_text().split()]
+        except OSError:
+            continue
+    return pids
+
+
 def _reap_orphans(servers: list[subprocess.Popen]) -> None:
     """While serving: collect exited adopted orphans, leaving the servers to `Popen.poll`."""
     server_pids = {server.pid for server in servers}
-    for pid in _children_by_parent().get(os.getpid(), []) if Path("/proc/self").exists() else []:
+    for pid in _own_children():
         if pid not in server_pids and _state(pid) == "Z":
             try:
                 os.waitpid(pid, os.WNOHANG)
@@ -200,12 +212,15 @@ def serve(host: str, api_port: int, dashboard_port: int, servers: list[subproces
         "\n  Press Ctrl-C to stop.\n",
         flush=True,
     )
+    polls = 0
     while _stop_requested is None:
         for server in servers:
             if server.poll() is not None:
                 print(f"{server.args[0]} stopped (code {server.returncode}); shutting down the rest.", file=sys.stderr)
                 return 1
-        _reap_orphans(servers)
+        polls += 1
+        if polls % ORPHAN_REAP_EVERY == 0:
+            _reap_orphans(servers)
         time.sleep(POLL_S)
     return 0
 
