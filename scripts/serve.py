@@ -10,7 +10,8 @@ no dashboard kernel can slip away.
 Ctrl-C, SIGTERM or SIGHUP, once or repeatedly, to this process alone or to its whole process
 group, all end the same way: later signals are ignored, each server's group gets SIGTERM and up
 to ``GRACE_S`` seconds to exit cleanly (Voilà shuts its kernels down), whatever remains below this
-process gets SIGKILL, and both ports are free again before it returns.
+process gets SIGKILL, and both ports are free again before it returns. Should this process be
+killed outright (SIGKILL), each server gets SIGTERM from the kernel (parent-death signal).
 
 Standard library only, and run with the project's interpreter, whose ``bin/`` holds uvicorn and voila.
 """
@@ -42,6 +43,10 @@ ORPHAN_REAP_EVERY = 25  # polls: exited orphans are collected every 5 s while se
 
 PORT_IN_USE = "Port {host}:{port} is already in use; pass other ports: make run API_PORT=... DASHBOARD_PORT=..."
 
+PR_SET_PDEATHSIG = 1  # prctl options (linux/prctl.h)
+PR_SET_CHILD_SUBREAPER = 36
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None  # loaded before any fork
+
 _stop_requested: int | None = None  # the first stop signal received
 
 
@@ -52,12 +57,21 @@ def _request_stop(signum: int, _frame: object) -> None:
         _stop_requested = signum
 
 
+def _prctl(option: int, value: int) -> None:
+    if _LIBC is not None:
+        _LIBC.prctl(option, value, 0, 0, 0)
+
+
 def _become_subreaper() -> None:
     """Orphaned descendants (a kernel whose Voilà died) are re-parented to this process, not to
     init, so the shutdown still finds and stops them. Linux only; elsewhere a no-op."""
-    if sys.platform.startswith("linux"):
-        pr_set_child_subreaper = 36
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_child_subreaper, 1, 0, 0, 0)
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def _term_when_orphaned() -> None:
+    """In each server, before it starts: SIGTERM when this process dies, even by SIGKILL, so the
+    servers (and Voilà's kernels, which it stops on SIGTERM) never outlive it. Linux only."""
+    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def voila_command(host: str, port: int) -> list[str]:
@@ -193,14 +207,18 @@ def _wait_for(ready, server: subprocess.Popen, what: str) -> bool:
 def serve(host: str, api_port: int, dashboard_port: int, servers: list[subprocess.Popen]) -> int:
     """Start both servers (appended to ``servers`` as they start) and return when a stop is
     requested (0) or something fails (1)."""
-    api = subprocess.Popen(api_command(host, api_port), cwd=ROOT, start_new_session=True)
+    api = subprocess.Popen(
+        api_command(host, api_port), cwd=ROOT, start_new_session=True, preexec_fn=_term_when_orphaned
+    )
     servers.append(api)
     health = f"http://{host}:{api_port}/healthz"
     print(f"Waiting for the API on {health}", flush=True)
     if not _wait_for(lambda: _answers(health), api, "The API"):
         return 0 if _stop_requested else 1
 
-    voila = subprocess.Popen(voila_command(host, dashboard_port), cwd=ROOT, start_new_session=True)
+    voila = subprocess.Popen(
+        voila_command(host, dashboard_port), cwd=ROOT, start_new_session=True, preexec_fn=_term_when_orphaned
+    )
     servers.append(voila)
     if not _wait_for(lambda: _listens(host, dashboard_port), voila, "Voilà"):
         return 0 if _stop_requested else 1

@@ -2,7 +2,7 @@
 a terminal sends it, SIGTERM to the group, SIGTERM to the script alone), the API, Voilà and every
 dashboard kernel are gone within 15 s and both ports take a new listener. Each way is tried three
 times, with the signal repeated at once and during the shutdown (make forwards it too), the race
-that used to leave the servers running."""
+that used to leave the servers running. Even SIGKILL to the script leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -97,6 +97,37 @@ def test_a_stop_signal_ends_every_process_and_frees_both_ports(tmp_path, stop, a
                 p.kill()
             process.kill()
             process.wait()
+        log.close()
+
+
+@pytest.mark.slow
+def test_servers_and_kernels_do_not_outlive_a_killed_script(tmp_path):
+    """SIGKILL cannot be handled: the servers get SIGTERM from the kernel (parent-death signal)."""
+    api_port, dashboard_port = free_port(HOST), free_port(HOST)
+    process, log = _start(tmp_path, api_port, dashboard_port)
+    run: list[psutil.Process] = []
+    try:
+        _wait_until_serving(process, tmp_path, api_port, dashboard_port)
+        run = psutil.Process(process.pid).children(recursive=True)
+        assert _kernels(run), [p.cmdline() for p in run]
+        process.kill()
+        process.wait(timeout=STOP_TIMEOUT_S)
+        _, alive = psutil.wait_procs(run, timeout=STOP_TIMEOUT_S)
+        alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        assert not alive, f"left running: {[p.cmdline() for p in alive]}"
+        deadline = time.monotonic() + 5
+        while not all(port_accepts_listener(HOST, port) for port in (api_port, dashboard_port)):
+            assert time.monotonic() < deadline, "a port is still taken"
+            time.sleep(0.1)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        for p in run:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        process.wait()
         log.close()
 
 
