@@ -51,7 +51,7 @@ venv: $(STAMP)
 
 # Re-pin after a change to pyproject.toml's dependencies (the optional PyTorch group stays out).
 lock: venv
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	{ echo "# Exact versions that 'make' installs (Python 3.11). Regenerate with 'make lock' after changing pyproject.toml."; \
 	  $(BIN)/python -m pip freeze --exclude-editable | grep -v -E '^(doodle-digits|torch|sympy|mpmath)==' ; } > requirements.lock
 
@@ -63,7 +63,7 @@ pipeline: venv
 	$(BIN)/dvc repro
 
 run: pipeline
-	@bash scripts/serve.sh "$(API_HOST)" "$(API_PORT)" "$(DASHBOARD_PORT)"
+	@$(BIN)/python scripts/serve.py --host $(API_HOST) --api-port $(API_PORT) --dashboard-port $(DASHBOARD_PORT)
 
 api: venv
 	$(BIN)/uvicorn serving.main:create_app --factory --host $(API_HOST) --port $(API_PORT)

@@ -24,7 +24,7 @@ import asyncio
 import json
 import os
 import shutil
-import socket
+import signal
 import subprocess
 import sys
 import tempfile
@@ -36,8 +36,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # support.servers: free ports, uvicorn start and stop
 
 from doodle import mlp, model_io, paths  # noqa: E402
+from support.servers import UvicornServer  # noqa: E402
 
 N_BODIES = 64  # distinct images cycled through, so no cache anywhere sees one body repeated
 
@@ -58,12 +60,6 @@ done = function(summary, latency, requests)
       latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency.max / 1000))
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def sample_images(count: int) -> np.ndarray:
@@ -104,42 +100,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class Server:
-    def __init__(self, model: Path, work: Path, profile_to: Path | None) -> None:
-        self.port = free_port()
-        env = {
-            **os.environ,
-            "DOODLE_MODEL_PATH": str(model),
-            "DOODLE_FEEDBACK_DB": str(work / "feedback.sqlite"),
-            "DOODLE_MAX_BATCH": "1024",
-        }
-        command = [sys.executable]
-        if profile_to is not None:
-            command += ["-m", "cProfile", "-o", str(profile_to)]
-        command += ["-m", "uvicorn", "serving.main:create_app", "--factory", "--host", "127.0.0.1",
-                    "--port", str(self.port), "--workers", "1", "--no-access-log",
-                    "--log-level", "warning"]
-        self.process = subprocess.Popen(command, cwd=ROOT, env=env)
-        self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("the server did not become ready within 60 s")
-
-    def stop(self) -> None:
-        # SIGINT lets uvicorn shut down cleanly, which also lets cProfile write its file.
-        self.process.send_signal(2)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+def start_server(model: Path, work: Path, profile_to: Path | None) -> UvicornServer:
+    """One uvicorn worker on a free port, access log off; SIGINT on stop lets uvicorn shut down
+    cleanly, which also lets cProfile write its file."""
+    prefix = [sys.executable, "-m", "cProfile", "-o", str(profile_to), "-m"] if profile_to else None
+    server = UvicornServer(
+        env={"DOODLE_MODEL_PATH": str(model), "DOODLE_FEEDBACK_DB": str(work / "feedback.sqlite"),
+             "DOODLE_MAX_BATCH": "1024"},
+        extra_args=("--workers", "1", "--no-access-log", "--log-level", "warning"),
+        command_prefix=prefix, stop_signal=signal.SIGINT,
+    )
+    return server.__enter__()  # /healthz answers once the lifespan has loaded the model
 
 
 def run_wrk(url: str, path: str, bodies: list[str], connections: int, seconds: float) -> dict:
@@ -210,7 +181,7 @@ def main() -> None:
         work = Path(tmp)
         model, which = model_dir(work)
         profile_to = work / "server.prof" if args.profile else None
-        server = Server(model, work, profile_to)
+        server = start_server(model, work, profile_to)
         print(f"model: {which}; load generator: {client}; {os.cpu_count()} CPUs;"
               f" load average before: {os.getloadavg()[0]:.1f}")
         scenarios = [

@@ -1,5 +1,5 @@
 """Serve the dashboard with Voilà and drive it in headless Chromium: shared by the browser
-tests and the latency benchmark, so both start Voilà exactly as `scripts/serve.sh` does.
+tests and the latency benchmark, so both start Voilà exactly as `scripts/serve.py` does.
 
 The browser half needs Playwright (a test dependency); it is imported only when used.
 """
@@ -32,21 +32,18 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-# Kernels outlive their tab; these reclaim them (seconds). Kept in step with scripts/serve.sh.
-CULL_INTERVAL_S = 60
-CULL_IDLE_TIMEOUT_S = 600
+# Kernel culling and Voilà's other settings, shared with scripts/serve.py.
+VOILA_CONFIG_DIR = ROOT / "conf" / "voila"
 
 
 def voila_flags(host: str, port: int) -> list[str]:
-    """The options `scripts/serve.sh` passes to Voilà (a test checks the two agree)."""
+    """The options `scripts/serve.py` passes to Voilà (a test checks the two agree)."""
     return [
         "--no-browser",
         f"--port={port}",
         f"--Voila.ip={host}",
         "--Voila.port_retries=0",  # fail loudly on a taken port instead of drifting to another
-        f"--MappingKernelManager.cull_interval={CULL_INTERVAL_S}",
-        f"--MappingKernelManager.cull_idle_timeout={CULL_IDLE_TIMEOUT_S}",
-        "--VoilaConfiguration.show_tracebacks=True",
+        f"--Voila.config_file_paths={VOILA_CONFIG_DIR}",
     ]
 
 

@@ -28,9 +28,22 @@ WEIGHTS_NAME = "mlp.npz"
 METADATA_NAME = "mlp.json"
 
 
-# Read once: os.umask can only be read by setting it, which is not safe once threads run.
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
+# os.umask can only be read by setting it, which is not safe once threads run: read it at import,
+# and prefer the live value Linux shows in /proc/self/status when it is there.
+_IMPORT_UMASK = os.umask(0o022)
+os.umask(_IMPORT_UMASK)
+
+
+def _umask() -> int:
+    """The process's file-creation mask now, read without changing it."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return _IMPORT_UMASK
 
 
 class ModelFileError(ValueError):
@@ -141,7 +154,7 @@ def _atomic_write(target: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             # mkstemp creates 0600; model files are read by other users' servers: use the umask.
-            os.fchmod(handle.fileno(), 0o666 & ~_UMASK)
+            os.fchmod(handle.fileno(), 0o666 & ~_umask())
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

@@ -15,6 +15,10 @@ from pathlib import Path
 from doodle.model_io import METADATA_NAME, WEIGHTS_NAME, Model, ModelFileError, load_model
 
 MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
+MLFLOW_MISSING = (
+    "{uri} is an MLflow URI, and MLflow is not installed here (the serve extra leaves it out):"
+    " install doodle-digits[serve,pipeline], or point DOODLE_MODEL_PATH at a model folder"
+)
 
 
 def is_mlflow_uri(uri: str) -> bool:
@@ -41,7 +45,10 @@ def load_served_model(uri: str) -> Model:
     """Load the model named by ``uri``; raise `ModelFileError` (or MLflow's errors) if impossible."""
     if not is_mlflow_uri(uri):
         return load_model(uri)
-    import mlflow.artifacts  # noqa: PLC0415 - heavy, and only needed for registry URIs
+    try:
+        import mlflow.artifacts  # noqa: PLC0415 - heavy, and only needed for registry URIs
+    except ImportError:
+        raise ModelFileError(MLFLOW_MISSING.format(uri=uri)) from None
 
     with tempfile.TemporaryDirectory(prefix="doodle-model-") as tmp:
         local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)

@@ -6,10 +6,11 @@ The handlers are the ones ipycanvas calls for browser events; here they are call
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import re
-import shlex
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ from doodle.dashboard import (
     DoodleApp,
     render_strokes,
 )
-from doodle.dashboard_driver import HAND_DRAWN_DIGITS, voila_flags
+from doodle.dashboard_driver import HAND_DRAWN_DIGITS, voila_command
 from doodle.feedback import FeedbackStore
 from doodle.model_io import ModelFileError, load_model, save_model
 from doodle.paths import ROOT, model_path
@@ -319,14 +320,15 @@ def test_notebook_is_thin_and_stripped():
 
 
 def test_serve_script_starts_voila_like_the_tests():
-    script = (ROOT / "scripts" / "serve.sh").read_text()
-    voila_line = next(line for line in script.splitlines() if "voila" in line and "--no-browser" in line)
-    for flag in voila_flags("HOST", 1234):
-        name = flag.split("=")[0]
-        assert name in voila_line, f"serve.sh does not pass {name}"
-    assert "--Voila.root_dir" in voila_line
-    assert shlex.split(voila_line)  # well-formed quoting
-    assert "trap" in script and "/healthz" in script
+    spec = importlib.util.spec_from_file_location("serve_script", ROOT / "scripts" / "serve.py")
+    serve = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(serve)
+    served = serve.voila_command("HOST", 1234)
+    tested = voila_command("HOST", 1234)
+    assert served[1:] == tested[1:]
+    assert Path(served[0]).name == Path(tested[0]).name == "voila"
+    config = json.loads((serve.VOILA_CONFIG_DIR / "voila.json").read_text())
+    assert config["MappingKernelManager"]["cull_idle_timeout"] > 0  # idle kernels are reclaimed
 
 
 def test_module_keeps_no_global_state(tiny_model, store):

@@ -159,16 +159,18 @@ def test_model_files_are_written_without_pickle(saved):
         assert all(archive[name].dtype == np.float32 for name in archive.files)
 
 
-def test_model_files_follow_the_umask_not_mkstemps_private_mode(tmp_path):
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_model_files_follow_the_umask_not_mkstemps_private_mode(tmp_path, umask, mode):
+    """The umask in force when the model is saved, whatever it was when model_io was imported."""
     import os
 
-    previous = os.umask(0o022)
+    previous = os.umask(umask)
     try:
         model_io.save_model(tmp_path, mlp.init_params([784, 4, 10], seed=0), normalization=NORMALIZATION)
     finally:
         os.umask(previous)
     for name in ("mlp.npz", "mlp.json"):
-        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644
+        assert (tmp_path / name).stat().st_mode & 0o777 == mode
 
 
 def test_uint8_images_are_read_on_the_0_255_scale(saved):

@@ -1,5 +1,7 @@
-"""Fixtures for the API tests: a tiny seeded model in tmp_path and a real uvicorn server in a
-subprocess on a free loopback port, talked to over HTTP."""
+"""Fixtures for the API tests: a tiny seeded model in tmp_path, served two ways with the same
+settings: in-process through FastAPI's `TestClient` (`app_client`: fast, for schemas and error
+cases) and by a real uvicorn in a subprocess on a free loopback port (`server`, `client`: for what
+needs real HTTP, processes and time)."""
 
 from __future__ import annotations
 
@@ -7,9 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serving_helpers import run_server, write_model
+from fastapi.testclient import TestClient
+from serving_helpers import run_server, server_env, write_model
 
 from doodle import model_io
+from serving.config import Settings
+from serving.main import create_app
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +37,14 @@ def server(tmp_path_factory, model_dir):
     """One server per test module (tests that count things use deltas or their own server)."""
     with run_server(tmp_path_factory.mktemp("server"), model_dir) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def app_client(tmp_path_factory, model_dir):
+    """The app in this process (lifespan run: model loaded), settings as the real server's."""
+    settings = Settings.from_env(server_env(tmp_path_factory.mktemp("in-process"), model_dir))
+    with TestClient(create_app(settings), base_url="http://testserver") as http:
+        yield http
 
 
 @pytest.fixture(scope="module")

@@ -1,23 +1,20 @@
-"""Helpers for the API tests: a tiny seeded model, a real uvicorn server in a subprocess on a
-free loopback port, and drawings to upload."""
+"""Helpers for the API tests: a tiny seeded model, its settings, a real uvicorn server in a
+subprocess on a free loopback port (`support.servers`), and drawings to upload."""
 
 from __future__ import annotations
 
 import io
 import json
-import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 from PIL import Image, ImageDraw
+from support.servers import UvicornServer, free_port  # noqa: F401  (free_port: for the tests)
 
 from doodle import mlp, model_io
 
@@ -27,6 +24,8 @@ TRAINING_METRICS = {"test_accuracy": 0.5, "validation_accuracy": 0.5}
 # A small limit so the 413 tests send little; a batch of 64 images still fits easily.
 TEST_MAX_BODY_BYTES = 256 * 1024
 TEST_MAX_BATCH = 64
+ANSWER_KEYS = {"Result", "probabilities", "confidence", "runner_up", "runner_up_confidence", "unsure"}
+PREDICT_KEYS = ANSWER_KEYS | {"model_version"}  # /predict's answer
 # A vertical stroke, a "1": the simplest valid image that is not blank (blank ones get a 422).
 _stroke = np.zeros((28, 28), dtype=np.float32)
 _stroke[4:24, 13:15] = 1.0
@@ -42,12 +41,6 @@ REFERENCE_STATS = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @dataclass
 class RunningServer:
     url: str
@@ -61,6 +54,14 @@ class RunningServer:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def assert_runner_up(body: dict, expected: np.ndarray, unsure_margin: float) -> None:
+    """The runner-up is the second most probable digit; unsure when the top two are close."""
+    order = np.argsort(expected)[::-1]
+    assert body["runner_up"] == int(order[1]) != body["Result"]
+    assert body["runner_up_confidence"] == pytest.approx(float(expected[order[1]]), abs=1e-6)
+    assert body["unsure"] is bool(expected[order[0]] - expected[order[1]] < unsure_margin)
 
 
 def write_model(directory: Path, seed: int = 0, unsure_margin: float | None = None) -> model_io.Model:
@@ -80,56 +81,29 @@ def write_model(directory: Path, seed: int = 0, unsure_margin: float | None = No
 def run_server(workdir: Path, model_dir: Path | str | None, **extra_env: str):
     """Start ``uvicorn serving.main:create_app --factory`` on a free port; stop it afterwards."""
     workdir.mkdir(parents=True, exist_ok=True)
+    env = {**server_env(workdir, model_dir), **extra_env}
+    log_path = workdir / "server.log"
+    with UvicornServer(env=env, log_path=log_path) as uvicorn:
+        yield RunningServer(
+            url=uvicorn.url,
+            process=uvicorn.process,
+            feedback_db=Path(env["DOODLE_FEEDBACK_DB"]),
+            model_dir=Path(env["DOODLE_MODEL_PATH"]),
+            log_path=log_path,
+        )
+
+
+def server_env(workdir: Path, model_dir: Path | str | None) -> dict[str, str]:
+    """The DOODLE_* settings of a test server whose files all live in ``workdir``."""
     reference = workdir / "prepare.json"
     reference.write_text(json.dumps(REFERENCE_STATS))
-    port = free_port()
-    env = {
-        **os.environ,
+    return {
         "DOODLE_MODEL_PATH": str(model_dir) if model_dir is not None else str(workdir / "no-model"),
         "DOODLE_FEEDBACK_DB": str(workdir / "feedback.sqlite"),
         "DOODLE_REFERENCE_STATS": str(reference),
         "DOODLE_MAX_BODY_BYTES": str(TEST_MAX_BODY_BYTES),
         "DOODLE_MAX_BATCH": str(TEST_MAX_BATCH),
-        **extra_env,
     }
-    log_path = workdir / "server.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "serving.main:create_app", "--factory",
-             "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-    server = RunningServer(
-        url=f"http://127.0.0.1:{port}",
-        process=process,
-        feedback_db=workdir / "feedback.sqlite",
-        model_dir=Path(model_dir) if model_dir is not None else workdir / "no-model",
-        log_path=log_path,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")
-            try:
-                if httpx.get(server.url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server not alive after 60 s:\n{server.log()}")
-            time.sleep(0.1)
-        yield server
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
 
 
 def png_bytes(array: np.ndarray, fmt: str = "PNG") -> bytes:

@@ -1,4 +1,5 @@
-"""The HTTP API over real HTTP: wire format, every route, every kind of bad input."""
+"""The API in-process (FastAPI's TestClient, no sockets): every route, the schemas, every kind of
+bad input and its message. What needs a real server is in test_serving_http.py."""
 
 from __future__ import annotations
 
@@ -6,40 +7,20 @@ import json
 
 import numpy as np
 import pytest
-from serving_helpers import DIGIT_VECTOR, TEST_MAX_BATCH, TEST_MAX_BODY_BYTES, drawing, png_bytes
+from serving_helpers import ANSWER_KEYS, DIGIT_VECTOR, PREDICT_KEYS, TEST_MAX_BATCH, assert_runner_up, drawing, png_bytes
 
 from doodle.preprocess import BLANK_CANVAS_MESSAGE, IMAGE_TOO_LARGE_MESSAGE, canvas_to_input, decode_image
 from serving import messages
 
-ANSWER_KEYS = {"Result", "probabilities", "confidence", "runner_up", "runner_up_confidence", "unsure"}
-PREDICT_KEYS = ANSWER_KEYS | {"model_version"}
 
-
-def assert_runner_up(body: dict, expected: np.ndarray, unsure_margin: float) -> None:
-    """The runner-up is the second most probable digit; unsure when the top two are close."""
-    order = np.argsort(expected)[::-1]
-    assert body["runner_up"] == int(order[1]) != body["Result"]
-    assert body["runner_up_confidence"] == pytest.approx(float(expected[order[1]]), abs=1e-6)
-    assert body["unsure"] is bool(expected[order[0]] - expected[order[1]] < unsure_margin)
+@pytest.fixture(scope="module")
+def client(app_client):
+    """This module talks to the app in-process."""
+    return app_client
 
 
 def vector(image: np.ndarray) -> list[float]:
     return [float(v) for v in image]
-
-
-@pytest.mark.parametrize("path", ["/predict", "/predict/"])
-def test_predict_wire_format_with_and_without_slash(client, model, digit_images, path):
-    for image in digit_images[:4]:
-        response = client.post(path, json={"image_vector": vector(image)})
-        assert response.status_code == 200, response.text  # no redirect either way
-        body = response.json()
-        assert set(body) == PREDICT_KEYS
-        expected = model.predict_proba(image[None])[0]
-        assert body["Result"] == int(np.argmax(expected))
-        assert body["probabilities"] == pytest.approx(expected.tolist(), abs=1e-6)
-        assert body["confidence"] == pytest.approx(float(expected.max()), abs=1e-6)
-        assert_runner_up(body, expected, model.unsure_margin)
-        assert body["model_version"] == model.version
 
 
 def test_predict_accepts_integer_pixels_as_existing_clients_send(client, model):
@@ -159,31 +140,6 @@ def test_wrong_content_type_is_rejected_with_a_message(client):
     response = client.post("/predict", content=body_with(VALID), headers={"Content-Type": "text/plain"})
     assert response.status_code == 422
     assert response.json() == {"detail": messages.BODY_NOT_OBJECT}
-
-
-def test_body_over_the_limit_declared_by_content_length(client):
-    raw = b'{"image_vector": [' + b"0," * (TEST_MAX_BODY_BYTES // 2) + b"0]}"
-    response = client.post("/predict", content=raw, headers={"Content-Type": "application/json"})
-    assert response.status_code == 413
-    assert response.json() == {"detail": messages.BODY_TOO_LARGE.format(limit=TEST_MAX_BODY_BYTES)}
-    assert client.get("/healthz").status_code == 200
-
-
-def test_body_over_the_limit_while_streaming_without_content_length(client):
-    chunk = b"0," * 8192
-
-    def chunks():
-        yield b'{"image_vector": ['
-        for _ in range(TEST_MAX_BODY_BYTES // len(chunk) + 2):
-            yield chunk
-        yield b"0]}"
-
-    response = client.post("/predict", content=chunks(), headers={"Content-Type": "application/json"})
-    assert response.request.headers.get("transfer-encoding") == "chunked"
-    assert "content-length" not in response.request.headers
-    assert response.status_code == 413
-    assert response.json() == {"detail": messages.BODY_TOO_LARGE.format(limit=TEST_MAX_BODY_BYTES)}
-    assert client.post("/predict", json={"image_vector": VALID}).status_code == 200
 
 
 def test_batch_limits(client):

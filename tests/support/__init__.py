@@ -1,0 +1,1 @@
+"""Test support outside the package: process control for the servers the tests start."""
