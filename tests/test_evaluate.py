@@ -118,3 +118,30 @@ def test_agreement_is_the_share_of_unchanged_predictions():
     transformed = np.zeros_like(images)
     transformed[0, 0, :3] = 1.0
     assert evaluate.agreement(_ink_threshold_predict, images, transformed) == pytest.approx(0.75)
+
+
+def test_unsure_margin_flags_the_chosen_share_of_mistakes():
+    from doodle.evaluate import choose_unsure_margin
+    from doodle.model_io import top_two
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.full(10, 0.3), size=4000)
+    labels = np.where(rng.random(4000) < 0.8, probs.argmax(axis=1), rng.integers(0, 10, 4000))
+    margin = choose_unsure_margin(probs, labels)
+    answers = top_two(probs, margin)
+    wrong = answers.digits != labels
+    assert 0.0 < margin < 1.0
+    assert abs(answers.unsure[wrong].mean() - 0.5) < 0.01  # half of the mistakes, by construction
+    assert answers.unsure[~wrong].mean() < answers.unsure[wrong].mean()  # sure answers are right more often
+    assert choose_unsure_margin(probs, probs.argmax(axis=1)) == 0.0  # no mistake: never unsure
+
+
+def test_top_two_names_the_runner_up_and_its_margin():
+    from doodle.model_io import top_two
+
+    probs = np.array([[0.1, 0.6, 0.3] + [0.0] * 7, [0.0] * 9 + [1.0]])
+    answers = top_two(probs, unsure_margin=0.4)
+    assert answers.digits.tolist() == [1, 9]
+    assert answers.runner_ups.tolist()[0] == 2 and answers.runner_ups[1] != 9
+    np.testing.assert_allclose(answers.margins, [0.3, 1.0])
+    assert answers.unsure.tolist() == [True, False]
