@@ -2,7 +2,7 @@
 
 The ink is cut into 8-connected components (or, when the pen's strokes are known, into the ink
 each stroke laid down). Pieces of one digit are joined: marks much smaller than a digit (a dot, a
-short tick) go to the nearest digit, and pieces that overlap heavily in x (a 5's flag, a 4 in two
+short tick, a 5's flag drawn apart) go to the nearest digit, and pieces that overlap heavily in x (a 5's flag, a 4 in two
 strokes, a crossed 7) or overlap somewhat, have similar widths and together stay
 narrower than a digit (a 0 drawn as two arcs) become one. A box far wider than it is tall (``SPLIT_RATIO``) is taken for touching
 digits and cut, one digit per ``DIGIT_ASPECT`` of its height, near each even cut at the column
@@ -26,8 +26,8 @@ from scipy import ndimage
 
 from doodle.preprocess import STROKE_LEVEL, canvas_to_input, ink_map, to_grey
 
-# A mark whose bounding box is smaller than this fraction of the tallest mark's height on both
-# sides is a fragment (a dot, a tick) and joins the nearest digit.
+# A mark less tall than this fraction of the tallest mark is a fragment (a dot, a tick, a 5's
+# flag drawn apart, however wide) and joins the nearest digit.
 FRAGMENT_FRACTION = 0.3
 # Two pieces whose x-ranges overlap by this fraction of the narrower one are one digit.
 MERGE_OVERLAP = 0.5
@@ -45,8 +45,11 @@ DIGIT_ASPECT = 0.7
 # ... cut within this fraction of a digit's width of the even cut, at the column whose ink spans
 # the least height ...
 CUT_WINDOW = 0.35
-# ... provided that span is at most this fraction of the box's height.
+# ... provided that span is at most this fraction of the box's height. Touching digits are each
+# about as tall as the box: when a cut would leave a part less tall than MIN_PART_HEIGHT of it,
+# the box is one wide digit (a 5 with a long flag), not several.
 MAX_CUT_SPAN = 0.5
+MIN_PART_HEIGHT = 0.5
 # More separate marks than this is not a written number (a photo, noise): give up at once.
 MAX_MARKS = 200
 # The ink around a digit's strokes (anti-aliasing) that travels with it, in pixels.
@@ -223,13 +226,13 @@ def _pieces(
 
 
 def _attach_fragments(groups: list[_Group]) -> list[_Group]:
-    """Marks far smaller than the tallest one join the nearest (in x) larger mark."""
+    """Marks far less tall than the tallest one join the nearest (in x) taller mark."""
     if len(groups) < 2:
         return groups
     tallest = max(g.height for g in groups)
     limit = FRAGMENT_FRACTION * tallest
-    big = [g for g in groups if g.height >= limit or g.width >= limit]
-    for small in (g for g in groups if g.height < limit and g.width < limit):
+    big = [g for g in groups if g.height >= limit]
+    for small in (g for g in groups if g.height < limit):
         centre = (small.x0 + small.x1) / 2
 
         def distance(g: _Group) -> tuple[float, float]:
@@ -295,7 +298,12 @@ def _split_wide(mask: np.ndarray) -> list[tuple[int, int]] | None:
             return None
         cuts.append(column)
     edges = [0, *sorted(set(cuts)), width]
-    return [(start, stop) for start, stop in zip(edges[:-1], edges[1:]) if mask[:, start:stop].any()]
+    parts = [(start, stop) for start, stop in zip(edges[:-1], edges[1:]) if mask[:, start:stop].any()]
+    for start, stop in parts:
+        rows = np.flatnonzero(mask[:, start:stop].any(axis=1))
+        if rows[-1] - rows[0] + 1 < MIN_PART_HEIGHT * height:
+            return [(0, width)]
+    return parts
 
 
 def _tight_box(mask: np.ndarray, left: int, top: int) -> tuple[int, int, int, int, np.ndarray]:
