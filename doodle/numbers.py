@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from doodle.constants import INK_THRESHOLD_BYTE
 from doodle.doodles import draw_doodle
 from doodle.preprocess import BlankCanvasError, canvas_to_input
 from doodle.segment import segment
@@ -30,7 +31,6 @@ DIGIT_HEIGHT = 100  # px, the digits' common height before jitter
 HEIGHT_JITTER = (0.85, 1.1)  # each digit's height as a factor of DIGIT_HEIGHT
 BASELINE_JITTER = 0.1  # each digit moves up or down by up to this fraction of the height
 MARGIN = 40  # px of paper around the number
-INK_LEVEL = 128  # pixels darker than this are ink when deciding whether neighbours touch
 
 # Gap between neighbouring ink boxes, as a fraction of the digit height (uniform in the range).
 SPACING_BANDS: dict[str, tuple[float, float]] = {
@@ -78,7 +78,7 @@ def compose_number(
     """
     crops = []
     for drawing in drawings:
-        ink = drawing < INK_LEVEL
+        ink = drawing < INK_THRESHOLD_BYTE
         rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
         crop = drawing[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
         height = DIGIT_HEIGHT * rng.uniform(*HEIGHT_JITTER)
@@ -101,7 +101,7 @@ def compose_number(
         region = canvas[y : y + crop.shape[0], x : x + crop.shape[1]]
         np.minimum(region, crop, out=region)
         mask = np.zeros(canvas.shape, dtype=bool)
-        mask[y : y + crop.shape[0], x : x + crop.shape[1]] = crop < INK_LEVEL
+        mask[y : y + crop.shape[0], x : x + crop.shape[1]] = crop < INK_THRESHOLD_BYTE
         masks.append(mask)
     touching = np.array([_touch(a, b) for a, b in zip(masks[:-1], masks[1:])], dtype=bool)
     alone = tuple(np.pad(crop, MARGIN, constant_values=255) for crop in crops)

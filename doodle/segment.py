@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
+from doodle.constants import IMAGE_SIDE
 from doodle.preprocess import STROKE_LEVEL, canvas_to_input, ink_map, to_grey
 
 # A mark less tall than this fraction of the tallest mark is a fragment (a dot, a tick, a 5's
@@ -121,7 +122,7 @@ class Segmentation:
     def inputs(self) -> np.ndarray:
         """Every digit through `canvas_to_input`: ``(K, 28, 28)`` float32 in [0, 1]."""
         if not self.boxes:
-            return np.zeros((0, 28, 28), dtype=np.float32)
+            return np.zeros((0, IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32)
         return np.stack([canvas_to_input(self.digit_canvas(i)) for i in range(len(self.boxes))])
 
 

@@ -24,6 +24,7 @@ from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
+from doodle.constants import N_PIXELS
 from doodle.feedback import FeedbackStore
 from doodle.model_io import Model
 from doodle.paths import ROOT
@@ -277,7 +278,7 @@ def predict_number(
             raise HTTPException(422, messages.NUMBER_UNREADABLE.format(reason=found.reason))
         if len(found) > limit:
             raise HTTPException(422, messages.TOO_MANY_DIGITS.format(count=len(found), limit=limit))
-        images = np.zeros((len(found), 784), dtype=np.float32)
+        images = np.zeros((len(found), N_PIXELS), dtype=np.float32)
         for index in range(len(found)):
             try:
                 images[index] = canvas_to_input(found.digit_canvas(index)).reshape(-1)
