@@ -2,7 +2,8 @@
 
 The ink is cut into 8-connected components (or, when the pen's strokes are known, into the ink
 each stroke laid down). Pieces of one digit are joined: marks much smaller than a digit (a dot, a
-short tick, a 5's flag drawn apart) go to the nearest digit, and pieces that overlap heavily in x (a 5's flag, a 4 in two
+short tick, a 5's flag drawn apart) go to the nearest digit, as do short pieces right
+next to a taller one (a 4's corner and stem drawn apart), and pieces that overlap heavily in x (a 5's flag, a 4 in two
 strokes, a crossed 7) or overlap somewhat, have similar widths and together stay
 narrower than a digit (a 0 drawn as two arcs) become one. A box far wider than it is tall (``SPLIT_RATIO``) is taken for touching
 digits and cut, one digit per ``DIGIT_ASPECT`` of its height, near each even cut at the column
@@ -30,6 +31,11 @@ from doodle.preprocess import STROKE_LEVEL, canvas_to_input, ink_map, to_grey
 # A mark less tall than this fraction of the tallest mark is a fragment (a dot, a tick, a 5's
 # flag drawn apart, however wide) and joins the nearest digit.
 FRAGMENT_FRACTION = 0.3
+# A mark less tall than PIECE_FRACTION of the tallest whose ink box comes within PIECE_GAP of the
+# tallest's height of a taller mark is a piece of that digit (a 4 whose corner and stem were drawn
+# apart): digits of one number are about the same height and stand further apart than that.
+PIECE_FRACTION = 0.6
+PIECE_GAP = 0.1
 # Two pieces whose x-ranges overlap by this fraction of the narrower one are one digit.
 MERGE_OVERLAP = 0.5
 # Pieces of similar widths (the narrower at least NARROW_MERGE_BALANCE of the wider) that overlap
@@ -40,7 +46,7 @@ NARROW_MERGE_OVERLAP = 0.2
 NARROW_MERGE_BALANCE = 0.5
 NARROW_MERGE_ASPECT = 0.7
 # A box wider than this times its height holds touching digits ...
-SPLIT_RATIO = 1.25
+SPLIT_RATIO = 1.4
 # ... about one per this width-to-height ratio (handwritten digits are narrower than tall) ...
 DIGIT_ASPECT = 0.7
 # ... cut within this fraction of a digit's width of the even cut, at the column whose ink spans
@@ -234,14 +240,25 @@ def _attach_fragments(groups: list[_Group]) -> list[_Group]:
     limit = FRAGMENT_FRACTION * tallest
     big = [g for g in groups if g.height >= limit]
     for small in (g for g in groups if g.height < limit):
-        centre = (small.x0 + small.x1) / 2
-
-        def distance(g: _Group) -> tuple[float, float]:
-            gap = max(g.x0 - small.x1, small.x0 - g.x1, 0)
-            return gap, abs((g.x0 + g.x1) / 2 - centre)
-
-        min(big, key=distance).absorb(small)
+        min(big, key=lambda g: _distance(g, small)).absorb(small)
+    # Short pieces right next to a taller one: shortest first, so a piece joins a whole digit.
+    piece_limit, near = PIECE_FRACTION * tallest, PIECE_GAP * tallest
+    for short in sorted((g for g in big if g.height < piece_limit), key=lambda g: g.height):
+        taller = [g for g in big if g is not short and g.height > short.height]
+        if not taller:
+            continue
+        nearest = min(taller, key=lambda g: _distance(g, short))
+        if _distance(nearest, short)[0] <= near:
+            nearest.absorb(short)
+            big = [g for g in big if g is not short]
     return big
+
+
+def _distance(group: _Group, other: _Group) -> tuple[float, float]:
+    """The horizontal gap between two groups' boxes (0 when they overlap in x), then the
+    distance between their centres."""
+    gap = max(group.x0 - other.x1, other.x0 - group.x1, 0)
+    return gap, abs((group.x0 + group.x1) / 2 - (other.x0 + other.x1) / 2)
 
 
 def _merge_overlapping(groups: list[_Group]) -> list[_Group]:
