@@ -162,9 +162,11 @@ def segment(
     groups = _merge_overlapping(groups)
     boxes: list[tuple[int, int, int, int, np.ndarray]] = []
     reasons: list[str] = []
+    # A digit's height: the median box's, since touching digits off one baseline make a box taller.
+    digit_height = float(np.median([g.height for g in groups])) if groups else 0.0
     for group in sorted(groups, key=lambda g: (g.x0 + g.x1) / 2):
         mask = np.isin(pieces[group.y0 : group.y1, group.x0 : group.x1], list(group.labels))
-        cut = _split_wide(mask)
+        cut = _split_wide(mask, min(digit_height, mask.shape[0]))
         if cut is None:
             reasons.append(NO_CUT_REASON.format(index=len(boxes), ratio=mask.shape[1] / mask.shape[0]))
             cut = [(0, mask.shape[1])]
@@ -291,13 +293,14 @@ def _merge_overlapping(groups: list[_Group]) -> list[_Group]:
     return groups
 
 
-def _split_wide(mask: np.ndarray) -> list[tuple[int, int]] | None:
-    """``(h, w)`` bool ink of one box -> column ranges, one per digit; ``None`` when the box is
-    too wide for one digit but no column near an even cut is a narrow bridge."""
+def _split_wide(mask: np.ndarray, digit_height: float) -> list[tuple[int, int]] | None:
+    """``(h, w)`` bool ink of one box and the height of one digit -> column ranges, one per
+    digit; ``None`` when the box is too wide for one digit but no column near an even cut is a
+    narrow bridge."""
     height, width = mask.shape
-    if width <= SPLIT_RATIO * height:
+    if width <= SPLIT_RATIO * digit_height:
         return [(0, width)]
-    count = max(2, int(round(width / (DIGIT_ASPECT * height))))
+    count = max(2, int(round(width / (DIGIT_ASPECT * digit_height))))
     column_ink = mask.sum(axis=0)
     rows = np.arange(height)[:, None]
     top = np.where(mask, rows, height).min(axis=0)
