@@ -1,15 +1,16 @@
 """A drawing of a whole number -> its digits, left to right, each ready for `canvas_to_input`.
 
 The ink is cut into 8-connected components (or, when the pen's strokes are known, into the ink
-each stroke laid down). Pieces of one digit are joined: marks much smaller than a digit (a dot, a
-short tick, a 5's flag drawn apart) go to the nearest digit, as do short pieces right
-next to a taller one (a 4's corner and stem drawn apart), and pieces that overlap heavily in x (a 5's flag, a 4 in two
-strokes, a crossed 7) or overlap somewhat, have similar widths and together stay
-narrower than a digit (a 0 drawn as two arcs) become one. A box far wider than it is tall (``SPLIT_RATIO``) is taken for touching
-digits and cut, one digit per ``DIGIT_ASPECT`` of its height, near each even cut at the column
-whose ink spans the least height (the narrowest bridge between the digits; the least ink breaks
-ties), since the inside of a 0 or an 8 holds little ink but is no place to cut. When no column
-there is a narrow bridge, the box is left whole and the result says so in ``reason``.
+each stroke laid down). Pieces of one digit are joined: marks much less tall than a digit (a dot,
+a tick, a 5's flag drawn apart) go to the nearest digit, as do short pieces right next to a taller
+one (a 4's corner and stem drawn apart); pieces that overlap heavily in x (a 5's flag, a 4 in two
+strokes, a crossed 7), or overlap somewhat, have similar widths and together stay narrower than a
+digit (a 0 drawn as two arcs), become one. A box far wider than a digit is tall (``SPLIT_RATIO``
+times the median box height) is taken for touching digits and cut, one digit per
+``DIGIT_ASPECT`` of that height, near each even cut at the column whose ink spans the least height
+(the narrowest bridge between the digits; the least ink breaks ties), since the inside of a 0 or
+an 8 holds little ink but is no place to cut. When no column there is a narrow bridge, the box is
+left whole and the result says so in ``reason``.
 
 Every digit's own ink (with its anti-aliased rim, without its neighbours' ink) is put back on the
 canvas's background and goes through `doodle.preprocess.canvas_to_input`, exactly as one digit
@@ -45,7 +46,7 @@ MERGE_OVERLAP = 0.5
 NARROW_MERGE_OVERLAP = 0.2
 NARROW_MERGE_BALANCE = 0.5
 NARROW_MERGE_ASPECT = 0.7
-# A box wider than this times its height holds touching digits ...
+# A box wider than this times a digit's height (the median box height) holds touching digits ...
 SPLIT_RATIO = 1.4
 # ... about one per this width-to-height ratio (handwritten digits are narrower than tall) ...
 DIGIT_ASPECT = 0.7
