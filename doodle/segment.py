@@ -5,12 +5,12 @@ each stroke laid down). Pieces of one digit are joined: marks much less tall tha
 a tick, a 5's flag drawn apart) go to the nearest digit, as do short pieces right next to a taller
 one (a 4's corner and stem drawn apart); pieces that overlap heavily in x (a 5's flag, a 4 in two
 strokes, a crossed 7), or overlap somewhat, have similar widths and together stay narrower than a
-digit (a 0 drawn as two arcs), become one. A box far wider than a digit is tall (``SPLIT_RATIO``
-times the median box height) is taken for touching digits and cut, one digit per
-``DIGIT_ASPECT`` of that height, near each even cut at the column whose ink spans the least height
-(the narrowest bridge between the digits; the least ink breaks ties), since the inside of a 0 or
-an 8 holds little ink but is no place to cut. When no column there is a narrow bridge, the box is
-left whole and the result says so in ``reason``.
+digit (a 0 drawn as two arcs), become one. A box far wider than it is tall (``SPLIT_RATIO``) is
+taken for touching digits and cut, one digit per ``DIGIT_ASPECT`` of its height, near each even
+cut at the column whose ink spans the least height (the narrowest bridge between the digits; the
+least ink breaks ties), since the inside of a 0 or an 8 holds little ink but is no place to cut.
+When no column there is a narrow bridge, the box is left whole and the result says so in
+``reason``.
 
 Every digit's own ink (with its anti-aliased rim, without its neighbours' ink) is put back on the
 canvas's background and goes through `doodle.preprocess.canvas_to_input`, exactly as one digit
@@ -46,7 +46,8 @@ MERGE_OVERLAP = 0.5
 NARROW_MERGE_OVERLAP = 0.2
 NARROW_MERGE_BALANCE = 0.5
 NARROW_MERGE_ASPECT = 0.7
-# A box wider than this times a digit's height (the median box height) holds touching digits ...
+# A box wider than this times its height holds touching digits (measured against the median box
+# height instead, wide single digits were cut more often than touching ones were found) ...
 SPLIT_RATIO = 1.4
 # ... about one per this width-to-height ratio (handwritten digits are narrower than tall) ...
 DIGIT_ASPECT = 0.7
@@ -163,11 +164,9 @@ def segment(
     groups = _merge_overlapping(groups)
     boxes: list[tuple[int, int, int, int, np.ndarray]] = []
     reasons: list[str] = []
-    # A digit's height: the median box's, since touching digits off one baseline make a box taller.
-    digit_height = float(np.median([g.height for g in groups])) if groups else 0.0
     for group in sorted(groups, key=lambda g: (g.x0 + g.x1) / 2):
         mask = np.isin(pieces[group.y0 : group.y1, group.x0 : group.x1], list(group.labels))
-        cut = _split_wide(mask, min(digit_height, mask.shape[0]))
+        cut = _split_wide(mask, mask.shape[0])
         if cut is None:
             reasons.append(NO_CUT_REASON.format(index=len(boxes), ratio=mask.shape[1] / mask.shape[0]))
             cut = [(0, mask.shape[1])]
