@@ -314,6 +314,8 @@ def _split_wide(mask: np.ndarray, digit_height: float) -> list[tuple[int, int]] 
     for k in range(1, count):
         centre = int(round(k * step))
         low, high = max(1, centre - window), min(width - 1, centre + window + 1)
+        if low >= high:
+            continue
         column = low + int(np.argmin(cost[low:high]))
         if span[column] > MAX_CUT_SPAN * height:
             return None

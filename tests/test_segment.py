@@ -144,6 +144,15 @@ def test_a_wide_blob_without_a_thin_column_is_reported():
     assert result.reason == seg.NO_CUT_REASON.format(index=0, ratio=4.0)
 
 
+@pytest.mark.parametrize("shape", [(3, 60), (2, 9), (40, 3), (1, 400)])
+def test_thin_lines_and_tiny_canvases_get_an_answer(shape):
+    canvas = np.full((shape[0] + 20, shape[1] + 20), 255, dtype=np.uint8)
+    canvas[10 : 10 + shape[0], 10 : 10 + shape[1]] = 0
+    result = seg.segment(canvas)
+    assert len(result) >= 1
+    assert result.inputs().shape == (len(result), 28, 28)
+
+
 def test_too_many_marks_give_up():
     canvas = np.full((400, 400), 255, dtype=np.uint8)
     for dy in range(5):
