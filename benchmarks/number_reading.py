@@ -1,8 +1,10 @@
 """How well whole numbers are read: numbers of 2-6 digits composed from single-digit drawings
 (`doodle.numbers`), read as /predict/number reads an upload; whole-number and per-digit accuracy
 by spacing band and digit count, touching digits apart, against the same digits read alone.
+Digits are pen strokes by held-out writers (`doodle.strokes`), or MNIST doodles with
+``--source doodles``.
 
-    .venv/bin/python benchmarks/number_reading.py [--per-cell 60] [--json out.json]
+    .venv/bin/python benchmarks/number_reading.py [--source strokes|doodles] [--per-cell 60] [--json out.json]
 """
 
 from __future__ import annotations
@@ -26,12 +28,16 @@ def main() -> None:
     parser.add_argument("--per-cell", type=int, default=60, help="numbers per spacing band and digit count")
     parser.add_argument("--seed", type=int, default=20261123)
     parser.add_argument("--model", default="models")
+    parser.add_argument("--source", choices=("strokes", "doodles"), default="strokes", help="where digits come from")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args()
 
     model = load_model(args.model)
-    images, labels = load_split("test")
-    source = numbers.doodle_source(images[FIRST_DIGIT:], labels[FIRST_DIGIT:])
+    if args.source == "doodles":
+        images, labels = load_split("test")
+        source = numbers.doodle_source(images[FIRST_DIGIT:], labels[FIRST_DIGIT:])
+    else:
+        source = numbers.stroke_source()
     started = time.perf_counter()
     result = numbers.number_benchmark(
         source, lambda x: model.predict(x)[0], args.seed, numbers_per_cell=args.per_cell
@@ -39,7 +45,7 @@ def main() -> None:
     seconds = time.perf_counter() - started
 
     print(f"load average: {' '.join(f'{value:.2f}' for value in os.getloadavg())}")
-    print(f"{args.per_cell} numbers per band and digit count, {seconds:.0f} s")
+    print(f"{args.source}: {args.per_cell} numbers per band and digit count, {seconds:.0f} s")
     print(f"{'band':<12}{'gap/height':>12}{'digits':>8}{'numbers':>9}{'number acc':>12}"
           f"{'count acc':>11}{'digit acc':>11}{'alone':>8}")
     for name, band in result["bands"].items():

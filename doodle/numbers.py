@@ -1,7 +1,8 @@
 """The whole-number benchmark: numbers of several digits composed from single-digit drawings.
 
-Each number is built from single-digit canvases taken from a digit source (by default MNIST test
-digits redrawn as doodles, `doodle.doodles`): each digit's ink is cropped, scaled to a common
+Each number is built from single-digit canvases taken from a digit source (pen-stroke digits by
+writers no training run sees, `stroke_source`, or MNIST test digits redrawn as doodles,
+`doodle_source`): each digit's ink is cropped, scaled to a common
 height (with a little jitter), lifted or dropped off a shared baseline, and placed right of the
 previous one at a random gap in a spacing band (a fraction of the digit height: negative gaps
 overlap the ink boxes). The composed canvas is read as a client's upload would be:
@@ -19,6 +20,7 @@ from PIL import Image
 
 from doodle.constants import INK_THRESHOLD_BYTE
 from doodle.doodles import draw_doodle
+from doodle.strokes import HELD_OUT_WRITERS, STYLES, WriterFamily, draw_strokes, render
 from doodle.preprocess import BlankCanvasError, canvas_to_input
 from doodle.segment import segment
 
@@ -50,6 +52,28 @@ def doodle_source(images: np.ndarray, labels: np.ndarray) -> DigitSource:
     def draw(rng: np.random.Generator) -> tuple[np.ndarray, int]:
         index = int(rng.integers(len(images)))
         return draw_doodle(images[index], rng), int(labels[index])
+
+    return draw
+
+
+def stroke_source(
+    family: WriterFamily = HELD_OUT_WRITERS,
+    pen_range: tuple[float, float] = (6.0, 30.0),
+    height_range: tuple[float, float] = (0.5, 0.9),
+) -> DigitSource:
+    """A source of pen-stroke digits (`doodle.strokes`): a uniform random digit in one of its
+    style variants, by a writer drawn from ``family`` (the benchmark's held-out writers by
+    default), with a pen of ``pen_range`` px and a height of ``height_range`` of the 280 px pad,
+    rendered as the drawing app renders it and turned dark on white."""
+
+    def draw(rng: np.random.Generator) -> tuple[np.ndarray, int]:
+        digit = int(rng.integers(10))
+        names = list(STYLES[digit])
+        style = names[int(rng.integers(len(names)))]
+        writer = family.sample(rng)
+        pen = float(rng.uniform(*pen_range))
+        strokes = draw_strokes(digit, style, writer, rng, pen_width=pen, height_fraction=float(rng.uniform(*height_range)))
+        return 255 - render(strokes, pen), digit
 
     return draw
 

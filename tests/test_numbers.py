@@ -109,3 +109,14 @@ def test_a_number_read_with_the_wrong_count_scores_no_digit():
     assert summary["count_accuracy"] == 0.5
     assert summary["digit_accuracy"] == pytest.approx(1 / 5)
     assert summary["single_digit_accuracy"] == 1.0
+
+
+def test_stroke_digits_compose_into_a_readable_number():
+    source = numbers.stroke_source()
+    rng = np.random.default_rng(11)
+    drawings, labels = zip(*(source(rng) for _ in range(4)))
+    assert all(0 <= label <= 9 for label in labels)
+    for drawing in drawings:
+        assert drawing.dtype == np.uint8 and drawing[0, 0] == 255 and drawing.min() == 0  # dark on white
+    number = numbers.compose_number(drawings, labels, rng, numbers.SPACING_BANDS["clear"])
+    assert len(segment(number.canvas)) == 4
