@@ -59,8 +59,8 @@ def main() -> None:
 
 
 def _row(name: str, gap: str, count: str, cell: dict) -> str:
-    def pct(value: float) -> str:
-        return "-" if value != value else f"{100 * value:.1f}%"
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.1f}%"
 
     return (f"{name:<12}{gap:>12}{count:>8}{cell['numbers']:>9}{pct(cell['number_accuracy']):>12}"
             f"{pct(cell['count_accuracy']):>11}{pct(cell['digit_accuracy']):>11}"

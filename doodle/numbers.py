@@ -183,8 +183,9 @@ class _Tally:
         }
 
 
-def _ratio(part: int, whole: int) -> float:
-    return round(part / whole, 6) if whole else float("nan")
+def _ratio(part: int, whole: int) -> float | None:
+    """``part / whole`` rounded; None (JSON null, not NaN) when there is nothing to count."""
+    return round(part / whole, 6) if whole else None
 
 
 def number_benchmark(

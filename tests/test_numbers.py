@@ -92,6 +92,7 @@ def test_benchmark_scores_bands_counts_and_touching():
     assert clear["digit_accuracy"] == clear["single_digit_accuracy"] == 1.0
     assert set(clear["by_count"]) == {"2", "3"}
     assert result["touching"]["clear"]["numbers"] == 0
+    assert result["touching"]["clear"]["number_accuracy"] is None  # JSON null, never NaN
     # Overlapping by a fifth of the height or more, nearly every number touches and is tallied
     # apart (a 1 can land inside a 0 without touching it).
     overlapping, touching = result["bands"]["overlapping"], result["touching"]["overlapping"]
