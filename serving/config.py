@@ -21,6 +21,7 @@ MAX_BATCH_ENV = "DOODLE_MAX_BATCH"
 REFERENCE_STATS_ENV = "DOODLE_REFERENCE_STATS"  # the prepare stage's metrics JSON
 DRIFT_THRESHOLD_ENV = "DOODLE_DRIFT_THRESHOLD"
 BLAS_THREADS_ENV = "DOODLE_BLAS_THREADS"
+MAX_NUMBER_DIGITS_ENV = "DOODLE_MAX_NUMBER_DIGITS"
 
 # The Voilà drawing dashboard's origin: the one browser page that calls the API cross-origin.
 DEFAULT_CORS_ORIGINS = (f"http://127.0.0.1:{DEFAULT_DASHBOARD_PORT}", f"http://localhost:{DEFAULT_DASHBOARD_PORT}")
@@ -33,6 +34,8 @@ DEFAULT_DRIFT_THRESHOLD = 3.0
 # One BLAS thread per server process: requests already run concurrently, and on a busy 2-core
 # machine OpenBLAS's own threads made a 64-image forward pass an order of magnitude slower.
 DEFAULT_BLAS_THREADS = 1
+# Digits read from one drawing by /predict/number: a phone number with its country code fits.
+DEFAULT_MAX_NUMBER_DIGITS = 16
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class Settings:
     reference_stats: Path = field(default_factory=paths.prepare_metrics_path)
     drift_threshold: float = DEFAULT_DRIFT_THRESHOLD
     blas_threads: int = DEFAULT_BLAS_THREADS
+    max_number_digits: int = DEFAULT_MAX_NUMBER_DIGITS
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -65,6 +69,7 @@ class Settings:
             reference_stats=Path(env.get(REFERENCE_STATS_ENV) or paths.prepare_metrics_path()),
             drift_threshold=float(env.get(DRIFT_THRESHOLD_ENV) or DEFAULT_DRIFT_THRESHOLD),
             blas_threads=_positive_int(env, BLAS_THREADS_ENV, DEFAULT_BLAS_THREADS),
+            max_number_digits=_positive_int(env, MAX_NUMBER_DIGITS_ENV, DEFAULT_MAX_NUMBER_DIGITS),
         )
 
 

@@ -38,6 +38,11 @@ NOT_AN_IMAGE = "unusable upload: {reason}"  # reason: doodle.preprocess's decodi
 # A blank image (upload or vector) is reported, never guessed at, as the dashboard does.
 BLANK_CANVAS = BLANK_CANVAS_MESSAGE  # "draw a digit first"
 
+# Whole numbers (/predict/number)
+TOO_MANY_DIGITS = "the drawing holds {count} digits: at most {limit} per request"
+NUMBER_UNREADABLE = "no number to read: {reason}"  # reason: doodle.segment's words
+DIGIT_TOO_FAINT = "digit {index} (from the left) is too faint to read"
+
 # Model
 MODEL_NOT_LOADED = "model not loaded: {reason}"
 MODEL_NOT_LOADED_YET = "the server is still starting"

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 INFERENCE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25)
+NUMBER_DIGIT_BUCKETS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16)
 CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 
 # Every metric name the app exports; the Grafana dashboard test checks its PromQL against these.
@@ -32,6 +33,7 @@ METRIC_NAMES = (
     "doodle_feedback_errors_total",
     "doodle_model_info",
     "doodle_model_loaded",
+    "doodle_number_digits",
 )
 
 
@@ -100,6 +102,12 @@ class Metrics:
         )
         self.model_loaded = Gauge(
             "doodle_model_loaded", "1 when a model is loaded and predictions are served.", registry=r
+        )
+        self.number_digits = Histogram(
+            "doodle_number_digits",
+            "Digits read per /predict/number request.",
+            buckets=NUMBER_DIGIT_BUCKETS,
+            registry=r,
         )
         self.drift_score.set(float("nan"))
         self.model_loaded.set(0)

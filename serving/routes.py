@@ -24,6 +24,7 @@ from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
+from doodle.constants import N_PIXELS
 from doodle.feedback import FeedbackStore
 from doodle.model_io import Model
 from doodle.paths import ROOT
@@ -35,6 +36,7 @@ from doodle.preprocess import (
     canvas_to_input,
     decode_image,
 )
+from doodle.segment import segment
 from serving import messages
 from serving.config import Settings
 from serving.drift import DriftReference
@@ -48,6 +50,7 @@ from serving.schemas import (
     HealthResponse,
     ImagePredictResponse,
     ModelInfo,
+    NumberPredictResponse,
     PredictRequest,
     PredictResponse,
     ReadinessResponse,
@@ -233,6 +236,69 @@ def predict_image(
     (payload,) = _predictions(state.model, digits, probs, confidences)
     payload["model_version"] = state.model.version
     payload["image_vector"] = images[0].tolist()
+    return json_response(payload)
+
+
+@router.post(
+    "/predict/number",
+    response_model=NumberPredictResponse,
+    responses={
+        **ERRORS,
+        415: {"model": ErrorResponse, "description": "The upload is not a PNG or JPEG image."},
+        422: {"model": ErrorResponse, "description": "Blank, unreadable, or more digits than the limit."},
+    },
+    summary="Read a whole number from a PNG/JPEG drawing",
+)
+def predict_number(
+    request: Request, file: UploadFile = File(description="A PNG or JPEG drawing of a number.")
+) -> Response:
+    """Cut a drawing of several digits into one box per digit, left to right (`doodle.segment`),
+    make each box a 28x28 input with the same `canvas_to_input` as `/predict/image`, and read
+    them in one forward pass. At most `DOODLE_MAX_NUMBER_DIGITS` (default 16) digits: a drawing
+    with more is a 422, as is a blank one. Each digit comes with its ``image_vector``, ready to
+    send back to ``/feedback``."""
+    state = _state(request)
+    _loaded_model(state)
+    data = file.file.read()
+    if not data:
+        raise HTTPException(400, messages.EMPTY_UPLOAD)
+    limit = state.settings.max_number_digits
+    with _IMAGE_SLOTS:
+        try:
+            canvas = decode_image(data)
+        except ImageDecodeError as exc:
+            status = 415 if str(exc) == NOT_AN_IMAGE_MESSAGE else 422
+            raise HTTPException(status, messages.NOT_AN_IMAGE.format(reason=exc)) from None
+        try:
+            found = segment(canvas)
+        except BlankCanvasError:
+            raise HTTPException(422, messages.BLANK_CANVAS) from None
+        del canvas
+        if not found.boxes:
+            raise HTTPException(422, messages.NUMBER_UNREADABLE.format(reason=found.reason))
+        if len(found) > limit:
+            raise HTTPException(422, messages.TOO_MANY_DIGITS.format(count=len(found), limit=limit))
+        images = np.zeros((len(found), N_PIXELS), dtype=np.float32)
+        for index in range(len(found)):
+            try:
+                images[index] = canvas_to_input(found.digit_canvas(index)).reshape(-1)
+            except BlankCanvasError:
+                raise HTTPException(422, messages.DIGIT_TOO_FAINT.format(index=index + 1)) from None
+    faint = np.flatnonzero(blank_inputs(images))
+    if faint.size:
+        raise HTTPException(422, messages.DIGIT_TOO_FAINT.format(index=int(faint[0]) + 1))
+    digits, probs, confidences = _predict(state, images)
+    state.metrics.number_digits.observe(len(digits))
+    payload = {
+        "number": "".join(str(int(d)) for d in digits),
+        "digits": [
+            {"digit": int(d), "confidence": float(c), "box": box.xywh, "probabilities": p.tolist(),
+             "image_vector": image.tolist()}
+            for d, p, c, box, image in zip(digits, probs, confidences, found.boxes, images)
+        ],
+        "model_version": state.model.version,
+        "reason": found.reason,
+    }
     return json_response(payload)
 
 

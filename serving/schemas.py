@@ -67,6 +67,34 @@ class ImagePredictResponse(PredictResponse):
     )
 
 
+class NumberDigit(BaseModel):
+    digit: Digit = Field(description="The digit read in this box.")
+    confidence: float = Field(description="The probability of that digit.")
+    box: list[int] = Field(
+        min_length=4, max_length=4, description="The digit's ink on the upload: [x, y, width, height] in pixels."
+    )
+    probabilities: Probabilities
+    image_vector: ImageVector = Field(
+        description="The 28x28 input this digit became, ready to send back to /feedback."
+    )
+
+
+class NumberPredictResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"number": "7", "digits": [{"digit": 7, "confidence": 1.0, "box": [40, 30, 90, 150],
+                                    "probabilities": [0.0] * 7 + [1.0, 0.0, 0.0],
+                                    "image_vector": [0.0] * N_PIXELS}],
+         "model_version": "0123456789ab", "reason": None},
+    ]})
+
+    number: str = Field(pattern="^[0-9]+$", description="The digits read, left to right.")
+    digits: list[NumberDigit] = Field(min_length=1, description="One entry per digit, left to right.")
+    model_version: str = Field(description="The first 12 hex digits of the weights' SHA-256.")
+    reason: str | None = Field(
+        default=None, description="What the segmentation could not do (a box it could not cut), if anything."
+    )
+
+
 class BatchPredictRequest(BaseModel):
     # The schema's cap stops validation at the first image too many, so an oversized batch is
     # refused before its numbers are all parsed; DOODLE_MAX_BATCH may set a lower limit.

@@ -19,6 +19,7 @@ OPERATIONS = [
     ("POST", "/predict"),
     ("POST", "/predict/batch"),
     ("POST", "/predict/image"),
+    ("POST", "/predict/number"),
     ("POST", "/feedback"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
@@ -28,7 +29,12 @@ MAX_EXAMPLES = 50
 # A schema cannot say "a PNG or JPEG holding a digit", nor "not blank": schema-valid uploads of
 # random bytes and all-background vectors are rightly refused (415/422 with a message), so there a
 # refusal of valid data is expected.
-SEMANTIC_BODIES = {("POST", "/predict/image"), ("POST", "/predict"), ("POST", "/predict/batch")}
+SEMANTIC_BODIES = {
+    ("POST", "/predict/image"),
+    ("POST", "/predict/number"),
+    ("POST", "/predict"),
+    ("POST", "/predict/batch"),
+}
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,233 @@
+"""The whole-number benchmark: numbers of several digits composed from single-digit drawings.
+
+Each number is built from single-digit canvases taken from a digit source (pen-stroke digits by
+writers no training run sees, `stroke_source`, or MNIST test digits redrawn as doodles,
+`doodle_source`): each digit's ink is cropped, scaled to a common
+height (with a little jitter), lifted or dropped off a shared baseline, and placed right of the
+previous one at a random gap in a spacing band (a fraction of the digit height: negative gaps
+overlap the ink boxes). The composed canvas is read as a client's upload would be:
+`doodle.segment.segment`, then `canvas_to_input` per box, then the model. Pairs of neighbours
+whose ink touches are recorded, so numbers with touching digits are scored separately.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from doodle.constants import INK_THRESHOLD_BYTE
+from doodle.doodles import draw_doodle
+from doodle.strokes import HELD_OUT_WRITERS, STYLES, WriterFamily, draw_strokes, render
+from doodle.preprocess import BlankCanvasError, canvas_to_input
+from doodle.segment import segment
+
+# A digit drawing and its label; dark ink on a white (255) canvas, ``(H, W)`` uint8.
+DigitSource = Callable[[np.random.Generator], tuple[np.ndarray, int]]
+# Model inputs ``(N, 28, 28)`` float32 -> predicted digits ``(N,)``.
+Predict = Callable[[np.ndarray], np.ndarray]
+
+DIGIT_HEIGHT = 100  # px, the digits' common height before jitter
+HEIGHT_JITTER = (0.85, 1.1)  # each digit's height as a factor of DIGIT_HEIGHT
+BASELINE_JITTER = 0.1  # each digit moves up or down by up to this fraction of the height
+MARGIN = 40  # px of paper around the number
+
+# Gap between neighbouring ink boxes, as a fraction of the digit height (uniform in the range).
+SPACING_BANDS: dict[str, tuple[float, float]] = {
+    "clear": (0.15, 0.5),
+    "tight": (0.0, 0.15),
+    "overlapping": (-0.15, 0.0),
+}
+DIGIT_COUNTS = (2, 3, 4, 5, 6)
+
+
+def doodle_source(images: np.ndarray, labels: np.ndarray) -> DigitSource:
+    """MNIST digits ``(N, 28, 28)`` uint8 and labels ``(N,)`` -> a source that redraws a random
+    one as a doodle (`doodle.doodles.draw_doodle`) on a 280x280 white canvas."""
+    images = np.asarray(images).reshape(-1, 28, 28)
+    labels = np.asarray(labels)
+
+    def draw(rng: np.random.Generator) -> tuple[np.ndarray, int]:
+        index = int(rng.integers(len(images)))
+        return draw_doodle(images[index], rng), int(labels[index])
+
+    return draw
+
+
+def stroke_source(
+    family: WriterFamily = HELD_OUT_WRITERS,
+    pen_range: tuple[float, float] = (6.0, 30.0),
+    height_range: tuple[float, float] = (0.5, 0.9),
+) -> DigitSource:
+    """A source of pen-stroke digits (`doodle.strokes`): a uniform random digit in one of its
+    style variants, by a writer drawn from ``family`` (the benchmark's held-out writers by
+    default), with a pen of ``pen_range`` px and a height of ``height_range`` of the 280 px pad,
+    rendered as the drawing app renders it and turned dark on white."""
+
+    def draw(rng: np.random.Generator) -> tuple[np.ndarray, int]:
+        digit = int(rng.integers(10))
+        names = list(STYLES[digit])
+        style = names[int(rng.integers(len(names)))]
+        writer = family.sample(rng)
+        pen = float(rng.uniform(*pen_range))
+        strokes = draw_strokes(digit, style, writer, rng, pen_width=pen, height_fraction=float(rng.uniform(*height_range)))
+        return 255 - render(strokes, pen), digit
+
+    return draw
+
+
+@dataclass(frozen=True)
+class ComposedNumber:
+    """A composed number: ``canvas`` ``(H, W)`` uint8 dark on white, its ``labels``, the
+    ``digits`` (each digit alone, scaled as in the number, on a canvas of its own: the single-digit
+    reference) and whether each
+    neighbouring pair's ink touches, ``touching`` ``(len(labels) - 1,)`` bool."""
+
+    canvas: np.ndarray
+    labels: tuple[int, ...]
+    digits: tuple[np.ndarray, ...]
+    touching: np.ndarray
+
+
+def compose_number(
+    drawings: Sequence[np.ndarray], labels: Sequence[int], rng: np.random.Generator, spacing: tuple[float, float]
+) -> ComposedNumber:
+    """Single-digit canvases (``(H, W)`` uint8, dark ink on white) -> one number, left to right.
+
+    Each digit's ink is cropped and scaled to ``DIGIT_HEIGHT`` times a jitter, moved up or down
+    by up to ``BASELINE_JITTER`` of the height, and placed ``spacing`` (a range, fraction of the
+    height) right of the previous digit's ink box. Overlapping ink keeps the darker pixel.
+    """
+    crops = []
+    for drawing in drawings:
+        ink = drawing < INK_THRESHOLD_BYTE
+        rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+        crop = drawing[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        height = DIGIT_HEIGHT * rng.uniform(*HEIGHT_JITTER)
+        width = max(1, round(crop.shape[1] * height / crop.shape[0]))
+        crops.append(np.asarray(Image.fromarray(crop).resize((width, round(height)), Image.Resampling.BILINEAR)))
+    lifts = [round(rng.uniform(-BASELINE_JITTER, BASELINE_JITTER) * DIGIT_HEIGHT) for _ in crops]
+    lefts = [0]
+    for crop in crops[:-1]:
+        gap = rng.uniform(*spacing) * DIGIT_HEIGHT
+        lefts.append(round(lefts[-1] + crop.shape[1] + gap))
+    lefts = [left - min(lefts) for left in lefts]
+    top_of = [DIGIT_HEIGHT - crop.shape[0] + lift for crop, lift in zip(crops, lifts)]
+    top_shift = min(top_of)
+    width = max(left + crop.shape[1] for left, crop in zip(lefts, crops)) + 2 * MARGIN
+    height = max(top - top_shift + crop.shape[0] for top, crop in zip(top_of, crops)) + 2 * MARGIN
+    canvas = np.full((height, width), 255, dtype=np.uint8)
+    masks = []
+    for crop, left, top in zip(crops, lefts, top_of):
+        y, x = top - top_shift + MARGIN, left + MARGIN
+        region = canvas[y : y + crop.shape[0], x : x + crop.shape[1]]
+        np.minimum(region, crop, out=region)
+        mask = np.zeros(canvas.shape, dtype=bool)
+        mask[y : y + crop.shape[0], x : x + crop.shape[1]] = crop < INK_THRESHOLD_BYTE
+        masks.append(mask)
+    touching = np.array([_touch(a, b) for a, b in zip(masks[:-1], masks[1:])], dtype=bool)
+    alone = tuple(np.pad(crop, MARGIN, constant_values=255) for crop in crops)
+    return ComposedNumber(canvas, tuple(int(label) for label in labels), alone, touching)
+
+
+def _touch(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two ``(H, W)`` bool ink masks touch (8-neighbours) or overlap."""
+    grown = a.copy()
+    grown[1:] |= a[:-1]
+    grown[:-1] |= a[1:]
+    grown[:, 1:] |= grown[:, :-1].copy()
+    grown[:, :-1] |= grown[:, 1:].copy()
+    return bool((grown & b).any())
+
+
+def read_number(canvas: np.ndarray, predict: Predict) -> list[int]:
+    """A number's canvas -> the digits read, left to right (the path of ``/predict/number``);
+    empty when the drawing gives no box or a box too faint to read."""
+    try:
+        found = segment(canvas)
+        inputs = found.inputs()
+    except BlankCanvasError:
+        return []
+    return [int(d) for d in predict(inputs)] if len(inputs) else []
+
+
+@dataclass
+class _Tally:
+    numbers: int = 0
+    numbers_right: int = 0
+    count_right: int = 0
+    digits: int = 0
+    digits_right: int = 0
+    single_right: int = 0
+
+    def add(self, truth: Sequence[int], read: Sequence[int], single: Sequence[int]) -> None:
+        self.numbers += 1
+        self.numbers_right += list(read) == list(truth)
+        self.count_right += len(read) == len(truth)
+        self.digits += len(truth)
+        # A digit is read right when the number has the right count and that position matches.
+        if len(read) == len(truth):
+            self.digits_right += sum(r == t for r, t in zip(read, truth))
+        self.single_right += sum(s == t for s, t in zip(single, truth))
+
+    def summary(self) -> dict[str, float | int]:
+        return {
+            "numbers": self.numbers,
+            "number_accuracy": _ratio(self.numbers_right, self.numbers),
+            "count_accuracy": _ratio(self.count_right, self.numbers),
+            "digits": self.digits,
+            "digit_accuracy": _ratio(self.digits_right, self.digits),
+            "single_digit_accuracy": _ratio(self.single_right, self.digits),
+        }
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    """``part / whole`` rounded; None (JSON null, not NaN) when there is nothing to count."""
+    return round(part / whole, 6) if whole else None
+
+
+def number_benchmark(
+    source: DigitSource,
+    predict: Predict,
+    seed: int,
+    *,
+    numbers_per_cell: int = 50,
+    digit_counts: Sequence[int] = DIGIT_COUNTS,
+    bands: dict[str, tuple[float, float]] | None = None,
+) -> dict:
+    """Whole-number and per-digit accuracy by spacing band and digit count.
+
+    For each band and count, ``numbers_per_cell`` numbers are composed (each seeded by
+    ``(seed, band, count, i)``) and read. Numbers where any neighbours touch are tallied apart
+    (``touching``), the rest by band (``bands[band]["by_count"][count]`` and the band's total).
+    ``single_digit_accuracy`` is the same digits' drawings read one by one as single digits, the
+    reference the per-digit accuracy is compared with.
+    """
+    bands = SPACING_BANDS if bands is None else bands
+    by_band: dict[str, dict[int, _Tally]] = {name: {n: _Tally() for n in digit_counts} for name in bands}
+    touching: dict[str, _Tally] = {name: _Tally() for name in bands}
+    for band_index, (name, spacing) in enumerate(bands.items()):
+        for count in digit_counts:
+            for i in range(numbers_per_cell):
+                rng = np.random.default_rng([int(seed), band_index, int(count), i])
+                drawings, labels = zip(*(source(rng) for _ in range(count)))
+                number = compose_number(drawings, labels, rng, spacing)
+                read = read_number(number.canvas, predict)
+                single = predict(np.stack([canvas_to_input(d) for d in number.digits]))
+                tally = touching[name] if number.touching.any() else by_band[name][count]
+                tally.add(number.labels, read, [int(s) for s in single])
+    result: dict = {"numbers_per_cell": int(numbers_per_cell), "bands": {}, "touching": {}}
+    for name in bands:
+        total = _Tally()
+        for tally in by_band[name].values():
+            for key in vars(total):
+                setattr(total, key, getattr(total, key) + getattr(tally, key))
+        result["bands"][name] = {
+            "spacing": list(bands[name]),
+            **total.summary(),
+            "by_count": {str(n): tally.summary() for n, tally in by_band[name].items()},
+        }
+        result["touching"][name] = touching[name].summary()
+    return result
