@@ -24,10 +24,16 @@ from pathlib import Path
 
 import numpy as np
 
-from doodle.dashboard import CANVAS_SIZE
-from doodle.dashboard_driver import HAND_DRAWN_DIGITS, DashboardPage, VoilaServer, launch_chromium
-from doodle.model_io import load_model
-from doodle.paths import MNIST_DIR_ENV, ROOT, model_path
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # support: the Voilà and browser driver
+
+from doodle.drawing import CANVAS_SIZE  # noqa: E402
+from doodle.model_io import load_model  # noqa: E402
+from doodle.paths import MNIST_DIR_ENV, model_path  # noqa: E402
+from support.browser import DashboardPage, launch_chromium  # noqa: E402
+from support.digits import HAND_DRAWN_DIGITS  # noqa: E402
+from support.voila import VoilaServer  # noqa: E402
 
 Strokes = list[list[tuple[float, float]]]
 
