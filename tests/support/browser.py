@@ -159,8 +159,8 @@ class DashboardPage:
         """Wait until the pad is visible and every part of the (idle) answer is on the page."""
         self.page.locator(SELECTORS["pad"]).wait_for(state="visible", timeout=self.load_timeout_ms)
         self.page.locator(f"{SELECTORS['result']}[{contract.DATA_STATE}]").wait_for(timeout=self.load_timeout_ms)
-        for part in self.answer_parts:
-            self.page.locator(part).first.wait_for(timeout=self.load_timeout_ms)
+        for part in self.answer_parts:  # attached: an empty view (no units yet) has no height
+            self.page.locator(part).first.wait_for(state="attached", timeout=self.load_timeout_ms)
 
     @property
     def pad_origin(self) -> tuple[float, float]:
