@@ -34,7 +34,7 @@ STYLE = f"""
 .{page.INPUT_VIEW} img {{ image-rendering: pixelated; border: 1px solid #ccc; }}
 .doodle-muted {{ color: #666; font-size: 12px; }}
 .{page.ATTRIBUTION} img {{ image-rendering: pixelated; border: 1px solid #ccc; display: block; }}
-.doodle-legend {{ font-size: 12px; color: #444; max-width: 150px; }}
+.doodle-legend {{ font-size: 12px; line-height: 1.35; color: #444; max-width: 150px; margin-top: 4px; }}
 .doodle-legend .pro {{ color: #c62828; font-weight: 600; }}
 .doodle-legend .con {{ color: #1f5fbf; font-weight: 600; }}
 .doodle-unit-grid {{ display: flex; flex-wrap: wrap; gap: 6px; max-width: 100%; }}
@@ -145,12 +145,16 @@ def data_url(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def diverging_rgb(values: np.ndarray, scale: float | None = None) -> np.ndarray:
+def diverging_rgb(values: np.ndarray, scale: float | None = None, gamma: float = 1.0) -> np.ndarray:
     """``(H, W)`` signed floats -> ``(H, W, 3)`` uint8: white at 0, red for positive, blue for
-    negative, full colour at ``scale`` (default: the largest magnitude)."""
+    negative, full colour at ``scale`` (default: the largest magnitude). ``gamma < 1`` makes
+    middling values show more strongly."""
     values = np.asarray(values, np.float32)
     top = float(np.abs(values).max()) if scale is None else float(scale)
-    strength = np.clip(np.abs(values) / top, 0.0, 1.0)[..., None] if top > 0 else np.zeros(values.shape + (1,))
+    if top > 0:
+        strength = (np.clip(np.abs(values) / top, 0.0, 1.0) ** gamma)[..., None]
+    else:
+        strength = np.zeros(values.shape + (1,), np.float32)
     colour = np.where(values[..., None] >= 0, _RED, _BLUE)
     rgb = 255.0 * (1.0 - strength) + colour * strength
     return rgb.round().astype(np.uint8)
@@ -161,7 +165,8 @@ def attribution_png(model_input: np.ndarray, attribution: np.ndarray, scale: int
     ``(784,)`` signed -> PNG ``scale`` times larger. Red pixels pushed toward the guess, blue
     ones toward the runner-up; the strongest pixel is fully coloured."""
     ink = np.clip(np.asarray(model_input, np.float32).reshape(28, 28), 0.0, 1.0)
-    coloured = diverging_rgb(np.asarray(attribution, np.float32).reshape(28, 28)).astype(np.float32)
+    # A few pixels usually dominate: a square-root scale lets the rest of the strokes show.
+    coloured = diverging_rgb(np.asarray(attribution, np.float32).reshape(28, 28), gamma=0.5).astype(np.float32)
     # Where attribution is faint, the drawing shows through as light grey.
     grey = (255.0 - 70.0 * ink)[..., None]
     weight = np.abs(255.0 - coloured).max(axis=2, keepdims=True) / 255.0

@@ -32,7 +32,7 @@ def main() -> None:
         env = {"DOODLE_FEEDBACK_DB": str(Path(workdir) / "feedback.sqlite")}
         with VoilaServer(Path(workdir) / "voila.log", env=env) as server, sync_playwright() as playwright:
             browser = launch_chromium(playwright)
-            page = browser.new_page(viewport={"width": 820, "height": 520})
+            page = browser.new_page(viewport={"width": 860, "height": 900})
             dashboard = DashboardPage(page, server.url).open()
             dashboard.draw(nine(), steps_per_segment=4)
             shown = dashboard.predict()
