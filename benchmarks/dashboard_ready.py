@@ -10,6 +10,7 @@ apart), "burst" loads back to back (the pool drains, later loads start kernels o
 Prints p50/p95/max per pattern and the resident memory of the warm pool.
 
     .venv/bin/python benchmarks/dashboard_ready.py [--loads 20] [--pool N] [--pattern spaced|burst|both]
+        [--visits first|return|both]
 
 Needs a trained model (models/ or DOODLE_MODEL_PATH) and Chromium.
 """
@@ -104,6 +105,8 @@ def main() -> int:
     parser.add_argument("--loads", type=int, default=20)
     parser.add_argument("--pool", type=int, default=None, help="warm kernels (default: the machine's default)")
     parser.add_argument("--pattern", choices=["spaced", "burst", "both"], default="both")
+    parser.add_argument("--visits", choices=["first", "return", "both"], default="both",
+                        help="spaced loads as first visits (empty cache), return visits, or both")
     args = parser.parse_args()
 
     load_model(model_path())  # fail early, with the loader's message, if there is none
@@ -123,10 +126,12 @@ def main() -> int:
             browser = launch_chromium(playwright)
             print("Navigation -> pad ready (pad visible, the kernel's first answer on the page); aim: p95 <= 1.5 s")
             if args.pattern in ("spaced", "both"):
-                report("spaced, first visits", timed_loads(server, browser, args.loads, pool,
-                                                           wait_for_pool=True, first_visit=True))
-                report("spaced, return visits", timed_loads(server, browser, args.loads, pool,
-                                                            wait_for_pool=True, first_visit=False))
+                if args.visits in ("first", "both"):
+                    report("spaced, first visits", timed_loads(server, browser, args.loads, pool,
+                                                               wait_for_pool=True, first_visit=True))
+                if args.visits in ("return", "both"):
+                    report("spaced, return visits", timed_loads(server, browser, args.loads, pool,
+                                                                wait_for_pool=True, first_visit=False))
             if args.pattern in ("burst", "both"):
                 if pool:
                     wait_until_warm(server, pool)
