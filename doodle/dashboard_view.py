@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from doodle import dashboard_contract as page
+from doodle.constants import IMAGE_SIDE
 
 INPUT_VIEW_SCALE = 5  # the 28x28 input shown at 140x140, pixelated
 PLACEHOLDER_MESSAGE = "draw a digit on the pad"
@@ -59,7 +60,7 @@ def input_view_png(model_input: np.ndarray, scale: int = INPUT_VIEW_SCALE) -> by
 
 
 def blank_input_png() -> bytes:
-    return input_view_png(np.zeros((28, 28), np.float32))
+    return input_view_png(np.zeros((IMAGE_SIDE, IMAGE_SIDE), np.float32))
 
 
 def format_percent(probability: float) -> str:
@@ -164,9 +165,9 @@ def attribution_png(model_input: np.ndarray, attribution: np.ndarray, scale: int
     """The input's ink in grey with the attribution over it: ``(28, 28)`` float in [0, 1] and
     ``(784,)`` signed -> PNG ``scale`` times larger. Red pixels pushed toward the guess, blue
     ones toward the runner-up; the strongest pixel is fully coloured."""
-    ink = np.clip(np.asarray(model_input, np.float32).reshape(28, 28), 0.0, 1.0)
+    ink = np.clip(np.asarray(model_input, np.float32).reshape(IMAGE_SIDE, IMAGE_SIDE), 0.0, 1.0)
     # A few pixels usually dominate: a square-root scale lets the rest of the strokes show.
-    coloured = diverging_rgb(np.asarray(attribution, np.float32).reshape(28, 28), gamma=0.5).astype(np.float32)
+    coloured = diverging_rgb(np.asarray(attribution, np.float32).reshape(IMAGE_SIDE, IMAGE_SIDE), gamma=0.5).astype(np.float32)
     # Where attribution is faint, the drawing shows through as light grey.
     grey = (255.0 - 70.0 * ink)[..., None]
     weight = np.abs(255.0 - coloured).max(axis=2, keepdims=True) / 255.0
@@ -175,12 +176,12 @@ def attribution_png(model_input: np.ndarray, attribution: np.ndarray, scale: int
 
 
 def blank_attribution_png(scale: int = INPUT_VIEW_SCALE) -> bytes:
-    return png_bytes(np.full((28 * scale, 28 * scale, 3), 255, np.uint8))
+    return png_bytes(np.full((IMAGE_SIDE * scale, IMAGE_SIDE * scale, 3), 255, np.uint8))
 
 
 def attribution_html(png: bytes, seq: int, digit: int | None = None, runner_up: int | None = None) -> str:
     """The attribution map with its legend (``digit`` over ``runner_up``; no legend when idle)."""
-    size = 28 * INPUT_VIEW_SCALE
+    size = IMAGE_SIDE * INPUT_VIEW_SCALE
     if digit is None or runner_up is None:
         legend = "<div class='doodle-legend'>Which strokes made the guess.</div>"
     else:
@@ -203,7 +204,7 @@ def unit_png(weights: np.ndarray, scale: int = UNIT_VIEW_SCALE) -> bytes:
 def units_html(units: list[int], activations: list[float], pngs: list[bytes], seq: int) -> str:
     """The most active first-layer units, each its weight pattern (``pngs``, from `unit_png`) over
     its number and activation; an empty grid when ``units`` is empty."""
-    size = 28 * UNIT_VIEW_SCALE
+    size = IMAGE_SIDE * UNIT_VIEW_SCALE
     cells = "".join(
         f"<div class='{page.UNIT}' {page.DATA_UNIT}='{unit}' {page.DATA_ACTIVATION}='{activation:.4g}'>"
         f"<img src='{data_url(png)}' width='{size}' height='{size}' alt='unit {unit} weights'>"
