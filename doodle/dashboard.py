@@ -1,10 +1,12 @@
 """The drawing dashboard: draw a digit with the mouse or a finger, see what the MLP reads.
 
-`DoodleApp` holds every widget and all the state (no globals), so each Voilà page gets its
-own pad. The strokes are kept as points in the kernel and rendered with Pillow for the model,
-so nothing has to be read back from the browser; the browser canvas only shows them. The
-drawing goes through `doodle.preprocess.canvas_to_input` and `Model.predict`, the same path as
-the API's, and corrections go to the shared `FeedbackStore`.
+Three parts: `doodle.drawing.Drawing` keeps the strokes (no widgets), `doodle.dashboard_view`
+builds what the page shows (HTML and PNG from plain values), and `DoodleApp` here is the
+widget glue: it turns ipycanvas events into strokes, runs the model (`doodle.explain`: the
+guess, the runner-up, the attribution map and the most active hidden units), and puts the
+views in its widgets. Every widget and all state belong to one `DoodleApp` (no globals), so each Voilà
+page gets its own pad. The drawing goes through `doodle.preprocess.canvas_to_input` and
+`Model.predict`, the same path as the API's, and corrections go to the shared `FeedbackStore`.
 
 The notebook is two lines::
 
@@ -15,52 +17,33 @@ The notebook is two lines::
 
 from __future__ import annotations
 
-import html
-import io
 import sqlite3
 from dataclasses import dataclass
 
 import ipywidgets as widgets
 import numpy as np
 from ipycanvas import Canvas, hold_canvas
-from PIL import Image, ImageDraw
 
+from doodle import dashboard_contract as page
+from doodle import dashboard_view as view
 from doodle.constants import CANVAS_SIZE, IMAGE_SIDE
+from doodle.drawing import PEN_WIDTH, Drawing, Point, Stroke, render_strokes
+from doodle.explain import Explanation, explain, unit_pattern
 from doodle.feedback import FeedbackStore
 from doodle.model_io import Model, ModelFileError, load_model
 from doodle.paths import feedback_db_path, model_path
 from doodle.preprocess import BLANK_CANVAS_MESSAGE, BlankCanvasError, canvas_to_input
 
-PEN_WIDTH = 20  # px on the 280 px pad: about 2 px once the digit is scaled to MNIST's 20 px box
+__all__ = ["CANVAS_SIZE", "PEN_WIDTH", "DoodleApp", "Prediction", "render_strokes"]
+
 INK_COLOUR = "white"  # white on black, like MNIST
 BACKGROUND_COLOUR = "black"
-INPUT_VIEW_SCALE = 5  # the 28x28 input shown at 140x140, pixelated
 FEEDBACK_SOURCE = "dashboard"
+TOP_UNITS = 8  # first-layer units shown for each drawing
 
-PLACEHOLDER_MESSAGE = "draw a digit on the pad"
 SAVE_FAILED_MESSAGE = "could not save the correction"
 PICK_DIGIT_MESSAGE = "pick the digit you drew"
 MODEL_MISSING_MESSAGE = "No model to load: run `make pipeline` (or set DOODLE_MODEL_PATH)"
-
-Point = tuple[float, float]
-
-_STYLE = """
-<style>
-.doodle-app { font-family: system-ui, sans-serif; }
-.doodle-pad canvas, .doodle-pad { cursor: crosshair; touch-action: none; }
-.doodle-guess-digit { font-size: 88px; line-height: 96px; font-weight: 700; text-align: center; }
-.doodle-guess-text { font-size: 16px; text-align: center; color: #444; min-height: 1.4em; }
-.doodle-guess-blank { font-size: 20px; line-height: 96px; color: #a33; text-align: center; }
-.doodle-bar-row { display: flex; align-items: center; gap: 6px; height: 20px; font-size: 13px; }
-.doodle-bar-digit { width: 1em; text-align: right; font-weight: 600; }
-.doodle-bar { flex: 1; height: 12px; background: #eee; border-radius: 3px; overflow: hidden; }
-.doodle-bar-fill { height: 100%; background: #8aa4c8; }
-.doodle-bar-row.top .doodle-bar-fill { background: #2f6fbf; }
-.doodle-prob { width: 4.2em; text-align: right; font-variant-numeric: tabular-nums; }
-.doodle-input-view img { image-rendering: pixelated; border: 1px solid #ccc; }
-.doodle-muted { color: #666; font-size: 12px; }
-</style>
-"""
 
 
 @dataclass(frozen=True)
@@ -71,40 +54,7 @@ class Prediction:
     probabilities: np.ndarray  # (10,) float32, sums to 1
     model_input: np.ndarray  # (28, 28) float32 in [0, 1]
     drawing_png: bytes  # the pad as rendered for the model, 280x280 grey PNG
-
-
-def render_strokes(strokes: list[list[Point]], size: int = CANVAS_SIZE, pen_width: int = PEN_WIDTH) -> np.ndarray:
-    """Stroke points in pad pixels -> ``(size, size)`` uint8, white round-pen ink on black.
-
-    A dot at every point (round caps and joins, as the browser's ``line_cap``/``line_join``
-    "round" draw them) and a line through consecutive points.
-    """
-    image = Image.new("L", (size, size), 0)
-    pen = ImageDraw.Draw(image)
-    radius = pen_width / 2
-    for stroke in strokes:
-        if len(stroke) > 1:
-            pen.line(stroke, fill=255, width=pen_width)
-        for x, y in stroke:
-            pen.ellipse((x - radius, y - radius, x + radius, y + radius), fill=255)
-    return np.asarray(image)
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    """``(H, W)`` uint8 -> PNG bytes."""
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def input_view_png(model_input: np.ndarray, scale: int = INPUT_VIEW_SCALE) -> bytes:
-    """``(28, 28)`` float in [0, 1] -> PNG of the input enlarged ``scale`` times, hard pixel edges."""
-    pixels = (np.clip(model_input, 0.0, 1.0) * 255).round().astype(np.uint8)
-    return png_bytes(np.kron(pixels, np.ones((scale, scale), dtype=np.uint8)))
-
-
-def format_percent(probability: float) -> str:
-    return f"{100 * probability:.1f}%"
+    explanation: Explanation  # runner-up, attribution map, most active first-layer units
 
 
 class DoodleApp:
@@ -133,20 +83,31 @@ class DoodleApp:
         self.model = model
         self._feedback_store = feedback_store
         self.live = live
-        self.pen_width = pen_width
-        self.strokes: list[list[Point]] = []
-        self._pen_down = False
+        self.drawing = Drawing(CANVAS_SIZE, pen_width)
         self.prediction: Prediction | None = None
         self.predictions_made = 0
+        self._unit_pngs: dict[int, bytes] = {}  # weight patterns do not change: drawn once per unit
         self._build_widgets()
         self._show_idle()
+
+    @property
+    def strokes(self) -> list[Stroke]:
+        return self.drawing.strokes
+
+    @property
+    def pen_width(self) -> int:
+        return self.drawing.pen_width
+
+    @pen_width.setter
+    def pen_width(self, width: int) -> None:
+        self.drawing.pen_width = width
 
     # ----- widgets -------------------------------------------------------------------------
 
     def _build_widgets(self) -> None:
         px = f"{CANVAS_SIZE}px"
         self.canvas = Canvas(width=CANVAS_SIZE, height=CANVAS_SIZE, layout=widgets.Layout(width=px, height=px))
-        self.canvas.add_class("doodle-pad")
+        self.canvas.add_class(page.PAD)
         self.canvas.on_client_ready(self.repaint)
         self.canvas.on_mouse_down(self.handle_mouse_down)
         self.canvas.on_mouse_move(self.handle_mouse_move)
@@ -163,54 +124,58 @@ class DoodleApp:
             made.add_class(css_class)
             return made
 
-        self.predict_button = button("Predict", "doodle-predict", "magic", "primary")
-        self.undo_button = button("Undo", "doodle-undo", "undo")
-        self.clear_button = button("Clear", "doodle-clear", "eraser")
+        self.predict_button = button("Predict", page.PREDICT, "magic", "primary")
+        self.undo_button = button("Undo", page.UNDO, "undo")
+        self.clear_button = button("Clear", page.CLEAR, "eraser")
         self.predict_button.on_click(lambda _: self.predict())
         self.undo_button.on_click(lambda _: self.undo())
         self.clear_button.on_click(lambda _: self.clear())
 
         self.guess = widgets.HTML(layout=widgets.Layout(width="200px", height="140px"))
-        self.guess.add_class("doodle-guess")
+        self.guess.add_class(page.GUESS)
         self.bars = widgets.HTML(layout=widgets.Layout(width="220px"))
-        self.bars.add_class("doodle-probs")
-        view_px = f"{IMAGE_SIDE * INPUT_VIEW_SCALE}px"
+        self.bars.add_class(page.PROBS)
+        view_px = f"{IMAGE_SIDE * view.INPUT_VIEW_SCALE}px"
         self.input_view = widgets.Image(format="png", layout=widgets.Layout(width=view_px, height=view_px))
-        self.input_view.add_class("doodle-input-view")
+        self.input_view.add_class(page.INPUT_VIEW)
+        self.attribution_view = widgets.HTML()
+        self.units_view = widgets.HTML(layout=widgets.Layout(max_width="380px"))
 
         self.actual_picker = widgets.ToggleButtons(
             options=[str(digit) for digit in range(10)],
             value=None,
             style=widgets.ToggleButtonsStyle(button_width="34px"),
         )
-        self.actual_picker.add_class("doodle-actual")
-        self.submit_button = button("Submit", "doodle-submit", "check")
+        self.actual_picker.add_class(page.ACTUAL)
+        self.submit_button = button("Submit", page.SUBMIT, "check")
         self.submit_button.on_click(lambda _: self.submit_feedback())
         self.feedback_status = widgets.HTML()
-        self.feedback_status.add_class("doodle-feedback-status")
+        self.feedback_status.add_class(page.FEEDBACK_STATUS)
 
         if self.model is None:
             for disabled in (self.predict_button, self.submit_button):
                 disabled.disabled = True
             self.live = False
         version = self.model.version if self.model is not None else "none"
-        header = widgets.HTML(
-            _STYLE
-            + "<h2 style='margin:4px 0'>Doodle Digits</h2>"
-            + "<div class='doodle-muted'>Draw one digit 0-9 large in the black square."
-            + f" A NumPy MLP reads it. Model {html.escape(version)}.</div>"
-            + (f"<div class='doodle-guess-blank'>{html.escape(self.model_error)}</div>" if self.model_error else "")
-        )
+        header = widgets.HTML(view.header_html(version, self.model_error))
         pad_column = widgets.VBox(
             [self.canvas, widgets.HBox([self.predict_button, self.undo_button, self.clear_button])]
         )
-        seen = widgets.VBox(
-            [widgets.HTML("<div class='doodle-muted'>What the model saw (28x28)</div>"), self.input_view]
-        )
-        result_column = widgets.VBox([self.guess, seen], layout=widgets.Layout(margin="0 0 0 16px"))
-        bars_column = widgets.VBox(
-            [widgets.HTML("<div class='doodle-muted'>Probabilities</div>"), self.bars],
-            layout=widgets.Layout(margin="0 0 0 16px"),
+
+        def titled(title: str, *children: widgets.Widget) -> widgets.VBox:
+            return widgets.VBox([widgets.HTML(f"<div class='doodle-muted'>{title}</div>"), *children])
+
+        # Rows wrap: on a phone-width page every column stacks under the previous one.
+        def row(*children: widgets.Widget) -> widgets.HBox:
+            made = widgets.HBox(list(children), layout=widgets.Layout(flex_flow="row wrap"))
+            made.add_class("doodle-row")
+            return made
+
+        answer_row = row(pad_column, self.guess, titled("Probabilities", self.bars))
+        why_row = row(
+            titled("What the model saw (28x28)", self.input_view),
+            titled("Why this digit", self.attribution_view),
+            titled("What the most active hidden units look for (weights; activation)", self.units_view),
         )
         feedback_row = widgets.VBox(
             [
@@ -220,13 +185,11 @@ class DoodleApp:
                 self.feedback_status,
             ]
         )
-        self.layout = widgets.VBox(
-            [header, widgets.HBox([pad_column, result_column, bars_column]), feedback_row]
-        )
+        self.layout = widgets.VBox([header, answer_row, why_row, feedback_row])
         self.layout.layout.padding = "4px 8px"
-        self.layout.add_class("doodle-app")
+        self.layout.add_class(page.APP)
 
-    # ----- the pad -------------------------------------------------------------------------
+    # ----- the pad: events -> Drawing -> canvas --------------------------------------------
 
     def repaint(self) -> None:
         """Paint the background and every stroke (page connect, undo, clear)."""
@@ -235,44 +198,39 @@ class DoodleApp:
             self.canvas.fill_style = BACKGROUND_COLOUR
             self.canvas.fill_rect(0, 0, CANVAS_SIZE, CANVAS_SIZE)
             self._set_pen()
-            for stroke in self.strokes:
+            for stroke in self.drawing.strokes:
                 self._paint_stroke(stroke)
 
     def _set_pen(self) -> None:
         self.canvas.stroke_style = INK_COLOUR
         self.canvas.fill_style = INK_COLOUR
-        self.canvas.line_width = self.pen_width
+        self.canvas.line_width = self.drawing.pen_width
         self.canvas.line_cap = "round"
         self.canvas.line_join = "round"
 
-    def _paint_stroke(self, stroke: list[Point]) -> None:
+    def _paint_stroke(self, stroke: Stroke) -> None:
         if len(stroke) == 1:
-            self.canvas.fill_circle(stroke[0][0], stroke[0][1], self.pen_width / 2)
+            self.canvas.fill_circle(stroke[0][0], stroke[0][1], self.drawing.pen_width / 2)
         else:
             self.canvas.stroke_lines(stroke)
 
     def handle_mouse_down(self, x: float, y: float) -> None:
-        self._pen_down = True
-        self.strokes.append([(float(x), float(y))])
+        stroke = self.drawing.pen_down(x, y)
         with hold_canvas():
             self._set_pen()
-            self._paint_stroke(self.strokes[-1])
+            self._paint_stroke(stroke)
 
     def handle_mouse_move(self, x: float, y: float) -> None:
-        if not self._pen_down:
+        segment = self.drawing.pen_move(x, y)
+        if segment is None:
             return
-        stroke = self.strokes[-1]
-        last = stroke[-1]
-        stroke.append((float(x), float(y)))
+        (xa, ya), (xb, yb) = segment
         with hold_canvas():
             self._set_pen()
-            self.canvas.stroke_line(last[0], last[1], float(x), float(y))
+            self.canvas.stroke_line(xa, ya, xb, yb)
 
     def handle_mouse_up(self, x: float | None = None, y: float | None = None) -> None:
-        if not self._pen_down:
-            return
-        self._pen_down = False
-        if self.live:
+        if self.drawing.pen_up() and self.live:
             self.predict()
 
     def handle_mouse_out(self, x: float, y: float) -> None:
@@ -292,19 +250,16 @@ class DoodleApp:
 
     def undo(self) -> None:
         """Remove the last stroke, then re-predict (live) or reset the result."""
-        if self.strokes:
-            self.strokes.pop()
-        self._pen_down = False
+        self.drawing.undo()
         self.repaint()
-        if self.live and self.strokes:
+        if self.live and not self.drawing.is_empty:
             self.predict()
         else:
             self._show_idle()
 
     def clear(self) -> None:
         """Empty the pad and the result."""
-        self.strokes = []
-        self._pen_down = False
+        self.drawing.clear()
         self.repaint()
         self._show_idle()
         self.feedback_status.value = ""
@@ -313,7 +268,7 @@ class DoodleApp:
 
     def render(self) -> np.ndarray:
         """The pad as the model gets it: ``(280, 280)`` uint8, white ink on black."""
-        return render_strokes(self.strokes, CANVAS_SIZE, self.pen_width)
+        return self.drawing.render()
 
     def predict(self) -> Prediction | None:
         """Read the drawing; show and return the prediction, or ``None`` (and the blank-canvas
@@ -327,67 +282,58 @@ class DoodleApp:
             self.prediction = None
             self._show_blank(str(error))
             return None
-        digits, probabilities = self.model.predict(model_input[None])
+        explanation = explain(self.model, model_input, top_units=TOP_UNITS)
         self.prediction = Prediction(
-            digit=int(digits[0]),
-            probabilities=probabilities[0],
+            digit=explanation.digit,
+            probabilities=explanation.probabilities,
             model_input=model_input,
-            drawing_png=png_bytes(drawing),
+            drawing_png=view.png_bytes(drawing),
+            explanation=explanation,
         )
         self._show_prediction(self.prediction)
         return self.prediction
 
+    def _unit_png(self, unit: int) -> bytes:
+        if unit not in self._unit_pngs:
+            self._unit_pngs[unit] = view.unit_png(unit_pattern(self.model, unit))
+        return self._unit_pngs[unit]
+
     def _show_prediction(self, prediction: Prediction) -> None:
         self.predictions_made += 1
+        seq = self.predictions_made
+        why = prediction.explanation
         confidence = float(prediction.probabilities[prediction.digit])
-        # The guess goes last: once it is on the page, the bars and the input view are too.
-        self.bars.value = self._bars_html(prediction.probabilities, prediction.digit)
-        self.input_view.value = input_view_png(prediction.model_input)
+        # The guess goes last: once it is on the page, the other views are too.
+        self.bars.value = view.bars_html(prediction.probabilities, prediction.digit, seq)
+        self.input_view.value = view.input_view_png(prediction.model_input)
+        self.attribution_view.value = view.attribution_html(
+            view.attribution_png(prediction.model_input, why.attribution), seq, why.digit, why.runner_up
+        )
+        units = [int(unit) for unit in why.units]
+        self.units_view.value = view.units_html(
+            units, [float(a) for a in why.activations], [self._unit_png(unit) for unit in units], seq
+        )
         self.feedback_status.value = ""
         # Unsure: both top digits, "9 or 3?" (the answer first); the model still answers.
-        second = self.model.top_two(prediction.probabilities[None])
-        answer = f"{prediction.digit} or {second.runner_ups[0]}?" if second.unsure[0] else f"{prediction.digit}"
-        self.guess.value = self._result_html(
-            "guess",
-            f"<div class='doodle-guess-digit'>{answer}</div>"
-            f"<div class='doodle-guess-text'>confidence {format_percent(confidence)}</div>",
-        )
+        answer = f"{why.digit} or {why.runner_up}?" if why.unsure else f"{why.digit}"
+        self.guess.value = view.guess_html(answer, confidence, seq)
+
+    def _show_empty_views(self) -> None:
+        seq = self.predictions_made
+        self.bars.value = view.bars_html(None, None, seq)
+        self.input_view.value = view.blank_input_png()
+        self.attribution_view.value = view.attribution_html(view.blank_attribution_png(), seq)
+        self.units_view.value = view.units_html([], [], [], seq)
 
     def _show_blank(self, message: str) -> None:
         self.predictions_made += 1
-        self.bars.value = self._bars_html(None, None)
-        self.input_view.value = input_view_png(np.zeros((28, 28), np.float32))
-        blank = f"<div class='doodle-guess-blank'>{html.escape(message)}</div>"
-        self.guess.value = self._result_html("blank", blank)
+        self._show_empty_views()
+        self.guess.value = view.blank_html(message, self.predictions_made)
 
     def _show_idle(self) -> None:
         self.prediction = None
-        self.bars.value = self._bars_html(None, None)
-        self.input_view.value = input_view_png(np.zeros((28, 28), np.float32))
-        self.guess.value = self._result_html(
-            "idle",
-            "<div class='doodle-guess-digit' style='color:#ccc'>?</div>"
-            f"<div class='doodle-guess-text'>{PLACEHOLDER_MESSAGE}</div>",
-        )
-
-    def _result_html(self, state: str, body: str) -> str:
-        """``data-state`` and ``data-seq`` (predictions shown so far) let a browser wait for
-        a new answer rather than sleep."""
-        return f"<div class='doodle-result' data-state='{state}' data-seq='{self.predictions_made}'>{body}</div>"
-
-    def _bars_html(self, probabilities: np.ndarray | None, top: int | None) -> str:
-        """Ten rows of digit, bar and percentage (empty when there is no prediction)."""
-        rows = []
-        for digit in range(10):
-            p = 0.0 if probabilities is None else float(probabilities[digit])
-            shown = "" if probabilities is None else format_percent(p)
-            css = "doodle-bar-row top" if digit == top else "doodle-bar-row"
-            rows.append(
-                f"<div class='{css}' data-digit='{digit}'><span class='doodle-bar-digit'>{digit}</span>"
-                f"<div class='doodle-bar'><div class='doodle-bar-fill' style='width:{100 * p:.1f}%'></div></div>"
-                f"<span class='doodle-prob'>{shown}</span></div>"
-            )
-        return f"<div class='doodle-bars' data-seq='{self.predictions_made}'>{''.join(rows)}</div>"
+        self._show_empty_views()
+        self.guess.value = view.idle_html(self.predictions_made)
 
     # ----- corrections ---------------------------------------------------------------------
 
@@ -435,10 +381,5 @@ class DoodleApp:
         return row_id
 
     def _feedback_message(self, text: str, *, ok: bool) -> None:
-        colour = "#276b2e" if ok else "#a33"
-        state = "saved" if ok else "error"
-        self.feedback_status.value = (
-            f"<span class='doodle-feedback' data-state='{state}' style='color:{colour}'>"
-            f"{html.escape(text)}</span>"
-        )
+        self.feedback_status.value = view.feedback_html(text, ok=ok)
 

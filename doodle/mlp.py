@@ -184,6 +184,26 @@ def backward(
     return grads
 
 
+def input_gradient(params: Params, x: np.ndarray, dlogits: np.ndarray) -> np.ndarray:
+    """Gradient of a score of the logits with respect to the input batch.
+
+    ``x``: ``(N, 784)``; ``dlogits``: ``(N, 10)``, the gradient of the score with respect to the
+    logits (e.g. ``+1`` at one class and ``-1`` at another for the margin between them). Returns
+    ``dx = dz_1 W_1^T`` ``(N, 784)`` in the dtype of ``params``: the backward pass of
+    :func:`backward` carried one step further, from the first layer's ``dz_1`` to its input.
+    """
+    count = n_layers(params)
+    _, cache = forward_train(params, x)
+    dz = dlogits.astype(params["W1"].dtype, copy=False)
+    for i in range(count, 0, -1):
+        # dh_{l-1} = dz_l W_l^T; below the first layer dh_0 is the input's gradient.
+        dh = dz @ params[f"W{i}"].T
+        if i == 1:
+            return dh
+        dz = dh * (cache[f"h{i - 1}"] > 0)
+    raise AssertionError("unreachable")
+
+
 def weight_decay_penalty(params: Params, weight_decay: float) -> float:
     """``0.5 * weight_decay * sum_l ||W_l||^2`` (weights only, biases are not decayed)."""
     total = 0.0

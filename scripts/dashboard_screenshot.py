@@ -9,21 +9,17 @@ the guess, and saves a screenshot of the app. Needs a trained model (models/) an
 from __future__ import annotations
 
 import argparse
-import math
+import sys
 import tempfile
 from pathlib import Path
 
-from doodle.dashboard_driver import DashboardPage, VoilaServer, launch_chromium
-from doodle.paths import ROOT
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # support: the Voilà and browser driver
 
-
-
-def nine() -> list[list[tuple[float, float]]]:
-    """A 9 drawn in one stroke: a loop from its right side, anticlockwise, then a long tail."""
-    loop = [(140 + 50 * math.cos(t), 95 - 45 * math.sin(t))
-            for t in (2 * math.pi * i / 32 for i in range(33))]
-    tail = [(190 - 4 * i - 0.15 * i * i, 95 + 15 * i) for i in range(1, 11)]
-    return [loop + tail]
+from support.browser import DashboardPage, launch_chromium  # noqa: E402
+from support.digits import nine  # noqa: E402
+from support.voila import VoilaServer  # noqa: E402
 
 
 def main() -> None:
@@ -36,7 +32,7 @@ def main() -> None:
         env = {"DOODLE_FEEDBACK_DB": str(Path(workdir) / "feedback.sqlite")}
         with VoilaServer(Path(workdir) / "voila.log", env=env) as server, sync_playwright() as playwright:
             browser = launch_chromium(playwright)
-            page = browser.new_page(viewport={"width": 820, "height": 520})
+            page = browser.new_page(viewport={"width": 860, "height": 900})
             dashboard = DashboardPage(page, server.url).open()
             dashboard.draw(nine(), steps_per_segment=4)
             shown = dashboard.predict()

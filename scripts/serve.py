@@ -3,7 +3,7 @@
     .venv/bin/python scripts/serve.py [--host 127.0.0.1] [--api-port 8000] [--dashboard-port 8866]
 
 Starts the API (uvicorn, ``serving.main:create_app``) and waits for ``/healthz``, then Voilà on
-``notebooks/dashboard.ipynb`` with the settings in ``conf/voila/voila.json``. Each server runs in
+``notebooks/dashboard.ipynb`` with the settings in ``conf/voila/voila.py``. Each server runs in
 a session of its own, and this process adopts every orphan below it (a Linux child subreaper), so
 no dashboard kernel can slip away.
 
@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DASHBOARD_NOTEBOOK = "notebooks/dashboard.ipynb"
-VOILA_CONFIG_DIR = ROOT / "conf" / "voila"  # voila.json: kernel culling and the other Voilà settings
+VOILA_CONFIG_DIR = ROOT / "conf" / "voila"  # voila.py: warm kernel pool, kernel cap, culling, the rest
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 START_TIMEOUT_S = 60.0
 GRACE_S = 6.0  # SIGTERM -> SIGKILL
@@ -75,7 +75,7 @@ def _term_when_orphaned() -> None:
 
 
 def voila_command(host: str, port: int) -> list[str]:
-    """Voilà on the dashboard notebook; every other Voilà setting is in conf/voila/voila.json."""
+    """Voilà on the dashboard notebook; every other Voilà setting is in conf/voila/voila.py."""
     return [
         str(BIN / "voila"),
         DASHBOARD_NOTEBOOK,

@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from doodle.constants import N_PIXELS
+from doodle.explain import attribution
 from doodle.feedback import FeedbackStore
 from doodle.model_io import Model
 from doodle.paths import ROOT
@@ -45,6 +46,7 @@ from serving.schemas import (
     BatchPredictRequest,
     BatchPredictResponse,
     ErrorResponse,
+    ExplainResponse,
     FeedbackRequest,
     FeedbackResponse,
     HealthResponse,
@@ -181,6 +183,23 @@ async def predict(body: PredictRequest, request: Request) -> Response:
     digits, probs, confidences = _predict(state, images)
     (payload,) = _predictions(state.model, digits, probs, confidences)
     payload["model_version"] = state.model.version
+    return json_response(payload)
+
+
+@router.post(
+    "/predict/explain", response_model=ExplainResponse, responses=ERRORS, summary="Predict and explain one digit"
+)
+def predict_explain(body: PredictRequest, request: Request) -> Response:
+    """Classify one image as `/predict` does, and say why: the runner-up digit and an
+    attribution map, 784 signed values (gradient x input of the margin between the guess and
+    the runner-up, through the network's backward pass; `doodle.explain`)."""
+    state = _state(request)
+    images = np.asarray(body.image_vector, dtype=np.float32).reshape(1, -1)
+    digits, probs, confidences = _predict(state, images)
+    (payload,) = _predictions(state.model, digits, probs, confidences)
+    payload["model_version"] = state.model.version
+    runner_up = np.array([payload["runner_up"]])
+    payload["attribution"] = attribution(state.model, images, digits, runner_up)[0].tolist()
     return json_response(payload)
 
 

@@ -61,6 +61,24 @@ class PredictResponse(BaseModel):
     model_version: str = Field(description="The first 12 hex digits of the weights' SHA-256.")
 
 
+class ExplainResponse(PredictResponse):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"Result": 7, "probabilities": [0.0] * 7 + [0.9, 0.0, 0.1], "confidence": 0.9,
+         "runner_up": 9, "runner_up_confidence": 0.1, "unsure": False, "model_version": "0123456789ab",
+         "attribution": [0.0] * N_PIXELS},
+    ]})
+
+    attribution: list[float] = Field(
+        min_length=N_PIXELS,
+        max_length=N_PIXELS,
+        description=(
+            "784 signed numbers, row-major like image_vector: gradient x input of"
+            " logit[Result] - logit[runner_up]. Positive pixels pushed the network toward Result,"
+            " negative ones toward runner_up; background pixels are 0."
+        ),
+    )
+
+
 class ImagePredictResponse(PredictResponse):
     image_vector: ImageVector = Field(
         description="The 28x28 input the upload became, ready to send back to /feedback."

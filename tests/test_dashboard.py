@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from doodle import dashboard, mlp
+from doodle import dashboard_contract as page
 from doodle.dashboard import (
     CANVAS_SIZE,
     MODEL_MISSING_MESSAGE,
@@ -25,11 +26,12 @@ from doodle.dashboard import (
     DoodleApp,
     render_strokes,
 )
-from doodle.dashboard_driver import HAND_DRAWN_DIGITS, voila_command
 from doodle.feedback import FeedbackStore
 from doodle.model_io import ModelFileError, load_model, save_model
 from doodle.paths import ROOT, model_path
 from doodle.preprocess import BLANK_CANVAS_MESSAGE
+from support.digits import HAND_DRAWN_DIGITS
+from support.voila import voila_command
 
 ONE = HAND_DRAWN_DIGITS[1]
 SEVEN = HAND_DRAWN_DIGITS[7]
@@ -67,7 +69,7 @@ def draw(app: DoodleApp, strokes, *, touch: bool = False) -> None:
 
 
 def shown_percentages(app: DoodleApp) -> list[float]:
-    return [float(value) for value in re.findall(r"class='doodle-prob'>([0-9.]+)%<", app.bars.value)]
+    return [float(value) for value in re.findall(rf"class='{page.PROB}'>([0-9.]+)%<", app.bars.value)]
 
 
 def shown_state(app: DoodleApp) -> tuple[str, int]:
@@ -118,11 +120,11 @@ def test_predict_shows_the_guess_bars_and_input(app, tiny_model):
     np.testing.assert_allclose(prediction.probabilities, probabilities[0])
     state, seq = shown_state(app)
     assert (state, seq) == ("guess", 1)
-    assert f"<div class='doodle-guess-digit'>{prediction.digit}</div>" in app.guess.value
+    assert f"<div class='{page.GUESS_DIGIT}'>{prediction.digit}</div>" in app.guess.value
     percentages = shown_percentages(app)
     assert len(percentages) == 10
     assert sum(percentages) == pytest.approx(100.0, abs=0.5)
-    assert "doodle-bar-row top' data-digit='%d'" % prediction.digit in app.bars.value
+    assert f"{page.BAR_ROW} {page.TOP}' {page.DATA_DIGIT}='{prediction.digit}'" in app.bars.value
     view = Image.open(io.BytesIO(app.input_view.value))
     assert view.size == (140, 140)
     np.testing.assert_allclose(np.asarray(view)[::5, ::5] / 255.0, prediction.model_input, atol=1 / 255)
@@ -139,7 +141,7 @@ def test_an_unsure_answer_names_the_runner_up(tmp_path, store):
         draw(app, SEVEN)
         prediction = app.predict()
         runner_up = int(np.argsort(prediction.probabilities)[-2])
-        text = re.search(r"<div class='doodle-guess-digit'>([^<]*)</div>", app.guess.value).group(1)
+        text = re.search(rf"<div class='{page.GUESS_DIGIT}'>([^<]*)</div>", app.guess.value).group(1)
         assert text == (f"{prediction.digit} or {runner_up}?" if expect_unsure else f"{prediction.digit}")
 
 
@@ -276,16 +278,17 @@ def test_missing_model_is_explained_not_a_crash(tmp_path, monkeypatch):
 
 def test_widgets_carry_the_classes_the_browser_test_uses(app):
     for widget, css in [
-        (app.canvas, "doodle-pad"),
-        (app.predict_button, "doodle-predict"),
-        (app.undo_button, "doodle-undo"),
-        (app.clear_button, "doodle-clear"),
-        (app.guess, "doodle-guess"),
-        (app.bars, "doodle-probs"),
-        (app.input_view, "doodle-input-view"),
-        (app.actual_picker, "doodle-actual"),
-        (app.submit_button, "doodle-submit"),
-        (app.feedback_status, "doodle-feedback-status"),
+        (app.canvas, page.PAD),
+        (app.predict_button, page.PREDICT),
+        (app.undo_button, page.UNDO),
+        (app.clear_button, page.CLEAR),
+        (app.guess, page.GUESS),
+        (app.bars, page.PROBS),
+        (app.input_view, page.INPUT_VIEW),
+        (app.actual_picker, page.ACTUAL),
+        (app.submit_button, page.SUBMIT),
+        (app.feedback_status, page.FEEDBACK_STATUS),
+        (app.layout, page.APP),
     ]:
         assert css in widget._dom_classes
     assert app.canvas.layout.width == "280px" and app.canvas.layout.height == "280px"
@@ -327,8 +330,8 @@ def test_serve_script_starts_voila_like_the_tests():
     tested = voila_command("HOST", 1234)
     assert served[1:] == tested[1:]
     assert Path(served[0]).name == Path(tested[0]).name == "voila"
-    config = json.loads((serve.VOILA_CONFIG_DIR / "voila.json").read_text())
-    assert config["MappingKernelManager"]["cull_idle_timeout"] > 0  # idle kernels are reclaimed
+    # Pool, cap and culling (idle kernels reclaimed): tests/test_dashboard_kernels.py checks them.
+    assert (serve.VOILA_CONFIG_DIR / "voila.py").is_file()
 
 
 def test_module_keeps_no_global_state(tiny_model, store):
@@ -337,3 +340,42 @@ def test_module_keeps_no_global_state(tiny_model, store):
     draw(first, SEVEN)
     assert second.strokes == [] and first.canvas is not second.canvas
     assert not any(isinstance(value, DoodleApp) for value in vars(dashboard).values())
+
+
+def test_page_contract_is_spelled_in_one_place():
+    """The page's classes appear as literals only in doodle/dashboard_contract.py: the app, its
+    views and the browser driver all take them from there."""
+    names = [value for key, value in vars(page).items() if key.isupper() and str(value).startswith("doodle-")]
+    assert len(names) >= 15
+    for path in ["doodle/dashboard.py", "doodle/dashboard_view.py", "tests/support/browser.py"]:
+        text = (ROOT / path).read_text()
+        for name in names:
+            assert not re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text), f"{path} spells {name}"
+
+
+def test_prediction_shows_the_attribution_map_and_the_units(app, tiny_model):
+    draw(app, SEVEN)
+    prediction = app.predict()
+    why = prediction.explanation
+    assert why.runner_up != why.digit
+    seq = shown_state(app)[1]
+    assert f"{page.DATA_SEQ}='{seq}'" in app.attribution_view.value
+    assert f"toward {why.digit}" in app.attribution_view.value and f"toward {why.runner_up}" in app.attribution_view.value
+    units = [int(u) for u in re.findall(rf"{page.DATA_UNIT}='(\d+)'", app.units_view.value)]
+    assert units == why.units.tolist() and len(units) == dashboard.TOP_UNITS
+    assert f"{page.DATA_SEQ}='{seq}'" in app.units_view.value
+    app.clear()
+    assert re.findall(rf"{page.DATA_UNIT}=", app.units_view.value) == []
+
+
+def test_attribution_png_is_red_for_the_guess_and_blue_for_the_runner_up():
+    from doodle.dashboard_view import attribution_png, diverging_rgb
+
+    values = np.zeros((28, 28), np.float32)
+    values[5, 5], values[20, 20], values[10, 10] = 2.0, -1.0, 0.0
+    rgb = diverging_rgb(values)
+    assert tuple(rgb[5, 5]) == (198, 40, 40) and rgb[20, 20, 2] > rgb[20, 20, 0]  # red, bluish
+    assert tuple(rgb[10, 10]) == (255, 255, 255)
+    image = np.asarray(Image.open(io.BytesIO(attribution_png(np.ones((28, 28)), values.reshape(-1)))))
+    assert image.shape == (140, 140, 3)
+    assert image[27, 27, 0] > image[27, 27, 2] and image[102, 102, 2] > image[102, 102, 0]

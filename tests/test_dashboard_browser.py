@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from doodle.dashboard_driver import CHROMIUM_PATH, HAND_DRAWN_DIGITS, DashboardPage, VoilaServer, launch_chromium
 from doodle.model_io import ModelFileError, load_model, save_model
 from doodle.paths import ROOT, model_path
 from doodle.preprocess import BLANK_CANVAS_MESSAGE
+from support.browser import CHROMIUM_PATH, SELECTORS, DashboardPage, launch_chromium
+from support.digits import HAND_DRAWN_DIGITS
+from support.voila import VoilaServer
 
 pytestmark = pytest.mark.slow
 
@@ -92,11 +94,7 @@ def test_clear_empties_the_pad_and_the_guess(dashboard):
     shown = dashboard.clear()
     assert shown.state == "idle" and shown.digit is None
     assert shown.probabilities == [0.0] * 10
-    dashboard.page.wait_for_function(
-        "() => { const c = document.querySelector('canvas.doodle-pad');"
-        " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
-        " for (let i = 0; i < d.length; i += 4) { if (d[i] > 127) return false; } return true; }"
-    )
+    dashboard.wait_for_empty_pad()
     assert dashboard.pad_ink_fraction() == 0.0
 
 
@@ -104,7 +102,7 @@ def test_undo_removes_the_last_stroke(dashboard):
     dashboard.draw(HAND_DRAWN_DIGITS[4])
     with_both = dashboard.pad_ink_fraction()
     seq = dashboard.read().seq
-    dashboard.page.locator(".doodle-undo").click()
+    dashboard.undo()
     dashboard.wait_for_seq_above(seq)  # live mode re-reads the single stroke left
     assert 0.0 < dashboard.pad_ink_fraction() < with_both
 
@@ -155,6 +153,7 @@ def test_an_unsure_answer_shows_both_digits(tmp_path, browser):
         "DOODLE_MODEL_PATH": str(tmp_path / "model"),
         "DOODLE_FEEDBACK_DB": str(tmp_path / "feedback.sqlite"),
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "DOODLE_DASHBOARD_POOL": "1",
     }
     with VoilaServer(tmp_path / "voila.log", env=env) as server:
         page = browser.new_page(viewport={"width": 1000, "height": 640})
@@ -162,7 +161,7 @@ def test_an_unsure_answer_shows_both_digits(tmp_path, browser):
             dashboard = DashboardPage(page, server.url).open()
             dashboard.draw(HAND_DRAWN_DIGITS[7])
             shown = dashboard.predict()
-            text = page.locator(".doodle-guess-digit").text_content().strip()
+            text = page.locator(SELECTORS["guessDigit"]).text_content().strip()
         finally:
             page.close()
     match = re.fullmatch(r"(\d) or (\d)\?", text)
@@ -172,3 +171,51 @@ def test_an_unsure_answer_shows_both_digits(tmp_path, browser):
     # The bars are rounded to 0.1 %: the runner-up's bar is the highest of the others (ties allowed).
     others = [p for digit, p in enumerate(shown.probabilities) if digit != answer]
     assert shown.probabilities[runner_up] == max(others)
+
+def _colours(data_url: str) -> tuple[int, int]:
+    """Pixels of a data:image/png URL that are clearly red, and clearly blue."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))).convert("RGB")).astype(int)
+    red = (rgb[..., 0] - np.maximum(rgb[..., 1], rgb[..., 2]) > 60).sum()
+    blue = (rgb[..., 2] - np.maximum(rgb[..., 0], rgb[..., 1]) > 60).sum()
+    return int(red), int(blue)
+
+
+def test_why_views_appear_and_follow_the_drawing(dashboard):
+    idle = dashboard.read_views()
+    assert idle.units == [] and _colours(idle.attribution_png) == (0, 0)
+    dashboard.draw(HAND_DRAWN_DIGITS[1])
+    one_shown = dashboard.predict()
+    one = dashboard.read_views()
+    assert len(one.units) == 8 and len(set(one.units)) == 8
+    assert one.activations == sorted(one.activations, reverse=True) and one.activations[-1] >= 0
+    assert f"toward {one_shown.digit}" in one.legend
+    red, _ = _colours(one.attribution_png)
+    assert red > 0  # some strokes argue for the guess
+    dashboard.clear()
+    dashboard.draw(HAND_DRAWN_DIGITS[0])
+    zero_shown = dashboard.predict()
+    zero = dashboard.read_views()
+    assert zero.attribution_png != one.attribution_png
+    assert (zero.units, zero.activations) != (one.units, one.activations)
+    assert f"toward {zero_shown.digit}" in zero.legend
+
+
+def test_phone_width_page_stacks(voila, browser):
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    try:
+        dashboard = DashboardPage(page, voila.url).open()
+        dashboard.draw(HAND_DRAWN_DIGITS[7])
+        boxes = {name: page.locator(sel).first.bounding_box() for name, sel in
+                 [("pad", SELECTORS["pad"]), ("attribution", SELECTORS["attribution"]), ("units", SELECTORS["units"])]}
+        for name, box in boxes.items():
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390 + 1, (name, box)
+        assert boxes["attribution"]["y"] >= boxes["pad"]["y"] + boxes["pad"]["height"]  # below, not beside
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1  # no sideways scrolling
+    finally:
+        page.close()

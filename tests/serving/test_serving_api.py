@@ -23,6 +23,31 @@ def vector(image: np.ndarray) -> list[float]:
     return [float(v) for v in image]
 
 
+def test_explain_gives_the_runner_up_and_the_attribution_map(client, model, digit_images):
+    from doodle.explain import attribution
+
+    for image in digit_images[:3]:
+        response = client.post("/predict/explain", json={"image_vector": vector(image)})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert set(body) == PREDICT_KEYS | {"attribution"}
+        expected = model.predict_proba(image[None])[0]
+        order = np.argsort(-expected, kind="stable")
+        assert (body["Result"], body["runner_up"]) == (int(order[0]), int(order[1]))
+        assert body["probabilities"] == pytest.approx(expected.tolist(), abs=1e-6)
+        assert len(body["attribution"]) == 784
+        mine = attribution(model, image[None], order[:1], order[1:2])[0]
+        np.testing.assert_allclose(body["attribution"], mine, rtol=1e-5, atol=1e-6)
+        assert np.all(np.asarray(body["attribution"])[np.asarray(image) == 0] == 0)  # background says nothing
+        assert np.any(np.asarray(body["attribution"]) != 0)
+
+
+def test_explain_refuses_what_predict_refuses(client):
+    response = client.post("/predict/explain", json={"image_vector": [0.0] * 784})
+    assert response.status_code == 422 and response.json() == {"detail": messages.BLANK_CANVAS}
+    assert client.post("/predict/explain", json={"image_vector": [0.5] * 10}).status_code == 422
+
+
 def test_predict_accepts_integer_pixels_as_existing_clients_send(client, model):
     pixels = [0] * 784
     pixels[300:320] = [1] * 20

@@ -18,6 +18,7 @@ from schemathesis.specs.openapi.checks import negative_data_rejection, positive_
 OPERATIONS = [
     ("POST", "/predict"),
     ("POST", "/predict/batch"),
+    ("POST", "/predict/explain"),
     ("POST", "/predict/image"),
     ("POST", "/predict/number"),
     ("POST", "/feedback"),
@@ -34,6 +35,7 @@ SEMANTIC_BODIES = {
     ("POST", "/predict/number"),
     ("POST", "/predict"),
     ("POST", "/predict/batch"),
+    ("POST", "/predict/explain"),
 }
 
 

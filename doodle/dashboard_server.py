@@ -1,0 +1,194 @@
+"""How Voilà serves the drawing app: a pool of pre-heated kernels (each has already run the
+notebook, so a page is ready as soon as it loads), a cap on live kernels with a "busy" page past
+it, and prompt reclaiming of kernels whose page has gone.
+
+`conf/voila/voila.py` calls `configure`; Voilà then runs `DashboardKernelManager` (wrapped in
+its own pre-heating manager). Settings, read when Voilà starts:
+
+- ``DOODLE_DASHBOARD_POOL``: kernels kept warm (default `default_pool_size()`: one per CPU
+  core, at most 4).
+- ``DOODLE_DASHBOARD_MAX_KERNELS``: live kernels at most, warm ones included (default
+  `default_max_kernels()`: what a quarter of the machine's memory holds at 150 MB a kernel,
+  between pool + 2 and 32).
+- ``DOODLE_DASHBOARD_CLOSED_TAB_S``: seconds a kernel is kept after its page disconnects
+  (default 20), ``DOODLE_DASHBOARD_IDLE_S``: seconds an open but untouched page keeps its
+  kernel (default 600).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Mapping
+
+from jupyter_core.utils import ensure_async
+from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+from tornado.web import HTTPError
+from traitlets import Integer, default
+
+POOL_ENV = "DOODLE_DASHBOARD_POOL"
+MAX_KERNELS_ENV = "DOODLE_DASHBOARD_MAX_KERNELS"
+CLOSED_TAB_ENV = "DOODLE_DASHBOARD_CLOSED_TAB_S"
+IDLE_ENV = "DOODLE_DASHBOARD_IDLE_S"
+
+BUSY_MESSAGE = "The drawing app is busy: try again in a moment"
+KERNEL_MEMORY_BYTES = 150 * 2**20  # a dashboard kernel measured 100-120 MB resident, with margin
+CULL_INTERVAL_S = 5  # how often kernels are checked; closed tabs are reclaimed within this of their timeout
+
+
+def default_pool_size(cpus: int | None = None) -> int:
+    """One warm kernel per CPU core, 1 to 4: a warm kernel costs memory only, but refilling the
+    pool after a page takes one costs a core for a few seconds."""
+    return max(1, min(4, cpus if cpus is not None else os.cpu_count() or 1))
+
+
+def total_memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 4 * 2**30
+
+
+def default_max_kernels(pool_size: int, memory_bytes: int | None = None) -> int:
+    """As many kernels as a quarter of the memory holds, at least ``pool_size + 2`` (the warm
+    pool and two more pages), at most 32."""
+    memory = total_memory_bytes() if memory_bytes is None else memory_bytes
+    return max(pool_size + 2, min(32, memory // 4 // KERNEL_MEMORY_BYTES))
+
+
+def _int_setting(env: Mapping[str, str], name: str, default_value: int, minimum: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default_value
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def settings(env: Mapping[str, str] = os.environ) -> dict[str, int]:
+    """The four settings above from ``env``, with their defaults; a bad value is a ValueError
+    naming the variable."""
+    pool = _int_setting(env, POOL_ENV, default_pool_size(), 0)
+    max_kernels = _int_setting(env, MAX_KERNELS_ENV, default_max_kernels(pool), 1)
+    if max_kernels < pool:
+        raise ValueError(f"{MAX_KERNELS_ENV} ({max_kernels}) must be at least {POOL_ENV} ({pool})")
+    return {
+        "pool_size": pool,
+        "max_kernels": max_kernels,
+        "closed_tab_s": _int_setting(env, CLOSED_TAB_ENV, 20, 1),
+        "idle_s": _int_setting(env, IDLE_ENV, 600, 1),
+    }
+
+
+def configure(c, env: Mapping[str, str] = os.environ) -> dict[str, int]:
+    """Fill a Voilà traitlets config ``c`` for the drawing app; returns the settings used."""
+    chosen = settings(env)
+    c.VoilaConfiguration.multi_kernel_manager_class = f"{__name__}.DashboardKernelManager"
+    c.VoilaConfiguration.preheat_kernel = chosen["pool_size"] > 0
+    c.VoilaConfiguration.default_pool_size = chosen["pool_size"]
+    c.VoilaConfiguration.show_tracebacks = True
+    c.DashboardKernelManager.max_kernels = chosen["max_kernels"]
+    c.DashboardKernelManager.closed_tab_timeout = chosen["closed_tab_s"]
+    c.DashboardKernelManager.unconnected_timeout = max(60, chosen["closed_tab_s"])
+    # An open page that nobody touches keeps its kernel this long, connected or not.
+    c.DashboardKernelManager.cull_idle_timeout = chosen["idle_s"]
+    c.DashboardKernelManager.cull_connected = True
+    c.DashboardKernelManager.cull_interval = min(CULL_INTERVAL_S, chosen["closed_tab_s"])
+    return chosen
+
+
+class DashboardKernelManager(AsyncMappingKernelManager):
+    """Jupyter's kernel manager with a cap on live kernels and quick reclaiming of kernels whose
+    page is gone. Voilà subclasses it to add its pool of pre-heated kernels; pooled kernels
+    count toward the cap and are never culled while they wait."""
+
+    max_kernels = Integer(8, config=True, help="Live kernels at most, pooled ones included.")
+    closed_tab_timeout = Integer(
+        20, config=True, help="Seconds a kernel is kept once its page has disconnected (tab closed)."
+    )
+    unconnected_timeout = Integer(
+        60, config=True, help="Seconds a kernel handed to a page is kept if the page never connects."
+    )
+
+    @default("cull_interval")
+    def _cull_interval_default(self) -> int:
+        return CULL_INTERVAL_S
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._starting: set[str] = set()  # ids of kernels being started, not yet in self._kernels
+        self._was_connected: set[str] = set()
+        # kernel id -> (monotonic time it was first seen without a connection, last check)
+        self._alone: dict[str, tuple[float, float]] = {}
+
+    def live_kernel_count(self) -> int:
+        return len(set(self._kernels) | self._starting)
+
+    async def start_kernel(self, *, kernel_id: str | None = None, **kwargs) -> str:
+        """Start a kernel unless ``max_kernels`` are live: then a 503 with `BUSY_MESSAGE`, which
+        Voilà shows as the page (or, for a pool refill, keeps until a page asks for it)."""
+        if kernel_id is not None and kernel_id in self:
+            return await super().start_kernel(kernel_id=kernel_id, **kwargs)
+        if self.live_kernel_count() >= self.max_kernels:
+            self.log.warning("%d live kernels, the cap: not starting another", self.live_kernel_count())
+            raise HTTPError(503, reason=BUSY_MESSAGE)
+        kernel_id = kernel_id or str(uuid.uuid4())
+        self._starting.add(kernel_id)
+        try:
+            return await super().start_kernel(kernel_id=kernel_id, **kwargs)
+        finally:
+            self._starting.discard(kernel_id)
+
+    async def shutdown_kernel(self, kernel_id: str, *args, **kwargs):
+        """Shut a kernel down, then top the warm pool up again: a refill refused at the cap left
+        a failed slot, which is dropped here."""
+        try:
+            return await ensure_async(super().shutdown_kernel(kernel_id, *args, **kwargs))
+        finally:
+            self._was_connected.discard(kernel_id)
+            self._alone.pop(kernel_id, None)
+            self._refill_pools()
+
+    def _refill_pools(self) -> None:
+        pools = getattr(self, "_pools", None)  # set by Voilà's pre-heating subclass
+        if not pools:
+            return
+        for notebook, pool in pools.items():
+            for task in list(pool):
+                if task.done() and (task.cancelled() or task.exception() is not None):
+                    pool.remove(task)
+            self.fill_if_needed(delay=0, notebook_name=notebook)
+
+    def notify_connect(self, kernel_id: str) -> None:
+        super().notify_connect(kernel_id)
+        self._was_connected.add(kernel_id)
+
+    async def cull_kernel_if_idle(self, kernel_id: str):
+        """Reclaim a kernel nobody is connected to: ``closed_tab_timeout`` after its page went
+        away, ``unconnected_timeout`` if its page never connected; otherwise Jupyter's idle cull.
+
+        Voilà's subclass skips pooled kernels before calling this, so a kernel's time alone
+        starts when it is first checked outside the pool (a gap of more than two check intervals
+        means it was in the pool meanwhile)."""
+        if kernel_id not in self._kernels:
+            return None
+        now = time.monotonic()
+        if self._kernel_connections.get(kernel_id, 0):
+            self._alone.pop(kernel_id, None)
+        else:
+            since, last = self._alone.get(kernel_id, (now, now))
+            if now - last > 2 * self.cull_interval:
+                since = now
+            self._alone[kernel_id] = (since, now)
+            limit = self.closed_tab_timeout if kernel_id in self._was_connected else self.unconnected_timeout
+            kernel = self._kernels[kernel_id]
+            if now - since >= limit and getattr(kernel, "execution_state", None) != "busy":
+                self.log.info("Reclaiming kernel %s: no page connected for %.0f s", kernel_id, now - since)
+                await ensure_async(self.shutdown_kernel(kernel_id))
+                return None
+        return await ensure_async(super().cull_kernel_if_idle(kernel_id))

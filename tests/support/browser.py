@@ -1,0 +1,291 @@
+"""The drawing page in headless Chromium (Playwright): open it, draw with the mouse or a finger,
+and read what the page shows, finding everything by `doodle.dashboard_contract`.
+
+Playwright is a test dependency; it is imported only when a browser is launched.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from doodle import dashboard_contract as contract
+from doodle.dashboard_contract import selector
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page, Playwright
+
+CHROMIUM_PATH = os.environ.get("DOODLE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    # Nothing leaves the machine: every host name but the loopback ones fails to resolve.
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost",
+]
+
+# Selectors handed to the page scripts below, so the scripts name no class themselves.
+SELECTORS = {
+    "app": selector(contract.APP),
+    "pad": selector(contract.PAD),
+    "predict": selector(contract.PREDICT),
+    "result": selector(contract.RESULT),
+    "guessDigit": selector(contract.GUESS_DIGIT),
+    "guessText": selector(contract.GUESS_TEXT),
+    "guessBlank": selector(contract.GUESS_BLANK),
+    "bars": f"{selector(contract.PROBS)} {selector(contract.BARS)}",
+    "barRow": f"{selector(contract.PROBS)} {selector(contract.BAR_ROW)}",
+    "prob": selector(contract.PROB),
+    "attribution": selector(contract.ATTRIBUTION),
+    "units": selector(contract.UNITS),
+    "unit": selector(contract.UNIT),
+}
+
+
+def launch_chromium(playwright: Playwright) -> Browser:
+    """Headless Debian Chromium; Playwright downloads nothing when given the executable."""
+    return playwright.chromium.launch(executable_path=CHROMIUM_PATH, headless=True, args=CHROMIUM_ARGS)
+
+
+Stroke = Sequence[tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class ShownResult:
+    """What the page shows after a prediction."""
+
+    state: str  # contract.STATE_GUESS, STATE_BLANK or STATE_IDLE
+    seq: int  # how many answers the page has shown
+    digit: int | None
+    confidence: str
+    message: str
+    probabilities: list[float]  # the ten percentages as shown, divided by 100 (0.0 when empty)
+
+
+_READ_RESULT_JS = """
+(s) => {
+  const result = document.querySelector(s.result);
+  const bars = Array.from(document.querySelectorAll(s.barRow));
+  return {
+    state: result.dataset.state,
+    seq: Number(result.dataset.seq),
+    digit: (result.querySelector(s.guessDigit) || {}).textContent || '',
+    confidence: (result.querySelector(s.guessText) || {}).textContent || '',
+    message: (result.querySelector(s.guessBlank) || {}).textContent || '',
+    probs: bars.map(row => row.querySelector(s.prob).textContent),
+  };
+}
+"""
+
+# True once every part of the answer (`waitFor` selectors, each with data-seq) is newer than `old`.
+_ANSWER_SHOWN_JS = """
+({s, old, waitFor}) => waitFor.every(sel => {
+  const el = document.querySelector(sel);
+  return el && Number(el.dataset.seq) > old;
+})
+"""
+
+# Click Predict and resolve, in milliseconds, when a newer answer is on the page (every part in
+# `waitFor`): measured inside the page so no Playwright round trip is counted.
+_TIMED_PREDICT_JS = """
+({s, old, waitFor}) => new Promise((resolve) => {
+  const done = () => waitFor.every(sel => {
+    const el = document.querySelector(sel);
+    return el && Number(el.dataset.seq) > old;
+  });
+  const root = document.querySelector(s.app);
+  const start = performance.now();
+  const observer = new MutationObserver(() => {
+    if (done()) { observer.disconnect(); resolve(performance.now() - start); }
+  });
+  observer.observe(root, {subtree: true, childList: true, attributes: true, characterData: true});
+  document.querySelector(s.predict).click();
+})
+"""
+
+
+@dataclass(frozen=True)
+class ShownViews:
+    """The "why" views as shown: the attribution map and the most active hidden units."""
+
+    attribution_png: str  # the map's data: URL (it changes when the map does)
+    legend: str
+    units: list[int]
+    activations: list[float]
+
+
+_READ_VIEWS_JS = """
+(s) => {
+  const map = document.querySelector(s.attribution);
+  const cells = Array.from(document.querySelectorAll(s.unit));
+  return {
+    src: map.querySelector('img').getAttribute('src'),
+    legend: map.textContent,
+    units: cells.map(cell => Number(cell.dataset.unit)),
+    activations: cells.map(cell => Number(cell.dataset.activation)),
+  };
+}
+"""
+
+
+class DashboardPage:
+    """The dashboard open in a Playwright page, with waits on what the kernel sends back.
+
+    ``answer_parts``: selectors of the elements (each carrying ``data-seq``) that make up one
+    answer; a new answer is on the page once all of them are newer.
+    """
+
+    answer_parts: tuple[str, ...] = (
+        SELECTORS["result"], SELECTORS["bars"], SELECTORS["attribution"], SELECTORS["units"]
+    )
+
+    def __init__(self, page: Page, url: str, *, load_timeout_ms: float = 120_000, route_remote: bool = True):
+        self.page = page
+        self.url = url
+        self.load_timeout_ms = load_timeout_ms
+        if route_remote:
+            # Voilà's page links a few CDN resources it can do without: refused here at once (the
+            # resolver rule in CHROMIUM_ARGS also stops them). Routing turns the browser's HTTP
+            # cache off, so a benchmark of return visits passes ``route_remote=False``.
+            page.route("**/*", lambda route: route.continue_() if _is_local(route.request.url) else route.abort())
+
+    def open(self) -> DashboardPage:
+        """Load the page; return once the pad is drawn and the kernel has answered."""
+        self.page.goto(self.url, timeout=self.load_timeout_ms)
+        self.wait_until_ready()
+        return self
+
+    def wait_until_ready(self) -> None:
+        """Wait until the pad is visible and every part of the (idle) answer is on the page."""
+        self.page.locator(SELECTORS["pad"]).wait_for(state="visible", timeout=self.load_timeout_ms)
+        self.page.locator(f"{SELECTORS['result']}[{contract.DATA_STATE}]").wait_for(timeout=self.load_timeout_ms)
+        for part in self.answer_parts:  # attached: an empty view (no units yet) has no height
+            self.page.locator(part).first.wait_for(state="attached", timeout=self.load_timeout_ms)
+
+    @property
+    def pad_origin(self) -> tuple[float, float]:
+        box = self.page.locator(SELECTORS["pad"]).bounding_box()
+        assert box is not None, "the pad is not on the page"
+        return box["x"], box["y"]
+
+    def read(self) -> ShownResult:
+        raw = self.page.evaluate(_READ_RESULT_JS, SELECTORS)
+        shown = [text.strip() for text in raw["probs"]]
+        return ShownResult(
+            state=raw["state"],
+            seq=int(raw["seq"]),
+            # "9" or, when the model is unsure, "9 or 3?": the answer comes first.
+            digit=int(raw["digit"].split()[0]) if raw["state"] == contract.STATE_GUESS else None,
+            confidence=raw["confidence"].strip(),
+            message=raw["message"].strip(),
+            probabilities=[float(text.rstrip("%")) / 100 if text else 0.0 for text in shown],
+        )
+
+    def read_views(self) -> ShownViews:
+        raw = self.page.evaluate(_READ_VIEWS_JS, SELECTORS)
+        return ShownViews(raw["src"], raw["legend"].strip(), raw["units"], raw["activations"])
+
+    def wait_for_seq_above(self, seq: int, timeout_ms: float = 30_000) -> ShownResult:
+        self.page.wait_for_function(
+            _ANSWER_SHOWN_JS,
+            arg={"s": SELECTORS, "old": seq, "waitFor": list(self.answer_parts)},
+            timeout=timeout_ms,
+        )
+        return self.read()
+
+    def draw(self, strokes: Sequence[Stroke], steps_per_segment: int = 4) -> ShownResult:
+        """Draw ``strokes`` (pad pixels, 0..280) with the mouse, then wait until the kernel has
+        handled every pen lift (each one re-predicts live) so the next step sees all strokes."""
+        x0, y0 = self.pad_origin
+        seq = self.read().seq
+        mouse = self.page.mouse
+        for stroke in strokes:
+            mouse.move(x0 + stroke[0][0], y0 + stroke[0][1])
+            mouse.down()
+            for x, y in stroke[1:]:
+                mouse.move(x0 + x, y0 + y, steps=steps_per_segment)
+            mouse.up()
+        return self.wait_for_seq_above(seq + len(strokes) - 1)
+
+    def draw_by_touch(self, strokes: Sequence[Stroke], steps_per_segment: int = 4) -> ShownResult:
+        """Draw ``strokes`` with a finger (Chrome DevTools touch events; the page's context must
+        be made with ``has_touch=True``), then wait as `draw` does."""
+        cdp = self.page.context.new_cdp_session(self.page)
+        x0, y0 = self.pad_origin
+        seq = self.read().seq
+
+        def touch(kind: str, points: list[tuple[float, float]]) -> None:
+            touch_points = [{"x": x0 + x, "y": y0 + y} for x, y in points]
+            cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": touch_points})
+
+        for stroke in strokes:
+            touch("touchStart", [stroke[0]])
+            for (xa, ya), (xb, yb) in zip(stroke, stroke[1:]):
+                for k in range(1, steps_per_segment + 1):
+                    t = k / steps_per_segment
+                    touch("touchMove", [(xa + (xb - xa) * t, ya + (yb - ya) * t)])
+            touch("touchEnd", [])
+        cdp.detach()
+        return self.wait_for_seq_above(seq + len(strokes) - 1)
+
+    def predict(self) -> ShownResult:
+        seq = self.read().seq
+        self.page.locator(SELECTORS["predict"]).click()
+        return self.wait_for_seq_above(seq)
+
+    def timed_predict(self) -> tuple[float, ShownResult]:
+        """Click Predict; milliseconds until the whole answer is on the page, and the answer."""
+        seq = self.read().seq
+        elapsed_ms = self.page.evaluate(
+            _TIMED_PREDICT_JS, {"s": SELECTORS, "old": seq, "waitFor": list(self.answer_parts)}
+        )
+        return float(elapsed_ms), self.read()
+
+    def clear(self) -> ShownResult:
+        self.page.locator(selector(contract.CLEAR)).click()
+        self.page.locator(f"{SELECTORS['result']}[{contract.DATA_STATE}={contract.STATE_IDLE}]").wait_for()
+        return self.read()
+
+    def undo(self) -> None:
+        self.page.locator(selector(contract.UNDO)).click()
+
+    def pad_ink_fraction(self) -> float:
+        """Share of the pad's pixels that are not background black, read from the <canvas>."""
+        return float(self.page.locator(f"canvas{SELECTORS['pad']}").evaluate(
+            """(canvas) => {
+                 const ctx = canvas.getContext('2d');
+                 const data = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+                 let ink = 0;
+                 for (let i = 0; i < data.length; i += 4) { if (data[i] > 127) ink++; }
+                 return ink / (canvas.width * canvas.height);
+               }"""
+        ))
+
+    def wait_for_empty_pad(self, timeout_ms: float = 30_000) -> None:
+        """Wait until no pixel of the pad is ink (after Clear: the kernel repaints it)."""
+        self.page.wait_for_function(
+            "(pad) => { const c = document.querySelector('canvas' + pad);"
+            " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+            " for (let i = 0; i < d.length; i += 4) { if (d[i] > 127) return false; } return true; }",
+            arg=SELECTORS["pad"],
+            timeout=timeout_ms,
+        )
+
+    def submit_correction(self, actual_digit: int) -> str:
+        """Pick ``actual_digit`` and press Submit; the confirmation text once it appears."""
+        picker = self.page.locator(selector(contract.ACTUAL))
+        picker.get_by_role("button", name=str(actual_digit), exact=True).click()
+        self.page.locator(selector(contract.SUBMIT)).click()
+        status = self.page.locator(f"{selector(contract.FEEDBACK_STATUS)} {selector(contract.FEEDBACK)}")
+        status.wait_for()
+        return status.inner_text()
+
+
+def _is_local(url: str) -> bool:
+    return url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "http://localhost", "ws://localhost",
+                           "data:", "blob:", "about:"))

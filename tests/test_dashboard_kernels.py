@@ -1,0 +1,150 @@
+"""Kernels behind the drawing app: the warm pool, the cap with its busy page, reclaiming the
+kernels of closed tabs (Voilà in a subprocess, pages in headless Chromium, kernels counted as
+processes), and the settings that size them."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from traitlets.config import Config
+
+from doodle.dashboard_server import (
+    BUSY_MESSAGE,
+    KERNEL_MEMORY_BYTES,
+    MAX_KERNELS_ENV,
+    POOL_ENV,
+    configure,
+    default_max_kernels,
+    default_pool_size,
+    settings,
+)
+from doodle.model_io import ModelFileError, load_model
+from doodle.paths import model_path
+from support.browser import CHROMIUM_PATH, DashboardPage, launch_chromium
+from support.voila import VoilaServer
+
+POOL = 2
+CAP = 4
+CLOSED_TAB_S = 3
+
+
+def test_defaults_are_sized_to_the_machine():
+    assert default_pool_size(1) == 1 and default_pool_size(2) == 2 and default_pool_size(64) == 4
+    gib = 2**30
+    assert default_max_kernels(2, memory_bytes=1 * gib) == 4  # never below pool + 2
+    assert default_max_kernels(2, memory_bytes=8 * gib) == 8 * gib // 4 // KERNEL_MEMORY_BYTES
+    assert default_max_kernels(2, memory_bytes=512 * gib) == 32
+    chosen = settings({})
+    assert chosen["max_kernels"] >= chosen["pool_size"] + 2
+
+
+def test_settings_come_from_the_environment_and_bad_ones_are_named():
+    chosen = settings({POOL_ENV: "3", MAX_KERNELS_ENV: "5", "DOODLE_DASHBOARD_CLOSED_TAB_S": "7"})
+    assert (chosen["pool_size"], chosen["max_kernels"], chosen["closed_tab_s"], chosen["idle_s"]) == (3, 5, 7, 600)
+    for env, words in [
+        ({POOL_ENV: "many"}, f"{POOL_ENV} must be a whole number"),
+        ({MAX_KERNELS_ENV: "0"}, f"{MAX_KERNELS_ENV} must be at least 1"),
+        ({POOL_ENV: "4", MAX_KERNELS_ENV: "3"}, f"{MAX_KERNELS_ENV} (3) must be at least {POOL_ENV} (4)"),
+    ]:
+        with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")):
+            settings(env)
+
+
+def test_voila_config_preheats_caps_and_still_culls_idle_kernels():
+    c = Config()
+    configure(c, {POOL_ENV: "2", MAX_KERNELS_ENV: "6"})
+    assert c.VoilaConfiguration.preheat_kernel is True and c.VoilaConfiguration.default_pool_size == 2
+    assert c.VoilaConfiguration.multi_kernel_manager_class == "doodle.dashboard_server.DashboardKernelManager"
+    manager = c.DashboardKernelManager
+    assert manager.max_kernels == 6 and manager.closed_tab_timeout == 20
+    # Open pages nobody touches are still reclaimed after the idle timeout.
+    assert manager.cull_idle_timeout == 600 and manager.cull_connected is True
+    assert 0 < manager.cull_interval <= 5
+    configure(c, {POOL_ENV: "0"})
+    assert c.VoilaConfiguration.preheat_kernel is False
+
+
+@pytest.fixture(scope="module")
+def capped_voila(tmp_path_factory):
+    try:
+        load_model(model_path())
+    except ModelFileError as error:
+        pytest.skip(f"the dashboard needs a trained model (run `make pipeline`): {error}")
+    if not Path(CHROMIUM_PATH).exists():
+        pytest.skip(f"Chromium not found at {CHROMIUM_PATH} (make system-deps)")
+    workdir = tmp_path_factory.mktemp("voila-capped")
+    env = {
+        "DOODLE_FEEDBACK_DB": str(workdir / "feedback.sqlite"),
+        "JUPYTER_RUNTIME_DIR": str(workdir / "runtime"),
+        POOL_ENV: str(POOL),
+        MAX_KERNELS_ENV: str(CAP),
+        "DOODLE_DASHBOARD_CLOSED_TAB_S": str(CLOSED_TAB_S),
+    }
+    with VoilaServer(workdir / "voila.log", env=env) as server:
+        server.wait_for_kernel_count(POOL, timeout_s=180)  # the pool warms up on start
+        yield server
+
+
+class KernelSampler:
+    """Counts the server's kernels every 0.2 s in a thread, keeping the largest count seen."""
+
+    def __init__(self, server: VoilaServer):
+        self.server = server
+        self.largest = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            self.largest = max(self.largest, self.server.kernel_count())
+
+    def __enter__(self) -> KernelSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@pytest.mark.slow
+def test_cap_plus_five_pages_get_a_busy_page_and_closed_tabs_give_kernels_back(capped_voila):
+    from playwright.sync_api import sync_playwright
+
+    served, busy = [], []
+    with KernelSampler(capped_voila) as sampler, sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        pages = []
+        for _ in range(CAP + 5):
+            page = browser.new_page(viewport={"width": 1000, "height": 800})
+            pages.append(page)
+            dashboard = DashboardPage(page, capped_voila.url)
+            response = page.goto(capped_voila.url, timeout=120_000)
+            if response.status == 200:
+                dashboard.wait_until_ready()
+                served.append(page)
+            else:
+                busy.append((response.status, page.content()))
+            assert capped_voila.kernel_count() <= CAP
+        assert len(served) == CAP, (len(served), [status for status, _ in busy])
+        assert len(busy) == 5
+        for status, content in busy:
+            assert status == 503 and BUSY_MESSAGE in content
+        # A served page still works while others are turned away.
+        assert DashboardPage(served[0], capped_voila.url).predict().state == "blank"
+        # Tabs go away without saying so (no unload beacon), as when a phone drops a tab.
+        for page in pages:
+            page.close(run_before_unload=False)
+        waited = capped_voila.wait_for_kernel_count(POOL, timeout_s=120)
+        browser.close()
+    assert sampler.largest <= CAP, f"{sampler.largest} kernels at once, over the cap of {CAP}"
+    assert waited < 120
+    # The pool is warm again: the next visitor gets a page.
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_page()
+        assert page.goto(capped_voila.url, timeout=120_000).status == 200
+        DashboardPage(page, capped_voila.url).wait_until_ready()
+        browser.close()
