@@ -127,6 +127,25 @@ def _loaded_model(state: ServingState) -> Model:
     return state.model
 
 
+def _upload_bytes(file: UploadFile) -> bytes:
+    """The uploaded file's bytes; an empty upload is a 400."""
+    data = file.file.read()
+    if not data:
+        raise HTTPException(400, messages.EMPTY_UPLOAD)
+    return data
+
+
+def _decoded(data: bytes) -> np.ndarray:
+    """The drawing in ``data`` as a 2-D uint8 array: 415 when it is not an image, 422 when it is
+    an unreadable one. Call it holding one of `_IMAGE_SLOTS`: a large upload takes ~200 MB while
+    it is decoded and reduced, so a few at a time, not one per thread-pool worker."""
+    try:
+        return decode_image(data)
+    except ImageDecodeError as exc:
+        status = 415 if str(exc) == NOT_AN_IMAGE_MESSAGE else 422
+        raise HTTPException(status, messages.NOT_AN_IMAGE.format(reason=exc)) from None
+
+
 def _predict(state: ServingState, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(N, 784)`` float32 in [0, 1] -> digits ``(N,)``, probabilities ``(N, 10)``,
     confidences ``(N,)``; records inference time, predictions and drift. A blank image is a 422,
@@ -234,17 +253,9 @@ def predict_image(
     ``image_vector`` the model saw, ready to send back to ``/feedback``."""
     state = _state(request)
     _loaded_model(state)
-    data = file.file.read()
-    if not data:
-        raise HTTPException(400, messages.EMPTY_UPLOAD)
-    # A large upload takes ~200 MB while it is decoded and reduced: a few at a time, not one per
-    # thread-pool worker.
+    data = _upload_bytes(file)
     with _IMAGE_SLOTS:
-        try:
-            canvas = decode_image(data)
-        except ImageDecodeError as exc:
-            status = 415 if str(exc) == NOT_AN_IMAGE_MESSAGE else 422
-            raise HTTPException(status, messages.NOT_AN_IMAGE.format(reason=exc)) from None
+        canvas = _decoded(data)
         try:
             image = canvas_to_input(canvas)
         except BlankCanvasError:
@@ -278,16 +289,10 @@ def predict_number(
     send back to ``/feedback``."""
     state = _state(request)
     _loaded_model(state)
-    data = file.file.read()
-    if not data:
-        raise HTTPException(400, messages.EMPTY_UPLOAD)
+    data = _upload_bytes(file)
     limit = state.settings.max_number_digits
     with _IMAGE_SLOTS:
-        try:
-            canvas = decode_image(data)
-        except ImageDecodeError as exc:
-            status = 415 if str(exc) == NOT_AN_IMAGE_MESSAGE else 422
-            raise HTTPException(status, messages.NOT_AN_IMAGE.format(reason=exc)) from None
+        canvas = _decoded(data)
         try:
             found = segment(canvas)
         except BlankCanvasError:
