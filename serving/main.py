@@ -23,12 +23,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from doodle.feedback import FeedbackStore
+from doodle.model_watch import ModelWatcher
 from serving import messages
 from serving.config import Settings
 from serving.drift import DriftReference
 from serving.metrics import Metrics
 from serving.middleware import BodyLimitMiddleware, MetricsMiddleware
-from doodle.model_watch import ModelWatcher
 from serving.model_source import load_served_model, source_fingerprint
 from serving.routes import ServingState, json_response, router
 
@@ -90,6 +90,8 @@ def refresh_model(state: ServingState) -> None:
             state.metrics.model_switches.inc()
         elif switch.outcome == "refused":
             state.metrics.model_load_failures.inc()
+            if state.model is None:  # nothing served yet: readiness says why
+                state.model_error = ABSOLUTE_PATH.sub("", switch.error or "")
     model, store = state.model, state.feedback_store
     if model is not None and store is not None:
         try:
