@@ -27,13 +27,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from doodle import data
+from doodle.constants import N_PIXELS
 from doodle.paths import feedback_db_path
 
 SNAPSHOT_PATH = Path("data/feedback-snapshot/store.parquet")
 SPLIT_ROOT = Path("data/feedback")
 SPLITS = ("train", "holdout")
 SNAPSHOT_INFO_NAME = "snapshot.json"
-N_PIXELS = 784
 
 SNAPSHOT_SCHEMA = pa.schema(
     [

@@ -25,9 +25,9 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from doodle.constants import N_PIXELS
 from doodle.feedback_data import SNAPSHOT_SCHEMA, SPLIT_SCHEMA
 
-N_PIXELS = 784
 IMAGE_BYTES = 4 * N_PIXELS
 # Below this total ink (sum of [0, 1] pixels, about two pixels' worth) an image is blank.
 MIN_INK = 2.0
