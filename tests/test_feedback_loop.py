@@ -44,8 +44,8 @@ NOT_COPIED = shutil.ignore_patterns(
     "feedback", "feedback-snapshot", "feedback.sqlite*", "long-run", "dvc_plots",
 )
 SMALL = {
-    "train": {"hidden_sizes": "128", "epochs": 3, "patience": 0, "feedback_weight": 50},
-    "evaluate": {"doodle_count": 200, "robustness_count": 200},
+    "train": {"hidden_sizes": [128], "epochs": 3, "patience": 0, "feedback_weight": 50, "stroke_pool": 2000},
+    "evaluate": {"doodle_count": 200, "robustness_count": 200, "stroke_per_class": 5, "stroke_writers": 4},
     # A 3-epoch network moves more from run to run than the real one: a wider margin here.
     "promote": {"max_val_drop": 0.02},
 }
