@@ -29,13 +29,13 @@ import yaml
 
 from doodle import data, doodles
 from doodle.dashboard import DoodleApp
-from doodle.dashboard_driver import HAND_DRAWN_DIGITS
 from doodle.feedback import FeedbackStore
 from doodle.model_io import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "serving"))
 from serving_helpers import run_server  # noqa: E402
+from support.digits import HAND_DRAWN_DIGITS  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 NOT_COPIED = shutil.ignore_patterns(
