@@ -30,10 +30,11 @@ export PYTHONHASHSEED := 0
 DOODLE_MNIST_DIR ?= $(abspath $(wildcard ../shared/data/mnist))
 export DOODLE_MNIST_DIR
 
-.PHONY: help venv lock system-deps pipeline test-pipeline run api test test-fast plots bench bench-deps clean
+.PHONY: help venv lock system-deps pipeline test-pipeline retrain run api test test-fast plots bench bench-deps clean
 
 help:
 	@echo "make run     install (first time), run the DVC pipeline, serve the API and the dashboard"
+	@echo "make retrain   snapshot feedback, train, evaluate, promote; prints the decision (works while make run serves)"
 	@echo "make test    install (first time), run the pipeline in a scratch copy, then every test (CI runs this)"
 	@echo "make test-fast   the tests without the slow end-to-end ones"
 	@echo "make plots  DVC plots rendered offline into dvc_plots/index.html"
@@ -61,6 +62,12 @@ system-deps:
 
 pipeline: venv
 	$(BIN)/dvc repro
+
+# The feedback loop: new corrections in data/feedback.sqlite -> snapshot -> train -> evaluate ->
+# promote. A running `make run` switches to the new model by itself when it is promoted.
+retrain: venv
+	$(BIN)/dvc repro
+	@$(BIN)/python -c 'import json; m = json.load(open("reports/metrics/promotion.json")); print(m["decision"]); print("served model:", m["served_version"])'
 
 run: pipeline
 	@$(BIN)/python scripts/serve.py --host $(API_HOST) --api-port $(API_PORT) --dashboard-port $(DASHBOARD_PORT)

@@ -17,7 +17,9 @@ The notebook is two lines::
 
 from __future__ import annotations
 
+import html
 import sqlite3
+import threading
 from dataclasses import dataclass
 
 import ipywidgets as widgets
@@ -31,6 +33,7 @@ from doodle.drawing import PEN_WIDTH, Drawing, Point, Stroke, render_strokes
 from doodle.explain import Explanation, explain, unit_pattern
 from doodle.feedback import FeedbackStore
 from doodle.model_io import Model, ModelFileError, load_model
+from doodle.model_watch import ModelWatcher, file_fingerprint
 from doodle.paths import feedback_db_path, model_path
 from doodle.preprocess import BLANK_CANVAS_MESSAGE, BlankCanvasError, canvas_to_input
 
@@ -40,6 +43,8 @@ INK_COLOUR = "white"  # white on black, like MNIST
 BACKGROUND_COLOUR = "black"
 FEEDBACK_SOURCE = "dashboard"
 TOP_UNITS = 8  # first-layer units shown for each drawing
+# How often a page looks for a newly promoted model in models/ (see doodle.model_watch).
+MODEL_POLL_SECONDS = 2.0
 
 SAVE_FAILED_MESSAGE = "could not save the correction"
 PICK_DIGIT_MESSAGE = "pick the digit you drew"
@@ -55,6 +60,7 @@ class Prediction:
     model_input: np.ndarray  # (28, 28) float32 in [0, 1]
     drawing_png: bytes  # the pad as rendered for the model, 280x280 grey PNG
     explanation: Explanation  # runner-up, attribution map, most active first-layer units
+    model_version: str | None = None  # the model that made this prediction
 
 
 class DoodleApp:
@@ -63,7 +69,9 @@ class DoodleApp:
     ``model``: a loaded `Model` (default: `load_model(model_path())`; when that fails the app
     shows why instead of a pad that cannot predict). ``feedback_store`` defaults to the shared
     store at `feedback_db_path()`, opened on the first correction. ``live``: predict on every
-    pen lift, not only on Predict.
+    pen lift, not only on Predict. With the default model, a background thread polls its files
+    every ``model_poll_seconds`` (0: never) and the next prediction uses a newly promoted model
+    once it has loaded and checked (`doodle.model_watch`); the page shows the version in use.
     """
 
     def __init__(
@@ -73,14 +81,24 @@ class DoodleApp:
         *,
         live: bool = True,
         pen_width: int = PEN_WIDTH,
+        model_poll_seconds: float = MODEL_POLL_SECONDS,
     ):
         self.model_error: str | None = None
+        self._watcher: ModelWatcher | None = None
+        self._stop_polling = threading.Event()
         if model is None:
+            source = model_path()
+            self._watcher = ModelWatcher(lambda: load_model(source), lambda: file_fingerprint(source))
             try:
-                model = load_model(model_path())
+                model = self._watcher.load_initial()
             except ModelFileError as error:
                 self.model_error = f"{MODEL_MISSING_MESSAGE}. ({error})"
-        self.model = model
+            if model is not None and model_poll_seconds > 0:
+                threading.Thread(
+                    target=self._poll_model, args=(model_poll_seconds,), name="doodle-model-poll", daemon=True
+                ).start()
+        self._model = model
+        self._shown_version = model.version if model is not None else None
         self._feedback_store = feedback_store
         self.live = live
         self.drawing = Drawing(CANVAS_SIZE, pen_width)
@@ -89,6 +107,26 @@ class DoodleApp:
         self._unit_pngs: dict[int, bytes] = {}  # weight patterns do not change: drawn once per unit
         self._build_widgets()
         self._show_idle()
+
+    @property
+    def model(self) -> Model | None:
+        """The model the next prediction uses: the newest one that loaded and checked."""
+        return self._watcher.model if self._watcher is not None else self._model
+
+    def _poll_model(self, interval_s: float) -> None:
+        # Only swaps the watcher's reference; the page's version label changes with the next
+        # prediction, on the kernel's own thread.
+        while not self._stop_polling.wait(interval_s):
+            self._watcher.poll()
+
+    def stop_polling(self) -> None:
+        """Stop looking for new models (the thread also ends with the kernel)."""
+        self._stop_polling.set()
+
+    @staticmethod
+    def _version_html(version: str) -> str:
+        return (f"<span class='doodle-muted doodle-model-version' data-version='{html.escape(version)}'>"
+                f"Model in use: {html.escape(version)}</span>")
 
     @property
     def strokes(self) -> list[Stroke]:
@@ -157,7 +195,8 @@ class DoodleApp:
                 disabled.disabled = True
             self.live = False
         version = self.model.version if self.model is not None else "none"
-        header = widgets.HTML(view.header_html(version, self.model_error))
+        self.version_label = widgets.HTML(self._version_html(version))
+        header = widgets.VBox([widgets.HTML(view.header_html(version, self.model_error)), self.version_label])
         pad_column = widgets.VBox(
             [self.canvas, widgets.HBox([self.predict_button, self.undo_button, self.clear_button])]
         )
@@ -273,8 +312,13 @@ class DoodleApp:
     def predict(self) -> Prediction | None:
         """Read the drawing; show and return the prediction, or ``None`` (and the blank-canvas
         message) when there is no digit."""
-        if self.model is None:
+        model = self.model  # read once: a switch meanwhile does not mix versions
+        if model is None:
             return None
+        if model.version != self._shown_version:
+            self._shown_version = model.version
+            self._unit_pngs.clear()  # another model's weight patterns
+            self.version_label.value = self._version_html(model.version)
         drawing = self.render()
         try:
             model_input = canvas_to_input(drawing)
@@ -282,13 +326,14 @@ class DoodleApp:
             self.prediction = None
             self._show_blank(str(error))
             return None
-        explanation = explain(self.model, model_input, top_units=TOP_UNITS)
+        explanation = explain(model, model_input, top_units=TOP_UNITS)
         self.prediction = Prediction(
             digit=explanation.digit,
             probabilities=explanation.probabilities,
             model_input=model_input,
             drawing_png=view.png_bytes(drawing),
             explanation=explanation,
+            model_version=model.version,
         )
         self._show_prediction(self.prediction)
         return self.prediction
@@ -367,7 +412,7 @@ class DoodleApp:
                 prediction.digit,
                 int(actual_digit),
                 source=FEEDBACK_SOURCE,
-                model_version=self.model.version,
+                model_version=prediction.model_version,
                 drawing_png=prediction.drawing_png,
             )
         except (sqlite3.Error, OSError) as error:

@@ -113,6 +113,21 @@ class FeedbackStore:
         finally:
             conn.close()
 
+    def recent_outcomes(self, limit: int, model_version: str | None = None) -> tuple[int, int]:
+        """``(rows, errors)`` among the newest ``limit`` rows (about ``model_version`` only,
+        when given): the rolling window behind the API's live accuracy."""
+        where, args = ("WHERE model_version = ?", [model_version]) if model_version is not None else ("", [])
+        conn = self._connect()
+        try:
+            rows, errors = conn.execute(
+                f"SELECT COUNT(*), COALESCE(SUM(is_error), 0) FROM (SELECT is_error FROM feedback {where}"
+                " ORDER BY id DESC LIMIT ?)",
+                (*args, int(limit)),
+            ).fetchone()
+        finally:
+            conn.close()
+        return int(rows), int(errors)
+
     def recent(self, limit: int = 20) -> list[FeedbackRecord]:
         """The newest ``limit`` rows, newest first."""
         conn = self._connect()

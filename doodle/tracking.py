@@ -4,8 +4,10 @@ The store defaults to ``sqlite:///mlflow.db`` at the repository root with artifa
 ``mlartifacts/`` (``MLFLOW_TRACKING_URI`` overrides). Each run logs the hyper-parameters, the
 per-epoch curves (``step=epoch``), the final metrics, figures and the model files, and the model
 as an MLflow pyfunc that reloads with `doodle.model_io.load_model` (nothing pickled but a small
-wrapper class). The registered model's ``champion`` alias moves to a new version only when its
-validation accuracy beats the current champion's; the test set decides nothing.
+wrapper class). The pipeline's training registers each model as a candidate; the `promote` stage
+moves the registered model's ``champion`` alias (`set_champion`) when `doodle.promotion`'s rule
+says so and records its decision in the candidate's run (`record_decision`). `promote_if_better`
+(validation accuracy alone) remains for runs outside the pipeline. The test set decides nothing.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ PYFUNC_CODE = Path(__file__).with_name("mlflow_pyfunc.py")
 
 CHAMPION_FIRST = "version {version} is the first champion ({metric} = {new:.4f})"
 CHAMPION_MOVED = "champion moved to version {version}: {metric} {new:.4f} > {old:.4f} (version {old_version})"
+CANDIDATE = "version {version} is a candidate: the promote stage decides whether it becomes champion"
 CHAMPION_KEPT = "champion stays at version {old_version}: {metric} {new:.4f} <= {old:.4f}"
 
 
@@ -148,6 +151,7 @@ def log_training(
     tags: Mapping[str, str] | None = None,
     run_name: str | None = None,
     registered_model_name: str = REGISTERED_MODEL_NAME,
+    promote: bool = True,
 ) -> LoggedRun:
     """Log one finished training as a run, register its model and maybe crown it champion.
 
@@ -155,7 +159,9 @@ def log_training(
     with an ``epoch`` key; ``metrics``: final figures with names distinct from the per-epoch
     ones, including `SELECTION_METRIC`;
     ``model_dir``: the directory holding ``mlp.npz`` and ``mlp.json``; ``artifacts``: extra
-    files (figures, metrics JSON) copied into the run. Call `setup` first.
+    files (figures, metrics JSON) copied into the run. ``promote``: apply `promote_if_better`;
+    False registers the version as a candidate and leaves the alias to the `promote` stage
+    (`set_champion`). Call `setup` first.
     """
     history = list(history)
     if SELECTION_METRIC not in metrics:
@@ -184,6 +190,29 @@ def log_training(
             registered_model_name=registered_model_name,
         )
         version = str(info.registered_model_version)
-        moved, message = promote_if_better(client, version, float(metrics[SELECTION_METRIC]), registered_model_name)
+        if promote:
+            moved, message = promote_if_better(client, version, float(metrics[SELECTION_METRIC]), registered_model_name)
+        else:
+            moved, message = False, CANDIDATE.format(version=version)
         mlflow.set_tag("champion_decision", message)
     return LoggedRun(run_id=run_id, model_uri=info.model_uri, version=version, champion_moved=moved, message=message)
+
+
+def set_champion(version: str, name: str = REGISTERED_MODEL_NAME) -> str | None:
+    """Point the ``champion`` alias at ``version``; returns the version it pointed at before
+    (None when there was none)."""
+    client = MlflowClient()
+    previous = client.get_registered_model(name).aliases.get(CHAMPION_ALIAS)
+    client.set_registered_model_alias(name, CHAMPION_ALIAS, str(version))
+    return previous
+
+
+def record_decision(run_id: str, metrics: Mapping[str, float | None], tags: Mapping[str, str]) -> None:
+    """Add the promotion's figures (None values left out) and tags to the candidate's run."""
+    client = MlflowClient()
+    now = int(time.time() * 1000)
+    batch = [Metric(key=k, value=float(v), timestamp=now, step=0) for k, v in metrics.items() if v is not None]
+    if batch:
+        client.log_batch(run_id, metrics=batch)
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)

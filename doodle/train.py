@@ -78,6 +78,9 @@ class TrainConfig:
     elastic_sigma: float = 4.0  # elastic smoothness in pixels
     stroke_share: float = 0.2  # share of every epoch's images that are generated pen-stroke digits; 0 = none
     stroke_pool: int = 12000  # stroke digits generated once per run (doodle.strokes), re-augmented every epoch
+    # Read by the training notebook, not by `train`: each feedback-train row (doodle.feedback_data)
+    # is repeated this many times in the training set; 0 leaves people's corrections out.
+    feedback_weight: int = 5
 
     def __post_init__(self) -> None:
         self.hidden_sizes = [int(size) for size in self.hidden_sizes]

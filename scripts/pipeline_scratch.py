@@ -21,6 +21,7 @@ Instead:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -42,8 +43,19 @@ def dvc(*args: str, cwd: Path, env: dict[str, str] | None = None, check: bool = 
 
 
 def up_to_date(root: Path) -> bool:
-    """True when `dvc status` finds every stage of `root` current (`-q`: exit 0 iff so)."""
-    return dvc("status", "-q", cwd=root, check=False).returncode == 0
+    """True when `dvc status` finds every stage of `root` current. A stage marked
+    `always_changed` (the feedback snapshot) is always listed; it counts as current when that
+    is all DVC says about it."""
+    listed = subprocess.run(
+        [str(Path(sys.executable).with_name("dvc")), "status", "--json"], cwd=root, capture_output=True, text=True
+    )
+    if listed.returncode != 0:
+        return False
+    try:
+        status = json.loads(listed.stdout or "{}")
+    except json.JSONDecodeError:
+        return False
+    return all(changes == ["always changed"] for changes in status.values())
 
 
 def project_files(root: Path) -> list[str]:
@@ -96,13 +108,15 @@ def scratch_environment(scratch: Path) -> dict[str, str]:
 
 
 def cached_outputs(scratch: Path) -> list[str]:
-    """The `outs` of every stage that DVC caches (git ignores them): what the tests read."""
+    """The `outs` of every stage that DVC caches or persists (git ignores them): what the tests read."""
     stages = yaml.safe_load((scratch / "dvc.yaml").read_text())["stages"]
     found = []
     for stage in stages.values():
         for out in stage.get("outs", []):
             name, options = (out, {}) if isinstance(out, str) else next(iter(out.items()))
-            if options.get("cache", True):
+            # A persistent output that DVC does not cache (models/, what is served) is the
+            # tests' input all the same.
+            if options.get("cache", True) or options.get("persist", False):
                 found.append(name)
     return found
 

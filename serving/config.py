@@ -22,6 +22,8 @@ REFERENCE_STATS_ENV = "DOODLE_REFERENCE_STATS"  # the prepare stage's metrics JS
 DRIFT_THRESHOLD_ENV = "DOODLE_DRIFT_THRESHOLD"
 BLAS_THREADS_ENV = "DOODLE_BLAS_THREADS"
 MAX_NUMBER_DIGITS_ENV = "DOODLE_MAX_NUMBER_DIGITS"
+MODEL_POLL_ENV = "DOODLE_MODEL_POLL_SECONDS"  # 0 turns the hot swap off
+LIVE_WINDOW_ENV = "DOODLE_LIVE_ACCURACY_WINDOW"
 
 # The Voilà drawing dashboard's origin: the one browser page that calls the API cross-origin.
 DEFAULT_CORS_ORIGINS = (f"http://127.0.0.1:{DEFAULT_DASHBOARD_PORT}", f"http://localhost:{DEFAULT_DASHBOARD_PORT}")
@@ -36,6 +38,11 @@ DEFAULT_DRIFT_THRESHOLD = 3.0
 DEFAULT_BLAS_THREADS = 1
 # Digits read from one drawing by /predict/number: a phone number with its country code fits.
 DEFAULT_MAX_NUMBER_DIGITS = 16
+# How often the server looks for a new model: two stat calls (or one registry query for an
+# alias), and a new model is loaded once it has been seen unchanged on two polls in a row.
+DEFAULT_MODEL_POLL_SECONDS = 2.0
+# Live accuracy: the newest feedback rows about the served model version that it is computed on.
+DEFAULT_LIVE_WINDOW = 200
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,8 @@ class Settings:
     drift_threshold: float = DEFAULT_DRIFT_THRESHOLD
     blas_threads: int = DEFAULT_BLAS_THREADS
     max_number_digits: int = DEFAULT_MAX_NUMBER_DIGITS
+    model_poll_seconds: float = DEFAULT_MODEL_POLL_SECONDS
+    live_accuracy_window: int = DEFAULT_LIVE_WINDOW
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -70,6 +79,8 @@ class Settings:
             drift_threshold=float(env.get(DRIFT_THRESHOLD_ENV) or DEFAULT_DRIFT_THRESHOLD),
             blas_threads=_positive_int(env, BLAS_THREADS_ENV, DEFAULT_BLAS_THREADS),
             max_number_digits=_positive_int(env, MAX_NUMBER_DIGITS_ENV, DEFAULT_MAX_NUMBER_DIGITS),
+            model_poll_seconds=_non_negative_float(env, MODEL_POLL_ENV, DEFAULT_MODEL_POLL_SECONDS),
+            live_accuracy_window=_positive_int(env, LIVE_WINDOW_ENV, DEFAULT_LIVE_WINDOW),
         )
 
 
@@ -80,4 +91,14 @@ def _positive_int(env: dict[str, str], name: str, default: int) -> int:
     value = int(raw)
     if value < 1:
         raise ValueError(f"{name} must be a positive integer, got {raw!r}")
+    return value
+
+
+def _non_negative_float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    value = float(raw)
+    if not value >= 0:  # NaN too
+        raise ValueError(f"{name} must be a number >= 0, got {raw!r}")
     return value

@@ -7,6 +7,8 @@ loaded at import. When the model cannot be loaded the app still starts: ``/healt
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -21,12 +23,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from doodle.feedback import FeedbackStore
+from doodle.model_watch import ModelWatcher
 from serving import messages
 from serving.config import Settings
 from serving.drift import DriftReference
 from serving.metrics import Metrics
 from serving.middleware import BodyLimitMiddleware, MetricsMiddleware
-from serving.model_source import load_served_model
+from serving.model_source import load_served_model, source_fingerprint
 from serving.routes import ServingState, json_response, router
 
 log = logging.getLogger("serving")
@@ -49,10 +52,13 @@ def load_state(state: ServingState) -> None:
     """Load the model, open the feedback store and read the drift reference, recording why
     any of them failed instead of raising: a half-working server still reports its health."""
     settings = state.settings
+    state.watcher = ModelWatcher(
+        lambda: load_served_model(settings.model_uri), source_fingerprint(settings.model_uri)
+    )
     try:
-        state.model = load_served_model(settings.model_uri)
+        state.model = state.watcher.load_initial()
         state.model_error = None
-        state.metrics.set_model(state.model.version, state.model.sha256)
+        state.metrics.set_model(state.model.version, state.model.sha256, state.watcher.switched_at)
         log.info("serving model %s from %s", state.model.version, settings.model_uri)
     except Exception as exc:  # any failure: missing file, bad checksum, MLflow unreachable
         state.model = None
@@ -67,6 +73,43 @@ def load_state(state: ServingState) -> None:
         state.drift_reference = DriftReference.from_prepare_metrics(settings.reference_stats)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("no drift reference (%s): doodle_input_drift_score stays NaN", exc)
+
+
+def refresh_model(state: ServingState) -> None:
+    """One poll of the model source (see `doodle.model_watch`): switch to a new model that
+    loaded and checked, or count and log a refused one while the old model keeps serving; then
+    update the live accuracy from the feedback store. Runs in a worker thread."""
+    watcher = state.watcher
+    if watcher is not None:
+        switch = watcher.poll()
+        if switch.outcome == "switched":
+            # One assignment: a request that already took the old model finishes with it.
+            state.model = switch.model
+            state.model_error = None
+            state.metrics.set_model(switch.model.version, switch.model.sha256, watcher.switched_at)
+            state.metrics.model_switches.inc()
+        elif switch.outcome == "refused":
+            state.metrics.model_load_failures.inc()
+            if state.model is None:  # nothing served yet: readiness says why
+                state.model_error = ABSOLUTE_PATH.sub("", switch.error or "")
+    model, store = state.model, state.feedback_store
+    if model is not None and store is not None:
+        try:
+            rows, errors = store.recent_outcomes(state.settings.live_accuracy_window, model.version)
+        except Exception as exc:  # a locked or missing store must not stop the polling
+            log.warning("live accuracy not updated: %s: %s", type(exc).__name__, exc)
+        else:
+            state.metrics.set_live_accuracy(rows, errors)
+
+
+async def poll_model_source(state: ServingState, interval_s: float) -> None:
+    """Call `refresh_model` every ``interval_s`` seconds in a worker thread, until cancelled."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await asyncio.to_thread(refresh_model, state)
+        except Exception:  # keep polling whatever one poll hit
+            log.exception("model source poll failed")
 
 
 def describe_validation_error(exc: RequestValidationError) -> tuple[int, str]:
@@ -133,7 +176,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         with threadpool_limits(limits=settings.blas_threads, user_api="blas"):
             load_state(app.state.serving)
-            yield
+            poller = None
+            if settings.model_poll_seconds > 0:
+                poller = asyncio.create_task(poll_model_source(app.state.serving, settings.model_poll_seconds))
+            try:
+                yield
+            finally:
+                if poller is not None:
+                    poller.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await poller
 
     app = FastAPI(
         title="Doodle Digits API",

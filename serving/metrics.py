@@ -34,6 +34,11 @@ METRIC_NAMES = (
     "doodle_model_info",
     "doodle_model_loaded",
     "doodle_number_digits",
+    "doodle_model_switch_timestamp_seconds",
+    "doodle_model_switches_total",
+    "doodle_model_load_failures_total",
+    "doodle_live_accuracy",
+    "doodle_live_accuracy_rows",
 )
 
 
@@ -109,6 +114,34 @@ class Metrics:
             buckets=NUMBER_DIGIT_BUCKETS,
             registry=r,
         )
+        self.model_switch_time = Gauge(
+            "doodle_model_switch_timestamp_seconds",
+            "When the served model was loaded or last switched (seconds since the epoch).",
+            registry=r,
+        )
+        self.model_switches = Counter(
+            "doodle_model_switches_total",
+            "Switches to a new model found at the model source while serving.",
+            registry=r,
+        )
+        self.model_load_failures = Counter(
+            "doodle_model_load_failures_total",
+            "New models found at the model source and refused (unreadable, corrupt): the old one kept serving.",
+            registry=r,
+        )
+        self.live_accuracy = Gauge(
+            "doodle_live_accuracy",
+            "Share of the newest feedback rows about the served model version where it was right"
+            " (rolling window; NaN without feedback). People mostly report mistakes, so this is a"
+            " lower bound on accuracy, best read as a trend.",
+            registry=r,
+        )
+        self.live_accuracy_rows = Gauge(
+            "doodle_live_accuracy_rows",
+            "Feedback rows behind doodle_live_accuracy (at most the window size).",
+            registry=r,
+        )
+        self.live_accuracy.set(float("nan"))
         self.drift_score.set(float("nan"))
         self.model_loaded.set(0)
         # Pre-create the per-digit series so rate() and dashboards see zeros, not gaps.
@@ -127,7 +160,14 @@ class Metrics:
         if predicted != actual:
             self.feedback_errors.labels(**labels).inc()
 
-    def set_model(self, version: str, sha256: str) -> None:
+    def set_model(self, version: str, sha256: str, switched_at: float | None = None) -> None:
         self.model_info.clear()
         self.model_info.labels(version=version, sha256=sha256).set(1)
         self.model_loaded.set(1)
+        if switched_at is not None:
+            self.model_switch_time.set(switched_at)
+
+    def set_live_accuracy(self, rows: int, errors: int) -> None:
+        """The rolling window's ``rows`` feedback rows, ``errors`` of them corrections."""
+        self.live_accuracy_rows.set(rows)
+        self.live_accuracy.set((rows - errors) / rows if rows else float("nan"))

@@ -10,9 +10,11 @@ and only for such URIs (it takes seconds to import).
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable, Hashable
 from pathlib import Path
 
 from doodle.model_io import METADATA_NAME, WEIGHTS_NAME, Model, ModelFileError, load_model
+from doodle.model_watch import file_fingerprint
 
 MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 MLFLOW_MISSING = (
@@ -54,3 +56,22 @@ def load_served_model(uri: str) -> Model:
         local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)
         # The arrays are read into memory, so the temporary folder can go.
         return load_model(find_model_dir(Path(local)))
+
+
+def source_fingerprint(uri: str) -> Callable[[], Hashable]:
+    """A function returning the fingerprint of the model source ``uri``, for
+    `doodle.model_watch.ModelWatcher`: the files' sizes and times for a path, the version an
+    alias points to for ``models:/name@alias`` (one registry query), the URI itself for a fixed
+    version or a run (those never change)."""
+    if not is_mlflow_uri(uri):
+        return lambda: file_fingerprint(uri)
+    name, _, alias = uri.removeprefix("models:/").partition("@")
+    if not uri.startswith("models:/") or not alias:
+        return lambda: uri
+
+    def alias_version() -> Hashable:
+        from mlflow.tracking import MlflowClient  # noqa: PLC0415 - heavy, registry URIs only
+
+        return MlflowClient().get_model_version_by_alias(name, alias).version
+
+    return alias_version

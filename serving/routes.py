@@ -28,6 +28,7 @@ from doodle.constants import N_PIXELS
 from doodle.explain import attribution
 from doodle.feedback import FeedbackStore
 from doodle.model_io import Model
+from doodle.model_watch import ModelWatcher
 from doodle.paths import ROOT
 from doodle.preprocess import (
     NOT_AN_IMAGE_MESSAGE,
@@ -70,6 +71,7 @@ class ServingState:
     feedback_store: FeedbackStore | None = None
     feedback_error: str | None = None
     drift_reference: DriftReference | None = None
+    watcher: ModelWatcher | None = None  # polls the model source; swaps `model` between requests
 
 
 class OrjsonRequest(Request):
@@ -122,9 +124,10 @@ def _state(request: Request) -> ServingState:
 
 
 def _loaded_model(state: ServingState) -> Model:
-    if state.model is None:
+    model = state.model
+    if model is None:
         raise HTTPException(503, messages.MODEL_NOT_LOADED.format(reason=state.model_error))
-    return state.model
+    return model
 
 
 def _upload_bytes(file: UploadFile) -> bytes:
@@ -146,10 +149,11 @@ def _decoded(data: bytes) -> np.ndarray:
         raise HTTPException(status, messages.NOT_AN_IMAGE.format(reason=exc)) from None
 
 
-def _predict(state: ServingState, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _predict(state: ServingState, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, Model]:
     """``(N, 784)`` float32 in [0, 1] -> digits ``(N,)``, probabilities ``(N, 10)``,
-    confidences ``(N,)``; records inference time, predictions and drift. A blank image is a 422,
-    never a guess."""
+    confidences ``(N,)`` and the model that made them (the served model is read once, so a
+    switch during the request cannot mix versions); records inference time,
+    predictions and drift. A blank image is a 422, never a guess."""
     model = _loaded_model(state)
     blank = np.flatnonzero(blank_inputs(images))
     if blank.size:
@@ -166,7 +170,7 @@ def _predict(state: ServingState, images: np.ndarray) -> tuple[np.ndarray, np.nd
         metrics.drift_score.set(score)
         if score > state.settings.drift_threshold:
             metrics.drifted_requests.inc()
-    return digits, probs, confidences
+    return digits, probs, confidences, model
 
 
 def _predictions(
@@ -199,9 +203,9 @@ async def predict(body: PredictRequest, request: Request) -> Response:
     """Classify one 28x28 image given as 784 numbers (0 = background, 1 = ink)."""
     state = _state(request)
     images = np.asarray(body.image_vector, dtype=np.float32).reshape(1, -1)
-    digits, probs, confidences = _predict(state, images)
-    (payload,) = _predictions(state.model, digits, probs, confidences)
-    payload["model_version"] = state.model.version
+    digits, probs, confidences, model = _predict(state, images)
+    (payload,) = _predictions(model, digits, probs, confidences)
+    payload["model_version"] = model.version
     return json_response(payload)
 
 
@@ -214,11 +218,11 @@ def predict_explain(body: PredictRequest, request: Request) -> Response:
     the runner-up, through the network's backward pass; `doodle.explain`)."""
     state = _state(request)
     images = np.asarray(body.image_vector, dtype=np.float32).reshape(1, -1)
-    digits, probs, confidences = _predict(state, images)
-    (payload,) = _predictions(state.model, digits, probs, confidences)
-    payload["model_version"] = state.model.version
+    digits, probs, confidences, model = _predict(state, images)
+    (payload,) = _predictions(model, digits, probs, confidences)
+    payload["model_version"] = model.version
     runner_up = np.array([payload["runner_up"]])
-    payload["attribution"] = attribution(state.model, images, digits, runner_up)[0].tolist()
+    payload["attribution"] = attribution(model, images, digits, runner_up)[0].tolist()
     return json_response(payload)
 
 
@@ -231,9 +235,9 @@ def predict_batch(body: BatchPredictRequest, request: Request) -> Response:
     if len(body.image_vectors) > state.settings.max_batch:
         raise HTTPException(422, messages.BATCH_TOO_LARGE.format(limit=state.settings.max_batch))
     images = np.asarray(body.image_vectors, dtype=np.float32)
-    digits, probs, confidences = _predict(state, images)
-    results = _predictions(state.model, digits, probs, confidences)
-    return json_response({"results": results, "model_version": state.model.version})
+    digits, probs, confidences, model = _predict(state, images)
+    results = _predictions(model, digits, probs, confidences)
+    return json_response({"results": results, "model_version": model.version})
 
 
 @router.post(
@@ -262,9 +266,9 @@ def predict_image(
             raise HTTPException(422, messages.BLANK_CANVAS) from None
         del canvas
     images = image.reshape(1, -1)
-    digits, probs, confidences = _predict(state, images)
-    (payload,) = _predictions(state.model, digits, probs, confidences)
-    payload["model_version"] = state.model.version
+    digits, probs, confidences, model = _predict(state, images)
+    (payload,) = _predictions(model, digits, probs, confidences)
+    payload["model_version"] = model.version
     payload["image_vector"] = images[0].tolist()
     return json_response(payload)
 
@@ -311,7 +315,7 @@ def predict_number(
     faint = np.flatnonzero(blank_inputs(images))
     if faint.size:
         raise HTTPException(422, messages.DIGIT_TOO_FAINT.format(index=int(faint[0]) + 1))
-    digits, probs, confidences = _predict(state, images)
+    digits, probs, confidences, model = _predict(state, images)
     state.metrics.number_digits.observe(len(digits))
     payload = {
         "number": "".join(str(int(d)) for d in digits),
@@ -320,7 +324,7 @@ def predict_number(
              "image_vector": image.tolist()}
             for d, p, c, box, image in zip(digits, probs, confidences, found.boxes, images)
         ],
-        "model_version": state.model.version,
+        "model_version": model.version,
         "reason": found.reason,
     }
     return json_response(payload)
@@ -333,13 +337,14 @@ def feedback(body: FeedbackRequest, request: Request) -> Response:
     state = _state(request)
     if state.feedback_store is None:
         raise HTTPException(503, messages.FEEDBACK_UNAVAILABLE.format(reason=state.feedback_error))
+    model = state.model
     try:
         row_id = state.feedback_store.add(
             np.asarray(body.image_vector, dtype=np.float32),
             body.predicted_digit,
             body.actual_digit,
             source="api",
-            model_version=state.model.version if state.model is not None else None,
+            model_version=model.version if model is not None else None,
         )
     except sqlite3.Error as exc:  # locked past the timeout, disk full, file removed: nothing stored
         log.error("feedback not stored: %s", exc)
@@ -363,9 +368,10 @@ async def healthz() -> Response:
 async def readyz(request: Request) -> Response:
     """200 when a model is loaded and predictions are served, 503 with the reason otherwise."""
     state = _state(request)
-    if state.model is None:
+    model = state.model
+    if model is None:
         return json_response({"ready": False, "model_version": None, "reason": state.model_error}, 503)
-    return json_response({"ready": True, "model_version": state.model.version, "reason": None})
+    return json_response({"ready": True, "model_version": model.version, "reason": None})
 
 
 @router.get("/model", response_model=ModelInfo, responses={503: ERRORS[503]}, summary="Served model")
@@ -384,6 +390,7 @@ async def model_info(request: Request) -> Response:
             "unsure_margin": model.unsure_margin,
             "metrics": metadata.get("metrics", {}),
             "metadata": metadata,
+            "switched_at": state.watcher.switched_at if state.watcher is not None else None,
         }
     )
 

@@ -173,3 +173,6 @@ class ModelInfo(BaseModel):
     )
     metrics: dict = Field(default_factory=dict, description="Training metrics from the metadata.")
     metadata: dict = Field(default_factory=dict, description="The rest of mlp.json.")
+    switched_at: float | None = Field(
+        None, description="When this model started serving (seconds since the epoch): start-up or the last hot swap."
+    )

@@ -10,6 +10,7 @@ import importlib.util
 import io
 import json
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -379,3 +380,26 @@ def test_attribution_png_is_red_for_the_guess_and_blue_for_the_runner_up():
     image = np.asarray(Image.open(io.BytesIO(attribution_png(np.ones((28, 28)), values.reshape(-1)))))
     assert image.shape == (140, 140, 3)
     assert image[27, 27, 0] > image[27, 27, 2] and image[102, 102, 2] > image[102, 102, 0]
+
+
+def test_a_promoted_model_is_picked_up_and_shown(tmp_path, monkeypatch, store):
+    folder = tmp_path / "models"
+    first = save_model(folder, mlp.init_params([784, 16, 10], seed=1), normalization={"mean": 0.13, "std": 0.31})
+    monkeypatch.setenv("DOODLE_MODEL_PATH", str(folder))
+    app = DoodleApp(feedback_store=store, live=False, model_poll_seconds=0.05)
+    draw(app, SEVEN)
+    assert app.predict().model_version == first.version
+    assert f"data-version='{first.version}'" in app.version_label.value
+    second = save_model(folder, mlp.init_params([784, 16, 10], seed=2), normalization={"mean": 0.13, "std": 0.31})
+    deadline = time.monotonic() + 10
+    while app.model.version != second.version and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert app.predict().model_version == second.version
+    assert f"data-version='{second.version}'" in app.version_label.value
+    row_id = app.submit_feedback(7)
+    assert store.recent(1)[0].id == row_id and store.recent(1)[0].model_version == second.version
+    # A corrupt file is refused: the page keeps the model it has.
+    (folder / "mlp.npz").write_bytes(b"not a zip")
+    time.sleep(0.5)
+    assert app.model.version == second.version and app.predict() is not None
+    app.stop_polling()

@@ -1,0 +1,140 @@
+"""The promotion rule and the one way a model reaches ``models/``, the folder that is served.
+
+Training writes a *candidate* (``data/candidate/``); the `promote` stage measures it and the
+served model (the *champion*, ``models/``) on the same images and calls `decide`:
+
+    promote  <=>  val(candidate) >= val(champion) - max_val_drop     (MNIST validation, 5,000 images)
+             and  holdout(candidate) >= holdout(champion)             (feedback holdout; no rows: passes)
+
+``max_val_drop`` is a noise margin: on 5,000 validation images an accuracy near 99 % has a
+binomial standard error of sqrt(0.99 * 0.01 / 5000) = 0.14 points, and two runs of the same
+configuration land about that far apart (99.09 % and 99.12 % test, same seed on two CPUs), so a
+drop of up to about two standard errors (0.3 points, 15 images) is not taken as evidence of a
+worse model. The feedback holdout has no margin: the point of a retraining is to read people's
+drawings better, so the new model must not read fewer of them right.
+
+`install_model` copies the candidate's two files into ``models/`` with an atomic rename each,
+weights first; a server polling the folder (`doodle.model_watch`) loads them only once both
+have settled and the checksum matches, so it never serves a half-written model.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from doodle.model_io import METADATA_NAME, WEIGHTS_NAME, Model, load_model
+
+DEFAULT_MAX_VAL_DROP = 0.003
+
+FIRST = "promoted: no model is served yet, the candidate {candidate} becomes the first champion"
+PROMOTED = (
+    "promoted: candidate {candidate} replaces {champion}: validation {cand_val:.2%} vs {champ_val:.2%}"
+    " (allowed drop {margin:.2%}), feedback holdout {holdout}"
+)
+KEPT_VAL = (
+    "kept {champion}: candidate {candidate} is worse on MNIST validation, {cand_val:.2%} vs {champ_val:.2%}"
+    " (a drop of {drop:.2%} > the allowed {margin:.2%})"
+)
+KEPT_HOLDOUT = (
+    "kept {champion}: candidate {candidate} reads fewer feedback holdout drawings right,"
+    " {cand_holdout:.2%} vs {champ_holdout:.2%} of {rows}"
+)
+SAME = "kept {champion}: the candidate has the same weights"
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A model's accuracies on the promotion sets; ``holdout_accuracy`` is None without rows."""
+
+    version: str
+    val_accuracy: float
+    holdout_accuracy: float | None
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reason: str
+    candidate: Scores
+    champion: Scores | None
+    max_val_drop: float
+    holdout_rows: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def accuracy(model: Model, images: np.ndarray, labels: np.ndarray) -> float | None:
+    """Share of ``(N, 784)`` images (uint8 0..255 or float 0..1) read as ``(N,)`` labels; None
+    for no images."""
+    if len(labels) == 0:
+        return None
+    digits, _ = model.predict(images)
+    return float((digits == np.asarray(labels)).mean())
+
+
+def decide(
+    candidate: Scores, champion: Scores | None, *, max_val_drop: float = DEFAULT_MAX_VAL_DROP, holdout_rows: int = 0
+) -> Decision:
+    """Apply the promotion rule (module docstring). ``champion`` None: nothing is served yet."""
+    if not (math.isfinite(max_val_drop) and max_val_drop >= 0):
+        raise ValueError(f"max_val_drop must be a finite number >= 0, got {max_val_drop!r}")
+
+    def made(promote: bool, reason: str) -> Decision:
+        return Decision(promote, reason, candidate, champion, max_val_drop, holdout_rows)
+
+    if champion is None:
+        return made(True, FIRST.format(candidate=candidate.version))
+    if candidate.version == champion.version:
+        return made(False, SAME.format(champion=champion.version))
+    names = {"candidate": candidate.version, "champion": champion.version}
+    drop = champion.val_accuracy - candidate.val_accuracy
+    if drop > max_val_drop + 1e-12:
+        return made(False, KEPT_VAL.format(**names, cand_val=candidate.val_accuracy,
+                                           champ_val=champion.val_accuracy, drop=drop, margin=max_val_drop))
+    cand_holdout, champ_holdout = candidate.holdout_accuracy, champion.holdout_accuracy
+    if cand_holdout is not None and champ_holdout is not None and cand_holdout < champ_holdout:
+        return made(False, KEPT_HOLDOUT.format(**names, cand_holdout=cand_holdout,
+                                               champ_holdout=champ_holdout, rows=holdout_rows))
+    holdout = (
+        f"{cand_holdout:.2%} vs {champ_holdout:.2%} of {holdout_rows}"
+        if cand_holdout is not None and champ_holdout is not None
+        else "empty"
+    )
+    return made(True, PROMOTED.format(**names, cand_val=candidate.val_accuracy, champ_val=champion.val_accuracy,
+                                      margin=max_val_drop, holdout=holdout))
+
+
+def _atomic_copy(source: Path, target: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle, open(source, "rb") as reader:
+            shutil.copyfileobj(reader, handle)
+            os.fchmod(handle.fileno(), 0o644)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def install_model(candidate_dir: str | os.PathLike, model_dir: str | os.PathLike) -> Model:
+    """Verify the candidate, copy ``mlp.npz`` then ``mlp.json`` into ``model_dir`` (each written
+    to a temporary name, synced and renamed), and return the installed model as loaded back."""
+    candidate = load_model(candidate_dir)
+    target = Path(model_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    for name in (WEIGHTS_NAME, METADATA_NAME):
+        _atomic_copy(Path(candidate_dir) / name, target / name)
+    installed = load_model(target)
+    if installed.sha256 != candidate.sha256:  # another writer raced us: say so, never guess
+        raise RuntimeError(f"{target} holds {installed.version} after installing {candidate.version}")
+    return installed
