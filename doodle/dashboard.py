@@ -199,10 +199,10 @@ class DoodleApp:
         self.feedback_status = widgets.HTML()
         self.feedback_status.add_class(page.FEEDBACK_STATUS)
         self.number_view = widgets.HTML()
-        self.number_view.add_class(page.NUMBER)
+        self.number_view.add_class(page.NUMBER_VIEW)
         # Which digit of a number a correction is for: shown only while a number is read.
         self.position_picker = widgets.ToggleButtons(
-            options=[], value=None, style=widgets.ToggleButtonsStyle(button_width="54px")
+            options=[], value=None, style=widgets.ToggleButtonsStyle(button_width="64px")
         )
         self.position_picker.add_class(page.NUMBER_POSITION)
         self.position_row = widgets.HBox(

@@ -54,7 +54,8 @@ DATA_ACTIVATION = "data-activation"
 # Number mode (more than one digit on the pad): the result's DATA_STATE is STATE_NUMBER and its
 # GUESS_DIGIT holds the number read; NUMBER lists the digits.
 STATE_NUMBER = "number"
-NUMBER = "doodle-number"  # carries DATA_SEQ, DATA_NUMBER ("" when not a number) and DATA_COUNT
+NUMBER_VIEW = "doodle-number-view"  # the widget holding the digit list
+NUMBER = "doodle-number"  # inside it: carries DATA_SEQ, DATA_NUMBER ("" when not a number) and DATA_COUNT
 NUMBER_DIGIT = "doodle-number-digit"  # one per digit: DATA_INDEX, DATA_DIGIT, DATA_CONFIDENCE, DATA_BOX
 NUMBER_POSITION = "doodle-number-position"  # which digit a correction is for (shown in number mode)
 DATA_NUMBER = "data-number"

@@ -77,7 +77,7 @@ def header_html(model_version: str, model_error: str | None) -> str:
     return (
         STYLE
         + "<h2 style='margin:4px 0'>Doodle Digits</h2>"
-        + "<div class='doodle-muted'>Draw one digit 0-9 large in the black square."
+        + "<div class='doodle-muted'>Draw one digit 0-9 large in the black square, or a number side by side."
         + f" A NumPy MLP reads it. Model {html.escape(model_version)}.</div>"
         + error
     )
