@@ -101,10 +101,11 @@ def guess_html(answer: int | str, confidence: float, seq: int) -> str:
 
 def number_guess_html(number: str, lowest_confidence: float, seq: int) -> str:
     """The number read (``"2026"``) and its least sure digit's confidence."""
+    size = _number_font_px(len(number))
     return _result_html(
         page.STATE_NUMBER,
         seq,
-        f"<div class='{page.GUESS_DIGIT}' style='font-size:{_number_font_px(len(number))}px'>{html.escape(number)}</div>"
+        f"<div class='{page.GUESS_DIGIT}' style='font-size:{size}px'>{html.escape(number)}</div>"
         f"<div class='{page.GUESS_TEXT}'>{len(number)} digits; least sure {format_percent(lowest_confidence)}</div>",
     )
 
