@@ -8,6 +8,11 @@ views in its widgets. Every widget and all state belong to one `DoodleApp` (no g
 page gets its own pad. The drawing goes through `doodle.preprocess.canvas_to_input` and
 `Model.predict`, the same path as the API's, and corrections go to the shared `FeedbackStore`.
 
+When the pad holds more than one digit it reads them as a number on its own
+(`doodle.number_reading`, the path of `/predict/number`): each digit's box is painted on the pad,
+the number goes where the single guess would, and each digit is listed with its confidence and
+its 28x28 input; a correction then names the digit it is for and stores that digit's own input.
+
 The notebook is two lines::
 
     from doodle.dashboard import DoodleApp
@@ -34,10 +39,11 @@ from doodle.explain import Explanation, explain, unit_pattern
 from doodle.feedback import FeedbackStore
 from doodle.model_io import Model, ModelFileError, load_model
 from doodle.model_watch import ModelWatcher, file_fingerprint
+from doodle.number_reading import NumberReading, TooManyDigitsError, read_number
 from doodle.paths import feedback_db_path, model_path
 from doodle.preprocess import BLANK_CANVAS_MESSAGE, BlankCanvasError, canvas_to_input
 
-__all__ = ["CANVAS_SIZE", "PEN_WIDTH", "DoodleApp", "Prediction", "render_strokes"]
+__all__ = ["CANVAS_SIZE", "PEN_WIDTH", "DoodleApp", "NumberReading", "Prediction", "render_strokes"]
 
 INK_COLOUR = "white"  # white on black, like MNIST
 BACKGROUND_COLOUR = "black"
@@ -48,6 +54,7 @@ MODEL_POLL_SECONDS = 2.0
 
 SAVE_FAILED_MESSAGE = "could not save the correction"
 PICK_DIGIT_MESSAGE = "pick the digit you drew"
+PICK_POSITION_MESSAGE = "pick which digit of the number the correction is for"
 MODEL_MISSING_MESSAGE = "No model to load: run `make pipeline` (or set DOODLE_MODEL_PATH)"
 
 
@@ -103,7 +110,9 @@ class DoodleApp:
         self.live = live
         self.drawing = Drawing(CANVAS_SIZE, pen_width)
         self.prediction: Prediction | None = None
+        self.number: NumberReading | None = None  # the last reading when it was several digits
         self.predictions_made = 0
+        self._boxes_painted = False
         self._unit_pngs: dict[int, bytes] = {}  # weight patterns do not change: drawn once per unit
         self._build_widgets()
         self._show_idle()
@@ -189,6 +198,17 @@ class DoodleApp:
         self.submit_button.on_click(lambda _: self.submit_feedback())
         self.feedback_status = widgets.HTML()
         self.feedback_status.add_class(page.FEEDBACK_STATUS)
+        self.number_view = widgets.HTML()
+        self.number_view.add_class(page.NUMBER_VIEW)
+        # Which digit of a number a correction is for: shown only while a number is read.
+        self.position_picker = widgets.ToggleButtons(
+            options=[], value=None, style=widgets.ToggleButtonsStyle(button_width="64px")
+        )
+        self.position_picker.add_class(page.NUMBER_POSITION)
+        self.position_row = widgets.HBox(
+            [widgets.HTML("<span class='doodle-muted'>Which digit:</span>"), self.position_picker],
+            layout=widgets.Layout(display="none", align_items="center"),
+        )
 
         if self.model is None:
             for disabled in (self.predict_button, self.submit_button):
@@ -211,6 +231,7 @@ class DoodleApp:
             return made
 
         answer_row = row(pad_column, self.guess, titled("Probabilities", self.bars))
+        number_row = row(self.number_view)
         why_row = row(
             titled("What the model saw (28x28)", self.input_view),
             titled("Why this digit", self.attribution_view),
@@ -220,11 +241,12 @@ class DoodleApp:
             [
                 widgets.HTML("<b>Wrong?</b> <span class='doodle-muted'>Pick the digit you drew and submit it:"
                              " it is saved to improve the next model.</span>"),
+                self.position_row,
                 widgets.HBox([self.actual_picker, self.submit_button]),
                 self.feedback_status,
             ]
         )
-        self.layout = widgets.VBox([header, answer_row, why_row, feedback_row])
+        self.layout = widgets.VBox([header, answer_row, number_row, why_row, feedback_row])
         self.layout.layout.padding = "4px 8px"
         self.layout.add_class(page.APP)
 
@@ -239,6 +261,19 @@ class DoodleApp:
             self._set_pen()
             for stroke in self.drawing.strokes:
                 self._paint_stroke(stroke)
+        self._boxes_painted = False
+
+    def _paint_boxes(self, reading: NumberReading) -> None:
+        """Each digit's box around its ink, over the strokes."""
+        margin = page.BOX_MARGIN
+        with hold_canvas():
+            self.canvas.stroke_style = page.BOX_COLOUR
+            self.canvas.line_width = 2
+            for digit in reading.digits:
+                x, y, w, h = digit.box
+                self.canvas.stroke_rect(x - margin, y - margin, w + 2 * margin, h + 2 * margin)
+            self._set_pen()
+        self._boxes_painted = True
 
     def _set_pen(self) -> None:
         self.canvas.stroke_style = INK_COLOUR
@@ -309,9 +344,9 @@ class DoodleApp:
         """The pad as the model gets it: ``(280, 280)`` uint8, white ink on black."""
         return self.drawing.render()
 
-    def predict(self) -> Prediction | None:
-        """Read the drawing; show and return the prediction, or ``None`` (and the blank-canvas
-        message) when there is no digit."""
+    def predict(self) -> Prediction | NumberReading | None:
+        """Read the drawing; show and return the prediction (one digit), the number reading
+        (more than one digit), or ``None`` (and the message saying why) when nothing can be read."""
         model = self.model  # read once: a switch meanwhile does not mix versions
         if model is None:
             return None
@@ -320,12 +355,27 @@ class DoodleApp:
             self._unit_pngs.clear()  # another model's weight patterns
             self.version_label.value = self._version_html(model.version)
         drawing = self.render()
+        self.prediction = None
+        self.number = None
         try:
             model_input = canvas_to_input(drawing)
         except BlankCanvasError as error:
-            self.prediction = None
+            self._unpaint_boxes()
             self._show_blank(str(error))
             return None
+        try:
+            reading = read_number(model, drawing, self.drawing.strokes, pen_width=self.drawing.pen_width)
+        except TooManyDigitsError as error:
+            self._unpaint_boxes()
+            self._show_blank(str(error))
+            return None
+        except BlankCanvasError:
+            reading = None  # a piece too faint to read alone: the drawing is read as one digit
+        if reading is not None and len(reading) > 1:
+            self.number = reading
+            self._show_number(reading)
+            return reading
+        self._unpaint_boxes()
         explanation = explain(model, model_input, top_units=TOP_UNITS)
         self.prediction = Prediction(
             digit=explanation.digit,
@@ -337,6 +387,40 @@ class DoodleApp:
         )
         self._show_prediction(self.prediction)
         return self.prediction
+
+    def _unpaint_boxes(self) -> None:
+        if self._boxes_painted:
+            self.repaint()
+
+    def _show_number(self, reading: NumberReading) -> None:
+        self.predictions_made += 1
+        seq = self.predictions_made
+        if self._boxes_painted:
+            self.repaint()
+        self._paint_boxes(reading)
+        self.bars.value = view.bars_html(None, None, seq)
+        self.input_view.value = view.blank_input_png()
+        self.attribution_view.value = view.attribution_html(view.blank_attribution_png(), seq)
+        self.units_view.value = view.units_html([], [], [], seq)
+        digits = [
+            (d.digit, d.confidence, d.box, view.input_view_png(d.model_input, view.NUMBER_VIEW_SCALE))
+            for d in reading.digits
+        ]
+        self.number_view.value = view.number_html(reading.number, digits, seq, reading.reason)
+        options = [(f"#{index + 1}: {d.digit}", index) for index, d in enumerate(reading.digits)]
+        if list(self.position_picker.options) != options:
+            self.position_picker.options = options
+            self.position_picker.value = None
+        self.position_row.layout.display = "flex"
+        self.feedback_status.value = ""
+        self.guess.value = view.number_guess_html(reading.number, reading.lowest_confidence, seq)
+
+    def _hide_number(self, seq: int) -> None:
+        self.number_view.value = view.number_html("", [], seq)
+        self.position_row.layout.display = "none"
+        if self.position_picker.options:
+            self.position_picker.options = []
+            self.position_picker.value = None
 
     def _unit_png(self, unit: int) -> bytes:
         if unit not in self._unit_pngs:
@@ -358,6 +442,7 @@ class DoodleApp:
         self.units_view.value = view.units_html(
             units, [float(a) for a in why.activations], [self._unit_png(unit) for unit in units], seq
         )
+        self._hide_number(seq)
         self.feedback_status.value = ""
         # Unsure: both top digits, "9 or 3?" (the answer first); the model still answers.
         answer = f"{why.digit} or {why.runner_up}?" if why.unsure else f"{why.digit}"
@@ -369,6 +454,7 @@ class DoodleApp:
         self.input_view.value = view.blank_input_png()
         self.attribution_view.value = view.attribution_html(view.blank_attribution_png(), seq)
         self.units_view.value = view.units_html([], [], [], seq)
+        self._hide_number(seq)
 
     def _show_blank(self, message: str) -> None:
         self.predictions_made += 1
@@ -377,6 +463,8 @@ class DoodleApp:
 
     def _show_idle(self) -> None:
         self.prediction = None
+        self.number = None
+        self._boxes_painted = False  # undo and clear repaint the pad first
         self._show_empty_views()
         self.guess.value = view.idle_html(self.predictions_made)
 
@@ -388,10 +476,12 @@ class DoodleApp:
             self._feedback_store = FeedbackStore(feedback_db_path())
         return self._feedback_store
 
-    def submit_feedback(self, actual_digit: int | None = None) -> int | None:
+    def submit_feedback(self, actual_digit: int | None = None, position: int | None = None) -> int | None:
         """Store the current drawing with the model's guess and the digit the person says they
-        drew (``actual_digit``, default: the picker's value). Returns the row id, or ``None``
-        with a message saying what is missing."""
+        drew (``actual_digit``, default: the picker's value). When the pad holds a number,
+        ``position`` (0-based, left to right; default: the position picker's value) says which
+        digit: that digit's own 28x28 input and its crop of the pad are stored. Returns the row
+        id, or ``None`` with a message saying what is missing."""
         if actual_digit is None and self.actual_picker.value is not None:
             actual_digit = int(self.actual_picker.value)
         if actual_digit is None:
@@ -400,29 +490,43 @@ class DoodleApp:
         if self.model is None:
             self._feedback_message(MODEL_MISSING_MESSAGE, ok=False)
             return None
+        if position is None and self.position_picker.value is not None:
+            position = int(self.position_picker.value)
         # Re-read the pad so the stored row is the drawing on screen, even if it changed since
         # the last prediction.
-        prediction = self.predict()
-        if prediction is None:
+        reading = self.predict()
+        if reading is None:
             self._feedback_message(BLANK_CANVAS_MESSAGE, ok=False)
             return None
+        if isinstance(reading, NumberReading):
+            if position is None or not 0 <= position < len(reading):
+                self._feedback_message(PICK_POSITION_MESSAGE, ok=False)
+                return None
+            digit = reading.digits[position]
+            said, model_input, drawing_png = digit.digit, digit.model_input, view.png_bytes(digit.canvas)
+            which = f"digit {position + 1} of {len(reading)}: "
+        else:
+            said, model_input, drawing_png = reading.digit, reading.model_input, reading.drawing_png
+            which = ""
         try:
             row_id = self.feedback_store.add(
-                prediction.model_input,
-                prediction.digit,
+                model_input,
+                said,
                 int(actual_digit),
                 source=FEEDBACK_SOURCE,
-                model_version=prediction.model_version,
-                drawing_png=prediction.drawing_png,
+                model_version=reading.model_version,
+                drawing_png=drawing_png,
             )
         except (sqlite3.Error, OSError) as error:
             # A widget callback's exception would only reach the server log: say it on the page.
             self._feedback_message(f"{SAVE_FAILED_MESSAGE}: {error}", ok=False)
             return None
-        said = prediction.digit
         verdict = "the model was right" if said == actual_digit else f"the model said {said}"
-        self._feedback_message(f"Saved correction #{row_id}: you drew {actual_digit}, {verdict}. Thank you!", ok=True)
+        self._feedback_message(
+            f"Saved correction #{row_id}: {which}you drew {actual_digit}, {verdict}. Thank you!", ok=True
+        )
         self.actual_picker.value = None
+        self.position_picker.value = None
         return row_id
 
     def _feedback_message(self, text: str, *, ok: bool) -> None:

@@ -51,6 +51,21 @@ UNIT = "doodle-unit"  # one unit: carries DATA_UNIT and DATA_ACTIVATION
 DATA_UNIT = "data-unit"
 DATA_ACTIVATION = "data-activation"
 
+# Number mode (more than one digit on the pad): the result's DATA_STATE is STATE_NUMBER and its
+# GUESS_DIGIT holds the number read; NUMBER lists the digits.
+STATE_NUMBER = "number"
+NUMBER_VIEW = "doodle-number-view"  # the widget holding the digit list
+NUMBER = "doodle-number"  # inside it: carries DATA_SEQ, DATA_NUMBER ("" when not a number) and DATA_COUNT
+NUMBER_DIGIT = "doodle-number-digit"  # one per digit: DATA_INDEX, DATA_DIGIT, DATA_CONFIDENCE, DATA_BOX
+NUMBER_POSITION = "doodle-number-position"  # which digit a correction is for (shown in number mode)
+DATA_NUMBER = "data-number"
+DATA_COUNT = "data-count"
+DATA_INDEX = "data-index"  # 0-based, left to right
+DATA_CONFIDENCE = "data-confidence"
+DATA_BOX = "data-box"  # "x,y,w,h" of the digit's ink in pad pixels
+BOX_COLOUR = "#ff9800"  # each digit's box as painted on the pad
+BOX_MARGIN = 4  # px between a digit's ink and its box
+
 
 def selector(css_class: str) -> str:
     """``"doodle-pad"`` -> ``".doodle-pad"``."""

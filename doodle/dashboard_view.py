@@ -42,6 +42,10 @@ STYLE = f"""
 .{page.UNIT} {{ text-align: center; font-size: 11px; color: #444; font-variant-numeric: tabular-nums; }}
 .{page.UNIT} img {{ image-rendering: pixelated; border: 1px solid #ccc; display: block; }}
 .doodle-row {{ flex-wrap: wrap; gap: 8px 16px; }}
+.doodle-number-grid {{ display: flex; flex-wrap: wrap; gap: 8px; }}
+.{page.NUMBER_DIGIT} {{ text-align: center; font-size: 12px; color: #444; font-variant-numeric: tabular-nums; }}
+.{page.NUMBER_DIGIT} img {{ image-rendering: pixelated; border: 2px solid {page.BOX_COLOUR}; display: block; }}
+.{page.NUMBER_DIGIT} b {{ font-size: 22px; color: #000; }}
 </style>
 """
 
@@ -73,7 +77,7 @@ def header_html(model_version: str, model_error: str | None) -> str:
     return (
         STYLE
         + "<h2 style='margin:4px 0'>Doodle Digits</h2>"
-        + "<div class='doodle-muted'>Draw one digit 0-9 large in the black square."
+        + "<div class='doodle-muted'>Draw one digit 0-9 large in the black square, or a number side by side."
         + f" A NumPy MLP reads it. Model {html.escape(model_version)}.</div>"
         + error
     )
@@ -92,6 +96,52 @@ def guess_html(answer: int | str, confidence: float, seq: int) -> str:
         seq,
         f"<div class='{page.GUESS_DIGIT}'>{html.escape(str(answer))}</div>"
         f"<div class='{page.GUESS_TEXT}'>confidence {format_percent(confidence)}</div>",
+    )
+
+
+def number_guess_html(number: str, lowest_confidence: float, seq: int) -> str:
+    """The number read (``"2026"``) and its least sure digit's confidence."""
+    size = _number_font_px(len(number))
+    return _result_html(
+        page.STATE_NUMBER,
+        seq,
+        f"<div class='{page.GUESS_DIGIT}' style='font-size:{size}px'>{html.escape(number)}</div>"
+        f"<div class='{page.GUESS_TEXT}'>{len(number)} digits; least sure {format_percent(lowest_confidence)}</div>",
+    )
+
+
+def _number_font_px(length: int) -> int:
+    """The number fits the 200 px guess box (a bold digit is about 0.6 em wide)."""
+    return max(16, min(88, 300 // max(1, length)))
+
+
+NUMBER_VIEW_SCALE = 3  # each digit's 28x28 input at 84x84
+
+
+def number_html(
+    number: str,
+    digits: list[tuple[int, float, tuple[int, int, int, int], bytes]],
+    seq: int,
+    reason: str | None = None,
+) -> str:
+    """The digits of a number, left to right: each ``(digit, confidence, (x, y, w, h) box on the
+    pad, PNG of its 28x28 input from `input_view_png`)``. Empty (but carrying ``seq``) when
+    ``digits`` is empty, as when the pad holds one digit."""
+    size = IMAGE_SIDE * NUMBER_VIEW_SCALE
+    cells = "".join(
+        f"<div class='{page.NUMBER_DIGIT}' {page.DATA_INDEX}='{index}' {page.DATA_DIGIT}='{digit}'"
+        f" {page.DATA_CONFIDENCE}='{confidence:.4f}' {page.DATA_BOX}='{','.join(str(int(v)) for v in box)}'>"
+        f"<img src='{data_url(png)}' width='{size}' height='{size}' alt='digit {index + 1} as the model saw it'>"
+        f"#{index + 1}: <b>{digit}</b> {format_percent(confidence)}</div>"
+        for index, (digit, confidence, box, png) in enumerate(digits)
+    )
+    title = (
+        "<div class='doodle-muted'>Each digit as the model saw it (28x28), left to right</div>" if digits else ""
+    )
+    note = f"<div class='doodle-muted'>{html.escape(reason)}</div>" if digits and reason else ""
+    return (
+        f"<div class='{page.NUMBER}' {page.DATA_SEQ}='{seq}' {page.DATA_NUMBER}='{html.escape(number)}'"
+        f" {page.DATA_COUNT}='{len(digits)}'>{title}<div class='doodle-number-grid'>{cells}</div>{note}</div>"
     )
 
 

@@ -8,13 +8,16 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from doodle import dashboard_contract as contract
+from doodle.drawing import render_strokes
 from doodle.model_io import ModelFileError, load_model, save_model
 from doodle.paths import ROOT, model_path
-from doodle.preprocess import BLANK_CANVAS_MESSAGE
+from doodle.preprocess import BLANK_CANVAS_MESSAGE, canvas_to_input
 from support.browser import CHROMIUM_PATH, SELECTORS, DashboardPage, launch_chromium
-from support.digits import HAND_DRAWN_DIGITS
+from support.digits import HAND_DRAWN_DIGITS, number_strokes
 from support.voila import VoilaServer
 
 pytestmark = pytest.mark.slow
@@ -219,3 +222,46 @@ def test_phone_width_page_stacks(voila, browser):
         assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1  # no sideways scrolling
     finally:
         page.close()
+
+
+def _is_box_colour(rgb: tuple[int, int, int]) -> bool:
+    want = [int(contract.BOX_COLOUR[i : i + 2], 16) for i in (1, 3, 5)]
+    return all(abs(got - wanted) <= 40 for got, wanted in zip(rgb, want))
+
+
+def test_a_written_number_is_read_boxed_and_corrected_digit_by_digit(dashboard, feedback_db):
+    """"2026" drawn with the mouse, four strokes: the page reads 2026, lists four digits and
+    paints four boxes on the pad; a correction for the second digit lands in SQLite with that
+    digit's own 28x28 input."""
+    dashboard.draw(number_strokes("2026"))  # live: every pen lift re-reads the pad
+    shown = dashboard.read_number()
+    assert shown.state == contract.STATE_NUMBER
+    assert shown.text == shown.number == "2026", shown
+    assert [d.index for d in shown.digits] == [0, 1, 2, 3]
+    assert [d.digit for d in shown.digits] == [2, 0, 2, 6]
+    assert all(0.0 < d.confidence <= 1.0 for d in shown.digits)
+    lefts = [d.box[0] for d in shown.digits]
+    assert lefts == sorted(lefts) and len(set(lefts)) == 4
+    # Each box is on the pad: its top edge, above the digit's ink, in the box colour; inside
+    # the box, between the edges, the ink or the black pad.
+    margin = contract.BOX_MARGIN
+    for digit in shown.digits:
+        x, y, w, h = digit.box
+        edge = [(x + w // 2 + dx, y - margin + dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1)]
+        assert any(_is_box_colour(rgb) for rgb in dashboard.pad_pixels(edge)), (digit, dashboard.pad_pixels(edge))
+    ARTIFACTS.mkdir(exist_ok=True)
+    dashboard.page.screenshot(path=str(ARTIFACTS / "dashboard-number.png"))
+    confirmation = dashboard.submit_correction(8, position=1)
+    assert confirmation.startswith("Saved correction #") and "digit 2 of 4" in confirmation, confirmation
+    row_id = int(confirmation.split("#")[1].split(":")[0])
+    with sqlite3.connect(feedback_db) as conn:
+        row = conn.execute(
+            "SELECT predicted_digit, actual_digit, is_error, source, image FROM feedback WHERE id = ?", (row_id,)
+        ).fetchone()
+    assert row is not None
+    assert row[:4] == (0, 8, 1, "dashboard")
+    # The 0's own input (each digit of "2026" is one stroke), not the pad's nor a neighbour's.
+    stored = np.frombuffer(row[4], dtype=np.float32).reshape(28, 28)
+    alone = [canvas_to_input(render_strokes([stroke])) for stroke in number_strokes("2026")]
+    distances = [float(np.abs(stored - each).mean()) for each in alone]
+    assert distances[1] < 0.05 and distances[1] < min(distances[0], distances[3]), distances

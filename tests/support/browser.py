@@ -44,6 +44,8 @@ SELECTORS = {
     "attribution": selector(contract.ATTRIBUTION),
     "units": selector(contract.UNITS),
     "unit": selector(contract.UNIT),
+    "number": f"{selector(contract.NUMBER_VIEW)} {selector(contract.NUMBER)}",
+    "numberDigit": selector(contract.NUMBER_DIGIT),
 }
 
 
@@ -133,6 +135,44 @@ _READ_VIEWS_JS = """
 """
 
 
+@dataclass(frozen=True)
+class ShownDigit:
+    """One digit of a number as the page lists it."""
+
+    index: int
+    digit: int
+    confidence: float
+    box: tuple[int, int, int, int]  # x, y, w, h of its ink in pad pixels
+
+
+@dataclass(frozen=True)
+class ShownNumber:
+    """What the page shows when the pad holds several digits."""
+
+    state: str  # contract.STATE_NUMBER when a number is read
+    seq: int
+    text: str  # the number in the guess box, "2026"
+    number: str  # the digit list's data-number
+    digits: list[ShownDigit]
+
+
+_READ_NUMBER_JS = """
+(s) => {
+  const result = document.querySelector(s.result);
+  const view = document.querySelector(s.number);
+  const cells = Array.from(view.querySelectorAll(s.numberDigit));
+  return {
+    state: result.dataset.state,
+    seq: Number(view.dataset.seq),
+    text: (result.querySelector(s.guessDigit) || {}).textContent || '',
+    number: view.dataset.number,
+    digits: cells.map(c => [Number(c.dataset.index), Number(c.dataset.digit), Number(c.dataset.confidence),
+                            c.dataset.box.split(',').map(Number)]),
+  };
+}
+"""
+
+
 class DashboardPage:
     """The dashboard open in a Playwright page, with waits on what the kernel sends back.
 
@@ -141,7 +181,7 @@ class DashboardPage:
     """
 
     answer_parts: tuple[str, ...] = (
-        SELECTORS["result"], SELECTORS["bars"], SELECTORS["attribution"], SELECTORS["units"]
+        SELECTORS["result"], SELECTORS["bars"], SELECTORS["attribution"], SELECTORS["units"], SELECTORS["number"]
     )
 
     def __init__(self, page: Page, url: str, *, load_timeout_ms: float = 120_000, route_remote: bool = True):
@@ -189,6 +229,21 @@ class DashboardPage:
     def read_views(self) -> ShownViews:
         raw = self.page.evaluate(_READ_VIEWS_JS, SELECTORS)
         return ShownViews(raw["src"], raw["legend"].strip(), raw["units"], raw["activations"])
+
+    def read_number(self) -> ShownNumber:
+        raw = self.page.evaluate(_READ_NUMBER_JS, SELECTORS)
+        digits = [ShownDigit(int(i), int(d), float(c), tuple(int(v) for v in box)) for i, d, c, box in raw["digits"]]
+        return ShownNumber(raw["state"], int(raw["seq"]), raw["text"].strip(), raw["number"], digits)
+
+    def pad_pixels(self, points: Sequence[tuple[int, int]]) -> list[tuple[int, int, int]]:
+        """The pad's RGB colour at each ``(x, y)`` pad pixel, read from the <canvas>."""
+        return [tuple(rgb) for rgb in self.page.locator(f"canvas{SELECTORS['pad']}").evaluate(
+            """(canvas, points) => {
+                 const ctx = canvas.getContext('2d');
+                 return points.map(([x, y]) => Array.from(ctx.getImageData(x, y, 1, 1).data.slice(0, 3)));
+               }""",
+            [list(point) for point in points],
+        )]
 
     def wait_for_seq_above(self, seq: int, timeout_ms: float = 30_000) -> ShownResult:
         self.page.wait_for_function(
@@ -276,8 +331,12 @@ class DashboardPage:
             timeout=timeout_ms,
         )
 
-    def submit_correction(self, actual_digit: int) -> str:
-        """Pick ``actual_digit`` and press Submit; the confirmation text once it appears."""
+    def submit_correction(self, actual_digit: int, position: int | None = None) -> str:
+        """Pick ``actual_digit`` (and, for a number, the digit at ``position``, 0-based from the
+        left) and press Submit; the confirmation text once it appears."""
+        if position is not None:
+            positions = self.page.locator(selector(contract.NUMBER_POSITION))
+            positions.get_by_role("button").nth(position).click()
         picker = self.page.locator(selector(contract.ACTUAL))
         picker.get_by_role("button", name=str(actual_digit), exact=True).click()
         self.page.locator(selector(contract.SUBMIT)).click()

@@ -38,3 +38,20 @@ def nine() -> list[Stroke]:
             for t in (2 * math.pi * i / 32 for i in range(33))]
     tail = [(190 - 4 * i - 0.15 * i * i, 95 + 15 * i) for i in range(1, 11)]
     return [loop + tail]
+
+
+# A number on the 280 px pad: each hand-drawn digit narrowed and shortened about the pad's centre,
+# then shifted along x, one digit every NUMBER_PITCH px (its ink about 60 px wide: gaps of a few px).
+NUMBER_SCALE = (0.3, 0.5)
+NUMBER_PITCH = 64
+
+
+def number_strokes(digits: str, pitch: float = NUMBER_PITCH, scale: tuple[float, float] = NUMBER_SCALE) -> list[Stroke]:
+    """The strokes of a written number, ``"2026"``, centred on the pad, one digit after another."""
+    sx, sy = scale
+    first = 140 - pitch * (len(digits) - 1) / 2
+    return [
+        [(first + index * pitch + (x - 140) * sx, 140 + (y - 140) * sy) for x, y in stroke]
+        for index, digit in enumerate(digits)
+        for stroke in HAND_DRAWN_DIGITS[int(digit)]
+    ]

@@ -1,0 +1,106 @@
+"""A drawing of several digits -> the number read, digit by digit, without widgets.
+
+The drawing pad's number mode: the pad and its strokes go through `doodle.segment.segment`
+(strokes known, so digits drawn touching in separate strokes stay apart), each digit's own ink
+through `canvas_to_input` and the model, exactly as `/predict/number` reads an upload. The
+dashboard switches to it on its own when a drawing holds more than one digit; a single digit
+keeps the single-digit path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from doodle.model_io import Model
+from doodle.preprocess import canvas_to_input
+from doodle.segment import Point, segment
+
+# The pad reads at most this many digits (as `/predict/number`'s default limit); past it the
+# reading says so instead of answering.
+MAX_NUMBER_DIGITS = 16
+TOO_MANY_DIGITS_MESSAGE = "{count} digits found: the pad reads at most {limit}"
+
+
+@dataclass(frozen=True)
+class DigitReading:
+    """One digit of a number: where it is on the pad and what the model said.
+
+    ``box`` is ``(x, y, w, h)`` in pad pixels (the digit's ink), ``probabilities`` ``(10,)``
+    float32 summing to 1, ``model_input`` ``(28, 28)`` float32 in [0, 1] (what the model saw,
+    what a correction stores), ``canvas`` ``(h', w')`` uint8 the digit alone on the pad's
+    background (its box with a margin).
+    """
+
+    digit: int
+    confidence: float
+    probabilities: np.ndarray
+    box: tuple[int, int, int, int]
+    model_input: np.ndarray
+    canvas: np.ndarray
+
+
+@dataclass(frozen=True)
+class NumberReading:
+    """The digits of a drawing, left to right; ``reason`` says what the segmentation could not
+    do (``None`` when every box looked like one digit); ``model_version`` the model that read them."""
+
+    digits: tuple[DigitReading, ...]
+    reason: str | None = None
+    model_version: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.digits)
+
+    @property
+    def number(self) -> str:
+        """The digits read as one string, ``"2026"``."""
+        return "".join(str(d.digit) for d in self.digits)
+
+    @property
+    def lowest_confidence(self) -> float:
+        return min((d.confidence for d in self.digits), default=0.0)
+
+
+class TooManyDigitsError(ValueError):
+    """More digits on the pad than `MAX_NUMBER_DIGITS`."""
+
+
+def read_number(
+    model: Model,
+    image: np.ndarray,
+    strokes: Sequence[Sequence[Point]] | None = None,
+    *,
+    pen_width: float,
+    max_digits: int = MAX_NUMBER_DIGITS,
+) -> NumberReading:
+    """Read every digit of a drawing in one forward pass.
+
+    ``image``: the pad, ``(H, W)`` uint8 (white ink on black, or any polarity `to_grey`
+    accepts); ``strokes``: the pen's strokes in the image's pixels, drawn ``pen_width`` wide
+    (``None``: ink components only). Raises `BlankCanvasError` for a blank pad or a digit too
+    faint to read, `TooManyDigitsError` past ``max_digits``. A drawing with no box (too many
+    separate marks) gives an empty reading with its ``reason``.
+    """
+    found = segment(image, strokes, pen_width=pen_width)
+    if len(found) > max_digits:
+        raise TooManyDigitsError(TOO_MANY_DIGITS_MESSAGE.format(count=len(found), limit=max_digits))
+    if not found.boxes:
+        return NumberReading((), found.reason, model.version)
+    canvases = [found.digit_canvas(index) for index in range(len(found))]
+    inputs = np.stack([canvas_to_input(canvas) for canvas in canvases])  # raises BlankCanvasError
+    digits, probabilities = model.predict(inputs)
+    readings = tuple(
+        DigitReading(
+            digit=int(digit),
+            confidence=float(probs[digit]),
+            probabilities=probs.astype(np.float32),
+            box=tuple(box.xywh),
+            model_input=model_input.astype(np.float32),
+            canvas=(np.clip(canvas, 0.0, 1.0) * 255).round().astype(np.uint8),
+        )
+        for digit, probs, box, model_input, canvas in zip(digits, probabilities, found.boxes, inputs, canvases)
+    )
+    return NumberReading(readings, found.reason, model.version)

@@ -1,0 +1,210 @@
+"""The pad's number mode without a browser: a drawing of several digits read as a number
+(`doodle.number_reading`), its boxes and per-digit views, and a correction for one digit of it
+landing in SQLite with that digit's own 28x28 input."""
+
+from __future__ import annotations
+
+import io
+import re
+import sqlite3
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from doodle import dashboard_contract as page
+from doodle import dashboard_view as view
+from doodle import mlp
+from doodle.dashboard import PICK_POSITION_MESSAGE, DoodleApp, NumberReading, Prediction
+from doodle.drawing import PEN_WIDTH, render_strokes
+from doodle.feedback import FeedbackStore
+from doodle.model_io import ModelFileError, load_model, save_model
+from doodle.number_reading import TooManyDigitsError, read_number
+from doodle.paths import model_path
+from doodle.preprocess import BlankCanvasError, canvas_to_input
+from support.digits import HAND_DRAWN_DIGITS, NUMBER_PITCH, number_strokes
+
+YEAR = number_strokes("2026")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A seeded, untrained 784-16-10 MLP: what it says is arbitrary, how the app shows it is not."""
+    folder = tmp_path_factory.mktemp("model")
+    return save_model(folder, mlp.init_params([784, 16, 10], seed=3), normalization={"mean": 0.13, "std": 0.31})
+
+
+@pytest.fixture(scope="module")
+def trained_model():
+    try:
+        return load_model(model_path())
+    except ModelFileError as error:
+        pytest.skip(f"no trained model (run `make pipeline`): {error}")
+
+
+@pytest.fixture
+def store(tmp_path) -> FeedbackStore:
+    return FeedbackStore(tmp_path / "feedback.sqlite")
+
+
+@pytest.fixture
+def app(tiny_model, store) -> DoodleApp:
+    return DoodleApp(model=tiny_model, feedback_store=store, live=False)
+
+
+def draw(app: DoodleApp, strokes) -> None:
+    for stroke in strokes:
+        app.handle_mouse_down(*stroke[0])
+        for point in stroke[1:]:
+            app.handle_mouse_move(*point)
+        app.handle_mouse_up(*stroke[-1])
+
+
+def shown_number(app: DoodleApp) -> tuple[str, list[dict[str, str]]]:
+    """The number view's ``data-number`` and, per digit, its data attributes."""
+    number = re.search(rf"{page.DATA_NUMBER}='(\d*)'", app.number_view.value).group(1)
+    cells = [
+        dict(re.findall(r"(data-[a-z]+)='([^']*)'", cell))
+        for cell in re.findall(rf"<div class='{page.NUMBER_DIGIT}'[^>]*>", app.number_view.value)
+    ]
+    return number, cells
+
+
+# ----- the pure reading ---------------------------------------------------------------------
+
+
+def test_a_written_year_is_four_boxes_left_to_right(tiny_model):
+    image = render_strokes(YEAR)
+    reading = read_number(tiny_model, image, YEAR, pen_width=PEN_WIDTH)
+    assert len(reading) == 4 and reading.reason is None
+    lefts = [d.box[0] for d in reading.digits]
+    assert lefts == sorted(lefts)
+    for index, digit in enumerate(reading.digits):
+        x, y, w, h = digit.box
+        centre = 140 + (index - 1.5) * NUMBER_PITCH
+        assert abs(x + w / 2 - centre) < NUMBER_PITCH / 3  # each box sits on its own digit
+        assert x + w <= (reading.digits[index + 1].box[0] if index < 3 else 280)  # boxes do not overlap
+        assert digit.model_input.shape == (28, 28) and digit.model_input.dtype == np.float32
+        assert digit.probabilities.shape == (10,) and digit.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
+        assert digit.confidence == pytest.approx(float(digit.probabilities.max()))
+        assert digit.digit == int(digit.probabilities.argmax())
+    assert reading.number == "".join(str(d.digit) for d in reading.digits)
+
+
+def test_each_digit_is_read_as_if_drawn_alone(tiny_model):
+    """The second digit's input is its own ink: the same as a 0 drawn alone where it stands."""
+    reading = read_number(tiny_model, render_strokes(YEAR), YEAR, pen_width=PEN_WIDTH)
+    zero = number_strokes("2026")[1:2]  # the 0's only stroke, in place
+    alone = canvas_to_input(render_strokes(zero))
+    assert np.abs(reading.digits[1].model_input - alone).max() < 0.05
+
+
+def test_trained_model_reads_the_year(trained_model):
+    reading = read_number(trained_model, render_strokes(YEAR), YEAR, pen_width=PEN_WIDTH)
+    assert reading.number == "2026", [(d.digit, round(d.confidence, 3)) for d in reading.digits]
+
+
+def test_a_blank_pad_and_too_many_digits_are_said(tiny_model):
+    with pytest.raises(BlankCanvasError):
+        read_number(tiny_model, render_strokes([]), [], pen_width=PEN_WIDTH)
+    with pytest.raises(TooManyDigitsError, match="4 digits found"):
+        read_number(tiny_model, render_strokes(YEAR), YEAR, pen_width=PEN_WIDTH, max_digits=3)
+
+
+# ----- the widgets ----------------------------------------------------------------------------
+
+
+def test_one_digit_keeps_the_single_digit_answer(app):
+    draw(app, HAND_DRAWN_DIGITS[4])  # two strokes, one digit
+    answer = app.predict()
+    assert isinstance(answer, Prediction) and app.number is None
+    assert "data-state='guess'" in app.guess.value
+    assert shown_number(app) == ("", [])
+    assert app.position_row.layout.display == "none"
+
+
+def test_a_number_shows_the_number_the_digits_and_their_views(app):
+    draw(app, YEAR)
+    reading = app.predict()
+    assert isinstance(reading, NumberReading) and len(reading) == 4
+    assert app.prediction is None and app.number is reading
+    assert f"data-state='{page.STATE_NUMBER}'" in app.guess.value
+    assert f">{reading.number}</div>" in app.guess.value
+    number, cells = shown_number(app)
+    assert number == reading.number
+    assert [cell[page.DATA_INDEX] for cell in cells] == ["0", "1", "2", "3"]
+    for cell, digit in zip(cells, reading.digits):
+        assert cell[page.DATA_DIGIT] == str(digit.digit)
+        assert cell[page.DATA_BOX] == ",".join(map(str, digit.box))
+        assert float(cell[page.DATA_CONFIDENCE]) == pytest.approx(digit.confidence, abs=1e-4)
+        # Each digit's small view is its own 28x28 input, enlarged.
+        png = view.data_url(view.input_view_png(digit.model_input, view.NUMBER_VIEW_SCALE))
+        assert png in app.number_view.value
+    assert len(re.findall(r"<img ", app.number_view.value)) == 4
+    assert app.position_row.layout.display != "none"
+    assert [value for _, value in app.position_picker.options] == [0, 1, 2, 3]
+    # Every part of the answer moved on together (the browser waits on data-seq).
+    seqs = {int(s) for part in (app.guess, app.bars, app.number_view, app.attribution_view, app.units_view)
+            for s in re.findall(r"data-seq='(\d+)'", part.value)}
+    assert seqs == {app.predictions_made}
+
+
+def test_boxes_are_painted_on_the_pad_and_go_with_the_number(app, monkeypatch):
+    painted = []
+    monkeypatch.setattr(app.canvas, "stroke_rect", lambda *box: painted.append(box))
+    draw(app, YEAR)
+    reading = app.predict()
+    margin = page.BOX_MARGIN
+    assert painted == [(x - margin, y - margin, w + 2 * margin, h + 2 * margin) for x, y, w, h in
+                       (d.box for d in reading.digits)]
+    repaints = []
+    monkeypatch.setattr(app, "repaint", lambda: repaints.append(1))
+    app.drawing.strokes[:] = app.drawing.strokes[:1]  # only the 2 left
+    assert isinstance(app.predict(), Prediction)
+    assert repaints == [1]  # the boxes are wiped with a repaint
+    assert shown_number(app) == ("", []) and app.position_row.layout.display == "none"
+
+
+def test_clear_after_a_number_is_idle(app):
+    draw(app, YEAR)
+    app.predict()
+    app.clear()
+    assert "data-state='idle'" in app.guess.value and app.number is None
+    assert shown_number(app) == ("", [])
+
+
+def test_a_correction_names_its_digit_and_stores_that_digits_input(app, store):
+    draw(app, YEAR)
+    reading = app.predict()
+    app.actual_picker.value = "6"
+    assert app.submit_feedback() is None  # which digit?
+    assert PICK_POSITION_MESSAGE in app.feedback_status.value and store.count() == 0
+    app.position_picker.value = 2
+    app.actual_picker.value = "2"
+    row_id = app.submit_feedback()
+    assert row_id is not None
+    assert "digit 3 of 4" in app.feedback_status.value and "data-state='saved'" in app.feedback_status.value
+    third = reading.digits[2]
+    with sqlite3.connect(store.path) as conn:
+        predicted, actual, source, image, png = conn.execute(
+            "SELECT predicted_digit, actual_digit, source, image, drawing_png FROM feedback WHERE id = ?", (row_id,)
+        ).fetchone()
+    assert (predicted, actual, source) == (third.digit, 2, "dashboard")
+    stored = np.frombuffer(image, dtype=np.float32).reshape(28, 28)
+    np.testing.assert_allclose(stored, third.model_input)
+    assert not np.allclose(stored, reading.digits[1].model_input)  # not its neighbour's
+    crop = np.asarray(Image.open(io.BytesIO(png)))
+    assert crop.shape[1] < 140 and crop.shape[0] >= third.box[3]  # the digit's crop, not the whole pad
+    assert app.position_picker.value is None and app.actual_picker.value is None
+
+
+def test_a_correction_by_argument_for_the_last_digit(app, store):
+    draw(app, YEAR)
+    reading = app.predict()
+    row_id = app.submit_feedback(6, position=3)
+    (record,) = store.recent(1)
+    assert record.id == row_id and record.predicted_digit == reading.digits[3].digit
+    assert record.model_version == reading.model_version == app.model.version
+    np.testing.assert_allclose(record.image, reading.digits[3].model_input)
+    assert app.submit_feedback(6, position=4) is None  # no fifth digit
+    assert store.count() == 1
