@@ -83,18 +83,22 @@ COLUMNS = [
 ]
 
 BAD_SETTING = "expected train.<key>=<value> (as dvc exp run -S takes it), got {setting!r}"
+SEED_SETTING = "the seed is the study's own axis: use --seeds, not {setting!r}"
 
 
 def parse_settings(settings: Iterable[str]) -> dict[str, Any]:
     """``["train.augment=false", "train.hidden_sizes=[256,256]"]`` -> ``{"augment": False,
-    "hidden_sizes": [256, 256]}``: values parsed as YAML, as DVC parses ``-S``. Only the train
-    section may change (the seed is the study's own axis); unknown keys fail in `TrainConfig`."""
+    "hidden_sizes": [256, 256]}``: values parsed as YAML, as DVC parses ``-S`` (a leading ``+``,
+    DVC's "add this key", is accepted). Only the train section may change and not its seed (the
+    study's own axis); unknown keys fail in `TrainConfig`."""
     overrides: dict[str, Any] = {}
     for setting in settings:
         key, sep, value = setting.partition("=")
-        section, dot, name = key.strip().partition(".")
+        section, dot, name = key.strip().removeprefix("+").partition(".")
         if not sep or not dot or section != "train" or not name or "." in name:
             raise ValueError(BAD_SETTING.format(setting=setting))
+        if name == "seed":
+            raise ValueError(SEED_SETTING.format(setting=setting))
         overrides[name] = yaml.safe_load(value)
     return overrides
 

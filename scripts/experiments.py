@@ -2,17 +2,21 @@
 
 Each run trains through doodle.train as the train stage does and is measured as the evaluate
 stage measures (doodle.experiments). Rows are appended as runs finish, and a (config, seed) pair
-already in the file is skipped, so the study can be stopped and resumed.
+already in the file is skipped, so the study can be stopped and resumed, or split between runners
+(`--only`) writing to the same file.
 
     python scripts/experiments.py                          # the whole study (doodle.experiments.STUDY)
     python scripts/experiments.py --only default --seeds 5
     python scripts/experiments.py --config wide -S train.hidden_sizes=[1024,1024] --seeds 3
     python scripts/experiments.py --stop-at 16:05          # launch no run after 16:05 UTC
 
-The same runs through DVC (same keys; `train.seed` overrides base.seed for training only):
+The same runs through DVC experiments, with the same keys (`+train.seed` adds a key to the train
+section that overrides base.seed for training alone, so the data split and the benchmarks stay put):
 
-    dvc exp run --queue -S train.seed=20261124 -S train.augment=false
+    dvc exp run --queue -S +train.seed=20261124 -S train.augment=false
     dvc exp run --run-all && dvc exp show
+
+Experiment refs stay local to a clone: the committed figures are the runner's CSV.
 """
 
 from __future__ import annotations
@@ -76,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         if stop and datetime.now(timezone.utc) >= stop:
             print(f"stopping: it is past {args.stop_at} UTC", flush=True)
             break
+        if (name, seed) in experiments.done(args.results):  # another runner on the same file did it
+            continue
         row = experiments.run_one(name, overrides, seed, bench, args.params)
         experiments.append_row(args.results, row)
         print(
