@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="name of a config given by -S instead of the study's")
     parser.add_argument("-S", "--set", dest="settings", action="append", default=[], metavar="train.KEY=VALUE")
     parser.add_argument("--seeds", type=int, help="seeds per config (default: 5 for default, 3 otherwise)")
+    parser.add_argument("--pick", type=int, nargs="+", metavar="K",
+                        help="run only these positions in each config's seed list (0 = base.seed), e.g. to split seeds between runners")
     parser.add_argument("--stop-at", metavar="HH:MM", help="UTC time after which no new run starts")
     args = parser.parse_args(argv)
 
@@ -66,11 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     queue = [
         (name, overrides, seed)
         for name, overrides in plan.items()
-        for seed in experiments.study_seeds(
+        for position, seed in enumerate(experiments.study_seeds(
             base_seed,
             args.seeds or (experiments.DEFAULT_SEED_COUNT if name == "default" else experiments.ABLATION_SEED_COUNT),
-        )
-        if (name, seed) not in finished
+        ))
+        if (name, seed) not in finished and (args.pick is None or position in args.pick)
     ]
     print(f"{len(queue)} runs to do ({len(finished)} already in {args.results})", flush=True)
     if not queue:
