@@ -115,3 +115,30 @@ def test_script_refuses_unknown_study_names():
         capture_output=True, text=True, cwd=ROOT,
     )
     assert result.returncode == 2 and "not in the study: nonsense" in result.stderr
+
+
+@pytest.mark.slow
+def test_the_notebook_summarises_a_results_file(tmp_path, bench):
+    """05_experiments from a small results file: the default's spread and an ablation's paired
+    differences land in the metrics JSON, computed from the rows."""
+    results = tmp_path / "results.csv"
+    base = experiments.run_one("default", TINY, 1, bench, PARAMS)
+    for config, seed, shift in [("default", 1, 0.0), ("default", 2, 0.002), ("default", 3, 0.004),
+                                ("no-augment", 1, -0.01), ("no-augment", 2, -0.009), ("no-augment", 3, -0.005)]:
+        row = dict(base, config=config, seed=seed, val_accuracy=0.9 + shift, test_accuracy=0.9 + shift)
+        experiments.append_row(results, row)
+    metrics = tmp_path / "experiments.json"
+    subprocess.run(
+        [sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "05_experiments.ipynb"), str(tmp_path / "out.ipynb"),
+         "-p", "results_csv", str(results), "-p", "metrics_path", str(metrics), "-p", "figures_dir", str(tmp_path)],
+        check=True, capture_output=True, cwd=ROOT,
+    )
+    summary = json.loads(metrics.read_text())
+    assert summary["seeds"] == 3
+    assert summary["default"]["val_accuracy"]["mean"] == pytest.approx(0.902)
+    assert summary["default"]["val_accuracy"]["sd"] == pytest.approx(0.002)
+    assert summary["champion_margin_val_accuracy"] == pytest.approx(0.004)
+    difference = summary["ablations"]["no-augment"]["test_accuracy"]
+    assert difference["mean_difference"] == pytest.approx(-0.01) and difference["n"] == 3
+    assert difference["high"] < 0  # every seed lost 0.9-1.1 points: the interval excludes zero
+    assert (tmp_path / "experiments_figures.png").stat().st_size > 0
