@@ -67,7 +67,7 @@ ROWS = (
     Row("Expected calibration error (15 bins)", "evaluate", ("ece",), "decimal", 0.005),
     Row("Macro F1 (MNIST test)", "evaluate", ("macro_f1",), "decimal", 0.0025),
     Row("Training time", "train", TRAIN_TIME_KEYS, "duration", None),
-    # The seed study (05_experiments, from the committed reports/experiments/results.csv); the rows
+    # The seed study (06_experiments, from the committed reports/experiments/results.csv); the rows
     # appear when reports/metrics/experiments.json exists. Rebuilt from committed data: no noise.
     Row("MNIST test accuracy, default configuration over {seeds} seeds (mean ± sd)", "experiments",
         ("default.test_accuracy",), "percent ± sd", 0.01),

@@ -19,7 +19,7 @@ MIN_AGREEMENT = 0.95
 MIN_FONT_ACCURACY = 0.90
 DOODLE_COUNT = 1000
 # A floor under what the pipeline's model reaches on doodles. Rows `default` and `no-augment` of
-# reports/experiments/results.csv (summarised with their seed spread by notebooks/05_experiments.ipynb)
+# reports/experiments/results.csv (summarised with their seed spread by notebooks/06_experiments.ipynb)
 # say how far seeds move that figure and how much of it augmentation brings.
 MIN_DOODLE_ACCURACY = 0.95
 # The pen-stroke benchmark (doodle.strokes, held-out writers), 10 digits per class at each of its 7 pen

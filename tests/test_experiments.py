@@ -119,7 +119,7 @@ def test_script_refuses_unknown_study_names():
 
 @pytest.mark.slow
 def test_the_notebook_summarises_a_results_file(tmp_path, bench):
-    """05_experiments from a small results file: the default's spread and an ablation's paired
+    """06_experiments from a small results file: the default's spread and an ablation's paired
     differences land in the metrics JSON, computed from the rows."""
     results = tmp_path / "results.csv"
     base = experiments.run_one("default", TINY, 1, bench, PARAMS)
@@ -129,7 +129,7 @@ def test_the_notebook_summarises_a_results_file(tmp_path, bench):
         experiments.append_row(results, row)
     metrics = tmp_path / "experiments.json"
     subprocess.run(
-        [sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "05_experiments.ipynb"), str(tmp_path / "out.ipynb"),
+        [sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "06_experiments.ipynb"), str(tmp_path / "out.ipynb"),
          "-p", "results_csv", str(results), "-p", "metrics_path", str(metrics), "-p", "figures_dir", str(tmp_path)],
         check=True, capture_output=True, cwd=ROOT,
     )
