@@ -1,6 +1,7 @@
 """Rewrite the results table in README.md from the pipeline's metrics.
 
-Reads reports/metrics/train.json and reports/metrics/evaluate.json and replaces whatever lies
+Reads reports/metrics/train.json, reports/metrics/evaluate.json and, when the experiments stage
+has written it, reports/metrics/experiments.json (the default's mean ± sd over seeds), and replaces whatever lies
 between the `<!-- results:start -->` and `<!-- results:end -->` markers with a Markdown table.
 `--check` changes nothing and exits 1 when the README's table disagrees with the metrics: a row
 missing or extra, or a figure further off than its row's tolerance (the seed-and-CPU noise, see
@@ -41,9 +42,11 @@ class Row:
     README may drift from a fresh run before `--check` calls the table stale."""
 
     label: str  # may name other keys of the same file in braces, e.g. "{doodle_count:,}"
-    source: str  # "train" or "evaluate": reports/metrics/<source>.json
-    keys: tuple[str, ...]  # the first key present is used
-    kind: str  # "percent", "points" (a difference of fractions, in percentage points), "decimal" or "duration"
+    source: str  # "train", "evaluate" or "experiments": reports/metrics/<source>.json
+    keys: tuple[str, ...]  # the first key present is used; "a.b" reads key b of object a
+    # "percent", "points" (a difference of fractions, in percentage points), "decimal", "duration",
+    # or "percent ± sd" / "decimal ± sd" (an object {"mean", "sd"} over seeds, from the experiments stage)
+    kind: str
     tolerance: float | None  # in displayed units (points for percent); None: never compared
 
 
@@ -64,19 +67,39 @@ ROWS = (
     Row("Expected calibration error (15 bins)", "evaluate", ("ece",), "decimal", 0.005),
     Row("Macro F1 (MNIST test)", "evaluate", ("macro_f1",), "decimal", 0.0025),
     Row("Training time", "train", TRAIN_TIME_KEYS, "duration", None),
+    # The seed study (06_experiments, from the committed reports/experiments/results.csv); the rows
+    # appear when reports/metrics/experiments.json exists. Rebuilt from committed data: no noise.
+    Row("MNIST test accuracy, default configuration over {seeds} seeds (mean ± sd)", "experiments",
+        ("default.test_accuracy",), "percent ± sd", 0.01),
+    Row("Doodle benchmark accuracy over {seeds} seeds (mean ± sd)", "experiments",
+        ("default.doodle_accuracy",), "percent ± sd", 0.01),
+    Row("Pen-stroke benchmark accuracy over {seeds} seeds (mean ± sd)", "experiments",
+        ("default.stroke_accuracy",), "percent ± sd", 0.01),
+    Row("Expected calibration error over {seeds} seeds (mean ± sd)", "experiments",
+        ("default.ece",), "decimal ± sd", 0.0001),
 )
 
 
-def _value(row: Row, metrics: dict) -> float | None:
+def _value(row: Row, metrics: dict) -> float | dict | None:
     for key in row.keys:
-        if isinstance(metrics.get(key), (int, float)):
-            return float(metrics[key])
+        node = metrics
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if row.kind.endswith("± sd") and isinstance(node, dict) and isinstance(node.get("mean"), (int, float)):
+            return node
+        if isinstance(node, (int, float)) and not isinstance(node, bool):
+            return float(node)
     return None
 
 
-def _shown(row: Row, value: float | None) -> str:
+def _shown(row: Row, value: float | dict | None) -> str:
     if value is None:
         return "n/a"
+    if isinstance(value, dict):
+        mean, sd = value["mean"], value.get("sd")
+        scale, digits, unit = (100, 2, " %") if row.kind.startswith("percent") else (1, 4, "")
+        spread = "n/a" if sd is None else f"{scale * sd:.{digits}f}"
+        return f"{scale * mean:.{digits}f} ± {spread}{unit}"
     if row.kind == "percent":
         return f"{100 * value:.2f} %"
     if row.kind == "points":
@@ -94,27 +117,32 @@ def _label(row: Row, metrics: dict) -> str:
         return row.label.split(" (")[0] if "{" in row.label else row.label
 
 
-def rendered_rows(train: dict, evaluate: dict) -> list[tuple[Row, str, str]]:
-    """(row, label, shown value) for every row of the table."""
-    sources = {"train": train, "evaluate": evaluate}
-    return [(row, _label(row, sources[row.source]), _shown(row, _value(row, sources[row.source]))) for row in ROWS]
+def rendered_rows(train: dict, evaluate: dict, experiments: dict | None = None) -> list[tuple[Row, str, str]]:
+    """(row, label, shown value) for every row of the table (the experiments rows only when
+    ``experiments`` is given)."""
+    sources = {"train": train, "evaluate": evaluate, "experiments": experiments}
+    return [
+        (row, _label(row, sources[row.source]), _shown(row, _value(row, sources[row.source])))
+        for row in ROWS
+        if sources[row.source] is not None
+    ]
 
 
-def render_table(train: dict, evaluate: dict) -> str:
+def render_table(train: dict, evaluate: dict, experiments: dict | None = None) -> str:
     """The Markdown table, one row per headline figure."""
     lines = ["| Result | Value |", "| --- | --- |"]
-    lines += [f"| {label} | {shown} |" for _, label, shown in rendered_rows(train, evaluate)]
+    lines += [f"| {label} | {shown} |" for _, label, shown in rendered_rows(train, evaluate, experiments)]
     return "\n".join(lines)
 
 
 def _number(shown: str) -> float | None:
     try:
-        return float(shown.replace("%", "").strip())
+        return float(shown.split("±")[0].replace("%", "").strip())
     except ValueError:
         return None
 
 
-def stale_rows(current: str, train: dict, evaluate: dict) -> list[str]:
+def stale_rows(current: str, train: dict, evaluate: dict, experiments: dict | None = None) -> list[str]:
     """What in the README's table block `current` disagrees with the metrics beyond each row's
     tolerance: a missing or extra row, another label, or a figure too far off."""
     written = {}
@@ -123,7 +151,7 @@ def stale_rows(current: str, train: dict, evaluate: dict) -> list[str]:
         if len(cells) == 2:
             written[cells[0]] = cells[1]
     problems = []
-    expected = rendered_rows(train, evaluate)
+    expected = rendered_rows(train, evaluate, experiments)
     for row, label, shown in expected:
         if label not in written:
             problems.append(f"row '{label}' missing")
@@ -151,11 +179,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     train, evaluate = _load(args.metrics_dir / "train.json"), _load(args.metrics_dir / "evaluate.json")
-    table = render_table(train, evaluate)
+    study = args.metrics_dir / "experiments.json"
+    experiments = _load(study) if study.is_file() else None
+    table = render_table(train, evaluate, experiments)
     text = args.readme.read_text()
     before, current, after = _split(text, args.readme)
     if args.check:
-        problems = stale_rows(current, train, evaluate)
+        problems = stale_rows(current, train, evaluate, experiments)
         if problems:
             print(STALE_MESSAGE.format(path=args.readme), *problems, sep="\n  ", file=sys.stderr)
             return 1

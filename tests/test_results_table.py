@@ -142,3 +142,23 @@ def test_check_fails_on_a_missing_or_renamed_row(project):
     assert check.returncode == 1
     assert "'Macro F1 (MNIST test)' missing" in check.stderr
     assert "'Macro F1' not in the metrics" in check.stderr
+
+
+def test_seed_study_rows_appear_with_the_experiments_metrics(project):
+    readme, metrics = project
+    run("--readme", str(readme), "--metrics-dir", str(metrics))
+    assert "over" not in readme.read_text()  # no experiments.json: no study rows
+    study = {"seeds": 5, "default": {"test_accuracy": {"mean": 0.99102, "sd": 0.00031, "n": 5},
+                                     "doodle_accuracy": {"mean": 0.9661, "sd": 0.0021, "n": 5},
+                                     "stroke_accuracy": {"mean": 0.9945, "sd": 0.0012, "n": 5},
+                                     "ece": {"mean": 0.00151, "sd": 0.00042, "n": 5}}}
+    (metrics / "experiments.json").write_text(json.dumps(study))
+    assert run("--check", "--readme", str(readme), "--metrics-dir", str(metrics)).returncode == 1  # rows missing
+    run("--readme", str(readme), "--metrics-dir", str(metrics))
+    text = readme.read_text()
+    assert "| MNIST test accuracy, default configuration over 5 seeds (mean ± sd) | 99.10 ± 0.03 % |" in text
+    assert "| Expected calibration error over 5 seeds (mean ± sd) | 0.0015 ± 0.0004 |" in text
+    assert run("--check", "--readme", str(readme), "--metrics-dir", str(metrics)).returncode == 0
+    study["default"]["test_accuracy"]["mean"] = 0.9890
+    (metrics / "experiments.json").write_text(json.dumps(study))
+    assert run("--check", "--readme", str(readme), "--metrics-dir", str(metrics)).returncode == 1

@@ -1,0 +1,248 @@
+"""Seeds and ablations: train a configuration at a seed and measure it as the evaluate stage does.
+
+One call of `run_one` is one row of the study: `doodle.train.TrainConfig.from_params_file` with
+the overrides (the same keys as ``dvc exp run -S train.<key>=<value>``), `doodle.train.train` and
+`doodle.train.fit_temperature` as the train stage calls them, the model written and read back
+through `doodle.model_io`, then the figures `04_evaluate` reports: validation and MNIST test
+accuracy, ECE of the calibrated probabilities, the doodle benchmark, the pen-stroke benchmark, a
+few robustness points. The test split's mistakes are kept as image indices, so two runs can be
+compared image by image (McNemar). No MLflow run and no registry change: a study run is not a
+candidate model. `scripts/experiments.py` is the command line.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import platform
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from doodle import augment, data, doodles, evaluate, model_io, strokes
+from doodle.train import DEFAULT_BLAS_THREADS, TrainConfig, fit_temperature, logits_of, train
+
+DEFAULT_RESULTS = Path("reports/experiments/results.csv")
+DEFAULT_SEED_COUNT = 5
+ABLATION_SEED_COUNT = 3
+
+# The study, in the order it is run: name -> train-section overrides (params.yaml keys). Each
+# ablation changes one thing from the default.
+STUDY: dict[str, dict[str, Any]] = {
+    "default": {},
+    "no-stroke-training": {"stroke_share": 0.0},
+    "no-augment": {"augment": False},
+    "no-label-smoothing": {"label_smoothing": 0.0},
+    "width-256": {"hidden_sizes": [256, 256]},
+    "width-1024": {"hidden_sizes": [1024, 1024]},
+    "depth-1": {"hidden_sizes": [512]},
+    "depth-3": {"hidden_sizes": [512, 512, 512]},
+    "sgd-nesterov": {"optimizer": "sgd", "learning_rate": 0.05},
+    "lr-x0.3": {"learning_rate": 0.0003},
+    "lr-x3": {"learning_rate": 0.003},
+    "elastic": {"elastic_alpha": 34.0},
+}
+
+# Robustness points as 04_evaluate summarises them: (column, transform of (N, 28, 28) images).
+ROBUSTNESS = {
+    "rotation_minus_30deg": lambda images: augment.rotate(images, -30.0),
+    "rotation_plus_30deg": lambda images: augment.rotate(images, 30.0),
+    "shift_3px": lambda images: augment.shift(images, 3.0, 0.0),
+    "scale_0.7": lambda images: augment.scale(images, 0.7),
+    "stroke_plus_1px": lambda images: augment.stroke_width(images, 1.0),
+}
+
+COLUMNS = [
+    "config",
+    "overrides",
+    "seed",
+    "val_accuracy",
+    "test_accuracy",
+    "ece",
+    "doodle_accuracy",
+    "stroke_accuracy",
+    *ROBUSTNESS,
+    "stroke_pen_accuracy",
+    "temperature",
+    "best_epoch",
+    "epochs_run",
+    "train_seconds",
+    "seconds",
+    "cpu_model",
+    "blas_threads",
+    "numpy",
+    "finished_at",
+    "test_wrong",
+]
+
+BAD_SETTING = "expected train.<key>=<value> (as dvc exp run -S takes it), got {setting!r}"
+SEED_SETTING = "the seed is the study's own axis: use --seeds, not {setting!r}"
+
+
+def parse_settings(settings: Iterable[str]) -> dict[str, Any]:
+    """``["train.augment=false", "train.hidden_sizes=[256,256]"]`` -> ``{"augment": False,
+    "hidden_sizes": [256, 256]}``: values parsed as YAML, as DVC parses ``-S`` (a leading ``+``,
+    DVC's "add this key", is accepted). Only the train section may change and not its seed (the
+    study's own axis); unknown keys fail in `TrainConfig`."""
+    overrides: dict[str, Any] = {}
+    for setting in settings:
+        key, sep, value = setting.partition("=")
+        section, dot, name = key.strip().removeprefix("+").partition(".")
+        if not sep or not dot or section != "train" or not name or "." in name:
+            raise ValueError(BAD_SETTING.format(setting=setting))
+        if name == "seed":
+            raise ValueError(SEED_SETTING.format(setting=setting))
+        overrides[name] = yaml.safe_load(value)
+    return overrides
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (the platform's processor string elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+@dataclass
+class Benchmarks:
+    """Everything a run is measured on, built once per process (none of it depends on the model).
+
+    Images are float32 in [0, 1], ``(N, 28, 28)``; labels int64 ``(N,)``."""
+
+    train: tuple[np.ndarray, np.ndarray]  # the prepared training split, uint8
+    validation: tuple[np.ndarray, np.ndarray]  # uint8
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    doodle_images: np.ndarray  # the first doodle_count test digits redrawn (doodle.doodles)
+    doodle_labels: np.ndarray
+    stroke: strokes.StrokeDigits  # the held-out writers' pen-stroke benchmark
+    robust_images: np.ndarray  # the first robustness_count test digits
+    robust_labels: np.ndarray
+    calibration_bins: int
+
+
+def load_benchmarks(prepared_dir: str | Path = "data/prepared", params_file: str | Path = "params.yaml") -> Benchmarks:
+    """The splits and benchmarks with the evaluate stage's settings (``base.seed`` and the
+    ``evaluate`` section of ``params_file``), built exactly as `04_evaluate` builds them."""
+    params = yaml.safe_load(Path(params_file).read_text())
+    seed = int(params["base"]["seed"])
+    settings = params["evaluate"]
+    test_uint8, test_labels = data.load_split("test", prepared_dir)
+    test_images = (test_uint8.reshape(-1, 28, 28) / np.float32(255.0)).astype(np.float32)
+    doodle_count = int(settings["doodle_count"])
+    robustness_count = int(settings["robustness_count"])
+    stroke_seed = int(np.random.SeedSequence([seed, 11]).generate_state(1)[0])  # as 04_evaluate
+    return Benchmarks(
+        train=data.load_split("train", prepared_dir),
+        validation=data.load_split("validation", prepared_dir),
+        test_images=test_images,
+        test_labels=test_labels,
+        doodle_images=doodles.make_doodles(test_uint8[:doodle_count], seed),
+        doodle_labels=test_labels[:doodle_count],
+        stroke=strokes.benchmark(stroke_seed, int(settings["stroke_per_class"]), int(settings["stroke_writers"])),
+        robust_images=test_images[:robustness_count],
+        robust_labels=test_labels[:robustness_count],
+        calibration_bins=int(settings["calibration_bins"]),
+    )
+
+
+def measure(model: model_io.Model, bench: Benchmarks) -> dict[str, Any]:
+    """The evaluate stage's headline figures for a loaded model (calibrated probabilities)."""
+    test_pred, test_probs = model.predict(bench.test_images)
+    stroke_pred, _ = model.predict(bench.stroke.images)
+    stroke_right = stroke_pred == bench.stroke.labels
+    pens = np.unique(bench.stroke.pen_widths)
+    figures: dict[str, Any] = {
+        "test_accuracy": evaluate.accuracy(bench.test_labels, test_pred),
+        "ece": evaluate.expected_calibration_error(test_probs, bench.test_labels, bench.calibration_bins),
+        "doodle_accuracy": evaluate.accuracy(bench.doodle_labels, model.predict(bench.doodle_images)[0]),
+        "stroke_accuracy": float(stroke_right.mean()),
+        "stroke_pen_accuracy": json.dumps(
+            {f"{int(px)}px": round(float(stroke_right[bench.stroke.pen_widths == px].mean()), 6) for px in pens}
+        ),
+        "test_wrong": " ".join(str(int(i)) for i in np.flatnonzero(test_pred != bench.test_labels)),
+    }
+    for name, transform in ROBUSTNESS.items():
+        figures[name] = evaluate.accuracy(bench.robust_labels, model.predict(transform(bench.robust_images))[0])
+    return figures
+
+
+def run_one(
+    name: str,
+    overrides: dict[str, Any],
+    seed: int,
+    bench: Benchmarks,
+    params_file: str | Path = "params.yaml",
+    blas_threads: int = DEFAULT_BLAS_THREADS,
+) -> dict[str, Any]:
+    """Train ``params_file``'s config with ``overrides`` at ``seed`` and measure it: one row
+    (a dict over `COLUMNS`; floats unrounded, ``overrides`` and the per-pen figures as JSON,
+    ``test_wrong`` the indices of the misread test images separated by spaces)."""
+    started = time.perf_counter()
+    config = TrainConfig.from_params_file(params_file, {**overrides, "seed": int(seed)})
+    result = train(config, bench.train, bench.validation, progress=False, blas_threads=blas_threads)
+    x_val, y_val = bench.validation
+    temperature = fit_temperature(logits_of(result.params, result.normalization, x_val), y_val)
+    with tempfile.TemporaryDirectory(prefix="doodle-experiment-") as folder:
+        model_io.save_model(folder, result.params, normalization=result.normalization, temperature=temperature)
+        model = model_io.load_model(folder)
+    row = {
+        "config": name,
+        "overrides": json.dumps(overrides, sort_keys=True),
+        "seed": int(seed),
+        "val_accuracy": result.best.val_accuracy,
+        **measure(model, bench),
+        "temperature": temperature,
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
+        "train_seconds": round(result.train_seconds, 2),
+        "cpu_model": cpu_model(),
+        "blas_threads": blas_threads,
+        "numpy": np.__version__,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    row["seconds"] = round(time.perf_counter() - started, 2)
+    return {column: row[column] for column in COLUMNS}
+
+
+def append_row(path: str | Path, row: dict[str, Any]) -> None:
+    """Append one row to the results CSV (header first when the file is new), flushed at once so a
+    study cut short keeps every finished run. Refuses a file whose header differs from `COLUMNS`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists() or path.stat().st_size == 0
+    if not new:
+        with path.open(newline="") as handle:
+            header = next(csv.reader(handle), [])
+        if header != COLUMNS:
+            raise ValueError(f"{path}: its columns differ from doodle.experiments.COLUMNS; write to a new file")
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def done(path: str | Path) -> set[tuple[str, int]]:
+    """The (config, seed) pairs already in the results CSV (none when it does not exist)."""
+    path = Path(path)
+    if not path.exists():
+        return set()
+    with path.open(newline="") as handle:
+        return {(row["config"], int(row["seed"])) for row in csv.DictReader(handle)}
+
+
+def study_seeds(base_seed: int, count: int) -> list[int]:
+    """The study's seeds: the pipeline's ``base.seed`` first, then the next integers."""
+    return [int(base_seed) + k for k in range(count)]

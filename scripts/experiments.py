@@ -1,0 +1,99 @@
+"""Run the seed and ablation study, one row per (config, seed) in reports/experiments/results.csv.
+
+Each run trains through doodle.train as the train stage does and is measured as the evaluate
+stage measures (doodle.experiments). Rows are appended as runs finish, and a (config, seed) pair
+already in the file is skipped, so the study can be stopped and resumed, or split between runners
+(`--only`) writing to the same file.
+
+    python scripts/experiments.py                          # the whole study (doodle.experiments.STUDY)
+    python scripts/experiments.py --only default --seeds 5
+    python scripts/experiments.py --config wide -S train.hidden_sizes=[1024,1024] --seeds 3
+    python scripts/experiments.py --stop-at 16:05          # launch no run after 16:05 UTC
+
+The same runs through DVC experiments, with the same keys (`+train.seed` adds a key to the train
+section that overrides base.seed for training alone, so the data split and the benchmarks stay put):
+
+    dvc exp run --queue -S +train.seed=20261124 -S train.augment=false
+    dvc exp run --run-all && dvc exp show
+
+Experiment refs stay local to a clone: the committed figures are the runner's CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+from doodle import experiments
+
+
+def _stop_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    hours, minutes = (int(part) for part in text.split(":"))
+    now = datetime.now(timezone.utc)
+    return now.replace(hour=hours, minute=minutes, second=0, microsecond=0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=experiments.DEFAULT_RESULTS)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--prepared-dir", type=Path, default=Path("data/prepared"))
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="configs of the study to run (default: all)")
+    parser.add_argument("--config", help="name of a config given by -S instead of the study's")
+    parser.add_argument("-S", "--set", dest="settings", action="append", default=[], metavar="train.KEY=VALUE")
+    parser.add_argument("--seeds", type=int, help="seeds per config (default: 5 for default, 3 otherwise)")
+    parser.add_argument("--pick", type=int, nargs="+", metavar="K",
+                        help="run only these positions in each config's seed list (0 = base.seed), e.g. to split seeds between runners")
+    parser.add_argument("--stop-at", metavar="HH:MM", help="UTC time after which no new run starts")
+    args = parser.parse_args(argv)
+
+    if args.config:
+        plan = {args.config: experiments.parse_settings(args.settings)}
+    else:
+        if args.settings:
+            parser.error("-S needs --config NAME")
+        unknown = sorted(set(args.only or ()) - set(experiments.STUDY))
+        if unknown:
+            parser.error(f"not in the study: {', '.join(unknown)}")
+        plan = {name: overrides for name, overrides in experiments.STUDY.items() if not args.only or name in args.only}
+    base_seed = int(yaml.safe_load(args.params.read_text())["base"]["seed"])
+    stop = _stop_time(args.stop_at)
+    finished = experiments.done(args.results)
+    queue = [
+        (name, overrides, seed)
+        for name, overrides in plan.items()
+        for position, seed in enumerate(experiments.study_seeds(
+            base_seed,
+            args.seeds or (experiments.DEFAULT_SEED_COUNT if name == "default" else experiments.ABLATION_SEED_COUNT),
+        ))
+        if (name, seed) not in finished and (args.pick is None or position in args.pick)
+    ]
+    print(f"{len(queue)} runs to do ({len(finished)} already in {args.results})", flush=True)
+    if not queue:
+        return 0
+    bench = experiments.load_benchmarks(args.prepared_dir, args.params)
+    for name, overrides, seed in queue:
+        if stop and datetime.now(timezone.utc) >= stop:
+            print(f"stopping: it is past {args.stop_at} UTC", flush=True)
+            break
+        if (name, seed) in experiments.done(args.results):  # another runner on the same file did it
+            continue
+        row = experiments.run_one(name, overrides, seed, bench, args.params)
+        experiments.append_row(args.results, row)
+        print(
+            f"{name} seed {seed}: val {row['val_accuracy']:.4f} test {row['test_accuracy']:.4f} "
+            f"ece {row['ece']:.4f} doodle {row['doodle_accuracy']:.4f} stroke {row['stroke_accuracy']:.4f} "
+            f"({row['seconds']:.0f} s)",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""doodle.experiments and scripts/experiments.py: a study run trains through doodle.train exactly as
+the train stage would, is measured as the evaluate stage measures, and lands as one CSV row."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from doodle import doodles, experiments, strokes
+from doodle.train import TrainConfig, train
+from conftest import synthetic_mnist
+
+ROOT = Path(__file__).resolve().parent.parent
+PARAMS = ROOT / "params.yaml"
+TINY = {"epochs": 2, "hidden_sizes": [16], "stroke_pool": 40, "batch_size": 64}
+
+
+@pytest.fixture(scope="module")
+def bench():
+    """Small benchmarks built as load_benchmarks builds them, from synthetic digits."""
+    train_images, train_labels = synthetic_mnist(300, 1)
+    val_images, val_labels = synthetic_mnist(100, 2)
+    test_uint8, test_labels = synthetic_mnist(120, 3)
+    test_images = (test_uint8 / np.float32(255.0)).astype(np.float32)
+    return experiments.Benchmarks(
+        train=(train_images, train_labels.astype(np.int64)),
+        validation=(val_images, val_labels.astype(np.int64)),
+        test_images=test_images,
+        test_labels=test_labels.astype(np.int64),
+        doodle_images=doodles.make_doodles(test_uint8[:20], 7),
+        doodle_labels=test_labels[:20].astype(np.int64),
+        stroke=strokes.benchmark(11, per_class=1, writer_count=2),
+        robust_images=test_images[:50],
+        robust_labels=test_labels[:50].astype(np.int64),
+        calibration_bins=15,
+    )
+
+
+def test_parse_settings_reads_dvc_style_values():
+    assert experiments.parse_settings(["+train.augment=false", "train.hidden_sizes=[256, 256]", "train.learning_rate=0.0003"]) == {
+        "augment": False,
+        "hidden_sizes": [256, 256],
+        "learning_rate": 0.0003,
+    }
+
+
+@pytest.mark.parametrize("setting", ["augment=false", "evaluate.doodle_count=10", "train.augment", "train.a.b=1"])
+def test_parse_settings_refuses_anything_but_train_keys(setting):
+    with pytest.raises(ValueError, match="train.<key>=<value>"):
+        experiments.parse_settings([setting])
+
+
+def test_parse_settings_leaves_the_seed_to_the_study():
+    with pytest.raises(ValueError, match="--seeds"):
+        experiments.parse_settings(["+train.seed=3"])
+
+
+def test_every_study_config_is_a_valid_train_config():
+    for name, overrides in experiments.STUDY.items():
+        config = TrainConfig.from_params_file(PARAMS, overrides)
+        for key, value in overrides.items():
+            assert getattr(config, key) == value, name
+    assert experiments.STUDY["default"] == {}
+
+
+def test_a_run_trains_as_the_train_stage_and_fills_every_column(bench):
+    row = experiments.run_one("tiny", TINY, 5, bench, PARAMS)
+    assert list(row) == experiments.COLUMNS
+    # The same config and seed through doodle.train directly gives the same validation accuracy.
+    direct = train(TrainConfig.from_params_file(PARAMS, {**TINY, "seed": 5}), bench.train, bench.validation, progress=False)
+    assert row["val_accuracy"] == direct.best.val_accuracy
+    assert json.loads(row["overrides"]) == TINY and row["seed"] == 5
+    wrong = [int(i) for i in row["test_wrong"].split()]
+    assert len(wrong) == round((1 - row["test_accuracy"]) * len(bench.test_labels))
+    for column in ("val_accuracy", "test_accuracy", "doodle_accuracy", "stroke_accuracy", *experiments.ROBUSTNESS):
+        assert 0.0 <= row[column] <= 1.0, column
+    assert set(json.loads(row["stroke_pen_accuracy"])) == {f"{int(px)}px" for px in strokes.BENCHMARK_PEN_WIDTHS}
+    assert row["blas_threads"] == 1 and row["cpu_model"]
+
+
+def test_rows_are_appended_and_finished_pairs_known(tmp_path, bench):
+    path = tmp_path / "deep" / "results.csv"
+    row = {column: "x" for column in experiments.COLUMNS} | {"config": "a", "seed": 3}
+    experiments.append_row(path, row)
+    experiments.append_row(path, row | {"seed": 4})
+    with path.open(newline="") as handle:
+        assert [r["seed"] for r in csv.DictReader(handle)] == ["3", "4"]
+    assert experiments.done(path) == {("a", 3), ("a", 4)}
+    assert experiments.done(tmp_path / "none.csv") == set()
+
+
+def test_a_file_with_other_columns_is_refused_untouched(tmp_path):
+    path = tmp_path / "results.csv"
+    path.write_text("config,seed\nold,1\n")
+    with pytest.raises(ValueError, match="columns differ"):
+        experiments.append_row(path, {column: "x" for column in experiments.COLUMNS})
+    assert path.read_text() == "config,seed\nold,1\n"
+
+
+def test_script_refuses_settings_without_a_config_name():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "experiments.py"), "-S", "train.augment=false"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert result.returncode == 2 and "-S needs --config NAME" in result.stderr
+
+
+def test_script_refuses_unknown_study_names():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "experiments.py"), "--only", "nonsense"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert result.returncode == 2 and "not in the study: nonsense" in result.stderr
+
+
+@pytest.mark.slow
+def test_the_notebook_summarises_a_results_file(tmp_path, bench):
+    """06_experiments from a small results file: the default's spread and an ablation's paired
+    differences land in the metrics JSON, computed from the rows."""
+    results = tmp_path / "results.csv"
+    base = experiments.run_one("default", TINY, 1, bench, PARAMS)
+    for config, seed, shift in [("default", 1, 0.0), ("default", 2, 0.002), ("default", 3, 0.004),
+                                ("no-augment", 1, -0.01), ("no-augment", 2, -0.009), ("no-augment", 3, -0.005)]:
+        row = dict(base, config=config, seed=seed, val_accuracy=0.9 + shift, test_accuracy=0.9 + shift)
+        experiments.append_row(results, row)
+    metrics = tmp_path / "experiments.json"
+    subprocess.run(
+        [sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "06_experiments.ipynb"), str(tmp_path / "out.ipynb"),
+         "-p", "results_csv", str(results), "-p", "metrics_path", str(metrics), "-p", "figures_dir", str(tmp_path)],
+        check=True, capture_output=True, cwd=ROOT,
+    )
+    summary = json.loads(metrics.read_text())
+    assert summary["seeds"] == 3
+    assert summary["default"]["val_accuracy"]["mean"] == pytest.approx(0.902)
+    assert summary["default"]["val_accuracy"]["sd"] == pytest.approx(0.002)
+    assert summary["champion_margin_val_accuracy"] == pytest.approx(0.004)
+    difference = summary["ablations"]["no-augment"]["test_accuracy"]
+    assert difference["mean_difference"] == pytest.approx(-0.01) and difference["n"] == 3
+    assert difference["high"] < 0  # every seed lost 0.9-1.1 points: the interval excludes zero
+    assert (tmp_path / "experiments_figures.png").stat().st_size > 0
