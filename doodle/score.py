@@ -37,6 +37,9 @@ IMAGE_GLOB = "*.{png,PNG,jpg,JPG,jpeg,JPEG}"
 # Small files are packed into few Spark tasks: the default open cost (4 MB per file) would
 # give one task per 32 drawings and spend more time scheduling than scoring.
 FILE_OPEN_COST_BYTES = 8 * 1024
+# Scoring costs milliseconds per kilobyte-sized image: many small tasks balance the cores
+# (Spark's default 128 MB would give one task per ~90,000 drawings).
+MAX_PARTITION_BYTES = 16 * 1024 * 1024
 
 RESULT_FIELDS = [
     pa.field("id", pa.string(), nullable=False),
@@ -190,8 +193,15 @@ def _score_partition(broadcast: Any, blas_threads: int):
 
 def score_images(df, model: Model, *, blas_threads: int = 1):
     """DataFrame with ``id`` and ``png`` or ``pixels`` (binary) -> DataFrame of `RESULT_DDL`,
-    one row per input row. The model is broadcast once; each task pins BLAS to ``blas_threads``."""
+    one row per input row. The model is broadcast once; each task pins BLAS to ``blas_threads``.
+
+    An input in fewer partitions than there are task slots (a Parquet file written as one row
+    group, say) is spread over twice as many first, so every core gets work.
+    """
     kind = image_column(df.columns)
+    slots = df.sparkSession.sparkContext.defaultParallelism
+    if df.rdd.getNumPartitions() < slots:
+        df = df.repartition(2 * slots)
     broadcast = df.sparkSession.sparkContext.broadcast((dict(model.params), dict(model.metadata)))
     return df.selectExpr("cast(id as string) as id", kind).mapInArrow(
         _score_partition(broadcast, blas_threads), RESULT_DDL
@@ -201,12 +211,16 @@ def score_images(df, model: Model, *, blas_threads: int = 1):
 def read_images(spark, path: str | os.PathLike):
     """A folder of PNG/JPEG files (searched recursively; ``id`` = the path relative to the
     folder) or a Parquet file or folder (``id`` from its ``id``, ``path`` or ``index`` column,
-    else ``<file name>:<row number>``) -> DataFrame with ``id`` and ``png`` or ``pixels``."""
+    else ``<file name>:<row number>``) -> DataFrame with ``id`` and ``png`` or ``pixels``.
+
+    Sets the session's file split sizes for scoring (`MAX_PARTITION_BYTES`, and a small
+    per-file cost so that many small drawings share a task)."""
     from pyspark.sql import functions as F  # noqa: PLC0415 - Spark only where it is used
 
     path = Path(path).resolve()
     if not path.exists():
         raise ScoreInputError(MISSING_INPUT_MESSAGE.format(path=path))
+    spark.conf.set("spark.sql.files.maxPartitionBytes", str(MAX_PARTITION_BYTES))
     is_parquet = path.is_file() or path.suffix == ".parquet" or any(path.glob("*.parquet"))
     if not is_parquet:
         spark.conf.set("spark.sql.files.openCostInBytes", str(FILE_OPEN_COST_BYTES))

@@ -93,3 +93,12 @@ def test_score_command_on_the_cluster(cluster, tmp_path):
     assert tables["cluster"].num_rows == 41
     assert tables["cluster"].column("digit").to_pylist() == tables["local"].column("digit").to_pylist()
     assert tables["cluster"].column("error").to_pylist().count(None) == 40
+
+
+def test_daemons_stop_when_the_body_fails(tmp_path):
+    with pytest.raises(RuntimeError, match="planned failure"):
+        with standalone_cluster(tmp_path, cores=1, memory="512m") as short_lived:
+            assert short_lived.state()["aliveworkers"] == 1
+            raise RuntimeError("planned failure")
+    with pytest.raises(OSError):
+        short_lived.state()
