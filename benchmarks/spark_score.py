@@ -101,6 +101,8 @@ def spark_run(spark, model, path: Path, floor: bool = False) -> float:
     """Seconds to score (or, for the floor, just stream to Python) every row; a noop sink runs
     the whole plan without writing."""
     images = score.read_images(spark, path)
+    if path.stat().st_size > 10 << 20:
+        print(f"  {spark.sparkContext.master}: {images.rdd.getNumPartitions()} tasks", flush=True)
     result = images.mapInArrow(_floor_partition, "n long") if floor else score.score_images(images, model)
     started = time.perf_counter()
     result.write.format("noop").mode("overwrite").save()

@@ -38,8 +38,10 @@ IMAGE_GLOB = "*.{png,PNG,jpg,JPG,jpeg,JPEG}"
 # give one task per 32 drawings and spend more time scheduling than scoring.
 FILE_OPEN_COST_BYTES = 8 * 1024
 # Scoring costs milliseconds per kilobyte-sized image: many small tasks balance the cores
-# (Spark's default 128 MB would give one task per ~90,000 drawings).
+# (Spark's default 128 MB would give one task per ~90,000 drawings), at least this many per
+# task slot, so the last task leaves few cores idle.
 MAX_PARTITION_BYTES = 16 * 1024 * 1024
+TASKS_PER_SLOT = 4
 
 RESULT_FIELDS = [
     pa.field("id", pa.string(), nullable=False),
@@ -213,14 +215,16 @@ def read_images(spark, path: str | os.PathLike):
     folder) or a Parquet file or folder (``id`` from its ``id``, ``path`` or ``index`` column,
     else ``<file name>:<row number>``) -> DataFrame with ``id`` and ``png`` or ``pixels``.
 
-    Sets the session's file split sizes for scoring (`MAX_PARTITION_BYTES`, and a small
-    per-file cost so that many small drawings share a task)."""
+    Sets the session's file split sizes for scoring: at most `MAX_PARTITION_BYTES`, at least
+    `TASKS_PER_SLOT` splits per task slot when the file's row groups allow, and a small per-file
+    cost so that many small drawings share a task."""
     from pyspark.sql import functions as F  # noqa: PLC0415 - Spark only where it is used
 
     path = Path(path).resolve()
     if not path.exists():
         raise ScoreInputError(MISSING_INPUT_MESSAGE.format(path=path))
     spark.conf.set("spark.sql.files.maxPartitionBytes", str(MAX_PARTITION_BYTES))
+    spark.conf.set("spark.sql.files.minPartitionNum", str(TASKS_PER_SLOT * spark.sparkContext.defaultParallelism))
     is_parquet = path.is_file() or path.suffix == ".parquet" or any(path.glob("*.parquet"))
     if not is_parquet:
         spark.conf.set("spark.sql.files.openCostInBytes", str(FILE_OPEN_COST_BYTES))
