@@ -130,7 +130,7 @@ def api_batch(model_dir: Path, path: Path, seconds: float = 10.0, clients: int =
     import httpx
     import orjson
 
-    sys.path.insert(0, str(ROOT / "tests" / "serving"))
+    sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "serving")]
     from serving_helpers import run_server
 
     batch = next(pq.ParquetFile(path).iter_batches(batch_size=1024, columns=["png"]))

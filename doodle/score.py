@@ -2,7 +2,8 @@
 
 A folder of PNG/JPEG drawings or a Parquet file (a binary ``png`` column of encoded images, or
 a 784-byte ``pixels`` column of 28x28 grey images) becomes one row per image: ``id``, ``digit``,
-``confidence``, ``runner_up``, ``runner_up_confidence``, ``model_version`` and ``error``. Every
+``confidence``, ``runner_up``, ``runner_up_confidence``, ``unsure`` (the API's flag: the top two
+closer than the model's margin), ``model_version`` and ``error``. Every
 image goes through `doodle.preprocess.decode_image` and `canvas_to_input`, as `/predict/image`
 does, then the NumPy model, in batches inside `mapInArrow`. An image that cannot be read or
 holds no digit becomes a row with ``error`` set and no digit; it never fails the job.
@@ -27,12 +28,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from doodle.constants import N_PIXELS
 from doodle.model_io import Model, ModelFileError, load_model
 from doodle.preprocess import BLANK_CANVAS_MESSAGE, blank_inputs, canvas_to_input, decode_image
 
 ID_COLUMNS = ("id", "path", "index")  # the first one present names the rows of a Parquet input
 IMAGE_COLUMNS = ("png", "pixels")  # encoded PNG/JPEG bytes, or 784 raw bytes (28x28 grey)
-PIXELS_PER_IMAGE = 784
 IMAGE_GLOB = "*.{png,PNG,jpg,JPG,jpeg,JPEG}"
 # Small files are packed into few Spark tasks: the default open cost (4 MB per file) would
 # give one task per 32 drawings and spend more time scheduling than scoring.
@@ -49,12 +50,13 @@ RESULT_FIELDS = [
     pa.field("confidence", pa.float32()),
     pa.field("runner_up", pa.int32()),
     pa.field("runner_up_confidence", pa.float32()),
+    pa.field("unsure", pa.bool_()),
     pa.field("model_version", pa.string(), nullable=False),
     pa.field("error", pa.string()),
 ]
 RESULT_SCHEMA = pa.schema(RESULT_FIELDS)
 RESULT_DDL = (
-    "id string not null, digit int, confidence float, runner_up int, runner_up_confidence float,"
+    "id string not null, digit int, confidence float, runner_up int, runner_up_confidence float, unsure boolean,"
     " model_version string not null, error string"
 )
 
@@ -99,8 +101,8 @@ def to_input(value: bytes | None, kind: str, timings: Timings | None = None) -> 
     if kind == "png":
         canvas = decode_image(value)
     else:
-        if len(value) != PIXELS_PER_IMAGE:
-            raise ValueError(PIXELS_LENGTH_MESSAGE.format(expected=PIXELS_PER_IMAGE, actual=len(value)))
+        if len(value) != N_PIXELS:
+            raise ValueError(PIXELS_LENGTH_MESSAGE.format(expected=N_PIXELS, actual=len(value)))
         canvas = np.frombuffer(value, dtype=np.uint8).reshape(28, 28)
     decoded = time.perf_counter()
     image = canvas_to_input(canvas).reshape(-1)
@@ -128,7 +130,7 @@ def score_batch(model: Model, batch: pa.RecordBatch, timings: Timings | None = N
     if timings is not None:
         timings.arrow += time.perf_counter() - started
     n = len(values)
-    inputs = np.zeros((n, PIXELS_PER_IMAGE), dtype=np.float32)
+    inputs = np.zeros((n, N_PIXELS), dtype=np.float32)
     errors: list[str | None] = [None] * n
     for row, value in enumerate(values):
         try:
@@ -140,15 +142,17 @@ def score_batch(model: Model, batch: pa.RecordBatch, timings: Timings | None = N
     confidence = np.zeros(n, dtype=np.float32)
     runner_up = np.zeros(n, dtype=np.int32)
     runner_up_confidence = np.zeros(n, dtype=np.float32)
+    unsure = np.zeros(n, dtype=bool)
     started = time.perf_counter()
     if ok.any():
         probs = model.predict_proba(inputs[ok])
-        order = np.argsort(-probs, axis=1, kind="stable")[:, :2]
+        answers = model.top_two(probs)  # as the API answers: runner-up, unsure margin
         rows = np.arange(len(probs))
-        digit[ok] = order[:, 0]
-        runner_up[ok] = order[:, 1]
-        confidence[ok] = probs[rows, order[:, 0]]
-        runner_up_confidence[ok] = probs[rows, order[:, 1]]
+        digit[ok] = answers.digits
+        runner_up[ok] = answers.runner_ups
+        confidence[ok] = probs[rows, answers.digits]
+        runner_up_confidence[ok] = probs[rows, answers.runner_ups]
+        unsure[ok] = answers.unsure
     if timings is not None:
         timings.predict += time.perf_counter() - started
         timings.images += n
@@ -161,6 +165,7 @@ def score_batch(model: Model, batch: pa.RecordBatch, timings: Timings | None = N
             pa.array(confidence, mask=missing),
             pa.array(runner_up, mask=missing),
             pa.array(runner_up_confidence, mask=missing),
+            pa.array(unsure, mask=missing),
             pa.array([model.version] * n, type=pa.string()),
             pa.array(errors, type=pa.string()),
         ],

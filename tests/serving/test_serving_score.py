@@ -65,6 +65,8 @@ def test_score_gives_the_api_digits_and_errors_where_it_refuses(folder, scored, 
         if row["digit"] != answer["Result"]:
             top_two = np.sort(answer["probabilities"])[-2:]
             mismatched.append((path.name, top_two[1] - top_two[0]))
+        else:
+            assert (row["runner_up"], row["unsure"]) == (answer["runner_up"], answer["unsure"]), path.name
     assert sorted(refused) == ["corrupt.png", "not-an-image.jpg"]
     assert all(gap < TIE for _, gap in mismatched), mismatched
     assert len(mismatched) <= 2
