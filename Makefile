@@ -30,7 +30,7 @@ export PYTHONHASHSEED := 0
 DOODLE_MNIST_DIR ?= $(abspath $(wildcard ../shared/data/mnist))
 export DOODLE_MNIST_DIR
 
-.PHONY: help venv lock system-deps pipeline test-pipeline retrain run api test test-fast plots bench bench-deps clean
+.PHONY: help venv lock system-deps pipeline test-pipeline retrain run api score test test-fast plots bench bench-deps clean
 
 help:
 	@echo "make run     install (first time), run the DVC pipeline, serve the API and the dashboard"
@@ -39,6 +39,7 @@ help:
 	@echo "make test-fast   the tests without the slow end-to-end ones"
 	@echo "make plots  DVC plots rendered offline into dvc_plots/index.html"
 	@echo "make bench   benchmark scripts (installs the optional PyTorch CPU build)"
+	@echo "make score INPUT=folder-or.parquet OUTPUT=scores.parquet   batch scoring with Spark"
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -74,6 +75,13 @@ run: pipeline
 
 api: venv
 	$(BIN)/uvicorn serving.main:create_app --factory --host $(API_HOST) --port $(API_PORT)
+
+# Batch scoring with Spark: a folder of PNG/JPEG drawings or a Parquet file (png or pixels column)
+# -> Parquet, one row per image. SCORE_ARGS="--master spark://host:7077 --model models" for more.
+score: venv
+	@test -n "$(INPUT)" && test -n "$(OUTPUT)" || \
+	  { echo "usage: make score INPUT=folder-or.parquet OUTPUT=scores.parquet [SCORE_ARGS='--master spark://host:7077']"; exit 2; }
+	$(BIN)/python -m doodle.score "$(INPUT)" "$(OUTPUT)" $(SCORE_ARGS)
 
 # The tests get fresh pipeline outputs from a scratch copy (scripts/pipeline_scratch.py), so
 # `make test` never rewrites a tracked file; only `make run` / `make pipeline` refresh reports/.

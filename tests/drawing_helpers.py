@@ -1,0 +1,36 @@
+"""Generated canvas drawings for the scoring tests: seeded, cheap, no MNIST needed."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+
+def synthetic_drawings(count: int, seed: int) -> list[tuple[str, bytes]]:
+    """``count`` canvas drawings as ``(file name, encoded bytes)``, deterministic for a seed:
+    2-4 round-pen strokes of random width at a random size and place, black on white (PNG),
+    black on a transparent canvas (RGBA PNG) or black on white as JPEG, like the drawings the
+    app and API clients send."""
+    drawings = []
+    for i in range(count):
+        rng = np.random.default_rng([seed, i])
+        size = int(rng.integers(200, 361))
+        kind = ("png", "rgba", "jpeg")[int(rng.choice(3, p=[0.6, 0.25, 0.15]))]
+        canvas = Image.new("RGBA", (size, size), (0, 0, 0, 0)) if kind == "rgba" else Image.new("L", (size, size), 255)
+        ink = (0, 0, 0, 255) if kind == "rgba" else 0
+        pen = ImageDraw.Draw(canvas)
+        box = rng.uniform(0.3, 0.8) * size
+        left, top = rng.uniform(0.05 * size, size - box - 0.05 * size, size=2)
+        width = max(3, int(box * rng.uniform(0.06, 0.18)))
+        for _ in range(int(rng.integers(2, 5))):
+            points = [(float(left + x * box), float(top + y * box)) for x, y in rng.uniform(0, 1, size=(3, 2))]
+            pen.line(points, fill=ink, width=width, joint="curve")
+        buffer = io.BytesIO()
+        if kind == "jpeg":
+            canvas.save(buffer, format="JPEG", quality=90)
+        else:
+            canvas.save(buffer, format="PNG")
+        drawings.append((f"drawing-{i:05d}.{'jpg' if kind == 'jpeg' else 'png'}", buffer.getvalue()))
+    return drawings
