@@ -7,8 +7,8 @@ Instead:
 
 1. If `dvc status` says the working tree's pipeline is up to date (say, after `make run`), its
    outputs are used as they are and nothing runs.
-2. Otherwise the project's files (what git tracks or would track, minus `reports/` and
-   `dvc.lock`) are copied into a scratch copy, `.cache/pipeline-scratch/` (ignored by git), and
+2. Otherwise the project's files (what git tracks or would track, minus every stage output
+   and `dvc.lock`) are copied into a scratch copy, `.cache/pipeline-scratch/` (ignored by git), and
    `dvc repro` runs there, with every store (MLflow, models, feedback) pointing into the copy.
    The copy keeps its own lock and reports, so a second `make test` with no change reruns nothing.
 3. The outputs that git ignores (DVC-cached `outs` such as `data/prepared` and `models`) are
@@ -32,8 +32,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SCRATCH = ROOT / ".cache" / "pipeline-scratch"
-# Stage outputs that the scratch copy owns: never overwritten from the working tree.
-SCRATCH_OWNED = ("reports/", "dvc.lock")
+# Besides every stage's outputs, the scratch copy owns its lock: never overwritten from the tree.
+LOCK_FILE = "dvc.lock"
 MANIFEST = ".synced-files"
 
 
@@ -58,17 +58,32 @@ def up_to_date(root: Path) -> bool:
     return all(changes == ["always changed"] for changes in status.values())
 
 
+def _entries(stage: dict, section: str) -> list[tuple[str, dict]]:
+    """(path, options) of each entry of a stage's ``outs``, ``metrics`` or ``plots`` list."""
+    return [(entry, {}) if isinstance(entry, str) else next(iter(entry.items())) for entry in stage.get(section, [])]
+
+
+def stage_outputs(root: Path) -> list[str]:
+    """Every path a stage of `root`'s dvc.yaml writes (outs, metrics, plots), cached or not."""
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    return sorted({name for stage in stages.values() for section in ("outs", "metrics", "plots")
+                   for name, _ in _entries(stage, section)})
+
+
 def project_files(root: Path) -> list[str]:
-    """Paths git tracks or would track (not ignored), relative to `root`, minus the outputs
-    the scratch copy owns."""
+    """Paths git tracks or would track (not ignored), relative to `root`, minus what the scratch
+    copy owns: the lock and every stage output (committed reports included). Inputs that live
+    under reports/, such as the seed study's results, are copied like any other file."""
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=root, check=True, capture_output=True,
     ).stdout.decode().split("\0")
-    return sorted(
-        path for path in listed
-        if path and (root / path).is_file() and not path.startswith(SCRATCH_OWNED)
-    )
+    owned = stage_outputs(root)
+
+    def is_owned(path: str) -> bool:
+        return path == LOCK_FILE or any(path == out or path.startswith(out.rstrip("/") + "/") for out in owned)
+
+    return sorted(path for path in listed if path and (root / path).is_file() and not is_owned(path))
 
 
 def sync(root: Path, scratch: Path) -> int:
@@ -112,8 +127,7 @@ def cached_outputs(scratch: Path) -> list[str]:
     stages = yaml.safe_load((scratch / "dvc.yaml").read_text())["stages"]
     found = []
     for stage in stages.values():
-        for out in stage.get("outs", []):
-            name, options = (out, {}) if isinstance(out, str) else next(iter(out.items()))
+        for name, options in _entries(stage, "outs"):
             # A persistent output that DVC does not cache (models/, what is served) is the
             # tests' input all the same.
             if options.get("cache", True) or options.get("persist", False):

@@ -42,7 +42,9 @@ def project(tmp_path) -> Path:
         "dvc.lock": "committed lock\n",
         "params.yaml": "seed: 1\n",
         "doodle/mlp.py": "weights = 1\n",
-        "reports/metrics/evaluate.json": '{"test_accuracy": 0.99}\n',
+        "reports/metrics/prepare.json": '{"images": 70000}\n',
+        "reports/notebooks/01.ipynb": "{}\n",
+        "reports/experiments/results.csv": "config,seed\ndefault,1\n",
         "data/prepared/train.parquet": "ignored by git\n",
     }.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -56,11 +58,13 @@ def test_sync_copies_the_project_but_not_what_the_copy_owns(project, tmp_path):
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     (project / "notes.md").write_text("untracked but not ignored: part of the working tree\n")
-    assert pipeline_scratch.sync(project, scratch) == 6
+    assert pipeline_scratch.sync(project, scratch) == 7
     copied = sorted(str(path.relative_to(scratch)) for path in scratch.rglob("*") if path.is_file())
+    # Stage outputs (committed or not) and the lock stay the copy's own; an input under reports/
+    # is copied like any other file.
     assert copied == [
         ".dvc/config", ".dvc/config.local", ".gitignore", pipeline_scratch.MANIFEST,
-        "doodle/mlp.py", "dvc.yaml", "notes.md", "params.yaml",
+        "doodle/mlp.py", "dvc.yaml", "notes.md", "params.yaml", "reports/experiments/results.csv",
     ]
     assert "no_scm = True" in (scratch / ".dvc" / "config.local").read_text()
 
@@ -70,7 +74,7 @@ def test_sync_keeps_the_copys_outputs_and_follows_changes(project, tmp_path):
     scratch.mkdir()
     pipeline_scratch.sync(project, scratch)
     # The copy's own run wrote its lock, reports and cached outputs.
-    for name in ("dvc.lock", "reports/metrics/evaluate.json", "models/mlp.npz"):
+    for name in ("dvc.lock", "reports/metrics/prepare.json", "models/mlp.npz"):
         (scratch / name).parent.mkdir(parents=True, exist_ok=True)
         (scratch / name).write_text("from the scratch run\n")
     assert pipeline_scratch.sync(project, scratch) == 0  # nothing changed: nothing to rerun
@@ -79,7 +83,7 @@ def test_sync_keeps_the_copys_outputs_and_follows_changes(project, tmp_path):
     assert pipeline_scratch.sync(project, scratch) == 2
     assert (scratch / "doodle" / "mlp.py").read_text() == "weights = 2\n"
     assert not (scratch / "params.yaml").exists()
-    for name in ("dvc.lock", "reports/metrics/evaluate.json", "models/mlp.npz"):
+    for name in ("dvc.lock", "reports/metrics/prepare.json", "models/mlp.npz"):
         assert (scratch / name).read_text() == "from the scratch run\n"
 
 
