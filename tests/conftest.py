@@ -5,26 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from doodle.idx import write_idx
 from doodle.mnist import SOURCES
+from support.synthetic import synthetic_mnist
 
 # Small stand-ins for the MNIST source files: same names, headers and layout, few images.
 SYNTHETIC_COUNTS = {"train": 400, "test": 120}
-
-
-def synthetic_mnist(n_images: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Random digits-like data: images (n, 28, 28) uint8 with some blank background and
-    some saturated ink, labels (n,) uint8 covering every class with unequal frequencies."""
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, size=(n_images, 28, 28), dtype=np.uint8)
-    images[images < 150] = 0
-    images[:, :4, :] = 0
-    labels = rng.choice(10, size=n_images, p=np.linspace(1, 2, 10) / np.linspace(1, 2, 10).sum()).astype(np.uint8)
-    labels[:10] = np.arange(10)
-    return images, labels
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import pytest
 
 from doodle import doodles, experiments, strokes
 from doodle.train import TrainConfig, train
-from conftest import synthetic_mnist
+from support.synthetic import synthetic_mnist
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAMS = ROOT / "params.yaml"
