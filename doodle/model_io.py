@@ -148,7 +148,9 @@ def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
     return path.with_suffix(".npz"), path.with_suffix(".json")
 
 
-def _atomic_write(target: Path, data: bytes) -> None:
+def atomic_write(target: Path, data: bytes) -> None:
+    """Write ``data`` to ``target`` through a synced temporary file and a rename, with the
+    permissions the umask allows: readers see the old file or the new one, never half of one."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
@@ -211,8 +213,8 @@ def save_model(
         "temperature": float(temperature),
     }
     _check_temperature(meta["temperature"], metadata_path)
-    _atomic_write(weights_path, blob)
-    _atomic_write(metadata_path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+    atomic_write(weights_path, blob)
+    atomic_write(metadata_path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
     return Model(params=arrays, metadata=meta)
 
 

@@ -22,14 +22,12 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from doodle.model_io import METADATA_NAME, WEIGHTS_NAME, Model, load_model
+from doodle.model_io import METADATA_NAME, WEIGHTS_NAME, Model, atomic_write, load_model
 
 DEFAULT_MAX_VAL_DROP = 0.003
 
@@ -112,20 +110,6 @@ def decide(
                                       margin=max_val_drop, holdout=holdout))
 
 
-def _atomic_copy(source: Path, target: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle, open(source, "rb") as reader:
-            shutil.copyfileobj(reader, handle)
-            os.fchmod(handle.fileno(), 0o644)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def install_model(candidate_dir: str | os.PathLike, model_dir: str | os.PathLike) -> Model:
     """Verify the candidate, copy ``mlp.npz`` then ``mlp.json`` into ``model_dir`` (each written
     to a temporary name, synced and renamed), and return the installed model as loaded back."""
@@ -133,7 +117,7 @@ def install_model(candidate_dir: str | os.PathLike, model_dir: str | os.PathLike
     target = Path(model_dir)
     target.mkdir(parents=True, exist_ok=True)
     for name in (WEIGHTS_NAME, METADATA_NAME):
-        _atomic_copy(Path(candidate_dir) / name, target / name)
+        atomic_write(target / name, (Path(candidate_dir) / name).read_bytes())
     installed = load_model(target)
     if installed.sha256 != candidate.sha256:  # another writer raced us: say so, never guess
         raise RuntimeError(f"{target} holds {installed.version} after installing {candidate.version}")
