@@ -124,10 +124,10 @@ class Benchmarks:
     validation: tuple[np.ndarray, np.ndarray]  # uint8
     test_images: np.ndarray
     test_labels: np.ndarray
-    doodle_images: np.ndarray  # the first doodle_count test digits redrawn (doodle.doodles)
+    doodle_images: np.ndarray  # doodle_count validation digits redrawn (doodle.doodles), a development set
     doodle_labels: np.ndarray
     stroke: strokes.StrokeDigits  # the held-out writers' pen-stroke benchmark
-    robust_images: np.ndarray  # the first robustness_count test digits
+    robust_images: np.ndarray  # robustness_count validation digits, a development set
     robust_labels: np.ndarray
     calibration_bins: int
 
@@ -139,22 +139,26 @@ def load_benchmarks(prepared_dir: str | Path = "data/prepared", params_file: str
     seed = int(params["base"]["seed"])
     settings = params["evaluate"]
     test_uint8, test_labels = data.load_split("test", prepared_dir)
-    test_images = (test_uint8.reshape(-1, 28, 28) / np.float32(255.0)).astype(np.float32)
-    doodle_count = int(settings["doodle_count"])
-    robustness_count = int(settings["robustness_count"])
+    val_uint8, val_labels = data.load_split("validation", prepared_dir)
+    doodle_rows = evaluate.development_sample(val_labels, int(settings["doodle_count"]), seed)
+    robust_rows = evaluate.development_sample(val_labels, int(settings["robustness_count"]), seed)
     stroke_seed = int(np.random.SeedSequence([seed, 11]).generate_state(1)[0])  # as 04_evaluate
     return Benchmarks(
         train=data.load_split("train", prepared_dir),
-        validation=data.load_split("validation", prepared_dir),
-        test_images=test_images,
+        validation=(val_uint8, val_labels),
+        test_images=_as_images(test_uint8),
         test_labels=test_labels,
-        doodle_images=doodles.make_doodles(test_uint8[:doodle_count], seed),
-        doodle_labels=test_labels[:doodle_count],
+        doodle_images=doodles.make_doodles(val_uint8[doodle_rows], seed),
+        doodle_labels=val_labels[doodle_rows],
         stroke=strokes.benchmark(stroke_seed, int(settings["stroke_per_class"]), int(settings["stroke_writers"])),
-        robust_images=test_images[:robustness_count],
-        robust_labels=test_labels[:robustness_count],
+        robust_images=_as_images(val_uint8[robust_rows]),
+        robust_labels=val_labels[robust_rows],
         calibration_bins=int(settings["calibration_bins"]),
     )
+
+
+def _as_images(rows: np.ndarray) -> np.ndarray:
+    return (rows.reshape(-1, 28, 28) / np.float32(255.0)).astype(np.float32)
 
 
 def measure(model: model_io.Model, bench: Benchmarks) -> dict[str, Any]:
@@ -185,18 +189,22 @@ def run_one(
     bench: Benchmarks,
     params_file: str | Path = "params.yaml",
     blas_threads: int = DEFAULT_BLAS_THREADS,
+    keep_models: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train ``params_file``'s config with ``overrides`` at ``seed`` and measure it: one row
     (a dict over `COLUMNS`; floats unrounded, ``overrides`` and the per-pen figures as JSON,
-    ``test_wrong`` the indices of the misread test images separated by spaces)."""
+    ``test_wrong`` the indices of the misread test images separated by spaces). With
+    ``keep_models`` the calibrated model stays in ``<keep_models>/<name>-<seed>/``, so new
+    measurements can be taken later without training again."""
     started = time.perf_counter()
     config = TrainConfig.from_params_file(params_file, {**overrides, "seed": int(seed)})
     result = train(config, bench.train, bench.validation, progress=False, blas_threads=blas_threads)
     x_val, y_val = bench.validation
     temperature = fit_temperature(logits_of(result.params, result.normalization, x_val), y_val)
     with tempfile.TemporaryDirectory(prefix="doodle-experiment-") as folder:
-        model_io.save_model(folder, result.params, normalization=result.normalization, temperature=temperature)
-        model = model_io.load_model(folder)
+        model_dir = Path(keep_models) / f"{name}-{int(seed)}" if keep_models else Path(folder)
+        model_io.save_model(model_dir, result.params, normalization=result.normalization, temperature=temperature)
+        model = model_io.load_model(model_dir)
     row = {
         "config": name,
         "overrides": json.dumps(overrides, sort_keys=True),

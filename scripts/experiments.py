@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pick", type=int, nargs="+", metavar="K",
                         help="run only these positions in each config's seed list (0 = base.seed), e.g. to split seeds between runners")
     parser.add_argument("--stop-at", metavar="HH:MM", help="UTC time after which no new run starts")
+    parser.add_argument("--keep-models", type=Path, default=Path(".cache/study-models"),
+                        help="folder keeping each run's model, to measure it again later (ignored by git)")
     args = parser.parse_args(argv)
 
     if args.config:
@@ -65,13 +67,18 @@ def main(argv: list[str] | None = None) -> int:
     base_seed = int(yaml.safe_load(args.params.read_text())["base"]["seed"])
     stop = _stop_time(args.stop_at)
     finished = experiments.done(args.results)
-    queue = [
-        (name, overrides, seed)
+    # Seed by seed across the configs, so a study cut short has every config at as many seeds as it could.
+    runs = [
+        (position, name, overrides, seed)
         for name, overrides in plan.items()
         for position, seed in enumerate(experiments.study_seeds(
             base_seed,
             args.seeds or (experiments.DEFAULT_SEED_COUNT if name == "default" else experiments.ABLATION_SEED_COUNT),
         ))
+    ]
+    queue = [
+        (name, overrides, seed)
+        for position, name, overrides, seed in sorted(runs, key=lambda run: run[0])
         if (name, seed) not in finished and (args.pick is None or position in args.pick)
     ]
     print(f"{len(queue)} runs to do ({len(finished)} already in {args.results})", flush=True)
@@ -84,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             break
         if (name, seed) in experiments.done(args.results):  # another runner on the same file did it
             continue
-        row = experiments.run_one(name, overrides, seed, bench, args.params)
+        row = experiments.run_one(name, overrides, seed, bench, args.params, keep_models=args.keep_models)
         experiments.append_row(args.results, row)
         print(
             f"{name} seed {seed}: val {row['val_accuracy']:.4f} test {row['test_accuracy']:.4f} "
