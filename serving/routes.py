@@ -12,7 +12,8 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,13 +141,27 @@ def _upload_bytes(file: UploadFile) -> bytes:
 
 def _decoded(data: bytes) -> np.ndarray:
     """The drawing in ``data`` as a 2-D uint8 array: 415 when it is not an image, 422 when it is
-    an unreadable one. Call it holding one of `_IMAGE_SLOTS`: a large upload takes ~200 MB while
-    it is decoded and reduced, so a few at a time, not one per thread-pool worker."""
+    an unreadable one. Call it holding one of `_IMAGE_SLOTS`."""
     try:
         return decode_image(data)
     except ImageDecodeError as exc:
         status = 415 if str(exc) == NOT_AN_IMAGE_MESSAGE else 422
         raise HTTPException(status, messages.NOT_AN_IMAGE.format(reason=exc)) from None
+
+
+@contextmanager
+def _uploaded_canvas(state: ServingState, file: UploadFile) -> Iterator[np.ndarray]:
+    """The upload decoded (`_decoded`), for the ``with`` block's length only, while the block
+    holds one of `_IMAGE_SLOTS`: a large upload takes ~200 MB while it is decoded and reduced, so
+    a few at a time, not one per thread-pool worker. 503 without a model (checked before any
+    work), 400 for an empty upload, and a `BlankCanvasError` escaping the block is a 422."""
+    _loaded_model(state)
+    data = _upload_bytes(file)
+    with _IMAGE_SLOTS:
+        try:
+            yield _decoded(data)
+        except BlankCanvasError:
+            raise HTTPException(422, messages.BLANK_CANVAS) from None
 
 
 def _predict(state: ServingState, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, Model]:
@@ -256,16 +271,8 @@ def predict_image(
     made (`doodle.preprocess.canvas_to_input`) and classify it. The answer includes the
     ``image_vector`` the model saw, ready to send back to ``/feedback``."""
     state = _state(request)
-    _loaded_model(state)
-    data = _upload_bytes(file)
-    with _IMAGE_SLOTS:
-        canvas = _decoded(data)
-        try:
-            image = canvas_to_input(canvas)
-        except BlankCanvasError:
-            raise HTTPException(422, messages.BLANK_CANVAS) from None
-        del canvas
-    images = image.reshape(1, -1)
+    with _uploaded_canvas(state, file) as canvas:
+        images = canvas_to_input(canvas).reshape(1, -1)
     digits, probs, confidences, model = _predict(state, images)
     (payload,) = _predictions(model, digits, probs, confidences)
     payload["model_version"] = model.version
@@ -292,15 +299,9 @@ def predict_number(
     with more is a 422, as is a blank one. Each digit comes with its ``image_vector``, ready to
     send back to ``/feedback``."""
     state = _state(request)
-    _loaded_model(state)
-    data = _upload_bytes(file)
     limit = state.settings.max_number_digits
-    with _IMAGE_SLOTS:
-        canvas = _decoded(data)
-        try:
-            found = segment(canvas)
-        except BlankCanvasError:
-            raise HTTPException(422, messages.BLANK_CANVAS) from None
+    with _uploaded_canvas(state, file) as canvas:
+        found = segment(canvas)
         del canvas
         if not found.boxes:
             raise HTTPException(422, messages.NUMBER_UNREADABLE.format(reason=found.reason))
