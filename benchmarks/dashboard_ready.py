@@ -52,6 +52,37 @@ def pool_memory(server: VoilaServer) -> tuple[list[int], int]:
     return kernels, psutil.Process(server.process.pid).memory_info().rss
 
 
+def cpu_by_part(server: VoilaServer) -> dict[str, dict[int, float]]:
+    """CPU seconds used so far by each process of the three parts a page load runs on: Chromium
+    (this script's descendants), Voilà's server process, and its kernels; keyed by pid."""
+    import psutil
+
+    def seconds(process) -> float:
+        times = process.cpu_times()
+        return times.user + times.system
+
+    parts: dict[str, dict[int, float]] = {"browser": {}, "voila": {}, "kernels": {}}
+    for process in psutil.Process().children(recursive=True):
+        try:
+            if "chrom" in process.name().lower():
+                parts["browser"][process.pid] = seconds(process)
+        except psutil.Error:
+            pass
+    try:
+        parts["voila"][server.process.pid] = seconds(psutil.Process(server.process.pid))
+        for kernel in server.kernel_processes():
+            parts["kernels"][kernel.pid] = seconds(kernel)
+    except psutil.Error:
+        pass
+    return parts
+
+
+def cpu_used(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]) -> dict[str, float]:
+    """CPU seconds each part used between two `cpu_by_part` readings (a process started
+    meanwhile counts from zero; one that ended meanwhile is not counted)."""
+    return {part: sum(t - before[part].get(pid, 0.0) for pid, t in after[part].items()) for part in after}
+
+
 def wait_until_warm(server: VoilaServer, pool: int, timeout_s: float = 90.0) -> bool:
     """Wait until exactly ``pool`` kernels run and have gone quiet (pre-heating runs the
     notebook, a few seconds of CPU); False if that did not happen within ``timeout_s``."""
@@ -75,14 +106,15 @@ def wait_until_warm(server: VoilaServer, pool: int, timeout_s: float = 90.0) -> 
 
 
 def timed_loads(server: VoilaServer, browser, loads: int, pool: int, *, wait_for_pool: bool,
-                first_visit: bool, timeout_s: float) -> tuple[list[float], int]:
+                first_visit: bool, timeout_s: float) -> tuple[list[float], int, list[dict[str, float]]]:
     """Seconds from navigation to a ready pad for each of ``loads`` new tabs (``timeout_s`` for a
-    load that was not ready by then), and how many timed out. ``first_visit``: each tab in a fresh
-    browser context (empty HTTP cache), else all in one context (a return visitor whose browser
-    cached Voilà's 5 MB of JavaScript)."""
+    load that was not ready by then), how many timed out, and the CPU seconds each part used
+    during each load (`cpu_used`). ``first_visit``: each tab in a fresh browser context (empty
+    HTTP cache), else all in one context (a return visitor whose browser cached Voilà's 5 MB of
+    JavaScript)."""
     from playwright.sync_api import Error as PlaywrightError
 
-    times, timeouts = [], 0
+    times, timeouts, cpu = [], 0, []
     shared = None if first_visit else browser.new_context(viewport={"width": 1000, "height": 900})
     for _ in range(loads):
         if wait_for_pool and pool and not wait_until_warm(server, pool):
@@ -90,11 +122,13 @@ def timed_loads(server: VoilaServer, browser, loads: int, pool: int, *, wait_for
         context = shared or browser.new_context(viewport={"width": 1000, "height": 900})
         page = context.new_page()
         dashboard = DashboardPage(page, server.url, route_remote=False)
+        before = cpu_by_part(server)
         start = time.monotonic()
         try:
             page.goto(server.url, timeout=timeout_s * 1000, wait_until="commit")
             left_ms = max(1.0, (timeout_s - (time.monotonic() - start)) * 1000)
             times.append(dashboard.wait_until_ready(timeout_ms=left_ms) / 1000)
+            cpu.append(cpu_used(before, cpu_by_part(server)))
         except PlaywrightError as error:  # not ready in time, or the page failed
             timeouts += 1
             times.append(timeout_s)
@@ -105,16 +139,22 @@ def timed_loads(server: VoilaServer, browser, loads: int, pool: int, *, wait_for
             context.close()
     if shared is not None:
         shared.close()
-    return times, timeouts
+    return times, timeouts, cpu
 
 
-def report(name: str, result: tuple[list[float], int]) -> None:
-    times, timeouts = result
+def report(name: str, result: tuple[list[float], int, list[dict[str, float]]]) -> None:
+    """p50/p95/max of the load times, and the median CPU seconds per load of each part: the
+    wall-clock times depend on what else the machine runs, the CPU seconds much less."""
+    times, timeouts, cpu = result
     values = np.array(times)
     p50, p95 = np.percentile(values, [50, 95])
     late = f", {timeouts} not ready in time (counted at the timeout)" if timeouts else ""
     print(f"  {name:<24} {len(values)} loads: p50 {p50:.2f} s   p95 {p95:.2f} s   max {values.max():.2f} s"
           f"   (load average {os.getloadavg()[0]:.1f}){late}", flush=True)
+    if cpu:
+        median = {part: float(np.median([load[part] for load in cpu])) for part in cpu[0]}
+        print(f"  {'':<24} CPU per load (median): Chromium {median['browser']:.2f} s, Voilà {median['voila']:.2f} s,"
+              f" kernels {median['kernels']:.2f} s", flush=True)
 
 
 def main() -> int:
