@@ -45,7 +45,7 @@ REFILL_ENV = "DOODLE_DASHBOARD_REFILL_S"
 BUSY_MESSAGE = "The drawing app is busy: try again in a moment"
 KERNEL_MEMORY_BYTES = 150 * 2**20  # a dashboard kernel measured 100-120 MB resident, with margin
 CULL_INTERVAL_S = 5  # how often kernels are checked; closed tabs are reclaimed within this of their timeout
-REFILL_DELAY_S = 5  # a page is ready within about 1.5 s of taking its kernel: the refill starts after
+REFILL_DELAY_S = 5  # a page is ready 1.5-3 s after it takes its kernel; its replacement starts after that
 # Lab extensions Voilà would load on every page that the drawing app does not use (code highlighting).
 UNUSED_EXTENSIONS = ["jupyterlab_pygments"]
 
