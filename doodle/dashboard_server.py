@@ -11,8 +11,16 @@ its own pre-heating manager). Settings, read when Voilà starts:
   `default_max_kernels()`: what a quarter of the machine's memory holds at 150 MB a kernel,
   between pool + 2 and 32).
 - ``DOODLE_DASHBOARD_CLOSED_TAB_S``: seconds a kernel is kept after its page disconnects
-  (default 20), ``DOODLE_DASHBOARD_IDLE_S``: seconds an open but untouched page keeps its
-  kernel (default 600).
+  without saying goodbye (default 20), ``DOODLE_DASHBOARD_IDLE_S``: seconds an open but
+  untouched page keeps its kernel (default 600).
+- ``DOODLE_DASHBOARD_REFILL_S``: seconds after a page takes a warm kernel before its replacement
+  starts (default `REFILL_DELAY_S`): starting a kernel and running the notebook costs a core for
+  a few seconds, which the page's own loading needs more on a small machine.
+
+A page closed normally tells Voilà at once (its ``beforeunload`` beacon to
+``/voila/api/shutdown``), so its kernel stops within a second. The beacon carries the ``_xsrf``
+cookie, which Voilà sets while rendering a page but not when the page comes pre-rendered from the
+warm pool: `DashboardIdentityProvider` sets it on every page response.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import uuid
 from collections.abc import Mapping
 
 from jupyter_core.utils import ensure_async
+from jupyter_server.auth.identity import PasswordIdentityProvider
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from tornado.web import HTTPError
 from traitlets import Integer, default
@@ -31,10 +40,14 @@ POOL_ENV = "DOODLE_DASHBOARD_POOL"
 MAX_KERNELS_ENV = "DOODLE_DASHBOARD_MAX_KERNELS"
 CLOSED_TAB_ENV = "DOODLE_DASHBOARD_CLOSED_TAB_S"
 IDLE_ENV = "DOODLE_DASHBOARD_IDLE_S"
+REFILL_ENV = "DOODLE_DASHBOARD_REFILL_S"
 
 BUSY_MESSAGE = "The drawing app is busy: try again in a moment"
 KERNEL_MEMORY_BYTES = 150 * 2**20  # a dashboard kernel measured 100-120 MB resident, with margin
 CULL_INTERVAL_S = 5  # how often kernels are checked; closed tabs are reclaimed within this of their timeout
+REFILL_DELAY_S = 5  # a page is ready 1.5-3 s after it takes its kernel; its replacement starts after that
+# Lab extensions Voilà would load on every page that the drawing app does not use (code highlighting).
+UNUSED_EXTENSIONS = ["jupyterlab_pygments"]
 
 
 def default_pool_size(cpus: int | None = None) -> int:
@@ -71,7 +84,7 @@ def _int_setting(env: Mapping[str, str], name: str, default_value: int, minimum:
 
 
 def settings(env: Mapping[str, str] = os.environ) -> dict[str, int]:
-    """The four settings above from ``env``, with their defaults; a bad value is a ValueError
+    """The five settings above from ``env``, with their defaults; a bad value is a ValueError
     naming the variable."""
     pool = _int_setting(env, POOL_ENV, default_pool_size(), 0)
     max_kernels = _int_setting(env, MAX_KERNELS_ENV, default_max_kernels(pool), 1)
@@ -82,6 +95,7 @@ def settings(env: Mapping[str, str] = os.environ) -> dict[str, int]:
         "max_kernels": max_kernels,
         "closed_tab_s": _int_setting(env, CLOSED_TAB_ENV, 20, 1),
         "idle_s": _int_setting(env, IDLE_ENV, 600, 1),
+        "refill_s": _int_setting(env, REFILL_ENV, REFILL_DELAY_S, 0),
     }
 
 
@@ -92,6 +106,9 @@ def configure(c, env: Mapping[str, str] = os.environ) -> dict[str, int]:
     c.VoilaConfiguration.preheat_kernel = chosen["pool_size"] > 0
     c.VoilaConfiguration.default_pool_size = chosen["pool_size"]
     c.VoilaConfiguration.show_tracebacks = True
+    c.VoilaConfiguration.extension_denylist = UNUSED_EXTENSIONS
+    c.Voila.identity_provider_class = f"{__name__}.DashboardIdentityProvider"
+    c.DashboardKernelManager.fill_delay = float(chosen["refill_s"])  # a trait of Voilà's pre-heating subclass
     c.DashboardKernelManager.max_kernels = chosen["max_kernels"]
     c.DashboardKernelManager.closed_tab_timeout = chosen["closed_tab_s"]
     c.DashboardKernelManager.unconnected_timeout = max(60, chosen["closed_tab_s"])
@@ -100,6 +117,26 @@ def configure(c, env: Mapping[str, str] = os.environ) -> dict[str, int]:
     c.DashboardKernelManager.cull_connected = True
     c.DashboardKernelManager.cull_interval = min(CULL_INTERVAL_S, chosen["closed_tab_s"])
     return chosen
+
+
+class DashboardIdentityProvider(PasswordIdentityProvider):
+    """Jupyter's identity provider (anyone may open the app when Voilà has no token), which also
+    sets the ``_xsrf`` cookie on the page: Voilà's unload beacon reads it from the cookie, and a
+    page pre-rendered in the warm pool is sent without it, so the beacon was refused (403) and the
+    kernel of a closed tab lived on until `DashboardKernelManager` reclaimed it."""
+
+    async def get_user(self, handler):
+        user = await ensure_async(super().get_user(handler))
+        if user is not None and handler.request.method == "GET" and _is_page_handler(handler):
+            handler.current_user = user  # what tornado's xsrf_token reads to set the cookie
+            handler.xsrf_token  # noqa: B018 (the property sets the cookie when the request has none)
+        return user
+
+
+def _is_page_handler(handler) -> bool:
+    from voila.handler import VoilaHandler  # Voilà is imported only where Voilà runs
+
+    return isinstance(handler, VoilaHandler)
 
 
 class DashboardKernelManager(AsyncMappingKernelManager):

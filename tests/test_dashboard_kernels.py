@@ -5,6 +5,7 @@ processes), and the settings that size them."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ from doodle.dashboard_server import (
     KERNEL_MEMORY_BYTES,
     MAX_KERNELS_ENV,
     POOL_ENV,
+    REFILL_DELAY_S,
+    REFILL_ENV,
     configure,
     default_max_kernels,
     default_pool_size,
@@ -41,11 +44,13 @@ def test_defaults_are_sized_to_the_machine():
 
 
 def test_settings_come_from_the_environment_and_bad_ones_are_named():
-    chosen = settings({POOL_ENV: "3", MAX_KERNELS_ENV: "5", "DOODLE_DASHBOARD_CLOSED_TAB_S": "7"})
+    chosen = settings({POOL_ENV: "3", MAX_KERNELS_ENV: "5", "DOODLE_DASHBOARD_CLOSED_TAB_S": "7", REFILL_ENV: "0"})
     assert (chosen["pool_size"], chosen["max_kernels"], chosen["closed_tab_s"], chosen["idle_s"]) == (3, 5, 7, 600)
+    assert chosen["refill_s"] == 0 and settings({})["refill_s"] == REFILL_DELAY_S
     for env, words in [
         ({POOL_ENV: "many"}, f"{POOL_ENV} must be a whole number"),
         ({MAX_KERNELS_ENV: "0"}, f"{MAX_KERNELS_ENV} must be at least 1"),
+        ({REFILL_ENV: "-1"}, f"{REFILL_ENV} must be at least 0"),
         ({POOL_ENV: "4", MAX_KERNELS_ENV: "3"}, f"{MAX_KERNELS_ENV} (3) must be at least {POOL_ENV} (4)"),
     ]:
         with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")):
@@ -62,6 +67,11 @@ def test_voila_config_preheats_caps_and_still_culls_idle_kernels():
     # Open pages nobody touches are still reclaimed after the idle timeout.
     assert manager.cull_idle_timeout == 600 and manager.cull_connected is True
     assert 0 < manager.cull_interval <= 5
+    # A used warm kernel is replaced only after a delay, not while its page is still loading.
+    assert manager.fill_delay == REFILL_DELAY_S > 1
+    # Pages from the warm pool get the _xsrf cookie that the unload beacon needs.
+    assert c.Voila.identity_provider_class == "doodle.dashboard_server.DashboardIdentityProvider"
+    assert "jupyterlab_pygments" in c.VoilaConfiguration.extension_denylist
     configure(c, {POOL_ENV: "0"})
     assert c.VoilaConfiguration.preheat_kernel is False
 
@@ -148,3 +158,32 @@ def test_cap_plus_five_pages_get_a_busy_page_and_closed_tabs_give_kernels_back(c
         assert page.goto(capped_voila.url, timeout=120_000).status == 200
         DashboardPage(page, capped_voila.url).wait_until_ready()
         browser.close()
+
+
+@pytest.mark.slow
+def test_a_tab_closed_normally_gives_its_kernel_back_at_once(capped_voila):
+    """The page's unload beacon (carrying the _xsrf cookie) stops its kernel; it is not left for
+    the closed-tab reclaim."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        context = browser.new_context()
+        page = context.new_page()
+        kernels = []
+        page.on("websocket", lambda ws: kernels.append(ws.url.split("/api/kernels/")[1].split("/")[0])
+                if "/api/kernels/" in ws.url else None)
+        DashboardPage(page, capped_voila.url).open()
+        assert "_xsrf" in {cookie["name"] for cookie in context.cookies()}
+        assert len(kernels) == 1
+        page.close(run_before_unload=True)
+        shutdown = f"Kernel shutdown: {kernels[0]}"
+        deadline = time.monotonic() + 60
+        while shutdown not in capped_voila.log_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        browser.close()
+    log = capped_voila.log_path.read_text()
+    assert shutdown in log
+    assert f"Reclaiming kernel {kernels[0]}" not in log, "the kernel waited for the closed-tab reclaim"
+    assert "403 POST /voila/api/shutdown" not in log
+    capped_voila.wait_for_kernel_count(POOL, timeout_s=120)

@@ -111,6 +111,23 @@ _TIMED_PREDICT_JS = """
 """
 
 
+# The page is ready: the pad is visible (laid out, not hidden), the result panel has its state and
+# every part of the answer is attached (an empty view, no units yet, has no height). Resolves to
+# performance.now(), the milliseconds since navigation started.
+_READY_JS = """
+(s) => {
+  const pad = document.querySelector(s.pad);
+  if (!pad) return false;
+  const box = pad.getBoundingClientRect();
+  if (box.width === 0 || box.height === 0 || getComputedStyle(pad).visibility === 'hidden') return false;
+  const result = document.querySelector(s.result);
+  if (!result || !result.hasAttribute(s.dataState)) return false;
+  if (!s.parts.every(sel => document.querySelector(sel) !== null)) return false;
+  return performance.now();
+}
+"""
+
+
 @dataclass(frozen=True)
 class ShownViews:
     """The "why" views as shown: the attribution map and the most active hidden units."""
@@ -200,12 +217,19 @@ class DashboardPage:
         self.wait_until_ready()
         return self
 
-    def wait_until_ready(self) -> None:
-        """Wait until the pad is visible and every part of the (idle) answer is on the page."""
-        self.page.locator(SELECTORS["pad"]).wait_for(state="visible", timeout=self.load_timeout_ms)
-        self.page.locator(f"{SELECTORS['result']}[{contract.DATA_STATE}]").wait_for(timeout=self.load_timeout_ms)
-        for part in self.answer_parts:  # attached: an empty view (no units yet) has no height
-            self.page.locator(part).first.wait_for(state="attached", timeout=self.load_timeout_ms)
+    def wait_until_ready(self, timeout_ms: float | None = None) -> float:
+        """Wait until the pad is visible and every part of the (idle) answer is on the page;
+        returns the page's own clock then: milliseconds since navigation started.
+
+        One check inside the page on every animation frame (no Playwright round trip per part)."""
+        handle = self.page.wait_for_function(
+            _READY_JS,
+            arg={"pad": SELECTORS["pad"], "result": SELECTORS["result"], "dataState": contract.DATA_STATE,
+                 "parts": list(self.answer_parts)},
+            polling="raf",
+            timeout=self.load_timeout_ms if timeout_ms is None else timeout_ms,
+        )
+        return float(handle.json_value())
 
     @property
     def pad_origin(self) -> tuple[float, float]:
