@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from doodle import doodles, experiments, strokes
+from doodle import experiments, strokes
+from doodle.development import as_images, development_sets
 from doodle.train import TrainConfig, train
 from support.synthetic import synthetic_mnist
 
@@ -25,17 +26,17 @@ def bench():
     train_images, train_labels = synthetic_mnist(300, 1)
     val_images, val_labels = synthetic_mnist(100, 2)
     test_uint8, test_labels = synthetic_mnist(120, 3)
-    test_images = (test_uint8 / np.float32(255.0)).astype(np.float32)
+    development = development_sets(val_images, val_labels.astype(np.int64), 20, 50, 7)
     return experiments.Benchmarks(
         train=(train_images, train_labels.astype(np.int64)),
         validation=(val_images, val_labels.astype(np.int64)),
-        test_images=test_images,
+        test_images=as_images(test_uint8),
         test_labels=test_labels.astype(np.int64),
-        doodle_images=doodles.make_doodles(test_uint8[:20], 7),
-        doodle_labels=test_labels[:20].astype(np.int64),
+        doodle_images=development.doodle_images,
+        doodle_labels=development.doodle_labels,
         stroke=strokes.benchmark(11, per_class=1, writer_count=2),
-        robust_images=test_images[:50],
-        robust_labels=test_labels[:50].astype(np.int64),
+        robust_images=development.robust_images,
+        robust_labels=development.robust_labels,
         calibration_bins=15,
     )
 
