@@ -250,6 +250,20 @@ def done(path: str | Path) -> set[tuple[str, int]]:
         return {(row["config"], int(row["seed"])) for row in csv.DictReader(handle)}
 
 
+def seed_mistakes(path: str | Path, config: str = "default") -> list[np.ndarray]:
+    """The test images each run of ``config`` in the results CSV misread: one sorted ``(K,)`` int64
+    array per row (seed), in the file's order; an empty list when the file or the config is absent."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    with path.open(newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("config") == config]
+    try:
+        return [np.sort(np.array([int(i) for i in (row["test_wrong"] or "").split()], dtype=np.int64)) for row in rows]
+    except (KeyError, ValueError) as error:
+        raise ValueError(f"{path}: unreadable test_wrong column ({error})") from error
+
+
 def study_seeds(base_seed: int, count: int) -> list[int]:
     """The study's seeds: the pipeline's ``base.seed`` first, then the next integers."""
     return [int(base_seed) + k for k in range(count)]

@@ -143,3 +143,18 @@ def test_the_notebook_summarises_a_results_file(tmp_path, bench):
     assert difference["mean_difference"] == pytest.approx(-0.01) and difference["n"] == 3
     assert difference["high"] < 0  # every seed lost 0.9-1.1 points: the interval excludes zero
     assert (tmp_path / "experiments_figures.png").stat().st_size > 0
+
+
+def test_seed_mistakes_reads_each_runs_misread_images_of_one_config(tmp_path):
+    path = tmp_path / "results.csv"
+    assert experiments.seed_mistakes(path) == []  # no study yet
+    for config, seed, wrong in [("default", 1, "9 3 5"), ("no-augment", 1, "2"), ("default", 2, "")]:
+        experiments.append_row(path, {**{column: "" for column in experiments.COLUMNS},
+                                      "config": config, "seed": seed, "test_wrong": wrong})
+    runs = experiments.seed_mistakes(path)
+    assert [run.tolist() for run in runs] == [[3, 5, 9], []]
+    assert [run.tolist() for run in experiments.seed_mistakes(path, "no-augment")] == [[2]]
+    assert experiments.seed_mistakes(path, "width-256") == []
+    path.write_text(path.read_text().replace("9 3 5", "9 x 5"))
+    with pytest.raises(ValueError, match="unreadable test_wrong"):
+        experiments.seed_mistakes(path)
