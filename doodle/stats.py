@@ -1,13 +1,15 @@
 """Uncertainty of a comparison between training runs: pure functions on arrays of figures.
 
 Used by the experiments notebook: mean and standard deviation over seeds, a paired t interval on
-per-seed differences, and McNemar's exact test on the same test images for one pair of runs.
+per-seed differences, and McNemar's exact test on the same test images for one pair of runs; and by
+the quality gates (notebook checks, tests/test_behaviour.py): the noise floor a rerun should reach.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats as _stats
@@ -101,3 +103,10 @@ def noise_floor(mean: float, sd: float, count: int, widths: float = NOISE_WIDTHS
     se = float(np.sqrt(mean * (1.0 - mean) / count))
     width = se if not np.isfinite(sd) else max(float(sd), se)
     return mean - widths * width
+
+
+def study_noise_floor(figure: Mapping[str, Any], count: int, widths: float = NOISE_WIDTHS) -> float:
+    """`noise_floor` of one figure as the experiments stage writes it (``{"mean", "sd", "n"}`` under
+    ``default`` in reports/metrics/experiments.json; ``sd`` null or NaN with one seed)."""
+    sd = figure.get("sd")
+    return noise_floor(float(figure["mean"]), float("nan") if sd is None else float(sd), count, widths)

@@ -75,11 +75,9 @@ def subset(development):
 def study_floor(key: str, count: int) -> float:
     """The lowest ``key`` a rerun of the default configuration should reach on ``count`` images."""
     try:
-        figure = json.loads(SEED_STUDY.read_text())["default"][key]
-        mean, sd = float(figure["mean"]), figure.get("sd")
+        return stats.study_noise_floor(json.loads(SEED_STUDY.read_text())["default"][key], count)
     except (OSError, ValueError, KeyError, TypeError) as error:
         pytest.fail(MISSING_STUDY_MESSAGE.format(path=SEED_STUDY, key=key, error=error), pytrace=False)
-    return stats.noise_floor(mean, float("nan") if sd is None else float(sd), count)
 
 
 @pytest.mark.parametrize("dx, dy", [(1, 0), (-1, 0), (0, 1), (0, -1)])

@@ -69,3 +69,9 @@ def test_noise_floor_takes_the_wider_of_the_seed_sd_and_the_binomial_error():
 def test_noise_floor_refuses_what_is_not_an_accuracy_on_images(mean, count):
     with pytest.raises(ValueError):
         stats.noise_floor(mean, 0.001, count)
+
+
+def test_study_noise_floor_reads_the_experiments_stage_figures():
+    assert stats.study_noise_floor({"mean": 0.99, "sd": 0.004, "n": 5}, 5000) == pytest.approx(0.99 - 3 * 0.004)
+    one_seed = stats.study_noise_floor({"mean": 0.99, "sd": None, "n": 1}, 5000)
+    assert one_seed == pytest.approx(stats.noise_floor(0.99, float("nan"), 5000))
