@@ -1,7 +1,8 @@
-"""The doodle benchmark: MNIST test digits redrawn the way people draw on a canvas.
+"""The doodle benchmark: MNIST digits redrawn the way people draw on a canvas (the evaluate stage and
+the seed study draw them from sampled validation digits, `doodle.development`).
 
 A person drawing with a mouse or a finger leaves strokes of one even width, with round ends,
-at whatever size and place they like, unlike MNIST's scanned pen strokes. Each test digit is
+at whatever size and place they like, unlike MNIST's scanned pen strokes. Each digit is
 thinned to its skeleton, the skeleton is traced into strokes, and the strokes are redrawn with
 a round pen of random width on a 280x280 canvas at a random size and position; the canvas then
 goes through `doodle.preprocess.canvas_to_input`, the same path the dashboard and the API use.
@@ -161,7 +162,7 @@ def make_doodles(
 ) -> np.ndarray:
     """MNIST digits ``(N, 784)`` or ``(N, 28, 28)`` uint8 -> doodles ``(N, 28, 28)`` float32 in [0, 1].
 
-    ``indices`` (default ``0..N-1``) are the digits' positions in the test split; with ``seed``
+    ``indices`` (default ``0..N-1``) are the digits' positions in their sample; with ``seed``
     they seed each image's pen, size and place, so a subset reproduces the same doodles.
     """
     images = np.asarray(images).reshape(-1, 28, 28)

@@ -1,15 +1,16 @@
 """Evaluation metrics on arrays: accuracy, confusion matrix, per-class scores, calibration,
-the most confident mistakes and robustness curves. Pure functions; the evaluation notebook
+the most confident mistakes, the kinds of mistakes and robustness curves. Pure functions; the evaluation notebook
 does the I/O and the plotting."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from doodle.constants import N_CLASSES
+
 CALIBRATION_BINS = 15
 
 
@@ -227,3 +228,86 @@ def development_sample(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng([int(seed), 17])
     chosen = [rng.permutation(np.flatnonzero(labels == value))[:take] for value, take in zip(classes, quota)]
     return np.sort(np.concatenate(chosen))
+
+
+# Error analysis: the kinds a test mistake is sorted into, and the rule's thresholds.
+MISTAKE_KINDS = ("label noise", "ambiguous", "genuine")
+CONFIDENT = 0.9  # the answer's probability at or above which a mistake is confident
+IMPLAUSIBLE_LABEL = 0.01  # the label's probability at or below which the model rules the label out
+
+
+@dataclass(frozen=True)
+class MistakeKinds:
+    """The model's mistakes sorted into `MISTAKE_KINDS`: ``indices`` ``(M,)`` int64 (into the
+    images, ascending), ``kinds`` ``(M,)`` int64 (positions in `MISTAKE_KINDS`), ``seed_share``
+    ``(M,)`` float64 (share of the seed runs that misread each image; NaN without seed runs) and
+    ``seed_count``, the number of seed runs the rule saw."""
+
+    indices: np.ndarray
+    kinds: np.ndarray
+    seed_share: np.ndarray
+    seed_count: int
+
+    def counts(self) -> dict[str, int]:
+        """Mistakes per kind, every kind present (0 when none)."""
+        found = np.bincount(self.kinds, minlength=len(MISTAKE_KINDS))
+        return {kind: int(found[position]) for position, kind in enumerate(MISTAKE_KINDS)}
+
+    def of(self, kind: str) -> np.ndarray:
+        """Image indices ``(K,)`` int64 of the mistakes of one kind."""
+        return self.indices[self.kinds == MISTAKE_KINDS.index(kind)]
+
+
+def mistake_kinds(
+    probs: np.ndarray,
+    y_true: np.ndarray,
+    seed_wrong: Sequence[Iterable[int]],
+    unsure_margin: float,
+    confident: float = CONFIDENT,
+    implausible_label: float = IMPLAUSIBLE_LABEL,
+) -> MistakeKinds:
+    """Sort the mistakes of a model into label noise, ambiguous digits and genuine errors.
+
+    ``probs`` ``(N, C)`` is the model's probabilities on N images with labels ``y_true`` ``(N,)``;
+    ``seed_wrong`` holds, for each of S runs of the same configuration at other seeds (S may be 0),
+    the indices of the images it misread. A mistake of the model is:
+
+    - **label noise** when every seed run misread it too (or there is none), the model was
+      confident (its answer's probability >= ``confident``) and gives the label at most
+      ``implausible_label``: the whole family of models reads another digit than the label says;
+    - **ambiguous** otherwise when some seed run read it right (the runs disagree), or when the
+      label is the model's runner-up and the two are closer than ``unsure_margin`` (the margin
+      below which the app answers "9 or 3?");
+    - **genuine** otherwise: a digit the label fits that the model reads wrong.
+
+    The seed runs' own answers are not known (only which images they missed), so "the runs agree on
+    one other digit" is taken from the model's answer and their shared miss.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    y_true = _labels(y_true, "y_true")
+    if probs.ndim != 2 or len(probs) != len(y_true):
+        raise ValueError(f"probs must be (N, C) for {len(y_true)} labels, got shape {probs.shape}")
+    predicted = probs.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != y_true).astype(np.int64)
+    seed_sets = []
+    for run, indices in enumerate(seed_wrong):
+        array = np.asarray(list(indices), dtype=np.int64)
+        if array.size and (array.min() < 0 or array.max() >= len(y_true)):
+            raise ValueError(f"seed run {run}: image indices must lie in 0..{len(y_true) - 1}")
+        seed_sets.append(array)
+    if seed_sets:
+        seed_share = np.mean([np.isin(wrong, missed) for missed in seed_sets], axis=0).astype(np.float64)
+    else:
+        seed_share = np.full(len(wrong), np.nan)
+    answer = probs[wrong, predicted[wrong]]
+    label = probs[wrong, y_true[wrong]]
+    others = probs[wrong].copy()
+    others[np.arange(len(wrong)), predicted[wrong]] = -np.inf
+    label_is_runner_up = others.argmax(axis=1) == y_true[wrong] if len(wrong) else np.zeros(0, dtype=bool)
+    every_run_missed = seed_share == 1.0 if seed_sets else np.ones(len(wrong), dtype=bool)
+    runs_disagree = seed_share < 1.0 if seed_sets else np.zeros(len(wrong), dtype=bool)
+    kinds = np.full(len(wrong), MISTAKE_KINDS.index("genuine"), dtype=np.int64)
+    ambiguous = runs_disagree | (label_is_runner_up & (answer - label < unsure_margin))
+    kinds[ambiguous] = MISTAKE_KINDS.index("ambiguous")
+    kinds[every_run_missed & (answer >= confident) & (label <= implausible_label)] = MISTAKE_KINDS.index("label noise")
+    return MistakeKinds(wrong, kinds, seed_share, len(seed_sets))

@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from doodle import augment, data, doodles, evaluate, model_io, strokes
+from doodle import augment, data, evaluate, model_io, strokes
+from doodle.development import as_images, development_sets
 from doodle.train import DEFAULT_BLAS_THREADS, TrainConfig, fit_temperature, logits_of, train
 
 DEFAULT_RESULTS = Path("reports/experiments/results.csv")
@@ -134,31 +135,29 @@ class Benchmarks:
 
 def load_benchmarks(prepared_dir: str | Path = "data/prepared", params_file: str | Path = "params.yaml") -> Benchmarks:
     """The splits and benchmarks with the evaluate stage's settings (``base.seed`` and the
-    ``evaluate`` section of ``params_file``), built exactly as `04_evaluate` builds them."""
+    ``evaluate`` section of ``params_file``), built exactly as `04_evaluate` builds them: the
+    doodle and robustness sets by `doodle.development.development_sets`."""
     params = yaml.safe_load(Path(params_file).read_text())
     seed = int(params["base"]["seed"])
     settings = params["evaluate"]
     test_uint8, test_labels = data.load_split("test", prepared_dir)
     val_uint8, val_labels = data.load_split("validation", prepared_dir)
-    doodle_rows = evaluate.development_sample(val_labels, int(settings["doodle_count"]), seed)
-    robust_rows = evaluate.development_sample(val_labels, int(settings["robustness_count"]), seed)
+    development = development_sets(
+        val_uint8, val_labels, int(settings["doodle_count"]), int(settings["robustness_count"]), seed
+    )
     stroke_seed = int(np.random.SeedSequence([seed, 11]).generate_state(1)[0])  # as 04_evaluate
     return Benchmarks(
         train=data.load_split("train", prepared_dir),
         validation=(val_uint8, val_labels),
-        test_images=_as_images(test_uint8),
+        test_images=as_images(test_uint8),
         test_labels=test_labels,
-        doodle_images=doodles.make_doodles(val_uint8[doodle_rows], seed),
-        doodle_labels=val_labels[doodle_rows],
+        doodle_images=development.doodle_images,
+        doodle_labels=development.doodle_labels,
         stroke=strokes.benchmark(stroke_seed, int(settings["stroke_per_class"]), int(settings["stroke_writers"])),
-        robust_images=_as_images(val_uint8[robust_rows]),
-        robust_labels=val_labels[robust_rows],
+        robust_images=development.robust_images,
+        robust_labels=development.robust_labels,
         calibration_bins=int(settings["calibration_bins"]),
     )
-
-
-def _as_images(rows: np.ndarray) -> np.ndarray:
-    return (rows.reshape(-1, 28, 28) / np.float32(255.0)).astype(np.float32)
 
 
 def measure(model: model_io.Model, bench: Benchmarks) -> dict[str, Any]:
@@ -249,6 +248,20 @@ def done(path: str | Path) -> set[tuple[str, int]]:
         return set()
     with path.open(newline="") as handle:
         return {(row["config"], int(row["seed"])) for row in csv.DictReader(handle)}
+
+
+def seed_mistakes(path: str | Path, config: str = "default") -> list[np.ndarray]:
+    """The test images each run of ``config`` in the results CSV misread: one sorted ``(K,)`` int64
+    array per row (seed), in the file's order; an empty list when the file or the config is absent."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    with path.open(newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("config") == config]
+    try:
+        return [np.sort(np.array([int(i) for i in (row["test_wrong"] or "").split()], dtype=np.int64)) for row in rows]
+    except (KeyError, ValueError) as error:
+        raise ValueError(f"{path}: unreadable test_wrong column ({error})") from error
 
 
 def study_seeds(base_seed: int, count: int) -> list[int]:

@@ -1,13 +1,15 @@
 """Uncertainty of a comparison between training runs: pure functions on arrays of figures.
 
 Used by the experiments notebook: mean and standard deviation over seeds, a paired t interval on
-per-seed differences, and McNemar's exact test on the same test images for one pair of runs.
+per-seed differences, and McNemar's exact test on the same test images for one pair of runs; and by
+the quality gates (notebook checks, tests/test_behaviour.py): the noise floor a rerun should reach.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats as _stats
@@ -78,3 +80,33 @@ def mcnemar(wrong_a: Iterable[int], wrong_b: Iterable[int]) -> McNemar:
         return McNemar(0, 0, 1.0)
     p_value = min(1.0, 2.0 * float(_stats.binom.cdf(min(only_a, only_b), discordant, 0.5)))
     return McNemar(only_a, only_b, p_value)
+
+
+# How many noise widths below the seed study's mean a rerun of the same configuration may fall
+# before a gate calls it broken.
+NOISE_WIDTHS = 3.0
+
+
+def noise_floor(mean: float, sd: float, count: int, widths: float = NOISE_WIDTHS) -> float:
+    """The lowest accuracy a rerun of a configuration should reach on ``count`` images, given the
+    seed study's ``mean`` and ``sd`` of that figure: ``mean - widths * max(sd, se)``, with ``se`` the
+    binomial standard error of an accuracy of ``mean`` on ``count`` images.
+
+    The binomial error is a lower bound on the width because an sd estimated from a few seeds can
+    come out far smaller than the spread of the next run (two seeds agreeing to an image say little),
+    and because another model (other CPU, feedback rows mixed in) answers other images. A NaN ``sd``
+    (one seed, or no study) leaves the binomial error alone."""
+    if count < 1:
+        raise ValueError(f"count must be positive, got {count}")
+    if not 0.0 <= mean <= 1.0:
+        raise ValueError(f"mean must be an accuracy in [0, 1], got {mean}")
+    se = float(np.sqrt(mean * (1.0 - mean) / count))
+    width = se if not np.isfinite(sd) else max(float(sd), se)
+    return mean - widths * width
+
+
+def study_noise_floor(figure: Mapping[str, Any], count: int, widths: float = NOISE_WIDTHS) -> float:
+    """`noise_floor` of one figure as the experiments stage writes it (``{"mean", "sd", "n"}`` under
+    ``default`` in reports/metrics/experiments.json; ``sd`` null or NaN with one seed)."""
+    sd = figure.get("sd")
+    return noise_floor(float(figure["mean"]), float("nan") if sd is None else float(sd), count, widths)

@@ -55,7 +55,8 @@ class Row:
 # 0.0012 vs 0.0025), so a run on another machine passes and a table from another model fails.
 ROWS = (
     Row("MNIST test accuracy", "evaluate", ("test_accuracy",), "percent", 0.25),
-    Row("Doodle benchmark accuracy ({doodle_count:,} test digits redrawn with a round pen)", "evaluate",
+    # doodle_split: where the digits come from ("validation": the development sample of doodle.development).
+    Row("Doodle benchmark accuracy ({doodle_count:,} {doodle_split} digits redrawn with a round pen)", "evaluate",
         ("doodle_accuracy",), "percent", 1.5),
     Row("Pen-stroke benchmark accuracy ({stroke_count:,} digits in people's styles by held-out writers, pens 6-30 px)",
         "evaluate", ("stroke_accuracy",), "percent", 1.5),

@@ -162,3 +162,53 @@ def test_development_sample_is_stratified_seeded_and_sorted():
 def test_development_sample_refuses_impossible_counts(count):
     with pytest.raises(ValueError, match="count must be in 1..500"):
         evaluate.development_sample(np.zeros(500, dtype=np.int64), count, seed=1)
+
+
+def _probs(rows):
+    """(N, 10) probabilities from {digit: probability} dicts, the rest spread evenly."""
+    out = np.zeros((len(rows), 10))
+    for row, given in zip(out, rows):
+        rest = (1.0 - sum(given.values())) / (10 - len(given))
+        row[:] = rest
+        for digit, value in given.items():
+            row[digit] = value
+    return out
+
+
+# Image 0 right; 1 confidently read as 7 with the label ruled out; 2 read as 4 with the label 9 a close
+# runner-up; 3 read as 3 with some weight on the label 5, not the runner-up; 4 confidently wrong but the
+# label keeps some weight.
+KIND_PROBS = _probs([{1: 0.95}, {7: 0.98, 1: 0.005}, {4: 0.5, 9: 0.4}, {3: 0.6, 8: 0.3, 5: 0.05}, {2: 0.93, 0: 0.05}])
+KIND_LABELS = np.array([1, 1, 9, 5, 0])
+
+
+def test_mistake_kinds_from_the_model_alone():
+    kinds = evaluate.mistake_kinds(KIND_PROBS, KIND_LABELS, [], unsure_margin=0.3)
+    assert kinds.indices.tolist() == [1, 2, 3, 4]
+    assert [evaluate.MISTAKE_KINDS[k] for k in kinds.kinds] == ["label noise", "ambiguous", "genuine", "genuine"]
+    assert kinds.seed_count == 0 and np.isnan(kinds.seed_share).all()
+    assert kinds.counts() == {"label noise": 1, "ambiguous": 1, "genuine": 2}
+    assert kinds.of("genuine").tolist() == [3, 4]
+    # The runner-up is close only within the model's unsure margin.
+    assert evaluate.mistake_kinds(KIND_PROBS, KIND_LABELS, [], unsure_margin=0.05).counts()["ambiguous"] == 0
+
+
+def test_seed_runs_that_disagree_make_a_mistake_ambiguous_and_no_longer_label_noise():
+    # Three seed runs: all miss 1 and 4; one reads 3 right; none misses 2.
+    seeds = [[0, 1, 3, 4], [1, 4], [1, 3, 4]]
+    kinds = evaluate.mistake_kinds(KIND_PROBS, KIND_LABELS, seeds, unsure_margin=0.05)
+    assert kinds.seed_count == 3
+    assert kinds.seed_share.tolist() == pytest.approx([1.0, 0.0, 2 / 3, 1.0])
+    assert [evaluate.MISTAKE_KINDS[k] for k in kinds.kinds] == ["label noise", "ambiguous", "ambiguous", "genuine"]
+    # A seed run that read image 1 right: the runs no longer agree it is another digit.
+    moved = evaluate.mistake_kinds(KIND_PROBS, KIND_LABELS, [[3, 4], [1, 4]], unsure_margin=0.05)
+    assert evaluate.MISTAKE_KINDS[moved.kinds[0]] == "ambiguous"
+
+
+def test_mistake_kinds_of_a_model_without_mistakes_and_of_bad_input():
+    right = evaluate.mistake_kinds(KIND_PROBS[:1], KIND_LABELS[:1], [[0]], unsure_margin=0.3)
+    assert right.indices.size == 0 and right.counts() == {"label noise": 0, "ambiguous": 0, "genuine": 0}
+    with pytest.raises(ValueError, match="seed run 1: image indices must lie in 0..4"):
+        evaluate.mistake_kinds(KIND_PROBS, KIND_LABELS, [[1], [5]], unsure_margin=0.3)
+    with pytest.raises(ValueError, match="probs must be"):
+        evaluate.mistake_kinds(KIND_PROBS[:3], KIND_LABELS, [], unsure_margin=0.3)

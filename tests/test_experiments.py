@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from doodle import doodles, experiments, strokes
+from doodle import experiments, strokes
+from doodle.development import as_images, development_sets
 from doodle.train import TrainConfig, train
 from support.synthetic import synthetic_mnist
 
@@ -25,17 +26,17 @@ def bench():
     train_images, train_labels = synthetic_mnist(300, 1)
     val_images, val_labels = synthetic_mnist(100, 2)
     test_uint8, test_labels = synthetic_mnist(120, 3)
-    test_images = (test_uint8 / np.float32(255.0)).astype(np.float32)
+    development = development_sets(val_images, val_labels.astype(np.int64), 20, 50, 7)
     return experiments.Benchmarks(
         train=(train_images, train_labels.astype(np.int64)),
         validation=(val_images, val_labels.astype(np.int64)),
-        test_images=test_images,
+        test_images=as_images(test_uint8),
         test_labels=test_labels.astype(np.int64),
-        doodle_images=doodles.make_doodles(test_uint8[:20], 7),
-        doodle_labels=test_labels[:20].astype(np.int64),
+        doodle_images=development.doodle_images,
+        doodle_labels=development.doodle_labels,
         stroke=strokes.benchmark(11, per_class=1, writer_count=2),
-        robust_images=test_images[:50],
-        robust_labels=test_labels[:50].astype(np.int64),
+        robust_images=development.robust_images,
+        robust_labels=development.robust_labels,
         calibration_bins=15,
     )
 
@@ -142,3 +143,18 @@ def test_the_notebook_summarises_a_results_file(tmp_path, bench):
     assert difference["mean_difference"] == pytest.approx(-0.01) and difference["n"] == 3
     assert difference["high"] < 0  # every seed lost 0.9-1.1 points: the interval excludes zero
     assert (tmp_path / "experiments_figures.png").stat().st_size > 0
+
+
+def test_seed_mistakes_reads_each_runs_misread_images_of_one_config(tmp_path):
+    path = tmp_path / "results.csv"
+    assert experiments.seed_mistakes(path) == []  # no study yet
+    for config, seed, wrong in [("default", 1, "9 3 5"), ("no-augment", 1, "2"), ("default", 2, "")]:
+        experiments.append_row(path, {**{column: "" for column in experiments.COLUMNS},
+                                      "config": config, "seed": seed, "test_wrong": wrong})
+    runs = experiments.seed_mistakes(path)
+    assert [run.tolist() for run in runs] == [[3, 5, 9], []]
+    assert [run.tolist() for run in experiments.seed_mistakes(path, "no-augment")] == [[2]]
+    assert experiments.seed_mistakes(path, "width-256") == []
+    path.write_text(path.read_text().replace("9 3 5", "9 x 5"))
+    with pytest.raises(ValueError, match="unreadable test_wrong"):
+        experiments.seed_mistakes(path)

@@ -18,6 +18,7 @@ EVALUATE = {
     "test_accuracy": 0.9812,
     "doodle_accuracy": 0.9476,
     "doodle_count": 3000,
+    "doodle_split": "validation",
     "font_accuracy": 0.9123,
     "font_count": 570,
     "ece": 0.00644,
@@ -54,7 +55,7 @@ def test_rewrites_only_between_the_markers(project):
     assert text.endswith("<!-- results:end -->\n\n## After\n")
     assert "old table" not in text
     assert "| MNIST test accuracy | 98.12 % |" in text
-    assert "| Doodle benchmark accuracy (3,000 test digits redrawn with a round pen) | 94.76 % |" in text
+    assert "| Doodle benchmark accuracy (3,000 validation digits redrawn with a round pen) | 94.76 % |" in text
     assert "| Typed-digit accuracy (570 digits in matplotlib's fonts) | 91.23 % |" in text
     assert (
         "| Pen-stroke benchmark accuracy (2,100 digits in people's styles by held-out writers, pens 6-30 px)"

@@ -55,3 +55,23 @@ def test_mcnemar_counts_discordant_images_and_gives_the_exact_p_value():
 def test_mcnemar_of_identical_mistakes_is_no_evidence():
     assert stats.mcnemar([3, 4], [4, 3]) == stats.McNemar(0, 0, 1.0)
     assert stats.mcnemar([1, 2], [3, 4]).p_value == pytest.approx(1.0)
+
+
+def test_noise_floor_takes_the_wider_of_the_seed_sd_and_the_binomial_error():
+    se = np.sqrt(0.99 * 0.01 / 5000)
+    assert stats.noise_floor(0.99, 0.0001, 5000) == pytest.approx(0.99 - 3 * se)  # a tiny sd from few seeds
+    assert stats.noise_floor(0.99, 0.004, 5000) == pytest.approx(0.99 - 3 * 0.004)  # a real seed spread
+    assert stats.noise_floor(0.99, float("nan"), 5000, widths=2.0) == pytest.approx(0.99 - 2 * se)
+    assert stats.noise_floor(0.97, 0.001, 300) < stats.noise_floor(0.97, 0.001, 3000)  # fewer images, lower floor
+
+
+@pytest.mark.parametrize(("mean", "count"), [(0.99, 0), (1.2, 100), (-0.1, 100)])
+def test_noise_floor_refuses_what_is_not_an_accuracy_on_images(mean, count):
+    with pytest.raises(ValueError):
+        stats.noise_floor(mean, 0.001, count)
+
+
+def test_study_noise_floor_reads_the_experiments_stage_figures():
+    assert stats.study_noise_floor({"mean": 0.99, "sd": 0.004, "n": 5}, 5000) == pytest.approx(0.99 - 3 * 0.004)
+    one_seed = stats.study_noise_floor({"mean": 0.99, "sd": None, "n": 1}, 5000)
+    assert one_seed == pytest.approx(stats.noise_floor(0.99, float("nan"), 5000))

@@ -1,0 +1,58 @@
+"""The development sets: the doodle benchmark and the robustness curves' digits, built from a
+stratified random sample of MNIST validation digits (`doodle.evaluate.development_sample`).
+
+Choices are tuned against these figures, so they never come from MNIST test, which is touched once
+per reported result. `04_evaluate` and the seed study (`doodle.experiments.load_benchmarks`) both
+call `development_sets`, so the notebook and the study measure the same images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from doodle import doodles
+from doodle.evaluate import development_sample
+
+
+@dataclass(frozen=True)
+class DevelopmentSets:
+    """Rows are indices into the validation split (sorted int64); images ``(N, 28, 28)`` float32
+    in [0, 1]; labels ``(N,)`` int64."""
+
+    doodle_rows: np.ndarray
+    doodle_images: np.ndarray  # the sampled digits redrawn with a round pen (doodle.doodles)
+    doodle_labels: np.ndarray
+    robust_rows: np.ndarray
+    robust_images: np.ndarray  # the sampled digits as they are, for the transforms of doodle.augment
+    robust_labels: np.ndarray
+
+
+def as_images(rows: np.ndarray) -> np.ndarray:
+    """MNIST bytes ``(N, 784)`` or ``(N, 28, 28)`` uint8 -> ``(N, 28, 28)`` float32 in [0, 1], divided
+    by 255 as the evaluate stage has always done (the study's rows depend on these exact bits)."""
+    return (np.asarray(rows).reshape(-1, 28, 28) / np.float32(255.0)).astype(np.float32)
+
+
+def development_sets(
+    val_uint8: np.ndarray, val_labels: np.ndarray, doodle_count: int, robustness_count: int, seed: int
+) -> DevelopmentSets:
+    """The doodle and robustness sets from the validation split: ``(N, 784)`` uint8 images and
+    ``(N,)`` labels, the evaluate section's ``doodle_count`` and ``robustness_count``, ``base.seed``.
+    Each sample is stratified by digit and depends only on the labels, its count and the seed;
+    doodle ``i`` of the sample is drawn with the pen, size and place of ``(seed, i)``."""
+    val_uint8 = np.asarray(val_uint8)
+    val_labels = np.asarray(val_labels)
+    if len(val_uint8) != len(val_labels):
+        raise ValueError(f"{len(val_uint8)} validation images for {len(val_labels)} labels")
+    doodle_rows = development_sample(val_labels, int(doodle_count), seed)
+    robust_rows = development_sample(val_labels, int(robustness_count), seed)
+    return DevelopmentSets(
+        doodle_rows=doodle_rows,
+        doodle_images=doodles.make_doodles(val_uint8[doodle_rows], seed),
+        doodle_labels=val_labels[doodle_rows],
+        robust_rows=robust_rows,
+        robust_images=as_images(val_uint8[robust_rows]),
+        robust_labels=val_labels[robust_rows],
+    )

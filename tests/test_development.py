@@ -1,0 +1,55 @@
+"""doodle.development: the doodle and robustness sets come from validation digits, stratified by
+digit, the same for every caller with the same labels, counts and seed."""
+
+import numpy as np
+import pytest
+
+from doodle import doodles, evaluate
+from doodle.development import as_images, development_sets
+from support.synthetic import synthetic_mnist
+
+
+@pytest.fixture(scope="module")
+def validation():
+    images, labels = synthetic_mnist(200, 5)
+    return images.reshape(len(images), -1), labels.astype(np.int64)
+
+
+def test_sets_are_stratified_samples_of_the_validation_digits(validation):
+    images, labels = validation
+    sets = development_sets(images, labels, 30, 80, seed=3)
+    assert np.array_equal(sets.doodle_rows, evaluate.development_sample(labels, 30, 3))
+    assert np.array_equal(sets.robust_rows, evaluate.development_sample(labels, 80, 3))
+    assert np.array_equal(sets.doodle_labels, labels[sets.doodle_rows])
+    assert np.array_equal(sets.robust_labels, labels[sets.robust_rows])
+    assert np.array_equal(sets.robust_images, images[sets.robust_rows].reshape(-1, 28, 28) / np.float32(255.0))
+    assert sets.doodle_images.shape == (30, 28, 28) and sets.doodle_images.dtype == np.float32
+    assert np.array_equal(sets.doodle_images, doodles.make_doodles(images[sets.doodle_rows], 3))
+    # Every digit of the source keeps its share (within one image).
+    share = np.bincount(labels, minlength=10) / len(labels)
+    assert np.all(np.abs(np.bincount(sets.robust_labels, minlength=10) - 80 * share) < 1.0 + 1e-9)
+
+
+def test_same_inputs_same_sets_and_another_seed_another_sample(validation):
+    images, labels = validation
+    first = development_sets(images, labels, 20, 40, seed=9)
+    again = development_sets(images, labels, 20, 40, seed=9)
+    other = development_sets(images, labels, 20, 40, seed=10)
+    assert np.array_equal(first.doodle_images, again.doodle_images)
+    assert np.array_equal(first.robust_rows, again.robust_rows)
+    assert not np.array_equal(first.robust_rows, other.robust_rows)
+
+
+def test_mismatched_images_and_labels_are_refused(validation):
+    images, labels = validation
+    with pytest.raises(ValueError, match="199 validation images for 200 labels"):
+        development_sets(images[:-1], labels, 10, 10, seed=1)
+    with pytest.raises(ValueError, match="count must be in 1..200"):
+        development_sets(images, labels, 201, 10, seed=1)
+
+
+def test_as_images_scales_bytes_to_the_unit_interval():
+    rows = np.array([[0, 255] + [51] * 782], dtype=np.uint8)
+    images = as_images(rows)
+    assert images.shape == (1, 28, 28) and images.dtype == np.float32
+    assert images[0, 0, 0] == 0.0 and images[0, 0, 1] == 1.0 and images[0, 0, 2] == pytest.approx(0.2)
