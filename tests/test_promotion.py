@@ -50,6 +50,42 @@ def test_the_margin_must_be_a_non_negative_number():
         promotion.decide(scores("a", 1, None), None, max_val_drop=float("nan"))
 
 
+@pytest.mark.parametrize(
+    "candidate_val, holdout, promoted, reason",
+    [
+        (0.9920, (0.5, 0.5), True, "beyond the noise margin 0.05%"),  # +0.10 points, margin 0.05
+        (0.9914, (0.5, 0.5), False, "not more than the noise margin"),  # +0.04 points: noise
+        (0.9915, (0.5, 0.5), False, "not more than the noise margin"),  # exactly the margin is not past it
+        (0.9905, (0.5, 0.5), False, "not more than the noise margin"),  # within the retraining drop, still kept
+        (0.9930, (0.4, 0.5), False, "fewer feedback holdout drawings"),
+    ],
+)
+def test_a_challenger_must_beat_the_champion_by_more_than_the_margin(candidate_val, holdout, promoted, reason):
+    decision = promotion.decide(
+        scores("long", candidate_val, holdout[0]), scores("old", 0.9910, holdout[1]),
+        max_val_drop=0.003, holdout_rows=10, min_val_gain=0.0005,
+    )
+    assert decision.promote is promoted
+    assert reason in decision.reason
+    assert decision.to_dict()["min_val_gain"] == 0.0005
+
+
+def test_the_study_margin_is_read_from_the_experiments_metrics(tmp_path):
+    path = tmp_path / "experiments.json"
+    path.write_text(json.dumps({"seeds": 5, "champion_margin_val_accuracy": 0.00042, "default": {}}))
+    margin = promotion.study_margin(path)
+    assert (margin.value, margin.seeds, margin.source) == (0.00042, 5, str(path))
+    assert "over 5 seeds" in margin.describe() and "2.1 of 5,000 images" in margin.describe(5000)
+    with pytest.raises(ValueError, match="no seed study results"):
+        promotion.study_margin(tmp_path / "missing.json")
+    for bad in (None, float("nan"), -0.001, "0.001"):
+        path.write_text(json.dumps({"seeds": 1, "champion_margin_val_accuracy": bad}))
+        with pytest.raises(ValueError, match="at least 2 seeds"):
+            promotion.study_margin(path)
+    with pytest.raises(ValueError, match="min_val_gain"):
+        promotion.decide(scores("a", 1, None), scores("b", 1, None), min_val_gain=-0.1)
+
+
 def save(directory: Path, seed: int) -> model_io.Model:
     return model_io.save_model(
         directory, mlp.init_params([784, 16, 10], seed=seed), normalization={"mean": 0.13, "std": 0.3}
