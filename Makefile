@@ -30,11 +30,12 @@ export PYTHONHASHSEED := 0
 DOODLE_MNIST_DIR ?= $(abspath $(wildcard ../shared/data/mnist))
 export DOODLE_MNIST_DIR
 
-.PHONY: help venv lock system-deps pipeline test-pipeline retrain run api score test test-fast plots bench bench-deps clean
+.PHONY: help venv lock system-deps pipeline test-pipeline retrain long-run torch-reference run api score test test-fast plots bench bench-deps clean
 
 help:
 	@echo "make run     install (first time), run the DVC pipeline, serve the API and the dashboard"
 	@echo "make retrain   snapshot feedback, train, evaluate, promote; prints the decision (works while make run serves)"
+	@echo "make long-run   train params-long.yaml, evaluate it into reports/long-run/, promote it only past the seed study's margin"
 	@echo "make test    install (first time), run the pipeline in a scratch copy, then every test (CI runs this)"
 	@echo "make test-fast   the tests without the slow end-to-end ones"
 	@echo "make plots  DVC plots rendered offline into dvc_plots/index.html"
@@ -69,6 +70,16 @@ pipeline: venv
 retrain: venv
 	$(BIN)/dvc repro
 	@$(BIN)/python -c 'import json; m = json.load(open("reports/metrics/promotion.json")); print(m["decision"]); print("served model:", m["served_version"])'
+
+# The long configuration (params-long.yaml): 03_train, 04_evaluate and 05_promote as a challenger,
+# outputs in data/long-run/ and reports/long-run/; no part of dvc repro or make test. Needs the
+# pipeline's outputs (data/prepared, data/feedback, models/, reports/metrics/experiments.json).
+long-run: venv
+	$(BIN)/python scripts/long_run.py $(LONG_RUN_ARGS)
+
+# The default MLP trained in PyTorch at the study's seeds: reports/experiments/torch_reference.csv.
+torch-reference: bench-deps
+	$(BIN)/python scripts/torch_reference.py
 
 run: pipeline
 	@$(BIN)/python scripts/serve.py --host $(API_HOST) --api-port $(API_PORT) --dashboard-port $(DASHBOARD_PORT)

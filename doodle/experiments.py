@@ -223,19 +223,20 @@ def run_one(
     return {column: row[column] for column in COLUMNS}
 
 
-def append_row(path: str | Path, row: dict[str, Any]) -> None:
-    """Append one row to the results CSV (header first when the file is new), flushed at once so a
-    study cut short keeps every finished run. Refuses a file whose header differs from `COLUMNS`."""
+def append_row(path: str | Path, row: dict[str, Any], columns: list[str] = COLUMNS) -> None:
+    """Append one row to a results CSV (header first when the file is new), flushed at once so a
+    study cut short keeps every finished run. Refuses a file whose header differs from ``columns``
+    (the study's `COLUMNS` unless another table is written)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists() or path.stat().st_size == 0
     if not new:
         with path.open(newline="") as handle:
             header = next(csv.reader(handle), [])
-        if header != COLUMNS:
-            raise ValueError(f"{path}: its columns differ from doodle.experiments.COLUMNS; write to a new file")
+        if header != columns:
+            raise ValueError(f"{path}: its columns differ from the table's ({', '.join(columns)}); write to a new file")
     with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=columns)
         if new:
             writer.writeheader()
         writer.writerow(row)

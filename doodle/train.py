@@ -232,7 +232,7 @@ def stroke_pool(config: TrainConfig) -> np.ndarray:
     return strokes.generate(labels, seed, family=strokes.TRAINING_WRITERS, clean_pads=True).images
 
 
-class _EpochData:
+class EpochData:
     """Shuffled (and optionally augmented) epochs, prepared one epoch ahead in a thread.
 
     An epoch is the training set plus, when ``config.stroke_share`` > 0, as many stroke digits
@@ -240,6 +240,9 @@ class _EpochData:
     The random streams are consumed in epoch order by a single worker, so the data is the same
     whether or not it was prepared in the background. NumPy releases the GIL in the warp's
     gathers and arithmetic, so the next epoch is built while the matrix products run.
+    `next_epoch` gives ``(images (M, 784) float32 standardised, labels (M,) int64)``; `train`
+    consumes it, and so does any other trainer that must see the same batches
+    (``scripts/torch_reference.py``). Call `close` when done.
     """
 
     def __init__(
@@ -347,7 +350,7 @@ def _train(
     if config.optimizer.lower() == "sgd":
         optimizer_options.update(momentum=0.9, nesterov=True)
     optimizer = optim.make_optimizer(config.optimizer, params, **optimizer_options)
-    data = _EpochData(x_train, y_train, config, normalization, stroke_pool(config))
+    data = EpochData(x_train, y_train, config, normalization, stroke_pool(config))
     steps_per_epoch = -(-(len(x_train) + data.extra) // config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))

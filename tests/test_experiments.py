@@ -15,6 +15,9 @@ from doodle.development import as_images, development_sets
 from doodle.train import TrainConfig, train
 from support.synthetic import synthetic_mnist
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+from torch_reference import COLUMNS as TORCH_COLUMNS  # noqa: E402  (imports no torch at module level)
+
 ROOT = Path(__file__).resolve().parent.parent
 PARAMS = ROOT / "params.yaml"
 TINY = {"epochs": 2, "hidden_sizes": [16], "stroke_pool": 40, "batch_size": 64}
@@ -128,10 +131,19 @@ def test_the_notebook_summarises_a_results_file(tmp_path, bench):
                                 ("no-augment", 1, -0.01), ("no-augment", 2, -0.009), ("no-augment", 3, -0.005)]:
         row = dict(base, config=config, seed=seed, val_accuracy=0.9 + shift, test_accuracy=0.9 + shift)
         experiments.append_row(results, row)
+    # The PyTorch reference at two of the default's seeds: +0.1 and +0.3 points on test, one image
+    # misread by it alone, none by NumPy alone.
+    torch_results = tmp_path / "torch.csv"
+    for seed, shift in [(1, 0.001), (2, 0.005)]:
+        row = {column: "" for column in TORCH_COLUMNS}
+        row.update(config="torch-default", seed=seed, val_accuracy=0.9 + shift, test_accuracy=0.9 + shift + 0.001 * seed,
+                   ece=0.002, torch="2.13.0+cpu", test_wrong=base["test_wrong"] + " 100000")
+        experiments.append_row(torch_results, row, TORCH_COLUMNS)
     metrics = tmp_path / "experiments.json"
     subprocess.run(
         [sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "06_experiments.ipynb"), str(tmp_path / "out.ipynb"),
-         "-p", "results_csv", str(results), "-p", "metrics_path", str(metrics), "-p", "figures_dir", str(tmp_path)],
+         "-p", "results_csv", str(results), "-p", "metrics_path", str(metrics), "-p", "figures_dir", str(tmp_path),
+         "-p", "torch_csv", str(torch_results)],
         check=True, capture_output=True, cwd=ROOT,
     )
     summary = json.loads(metrics.read_text())
@@ -143,6 +155,12 @@ def test_the_notebook_summarises_a_results_file(tmp_path, bench):
     assert difference["mean_difference"] == pytest.approx(-0.01) and difference["n"] == 3
     assert difference["high"] < 0  # every seed lost 0.9-1.1 points: the interval excludes zero
     assert (tmp_path / "experiments_figures.png").stat().st_size > 0
+    reference = summary["torch_reference"]
+    assert (reference["torch"], reference["seeds"]) == ("2.13.0+cpu", 2)
+    assert reference["test_accuracy"]["mean"] == pytest.approx(0.9045)
+    # Paired with the default at seeds 1 and 2, PyTorch reads 0.2 and 0.5 points more of the test set.
+    assert reference["paired_difference"]["test_accuracy"]["mean_difference"] == pytest.approx(0.0035)
+    assert reference["paired_difference"]["test_accuracy"]["n"] == 2
 
 
 def test_seed_mistakes_reads_each_runs_misread_images_of_one_config(tmp_path):

@@ -50,7 +50,7 @@ def test_training_model_file_and_pyfunc_read_the_same_inputs(raw_images, tmp_pat
 
     # Training's epochs: unaugmented, in a shuffled order; labels carry each row's position.
     config = train.TrainConfig(seed=5, hidden_sizes=[16], epochs=1, augment=False)
-    epochs = train._EpochData(inputs.as_float_images(raw_images), np.arange(12), config, NORMALIZATION)
+    epochs = train.EpochData(inputs.as_float_images(raw_images), np.arange(12), config, NORMALIZATION)
     try:
         x_epoch, order = epochs.next_epoch(prefetch=False)
     finally:

@@ -50,6 +50,42 @@ def test_the_margin_must_be_a_non_negative_number():
         promotion.decide(scores("a", 1, None), None, max_val_drop=float("nan"))
 
 
+@pytest.mark.parametrize(
+    "candidate_val, holdout, promoted, reason",
+    [
+        (0.9920, (0.5, 0.5), True, "beyond the noise margin 0.05%"),  # +0.10 points, margin 0.05
+        (0.9914, (0.5, 0.5), False, "not more than the noise margin"),  # +0.04 points: noise
+        (0.9915, (0.5, 0.5), False, "not more than the noise margin"),  # exactly the margin is not past it
+        (0.9905, (0.5, 0.5), False, "not more than the noise margin"),  # within the retraining drop, still kept
+        (0.9930, (0.4, 0.5), False, "fewer feedback holdout drawings"),
+    ],
+)
+def test_a_challenger_must_beat_the_champion_by_more_than_the_margin(candidate_val, holdout, promoted, reason):
+    decision = promotion.decide(
+        scores("long", candidate_val, holdout[0]), scores("old", 0.9910, holdout[1]),
+        max_val_drop=0.003, holdout_rows=10, min_val_gain=0.0005,
+    )
+    assert decision.promote is promoted
+    assert reason in decision.reason
+    assert decision.to_dict()["min_val_gain"] == 0.0005
+
+
+def test_the_study_margin_is_read_from_the_experiments_metrics(tmp_path):
+    path = tmp_path / "experiments.json"
+    path.write_text(json.dumps({"seeds": 5, "champion_margin_val_accuracy": 0.00042, "default": {}}))
+    margin = promotion.study_margin(path)
+    assert (margin.value, margin.seeds, margin.source) == (0.00042, 5, str(path))
+    assert "over 5 seeds" in margin.describe() and "2.1 of 5,000 images" in margin.describe(5000)
+    with pytest.raises(ValueError, match="no seed study results"):
+        promotion.study_margin(tmp_path / "missing.json")
+    for bad in (None, float("nan"), -0.001, "0.001"):
+        path.write_text(json.dumps({"seeds": 1, "champion_margin_val_accuracy": bad}))
+        with pytest.raises(ValueError, match="at least 2 seeds"):
+            promotion.study_margin(path)
+    with pytest.raises(ValueError, match="min_val_gain"):
+        promotion.decide(scores("a", 1, None), scores("b", 1, None), min_val_gain=-0.1)
+
+
 def save(directory: Path, seed: int) -> model_io.Model:
     return model_io.save_model(
         directory, mlp.init_params([784, 16, 10], seed=seed), normalization={"mean": 0.13, "std": 0.3}
@@ -84,11 +120,9 @@ def split_table(images: np.ndarray, labels: np.ndarray) -> pa.Table:
     )
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("candidate_better", [False, True], ids=["worse-on-holdout", "better-on-holdout"])
-def test_promote_notebook_moves_alias_and_served_model_only_for_a_better_candidate(tmp_path, candidate_better):
-    """Two random models that agree on the validation images and disagree on the feedback
-    holdout; the holdout's labels say which one is right there."""
+def two_models(tmp_path: Path, candidate_better: bool) -> tuple[model_io.Model, model_io.Model]:
+    """A champion in models/ and a candidate in data/candidate/ that agree on the validation
+    images and disagree on the feedback holdout, whose labels say which one is right there."""
     champion = save(tmp_path / "models", seed=0)
     rng = np.random.default_rng(0)
     nudged = {name: value + rng.normal(0, value.std() / 2, value.shape).astype(np.float32)
@@ -102,7 +136,13 @@ def test_promote_notebook_moves_alias_and_served_model_only_for_a_better_candida
     holdout_labels = (said_by_candidate if candidate_better else said_by_champion)[disagree]
     feedback_data.write_table(split_table(pool[agree], said_by_champion[agree]), tmp_path / "data/prepared/validation.parquet")
     feedback_data.write_table(split_table(pool[disagree], holdout_labels), tmp_path / "data/feedback/holdout.parquet")
+    return champion, candidate
 
+
+@pytest.mark.slow
+@pytest.mark.parametrize("candidate_better", [False, True], ids=["worse-on-holdout", "better-on-holdout"])
+def test_promote_notebook_moves_alias_and_served_model_only_for_a_better_candidate(tmp_path, candidate_better):
+    champion, candidate = two_models(tmp_path, candidate_better)
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "MLFLOW_DISABLE_TELEMETRY": "true"}
     register = f"""
 import json, sys
@@ -152,3 +192,29 @@ print(champion.version, run.data.tags["promotion_decision"][:4], run.data.metric
     assert verdict == ("prom" if candidate_better else "kept")
     assert float(holdout) == (1.0 if candidate_better else 0.0)
     shutil.rmtree(tmp_path / "mlartifacts", ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_a_challenger_equal_on_validation_stays_out_and_no_study_stops_the_notebook(tmp_path):
+    """The candidate reads the holdout better and ties on validation: the retraining rule would
+    promote it, a challenger (the long run) must beat the champion by the study's margin and does
+    not. Without the study's results the notebook stops before anything moves."""
+    champion, candidate = two_models(tmp_path, candidate_better=True)
+    study = tmp_path / "experiments.json"
+    study.write_text(json.dumps({"seeds": 5, "champion_margin_val_accuracy": 0.0004}))
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    promote = [sys.executable, "-m", "papermill", str(ROOT / "notebooks/05_promote.ipynb"), str(tmp_path / "out.ipynb"),
+               "-p", "metrics_path", "long/promotion.json", "-p", "champion_margin_file"]
+    subprocess.run([*promote, str(study)], cwd=tmp_path, env=env, check=True, capture_output=True)
+    decision = json.loads((tmp_path / "long/promotion.json").read_text())
+    assert decision["promoted"] is False and decision["served_version"] == champion.version
+    assert "not more than the noise margin 0.04%" in decision["decision"]
+    assert decision["min_val_gain"] == 0.0004 and decision["noise_margin_seeds"] == 5
+    assert "over 5 seeds" in decision["noise_margin"]
+    assert model_io.load_model(tmp_path / "models").version == champion.version
+
+    (tmp_path / "long/promotion.json").unlink()
+    failed = subprocess.run([*promote, str(tmp_path / "none.json")], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert failed.returncode != 0 and "no seed study results" in failed.stdout + failed.stderr
+    assert not (tmp_path / "long/promotion.json").exists()
+    assert model_io.load_model(tmp_path / "models").version == champion.version != candidate.version

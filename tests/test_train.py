@@ -173,7 +173,7 @@ def test_stroke_digits_take_their_share_of_every_epoch():
     pool = train.stroke_pool(config)
     assert pool.shape == (40, 28, 28) and pool.dtype == np.float32
     assert 0.0 <= pool.min() and pool.max() == 1.0
-    data = train._EpochData(
+    data = train.EpochData(
         train.as_float_images(images), labels, config, {"mean": 0.0, "std": 1.0}, pool
     )
     try:
