@@ -128,7 +128,10 @@ def committed_copy(path: str) -> nbformat.NotebookNode | None:
 def current_run() -> Path:
     found = pipeline_scratch.current_run(ROOT)
     if found is None:
-        pytest.fail("no current pipeline run to check: run `make test-pipeline` (or `make test`) first", pytrace=False)
+        stale = pipeline_scratch.stale_files(ROOT, pipeline_scratch.DEFAULT_SCRATCH)
+        pytest.fail("no current pipeline run to check: run `make test-pipeline` (or `make test`) first"
+                    + (f"; the scratch copy lacks {len(stale)} of the project's files: {stale[:5]}" if stale else ""),
+                    pytrace=False)
     return found
 
 
