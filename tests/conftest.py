@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,21 @@ def store(tmp_path) -> FeedbackStore:
 def app(tiny_model, store) -> DoodleApp:
     """The drawing app's kernel side on the tiny model, not live (predict is called by the test)."""
     return DoodleApp(model=tiny_model, feedback_store=store, live=False)
+
+
+@pytest.fixture(scope="session")
+def empty_mlflow_db(tmp_path_factory) -> Path:
+    """An MLflow SQLite database with its tables made and nothing in them; read-only by convention.
+    MLflow's migrations take seconds for every new store, so tests copy this one (`mlflow_uri`)."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow_template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def mlflow_uri(tmp_path, empty_mlflow_db) -> str:
+    """A fresh, empty MLflow store of the test's own: ``sqlite:///<tmp_path>/mlflow.db``."""
+    shutil.copy(empty_mlflow_db, tmp_path / "mlflow.db")
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"

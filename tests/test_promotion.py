@@ -141,9 +141,9 @@ def two_models(tmp_path: Path, candidate_better: bool) -> tuple[model_io.Model, 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("candidate_better", [False, True], ids=["worse-on-holdout", "better-on-holdout"])
-def test_promote_notebook_moves_alias_and_served_model_only_for_a_better_candidate(tmp_path, candidate_better):
+def test_promote_notebook_moves_alias_and_served_model_only_for_a_better_candidate(tmp_path, mlflow_uri, candidate_better):
     champion, candidate = two_models(tmp_path, candidate_better)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
     register = f"""
 import json, sys
 from doodle import tracking
