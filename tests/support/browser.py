@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pytest
-
 from doodle import dashboard_contract as contract
 from doodle.dashboard_contract import selector
 from doodle.model_io import Model, ModelFileError, load_model
@@ -56,6 +54,8 @@ SELECTORS = {
 
 def trained_model_or_skip() -> Model:
     """The pipeline's model (what the dashboard serves), or a skip of the test that needs it."""
+    import pytest  # only tests need it; the benchmarks import this module too
+
     try:
         return load_model(model_path())
     except ModelFileError as error:
@@ -64,6 +64,8 @@ def trained_model_or_skip() -> Model:
 
 def chromium_or_skip() -> None:
     """Skip the test that needs a browser when Chromium is not installed."""
+    import pytest
+
     if not Path(CHROMIUM_PATH).exists():
         pytest.skip(f"Chromium not found at {CHROMIUM_PATH} (make system-deps)")
 
