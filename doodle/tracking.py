@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Mapping
+from importlib import metadata as package_metadata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,9 @@ MODEL_ARTIFACT_NAME = "model"
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 # Logged as code, not as a pickled object: see that file.
 PYFUNC_CODE = Path(__file__).with_name("mlflow_pyfunc.py")
+# The distributions the pyfunc imports when it loads (what MLflow would infer by loading the model
+# in a subprocess, several seconds a model; a test checks that the inference still agrees).
+PYFUNC_PACKAGES = ("mlflow", "cloudpickle", "doodle-digits", "numpy", "pandas", "scipy")
 
 CHAMPION_FIRST = "version {version} is the first champion ({metric} = {new:.4f})"
 CHAMPION_MOVED = "champion moved to version {version}: {metric} {new:.4f} > {old:.4f} (version {old_version})"
@@ -95,6 +99,11 @@ class DoodleMLP(mlflow.pyfunc.PythonModel):
         images = np.asarray(model_input, dtype=np.float32).reshape(len(model_input), -1)
         digits, _ = self.model.predict(images)
         return [int(digit) for digit in digits]
+
+
+def pyfunc_requirements() -> list[str]:
+    """``PYFUNC_PACKAGES`` pinned to the versions installed here: the logged model's requirements."""
+    return [f"{name}=={package_metadata.version(name)}" for name in PYFUNC_PACKAGES]
 
 
 def log_history(history: Iterable[Mapping[str, float]], client: MlflowClient, run_id: str) -> None:
@@ -187,6 +196,7 @@ def log_training(
             name=MODEL_ARTIFACT_NAME,
             python_model=str(PYFUNC_CODE),
             artifacts={"weights": str(weights), "metadata": str(metadata)},
+            pip_requirements=pyfunc_requirements(),
             registered_model_name=registered_model_name,
         )
         version = str(info.registered_model_version)

@@ -86,6 +86,14 @@ def project_files(root: Path) -> list[str]:
     return sorted(path for path in listed if path and (root / path).is_file() and not is_owned(path))
 
 
+def stale_files(root: Path, scratch: Path, files: list[str] | None = None) -> list[str]:
+    """Project files of `root` (default: all of them) missing from `scratch` or different there."""
+    return [
+        path for path in (project_files(root) if files is None else files)
+        if not (scratch / path).is_file() or (scratch / path).read_bytes() != (root / path).read_bytes()
+    ]
+
+
 def sync(root: Path, scratch: Path) -> int:
     """Mirror the project's files into `scratch`; return how many changed. Files synced last
     time but gone from the project now are removed from the copy too."""
@@ -93,12 +101,10 @@ def sync(root: Path, scratch: Path) -> int:
     manifest = scratch / MANIFEST
     previous = set(manifest.read_text().splitlines()) if manifest.is_file() else set()
     changed = 0
-    for path in files:
-        source, target = root / path, scratch / path
-        if target.is_file() and target.read_bytes() == source.read_bytes():
-            continue
+    for path in stale_files(root, scratch, files):
+        target = scratch / path
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target)
+        shutil.copy2(root / path, target)
         changed += 1
     for gone in previous - set(files):
         (scratch / gone).unlink(missing_ok=True)
@@ -109,16 +115,42 @@ def sync(root: Path, scratch: Path) -> int:
     return changed
 
 
-def scratch_environment(scratch: Path) -> dict[str, str]:
-    """The environment of the scratch run: the copy's `doodle` first, every store inside it."""
-    environment = dict(os.environ)
+def current_run(root: Path = ROOT, scratch: Path = DEFAULT_SCRATCH) -> Path | None:
+    """The folder whose stage outputs (executed notebooks, metrics) are current for `root`'s
+    files: `root` itself when its pipeline is up to date, else `scratch` when it holds exactly
+    `root`'s project files and its pipeline is up to date there (what a run of this script
+    leaves); None when neither is (run this script first)."""
+    if up_to_date(root):
+        return root
+    manifest = scratch / MANIFEST
+    files = project_files(root)
+    if not manifest.is_file() or manifest.read_text().splitlines() != files or stale_files(root, scratch, files):
+        return None
+    return scratch if up_to_date(scratch) else None
+
+
+def scratch_environment(scratch: Path, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for running the project from a copy of it at `scratch` (this script's
+    pipeline run, the notebook checks, the feedback loop's test): `base` (default `os.environ`)
+    with the copy's `doodle` imported first, this interpreter's tools first on PATH, and every
+    store the project writes (MLflow, models, feedback, Spark, IPython, Jupyter and matplotlib
+    settings) inside the copy."""
+    environment = dict(os.environ if base is None else base)
     environment.update(
-        PYTHONPATH=os.pathsep.join(filter(None, [str(scratch), os.environ.get("PYTHONPATH")])),
+        PATH=os.pathsep.join(filter(None, [str(Path(sys.executable).parent), environment.get("PATH")])),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(scratch), environment.get("PYTHONPATH")])),
         MLFLOW_TRACKING_URI=f"sqlite:///{scratch / 'mlflow.db'}",
+        MLFLOW_DISABLE_TELEMETRY="true",
         DOODLE_MODEL_PATH=str(scratch / "models"),
         DOODLE_FEEDBACK_DB=str(scratch / "data" / "feedback.sqlite"),
+        IPYTHONDIR=str(scratch / ".config" / "ipython"),
+        JUPYTER_DATA_DIR=str(scratch / ".jupyter-data"),
+        MPLCONFIGDIR=str(scratch / ".cache" / "matplotlib"),
         SPARK_CONF_DIR=str(scratch / "conf" / "spark"),
+        PYTHONHASHSEED="0",
+        DVC_NO_ANALYTICS="1",
     )
+    environment.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     return environment
 
 

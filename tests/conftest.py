@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
+from doodle import mlp
+from doodle.dashboard import DoodleApp
+from doodle.feedback import FeedbackStore
 from doodle.idx import write_idx
 from doodle.mnist import SOURCES
+from doodle.model_io import Model, save_model
+from support.browser import trained_model_or_skip
 from support.synthetic import synthetic_mnist
 
 # Small stand-ins for the MNIST source files: same names, headers and layout, few images.
@@ -38,3 +44,46 @@ def spark():
     session.conf.set("spark.sql.shuffle.partitions", "2")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Model:
+    """A seeded, untrained 784-16-10 MLP: what it says is arbitrary, how the app shows it is not."""
+    folder = tmp_path_factory.mktemp("tiny_model")
+    return save_model(folder, mlp.init_params([784, 16, 10], seed=3), normalization={"mean": 0.13, "std": 0.31})
+
+
+@pytest.fixture(scope="session")
+def trained_model() -> Model:
+    """The pipeline's model, or a skip when there is none."""
+    return trained_model_or_skip()
+
+
+@pytest.fixture
+def store(tmp_path) -> FeedbackStore:
+    """An empty feedback store of the test's own."""
+    return FeedbackStore(tmp_path / "feedback.sqlite")
+
+
+@pytest.fixture
+def app(tiny_model, store) -> DoodleApp:
+    """The drawing app's kernel side on the tiny model, not live (predict is called by the test)."""
+    return DoodleApp(model=tiny_model, feedback_store=store, live=False)
+
+
+@pytest.fixture(scope="session")
+def empty_mlflow_db(tmp_path_factory) -> Path:
+    """An MLflow SQLite database with its tables made and nothing in them; read-only by convention.
+    MLflow's migrations take seconds for every new store, so tests copy this one (`mlflow_uri`)."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow_template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def mlflow_uri(tmp_path, empty_mlflow_db) -> str:
+    """A fresh, empty MLflow store of the test's own: ``sqlite:///<tmp_path>/mlflow.db``."""
+    shutil.copy(empty_mlflow_db, tmp_path / "mlflow.db")
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"

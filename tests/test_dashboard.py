@@ -28,45 +28,15 @@ from doodle.dashboard import (
     render_strokes,
 )
 from doodle.feedback import FeedbackStore
-from doodle.model_io import ModelFileError, load_model, save_model
-from doodle.paths import ROOT, model_path
+from doodle.model_io import save_model
+from doodle.paths import ROOT
 from doodle.preprocess import BLANK_CANVAS_MESSAGE
 from support.digits import HAND_DRAWN_DIGITS
+from support.digits import draw_on as draw
 from support.voila import voila_command
 
 ONE = HAND_DRAWN_DIGITS[1]
 SEVEN = HAND_DRAWN_DIGITS[7]
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """A seeded, untrained 784-16-10 MLP: enough to exercise the app's plumbing."""
-    folder = tmp_path_factory.mktemp("model")
-    return save_model(folder, mlp.init_params([784, 16, 10], seed=3), normalization={"mean": 0.13, "std": 0.31})
-
-
-@pytest.fixture
-def store(tmp_path) -> FeedbackStore:
-    return FeedbackStore(tmp_path / "feedback.sqlite")
-
-
-@pytest.fixture
-def app(tiny_model, store) -> DoodleApp:
-    return DoodleApp(model=tiny_model, feedback_store=store, live=False)
-
-
-def draw(app: DoodleApp, strokes, *, touch: bool = False) -> None:
-    for stroke in strokes:
-        if touch:
-            app.handle_touch_start([stroke[0]])
-            for point in stroke[1:]:
-                app.handle_touch_move([point])
-            app.handle_touch_end([])
-        else:
-            app.handle_mouse_down(*stroke[0])
-            for point in stroke[1:]:
-                app.handle_mouse_move(*point)
-            app.handle_mouse_up(*stroke[-1])
 
 
 def shown_percentages(app: DoodleApp) -> list[float]:
@@ -296,12 +266,8 @@ def test_widgets_carry_the_classes_the_browser_test_uses(app):
     assert (app.canvas.width, app.canvas.height) == (CANVAS_SIZE, CANVAS_SIZE)
 
 
-def test_trained_model_reads_hand_drawn_digits():
-    try:
-        model = load_model(model_path())
-    except ModelFileError as error:
-        pytest.skip(f"no trained model: {error}")
-    app = DoodleApp(model=model, feedback_store=None, live=False)
+def test_trained_model_reads_hand_drawn_digits(trained_model):
+    app = DoodleApp(model=trained_model, feedback_store=None, live=False)
     answers = {}
     for digit, strokes in HAND_DRAWN_DIGITS.items():
         app.clear()

@@ -13,10 +13,10 @@ import pytest
 
 from doodle import dashboard_contract as contract
 from doodle.drawing import render_strokes
-from doodle.model_io import ModelFileError, load_model, save_model
-from doodle.paths import ROOT, model_path
+from doodle.model_io import save_model
+from doodle.paths import ROOT
 from doodle.preprocess import BLANK_CANVAS_MESSAGE, canvas_to_input
-from support.browser import CHROMIUM_PATH, SELECTORS, DashboardPage, launch_chromium
+from support.browser import SELECTORS, DashboardPage, chromium_or_skip, launch_chromium, trained_model_or_skip
 from support.digits import HAND_DRAWN_DIGITS, number_strokes
 from support.voila import VoilaServer
 
@@ -32,12 +32,8 @@ def feedback_db(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def voila(tmp_path_factory, feedback_db):
-    try:
-        load_model(model_path())
-    except ModelFileError as error:
-        pytest.skip(f"the dashboard needs a trained model (run `make pipeline`): {error}")
-    if not Path(CHROMIUM_PATH).exists():
-        pytest.skip(f"Chromium not found at {CHROMIUM_PATH} (make system-deps)")
+    trained_model_or_skip()
+    chromium_or_skip()
     workdir = tmp_path_factory.mktemp("voila")
     env = {"DOODLE_FEEDBACK_DB": str(feedback_db), "JUPYTER_RUNTIME_DIR": str(workdir / "runtime")}
     with VoilaServer(workdir / "voila.log", env=env) as server:
@@ -138,12 +134,8 @@ def test_correction_lands_in_the_feedback_store(dashboard, feedback_db):
 def test_an_unsure_answer_shows_both_digits(tmp_path, browser):
     """A copy of the trained model whose unsure margin flags every answer: the page reads "7 or 1?"
     style text, answer first, the runner-up being the second-highest bar."""
-    try:
-        trained = load_model(model_path())
-    except ModelFileError as error:
-        pytest.skip(f"the dashboard needs a trained model (run `make pipeline`): {error}")
-    if not Path(CHROMIUM_PATH).exists():
-        pytest.skip(f"Chromium not found at {CHROMIUM_PATH} (make system-deps)")
+    trained = trained_model_or_skip()
+    chromium_or_skip()
     metadata = {key: value for key, value in trained.metadata.items() if key not in {"normalization", "temperature"}}
     save_model(
         tmp_path / "model",

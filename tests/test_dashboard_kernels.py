@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from traitlets.config import Config
@@ -23,9 +22,7 @@ from doodle.dashboard_server import (
     default_pool_size,
     settings,
 )
-from doodle.model_io import ModelFileError, load_model
-from doodle.paths import model_path
-from support.browser import CHROMIUM_PATH, DashboardPage, launch_chromium
+from support.browser import DashboardPage, chromium_or_skip, launch_chromium, trained_model_or_skip
 from support.voila import VoilaServer
 
 POOL = 2
@@ -78,12 +75,8 @@ def test_voila_config_preheats_caps_and_still_culls_idle_kernels():
 
 @pytest.fixture(scope="module")
 def capped_voila(tmp_path_factory):
-    try:
-        load_model(model_path())
-    except ModelFileError as error:
-        pytest.skip(f"the dashboard needs a trained model (run `make pipeline`): {error}")
-    if not Path(CHROMIUM_PATH).exists():
-        pytest.skip(f"Chromium not found at {CHROMIUM_PATH} (make system-deps)")
+    trained_model_or_skip()
+    chromium_or_skip()
     workdir = tmp_path_factory.mktemp("voila-capped")
     env = {
         "DOODLE_FEEDBACK_DB": str(workdir / "feedback.sqlite"),

@@ -14,50 +14,14 @@ from PIL import Image
 
 from doodle import dashboard_contract as page
 from doodle import dashboard_view as view
-from doodle import mlp
 from doodle.dashboard import PICK_POSITION_MESSAGE, DoodleApp, NumberReading, Prediction
 from doodle.drawing import PEN_WIDTH, render_strokes
-from doodle.feedback import FeedbackStore
-from doodle.model_io import ModelFileError, load_model, save_model
 from doodle.number_reading import TooManyDigitsError, read_number
-from doodle.paths import model_path
 from doodle.preprocess import BlankCanvasError, canvas_to_input
 from support.digits import HAND_DRAWN_DIGITS, NUMBER_PITCH, number_strokes
+from support.digits import draw_on as draw
 
 YEAR = number_strokes("2026")
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """A seeded, untrained 784-16-10 MLP: what it says is arbitrary, how the app shows it is not."""
-    folder = tmp_path_factory.mktemp("model")
-    return save_model(folder, mlp.init_params([784, 16, 10], seed=3), normalization={"mean": 0.13, "std": 0.31})
-
-
-@pytest.fixture(scope="module")
-def trained_model():
-    try:
-        return load_model(model_path())
-    except ModelFileError as error:
-        pytest.skip(f"no trained model (run `make pipeline`): {error}")
-
-
-@pytest.fixture
-def store(tmp_path) -> FeedbackStore:
-    return FeedbackStore(tmp_path / "feedback.sqlite")
-
-
-@pytest.fixture
-def app(tiny_model, store) -> DoodleApp:
-    return DoodleApp(model=tiny_model, feedback_store=store, live=False)
-
-
-def draw(app: DoodleApp, strokes) -> None:
-    for stroke in strokes:
-        app.handle_mouse_down(*stroke[0])
-        for point in stroke[1:]:
-            app.handle_mouse_move(*point)
-        app.handle_mouse_up(*stroke[-1])
 
 
 def shown_number(app: DoodleApp) -> tuple[str, list[dict[str, str]]]:

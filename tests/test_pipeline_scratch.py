@@ -32,10 +32,16 @@ def git(*args: str, cwd: Path) -> None:
     subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
 
 
+def write_files(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+
+
 @pytest.fixture
 def project(tmp_path) -> Path:
     root = tmp_path / "project"
-    for name, text in {
+    write_files(root, {
         ".gitignore": "/data/\n/models/\n",
         ".dvc/config": "[core]\n    analytics = false\n",
         "dvc.yaml": DVC_YAML,
@@ -46,9 +52,7 @@ def project(tmp_path) -> Path:
         "reports/notebooks/01.ipynb": "{}\n",
         "reports/experiments/results.csv": "config,seed\ndefault,1\n",
         "data/prepared/train.parquet": "ignored by git\n",
-    }.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
+    })
     git("init", "-q", cwd=root)
     git("add", ".", cwd=root)
     return root
@@ -103,3 +107,29 @@ def test_only_cached_outputs_are_copied_back(project, tmp_path):
 def test_a_missing_output_is_an_error_not_a_silent_skip(project, tmp_path):
     with pytest.raises(SystemExit, match="models: missing"):
         pipeline_scratch.copy_back(tmp_path, project, ["models"])
+
+
+def test_current_run_is_the_copy_only_while_it_ran_the_projects_files(tmp_path):
+    """What the notebook checks compare: the copy's outputs count only when its pipeline ran on
+    exactly the project's files (a real DVC run of a one-stage pipeline)."""
+    root = tmp_path / "project"
+    write_files(root, {
+        ".gitignore": "/out/\n",
+        ".dvc/config": "[core]\n    analytics = false\n",
+        "dvc.yaml": "stages:\n  copy:\n    cmd: mkdir -p out && cp source.txt out/copy.txt\n"
+                    "    deps:\n      - source.txt\n    outs:\n      - out\n",
+        "source.txt": "one\n",
+    })
+    git("init", "-q", cwd=root)
+    git("add", ".", cwd=root)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    assert pipeline_scratch.current_run(root, scratch) is None  # nothing has run anywhere
+    pipeline_scratch.sync(root, scratch)
+    assert pipeline_scratch.current_run(root, scratch) is None  # copied, not run
+    pipeline_scratch.dvc("repro", "--quiet", cwd=scratch)
+    assert pipeline_scratch.current_run(root, scratch) == scratch
+    (root / "source.txt").write_text("two\n")
+    assert pipeline_scratch.current_run(root, scratch) is None  # the project moved on
+    pipeline_scratch.sync(root, scratch)
+    assert pipeline_scratch.current_run(root, scratch) is None  # the copy's outputs are stale

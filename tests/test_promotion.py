@@ -141,9 +141,9 @@ def two_models(tmp_path: Path, candidate_better: bool) -> tuple[model_io.Model, 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("candidate_better", [False, True], ids=["worse-on-holdout", "better-on-holdout"])
-def test_promote_notebook_moves_alias_and_served_model_only_for_a_better_candidate(tmp_path, candidate_better):
+def test_promote_notebook_moves_alias_and_served_model_only_for_a_better_candidate(tmp_path, mlflow_uri, candidate_better):
     champion, candidate = two_models(tmp_path, candidate_better)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
     register = f"""
 import json, sys
 from doodle import tracking
@@ -195,14 +195,14 @@ print(champion.version, run.data.tags["promotion_decision"][:4], run.data.metric
 
 
 @pytest.mark.slow
-def test_a_challenger_equal_on_validation_stays_out_and_no_study_stops_the_notebook(tmp_path):
+def test_a_challenger_equal_on_validation_stays_out_and_no_study_stops_the_notebook(tmp_path, mlflow_uri):
     """The candidate reads the holdout better and ties on validation: the retraining rule would
     promote it, a challenger (the long run) must beat the champion by the study's margin and does
     not. Without the study's results the notebook stops before anything moves."""
     champion, candidate = two_models(tmp_path, candidate_better=True)
     study = tmp_path / "experiments.json"
     study.write_text(json.dumps({"seeds": 5, "champion_margin_val_accuracy": 0.0004}))
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
     promote = [sys.executable, "-m", "papermill", str(ROOT / "notebooks/05_promote.ipynb"), str(tmp_path / "out.ipynb"),
                "-p", "metrics_path", "long/promotion.json", "-p", "champion_margin_file"]
     subprocess.run([*promote, str(study)], cwd=tmp_path, env=env, check=True, capture_output=True)

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from drawing_helpers import synthetic_drawings
 
-from doodle import mlp, model_io
+from doodle import mlp, model_io, score
 from doodle.data import SPLITS
 from doodle.mnist import SOURCES
 from doodle.paths import ROOT
@@ -70,29 +70,31 @@ def test_prepare_notebook_on_the_cluster_matches_local(cluster, tmp_path):
         assert filecmp.cmp(prepared / relative, PREPARED / relative, shallow=False), f"{relative} differs"
 
 
-def test_score_command_on_the_cluster(cluster, tmp_path):
+def test_score_command_on_the_cluster(cluster, spark, tmp_path):
     folder = tmp_path / "drawings"
     folder.mkdir()
     drawings = synthetic_drawings(40, seed=5)
     for name, data in drawings:
         (folder / name).write_bytes(data)
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    model_io.save_model(tmp_path / "model", mlp.init_params([784, 16, 10], seed=1),
-                        normalization={"mean": 0.13, "std": 0.31})
-    outputs = {}
-    for name, master in (("cluster", cluster.master_url), ("local", "local[1]")):
-        outputs[name] = tmp_path / f"{name}.parquet"
-        completed = subprocess.run(
-            [sys.executable, "-m", "doodle.score", str(folder), str(outputs[name]), "--model",
-             str(tmp_path / "model"), "--master", master, "--driver-memory", "1g"],
-            cwd=ROOT, env={**os.environ, "PYSPARK_PYTHON": sys.executable}, capture_output=True, text=True, timeout=600,
-        )
-        assert completed.returncode == 0, completed.stderr[-4000:]
+    model = model_io.save_model(tmp_path / "model", mlp.init_params([784, 16, 10], seed=1),
+                                normalization={"mean": 0.13, "std": 0.31})
+    output = tmp_path / "cluster.parquet"
+    completed = subprocess.run(
+        [sys.executable, "-m", "doodle.score", str(folder), str(output), "--model",
+         str(tmp_path / "model"), "--master", cluster.master_url, "--driver-memory", "1g"],
+        cwd=ROOT, env={**os.environ, "PYSPARK_PYTHON": sys.executable}, capture_output=True, text=True, timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
     assert "doodle-score" in cluster.application_names()
-    tables = {name: pq.read_table(path).sort_by("id") for name, path in outputs.items()}
-    assert tables["cluster"].num_rows == 41
-    assert tables["cluster"].column("digit").to_pylist() == tables["local"].column("digit").to_pylist()
-    assert tables["cluster"].column("error").to_pylist().count(None) == 40
+    on_cluster = pq.read_table(output).sort_by("id")
+    # The same images scored by the suite's local[1] session (the command's code path on local[*]
+    # is tested in test_score.py).
+    local = score.score_images(score.read_images(spark, folder), model).toArrow().sort_by("id")
+    assert on_cluster.num_rows == 41
+    assert on_cluster.column("id").to_pylist() == local.column("id").to_pylist()
+    assert on_cluster.column("digit").to_pylist() == local.column("digit").to_pylist()
+    assert on_cluster.column("error").to_pylist().count(None) == 40
 
 
 def test_daemons_stop_when_the_body_fails(tmp_path):

@@ -12,9 +12,9 @@ from doodle import model_io, tracking, train
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch):
+def store(mlflow_uri, monkeypatch):
     """A fresh tracking store; the URI comes from the environment, as an operator would set it."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_uri
     monkeypatch.setenv(tracking.TRACKING_URI_ENV, uri)
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     experiment_id = tracking.setup()
@@ -98,6 +98,24 @@ def test_champion_pyfunc_predicts_as_model_io(tmp_path, store):
     local = Path(mlflow.artifacts.download_artifacts(logged.model_uri, dst_path=str(tmp_path / "dl")))
     assert json.loads((local / "artifacts" / "mlp.json").read_text())["sha256"] == model_io.load_model(model_dir).sha256
     assert not list(local.rglob("*.pkl"))
+
+
+@pytest.mark.slow
+def test_logged_requirements_are_what_mlflow_infers_from_the_pyfunc(tmp_path, store):
+    """The requirements are given, not inferred (inference loads the model in a subprocess for
+    every logged run); MLflow's own inference must still name the same distributions."""
+    logged, _, model_dir = _log(tmp_path, seed=6, val_accuracy=0.7)
+    local = Path(mlflow.artifacts.download_artifacts(logged.model_uri, dst_path=str(tmp_path / "dl")))
+    given = (local / "requirements.txt").read_text().split()
+    assert given == tracking.pyfunc_requirements()
+    with mlflow.start_run():
+        inferred_info = mlflow.pyfunc.log_model(
+            name="inferred", python_model=str(tracking.PYFUNC_CODE),
+            artifacts={"weights": str(model_dir / model_io.WEIGHTS_NAME), "metadata": str(model_dir / model_io.METADATA_NAME)},
+        )
+    inferred = Path(mlflow.artifacts.download_artifacts(inferred_info.model_uri, dst_path=str(tmp_path / "inferred")))
+    names = {line.split("==")[0] for line in (inferred / "requirements.txt").read_text().split()}
+    assert names == set(tracking.PYFUNC_PACKAGES)
 
 
 def test_default_store_is_the_repo_sqlite_database(monkeypatch):

@@ -9,10 +9,10 @@ MODEL_NAME = "doodle-mlp"
 
 
 @pytest.mark.slow
-def test_server_loads_a_registered_model_by_alias(tmp_path):
+def test_server_loads_a_registered_model_by_alias(tmp_path, mlflow_uri):
     from mlflow import MlflowClient
 
-    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking_uri = mlflow_uri
     client = MlflowClient(tracking_uri=tracking_uri)  # no global MLflow state is touched
     artifacts = (tmp_path / "artifacts").as_uri()
     experiment = client.create_experiment("serving-test", artifact_location=artifacts)
@@ -45,12 +45,12 @@ def test_server_loads_a_registered_model_by_alias(tmp_path):
 
 
 @pytest.mark.slow
-def test_server_follows_the_champion_alias_when_it_moves(tmp_path):
+def test_server_follows_the_champion_alias_when_it_moves(tmp_path, mlflow_uri):
     import time
 
     from mlflow import MlflowClient
 
-    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking_uri = mlflow_uri
     client = MlflowClient(tracking_uri=tracking_uri)
     experiment = client.create_experiment("serving-test", artifact_location=(tmp_path / "artifacts").as_uri())
     client.create_registered_model(MODEL_NAME)

@@ -9,10 +9,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from doodle import dashboard_contract as contract
 from doodle.dashboard_contract import selector
+from doodle.model_io import Model, ModelFileError, load_model
+from doodle.paths import model_path
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, Playwright
@@ -47,6 +50,24 @@ SELECTORS = {
     "number": f"{selector(contract.NUMBER_VIEW)} {selector(contract.NUMBER)}",
     "numberDigit": selector(contract.NUMBER_DIGIT),
 }
+
+
+def trained_model_or_skip() -> Model:
+    """The pipeline's model (what the dashboard serves), or a skip of the test that needs it."""
+    import pytest  # only tests need it; the benchmarks import this module too
+
+    try:
+        return load_model(model_path())
+    except ModelFileError as error:
+        pytest.skip(f"the dashboard needs a trained model (run `make pipeline`): {error}")
+
+
+def chromium_or_skip() -> None:
+    """Skip the test that needs a browser when Chromium is not installed."""
+    import pytest
+
+    if not Path(CHROMIUM_PATH).exists():
+        pytest.skip(f"Chromium not found at {CHROMIUM_PATH} (make system-deps)")
 
 
 def launch_chromium(playwright: Playwright) -> Browser:

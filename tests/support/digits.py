@@ -55,3 +55,19 @@ def number_strokes(digits: str, pitch: float = NUMBER_PITCH, scale: tuple[float,
         for index, digit in enumerate(digits)
         for stroke in HAND_DRAWN_DIGITS[int(digit)]
     ]
+
+
+def draw_on(app, strokes: list[Stroke], *, touch: bool = False) -> None:
+    """Draw `strokes` on a `doodle.dashboard.DoodleApp` through the handlers ipycanvas calls for
+    the browser's mouse events (or, with `touch`, a finger's)."""
+    for stroke in strokes:
+        if touch:
+            app.handle_touch_start([stroke[0]])
+            for point in stroke[1:]:
+                app.handle_touch_move([point])
+            app.handle_touch_end([])
+        else:
+            app.handle_mouse_down(*stroke[0])
+            for point in stroke[1:]:
+                app.handle_mouse_move(*point)
+            app.handle_mouse_up(*stroke[-1])
