@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from doodle import augment, data, evaluate, model_io, strokes
+from doodle import augment, data, evaluate, model_io, stats, strokes
 from doodle.development import as_images, development_sets
 from doodle.train import DEFAULT_BLAS_THREADS, TrainConfig, fit_temperature, logits_of, train
 
@@ -263,6 +263,22 @@ def seed_mistakes(path: str | Path, config: str = "default") -> list[np.ndarray]
         return [np.sort(np.array([int(i) for i in (row["test_wrong"] or "").split()], dtype=np.int64)) for row in rows]
     except (KeyError, ValueError) as error:
         raise ValueError(f"{path}: unreadable test_wrong column ({error})") from error
+
+
+def study_figure(path: str | Path, column: str, config: str = "default") -> dict[str, Any]:
+    """One figure of ``config`` over its seeds in the results CSV, as the experiments stage writes it
+    to experiments.json: ``{"mean", "sd", "n"}`` (``sd`` None with one seed); empty when the file or
+    the config is absent. For checks that run before the experiments stage (the train stage), which
+    read the committed CSV every clone has."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    with path.open(newline="") as handle:
+        values = [float(row[column]) for row in csv.DictReader(handle) if row.get("config") == config]
+    if not values:
+        return {}
+    found = stats.spread(values)
+    return {"mean": found.mean, "sd": found.sd if found.n > 1 else None, "n": found.n}
 
 
 def study_seeds(base_seed: int, count: int) -> list[int]:

@@ -176,3 +176,13 @@ def test_seed_mistakes_reads_each_runs_misread_images_of_one_config(tmp_path):
     path.write_text(path.read_text().replace("9 3 5", "9 x 5"))
     with pytest.raises(ValueError, match="unreadable test_wrong"):
         experiments.seed_mistakes(path)
+
+
+def test_study_figure_summarises_one_config_of_the_results_csv(tmp_path):
+    path = tmp_path / "results.csv"
+    path.write_text("config,seed,val_accuracy\ndefault,1,0.990\nother,1,0.5\ndefault,2,0.992\n")
+    figure = experiments.study_figure(path, "val_accuracy")
+    assert figure["n"] == 2 and figure["mean"] == pytest.approx(0.991) and figure["sd"] == pytest.approx(0.0014142, rel=1e-4)
+    assert experiments.study_figure(path, "val_accuracy", config="other") == {"mean": 0.5, "sd": None, "n": 1}
+    assert experiments.study_figure(path, "val_accuracy", config="absent") == {}
+    assert experiments.study_figure(tmp_path / "missing.csv", "val_accuracy") == {}
