@@ -242,6 +242,37 @@ def append_row(path: str | Path, row: dict[str, Any], columns: list[str] = COLUM
         writer.writerow(row)
 
 
+def read_rows(path: str | Path, columns: list[str] = COLUMNS) -> list[dict[str, str]]:
+    """Every row of a results CSV as written (strings), in the file's order; refuses a file whose
+    header differs from ``columns``."""
+    path = Path(path)
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames != columns:
+            raise ValueError(f"{path}: its columns differ from the table's ({', '.join(columns)})")
+        return list(reader)
+
+
+def write_rows(path: str | Path, rows: list[dict[str, Any]], columns: list[str] = COLUMNS) -> None:
+    """Replace a results CSV by ``rows`` (header first): written to a temporary file beside it and
+    renamed over it, so a failure leaves the old file whole."""
+    path = Path(path)
+    with tempfile.NamedTemporaryFile("w", newline="", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    Path(handle.name).replace(path)
+
+
+def remeasured(row: dict[str, str], model: model_io.Model, bench: Benchmarks) -> dict[str, str]:
+    """A results row (as `read_rows` gives it) with the columns `measure` fills taken again from
+    ``model``, the run's kept model; training's columns (validation accuracy, temperature, epochs,
+    times) are left as they are. Values are strings as the CSV writes them, so an unchanged figure
+    compares equal to the file's."""
+    fresh = measure(model, bench)
+    return {**row, **{column: str(value) for column, value in fresh.items()}}
+
+
 def done(path: str | Path) -> set[tuple[str, int]]:
     """The (config, seed) pairs already in the results CSV (none when it does not exist)."""
     path = Path(path)
