@@ -14,6 +14,7 @@ import numpy as np
 
 from doodle import doodles
 from doodle.evaluate import development_sample
+from doodle.inputs import as_float_images
 
 
 @dataclass(frozen=True)
@@ -27,12 +28,6 @@ class DevelopmentSets:
     robust_rows: np.ndarray
     robust_images: np.ndarray  # the sampled digits as they are, for the transforms of doodle.augment
     robust_labels: np.ndarray
-
-
-def as_images(rows: np.ndarray) -> np.ndarray:
-    """MNIST bytes ``(N, 784)`` or ``(N, 28, 28)`` uint8 -> ``(N, 28, 28)`` float32 in [0, 1], divided
-    by 255 as the evaluate stage has always done (the study's rows depend on these exact bits)."""
-    return (np.asarray(rows).reshape(-1, 28, 28) / np.float32(255.0)).astype(np.float32)
 
 
 def development_sets(
@@ -53,6 +48,6 @@ def development_sets(
         doodle_images=doodles.make_doodles(val_uint8[doodle_rows], seed),
         doodle_labels=val_labels[doodle_rows],
         robust_rows=robust_rows,
-        robust_images=as_images(val_uint8[robust_rows]),
+        robust_images=as_float_images(val_uint8[robust_rows]),
         robust_labels=val_labels[robust_rows],
     )

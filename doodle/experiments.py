@@ -27,7 +27,8 @@ import numpy as np
 import yaml
 
 from doodle import augment, data, evaluate, model_io, stats, strokes
-from doodle.development import as_images, development_sets
+from doodle.development import development_sets
+from doodle.inputs import as_float_images
 from doodle.train import DEFAULT_BLAS_THREADS, TrainConfig, fit_temperature, logits_of, train
 
 DEFAULT_RESULTS = Path("reports/experiments/results.csv")
@@ -149,7 +150,7 @@ def load_benchmarks(prepared_dir: str | Path = "data/prepared", params_file: str
     return Benchmarks(
         train=data.load_split("train", prepared_dir),
         validation=(val_uint8, val_labels),
-        test_images=as_images(test_uint8),
+        test_images=as_float_images(test_uint8),
         test_labels=test_labels,
         doodle_images=development.doodle_images,
         doodle_labels=development.doodle_labels,

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from doodle import doodles, evaluate
-from doodle.development import as_images, development_sets
+from doodle.development import development_sets
+from doodle.inputs import as_float_images
 from support.synthetic import synthetic_mnist
 
 
@@ -22,7 +23,8 @@ def test_sets_are_stratified_samples_of_the_validation_digits(validation):
     assert np.array_equal(sets.robust_rows, evaluate.development_sample(labels, 80, 3))
     assert np.array_equal(sets.doodle_labels, labels[sets.doodle_rows])
     assert np.array_equal(sets.robust_labels, labels[sets.robust_rows])
-    assert np.array_equal(sets.robust_images, images[sets.robust_rows].reshape(-1, 28, 28) / np.float32(255.0))
+    assert np.array_equal(sets.robust_images, as_float_images(images[sets.robust_rows]))
+    assert sets.robust_images.shape == (80, 28, 28) and sets.robust_images.dtype == np.float32
     assert sets.doodle_images.shape == (30, 28, 28) and sets.doodle_images.dtype == np.float32
     assert np.array_equal(sets.doodle_images, doodles.make_doodles(images[sets.doodle_rows], 3))
     # Every digit of the source keeps its share (within one image).
@@ -46,10 +48,3 @@ def test_mismatched_images_and_labels_are_refused(validation):
         development_sets(images[:-1], labels, 10, 10, seed=1)
     with pytest.raises(ValueError, match="count must be in 1..200"):
         development_sets(images, labels, 201, 10, seed=1)
-
-
-def test_as_images_scales_bytes_to_the_unit_interval():
-    rows = np.array([[0, 255] + [51] * 782], dtype=np.uint8)
-    images = as_images(rows)
-    assert images.shape == (1, 28, 28) and images.dtype == np.float32
-    assert images[0, 0, 0] == 0.0 and images[0, 0, 1] == 1.0 and images[0, 0, 2] == pytest.approx(0.2)

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from doodle import experiments, model_io, strokes
-from doodle.development import as_images, development_sets
+from doodle.development import development_sets
+from doodle.inputs import as_float_images
 from doodle.train import TrainConfig, train
 from support.synthetic import synthetic_mnist
 
@@ -33,7 +34,7 @@ def bench():
     return experiments.Benchmarks(
         train=(train_images, train_labels.astype(np.int64)),
         validation=(val_images, val_labels.astype(np.int64)),
-        test_images=as_images(test_uint8),
+        test_images=as_float_images(test_uint8),
         test_labels=test_labels.astype(np.int64),
         doodle_images=development.doodle_images,
         doodle_labels=development.doodle_labels,
