@@ -4,8 +4,8 @@ digit, the same for every caller with the same labels, counts and seed."""
 import numpy as np
 import pytest
 
-from doodle import doodles, evaluate
-from doodle.development import development_sets
+from doodle import doodles
+from doodle.development import development_sample, development_sets
 from doodle.inputs import as_float_images
 from support.synthetic import synthetic_mnist
 
@@ -19,8 +19,8 @@ def validation():
 def test_sets_are_stratified_samples_of_the_validation_digits(validation):
     images, labels = validation
     sets = development_sets(images, labels, 30, 80, seed=3)
-    assert np.array_equal(sets.doodle_rows, evaluate.development_sample(labels, 30, 3))
-    assert np.array_equal(sets.robust_rows, evaluate.development_sample(labels, 80, 3))
+    assert np.array_equal(sets.doodle_rows, development_sample(labels, 30, 3))
+    assert np.array_equal(sets.robust_rows, development_sample(labels, 80, 3))
     assert np.array_equal(sets.doodle_labels, labels[sets.doodle_rows])
     assert np.array_equal(sets.robust_labels, labels[sets.robust_rows])
     assert np.array_equal(sets.robust_images, as_float_images(images[sets.robust_rows]))
@@ -30,6 +30,28 @@ def test_sets_are_stratified_samples_of_the_validation_digits(validation):
     # Every digit of the source keeps its share (within one image).
     share = np.bincount(labels, minlength=10) / len(labels)
     assert np.all(np.abs(np.bincount(sets.robust_labels, minlength=10) - 80 * share) < 1.0 + 1e-9)
+
+
+def test_development_sample_is_stratified_seeded_and_sorted():
+    labels = np.repeat(np.arange(10), [50, 60, 40, 55, 45, 50, 52, 48, 50, 50])
+    rows = development_sample(labels, 100, seed=7)
+    assert rows.size == 100 and np.all(np.diff(rows) > 0)
+    shares = np.bincount(labels[rows], minlength=10)
+    expected = np.bincount(labels, minlength=10) * 100 / labels.size
+    assert np.all(np.abs(shares - expected) < 1)  # each class gets its share, to the nearest image
+    assert np.array_equal(rows, development_sample(labels, 100, seed=7))
+    assert not np.array_equal(rows, development_sample(labels, 100, seed=8))
+
+
+@pytest.mark.parametrize("count", [0, 501])
+def test_development_sample_refuses_impossible_counts(count):
+    with pytest.raises(ValueError, match="count must be in 1..500"):
+        development_sample(np.zeros(500, dtype=np.int64), count, seed=1)
+
+
+def test_development_sample_refuses_labels_that_are_not_a_vector():
+    with pytest.raises(ValueError, match="labels must be 1-D"):
+        development_sample(np.zeros((10, 2), dtype=np.int64), 5, seed=1)
 
 
 def test_same_inputs_same_sets_and_another_seed_another_sample(validation):
