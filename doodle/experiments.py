@@ -224,6 +224,11 @@ def run_one(
     return {column: row[column] for column in COLUMNS}
 
 
+def _check_header(path: Path, header: list[str] | None, columns: list[str], advice: str = "") -> None:
+    if header != columns:
+        raise ValueError(f"{path}: its columns differ from the table's ({', '.join(columns)}){advice}")
+
+
 def append_row(path: str | Path, row: dict[str, Any], columns: list[str] = COLUMNS) -> None:
     """Append one row to a results CSV (header first when the file is new), flushed at once so a
     study cut short keeps every finished run. Refuses a file whose header differs from ``columns``
@@ -234,8 +239,7 @@ def append_row(path: str | Path, row: dict[str, Any], columns: list[str] = COLUM
     if not new:
         with path.open(newline="") as handle:
             header = next(csv.reader(handle), [])
-        if header != columns:
-            raise ValueError(f"{path}: its columns differ from the table's ({', '.join(columns)}); write to a new file")
+        _check_header(path, header, columns, "; write to a new file")
     with path.open("a", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         if new:
@@ -249,8 +253,7 @@ def read_rows(path: str | Path, columns: list[str] = COLUMNS) -> list[dict[str, 
     path = Path(path)
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
-        if reader.fieldnames != columns:
-            raise ValueError(f"{path}: its columns differ from the table's ({', '.join(columns)})")
+        _check_header(path, reader.fieldnames, columns)
         return list(reader)
 
 

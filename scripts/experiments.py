@@ -61,7 +61,11 @@ def remeasure(args: argparse.Namespace, base_seed: int) -> int:
     for index in chosen:
         row = rows[index]
         started = time.perf_counter()
-        model = model_io.load_model(args.keep_models / f"{row['config']}-{row['seed']}")
+        try:
+            model = model_io.load_model(args.keep_models / f"{row['config']}-{row['seed']}")
+        except model_io.ModelFileError as error:
+            print(f"{row['config']} seed {row['seed']}: {error}; row left as it is", flush=True)
+            continue
         rows[index] = experiments.remeasured(row, model, bench)
         differences = [column for column in experiments.COLUMNS if rows[index][column] != row[column]]
         for column in differences:
