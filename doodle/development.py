@@ -1,5 +1,5 @@
 """The development sets: the doodle benchmark and the robustness curves' digits, built from a
-stratified random sample of MNIST validation digits (`doodle.evaluate.development_sample`).
+stratified random sample of MNIST validation digits (`development_sample`).
 
 Choices are tuned against these figures, so they never come from MNIST test, which is touched once
 per reported result. `04_evaluate` and the seed study (`doodle.experiments.load_benchmarks`) both
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from doodle import doodles
-from doodle.evaluate import development_sample
+from doodle.inputs import as_float_images
 
 
 @dataclass(frozen=True)
@@ -29,10 +29,29 @@ class DevelopmentSets:
     robust_labels: np.ndarray
 
 
-def as_images(rows: np.ndarray) -> np.ndarray:
-    """MNIST bytes ``(N, 784)`` or ``(N, 28, 28)`` uint8 -> ``(N, 28, 28)`` float32 in [0, 1], divided
-    by 255 as the evaluate stage has always done (the study's rows depend on these exact bits)."""
-    return (np.asarray(rows).reshape(-1, 28, 28) / np.float32(255.0)).astype(np.float32)
+def development_sample(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """Indices of a stratified random sample of ``count`` items of ``labels``, sorted: ``(N,)``
+    integer labels -> ``(count,)`` int64.
+
+    The development benchmarks (doodles, robustness curves) are drawn this way from the
+    validation split, so tuning never looks at MNIST test, and no ordering of the source
+    (the first test digits are harder than the last) leaks into a figure. Each class gets its
+    share of ``count`` (largest remainders break ties); the choice depends only on the labels,
+    ``count`` and ``seed``."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"labels must be 1-D, got shape {labels.shape}")
+    labels = labels.astype(np.int64, copy=False)
+    if not 0 < count <= labels.size:
+        raise ValueError(f"count must be in 1..{labels.size}, got {count}")
+    classes, sizes = np.unique(labels, return_counts=True)
+    exact = sizes * (count / labels.size)
+    quota = np.floor(exact).astype(np.int64)
+    remainder_order = np.argsort(-(exact - quota), kind="stable")
+    quota[remainder_order[: count - int(quota.sum())]] += 1
+    rng = np.random.default_rng([int(seed), 17])
+    chosen = [rng.permutation(np.flatnonzero(labels == value))[:take] for value, take in zip(classes, quota)]
+    return np.sort(np.concatenate(chosen))
 
 
 def development_sets(
@@ -53,6 +72,6 @@ def development_sets(
         doodle_images=doodles.make_doodles(val_uint8[doodle_rows], seed),
         doodle_labels=val_labels[doodle_rows],
         robust_rows=robust_rows,
-        robust_images=as_images(val_uint8[robust_rows]),
+        robust_images=as_float_images(val_uint8[robust_rows]),
         robust_labels=val_labels[robust_rows],
     )

@@ -209,27 +209,6 @@ def choose_unsure_margin(
     return float(np.quantile(wrong, mistake_share)) if len(wrong) else 0.0
 
 
-def development_sample(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
-    """Indices of a stratified random sample of ``count`` items of ``labels``, sorted.
-
-    The development benchmarks (doodles, robustness curves) are drawn this way from the
-    validation split, so tuning never looks at MNIST test, and no ordering of the source
-    (the first test digits are harder than the last) leaks into a figure. Each class gets its
-    share of ``count`` (largest remainders break ties); the choice depends only on the labels,
-    ``count`` and ``seed``."""
-    labels = _labels(np.asarray(labels), "labels")
-    if not 0 < count <= labels.size:
-        raise ValueError(f"count must be in 1..{labels.size}, got {count}")
-    classes, sizes = np.unique(labels, return_counts=True)
-    exact = sizes * (count / labels.size)
-    quota = np.floor(exact).astype(np.int64)
-    remainder_order = np.argsort(-(exact - quota), kind="stable")
-    quota[remainder_order[: count - int(quota.sum())]] += 1
-    rng = np.random.default_rng([int(seed), 17])
-    chosen = [rng.permutation(np.flatnonzero(labels == value))[:take] for value, take in zip(classes, quota)]
-    return np.sort(np.concatenate(chosen))
-
-
 # Error analysis: the kinds a test mistake is sorted into, and the rule's thresholds.
 MISTAKE_KINDS = ("label noise", "ambiguous", "genuine")
 CONFIDENT = 0.9  # the answer's probability at or above which a mistake is confident

@@ -27,7 +27,8 @@ import numpy as np
 import yaml
 
 from doodle import augment, data, evaluate, model_io, stats, strokes
-from doodle.development import as_images, development_sets
+from doodle.development import development_sets
+from doodle.inputs import as_float_images
 from doodle.train import DEFAULT_BLAS_THREADS, TrainConfig, fit_temperature, logits_of, train
 
 DEFAULT_RESULTS = Path("reports/experiments/results.csv")
@@ -149,7 +150,7 @@ def load_benchmarks(prepared_dir: str | Path = "data/prepared", params_file: str
     return Benchmarks(
         train=data.load_split("train", prepared_dir),
         validation=(val_uint8, val_labels),
-        test_images=as_images(test_uint8),
+        test_images=as_float_images(test_uint8),
         test_labels=test_labels,
         doodle_images=development.doodle_images,
         doodle_labels=development.doodle_labels,
@@ -223,6 +224,11 @@ def run_one(
     return {column: row[column] for column in COLUMNS}
 
 
+def _check_header(path: Path, header: list[str] | None, columns: list[str], advice: str = "") -> None:
+    if header != columns:
+        raise ValueError(f"{path}: its columns differ from the table's ({', '.join(columns)}){advice}")
+
+
 def append_row(path: str | Path, row: dict[str, Any], columns: list[str] = COLUMNS) -> None:
     """Append one row to a results CSV (header first when the file is new), flushed at once so a
     study cut short keeps every finished run. Refuses a file whose header differs from ``columns``
@@ -233,13 +239,42 @@ def append_row(path: str | Path, row: dict[str, Any], columns: list[str] = COLUM
     if not new:
         with path.open(newline="") as handle:
             header = next(csv.reader(handle), [])
-        if header != columns:
-            raise ValueError(f"{path}: its columns differ from the table's ({', '.join(columns)}); write to a new file")
+        _check_header(path, header, columns, "; write to a new file")
     with path.open("a", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         if new:
             writer.writeheader()
         writer.writerow(row)
+
+
+def read_rows(path: str | Path, columns: list[str] = COLUMNS) -> list[dict[str, str]]:
+    """Every row of a results CSV as written (strings), in the file's order; refuses a file whose
+    header differs from ``columns``."""
+    path = Path(path)
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        _check_header(path, reader.fieldnames, columns)
+        return list(reader)
+
+
+def write_rows(path: str | Path, rows: list[dict[str, Any]], columns: list[str] = COLUMNS) -> None:
+    """Replace a results CSV by ``rows`` (header first): written to a temporary file beside it and
+    renamed over it, so a failure leaves the old file whole."""
+    path = Path(path)
+    with tempfile.NamedTemporaryFile("w", newline="", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    Path(handle.name).replace(path)
+
+
+def remeasured(row: dict[str, str], model: model_io.Model, bench: Benchmarks) -> dict[str, str]:
+    """A results row (as `read_rows` gives it) with the columns `measure` fills taken again from
+    ``model``, the run's kept model; training's columns (validation accuracy, temperature, epochs,
+    times) are left as they are. Values are strings as the CSV writes them, so an unchanged figure
+    compares equal to the file's."""
+    fresh = measure(model, bench)
+    return {**row, **{column: str(value) for column, value in fresh.items()}}
 
 
 def done(path: str | Path) -> set[tuple[str, int]]:

@@ -9,6 +9,7 @@ already in the file is skipped, so the study can be stopped and resumed, or spli
     python scripts/experiments.py --only default --seeds 5
     python scripts/experiments.py --config wide -S train.hidden_sizes=[1024,1024] --seeds 3
     python scripts/experiments.py --stop-at 16:05          # launch no run after 16:05 UTC
+    python scripts/experiments.py --remeasure --only default   # measure kept models again, no training
 
 The same runs through DVC experiments, with the same keys (`+train.seed` adds a key to the train
 section that overrides base.seed for training alone, so the data split and the benchmarks stay put):
@@ -23,12 +24,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
 
-from doodle import experiments
+from doodle import experiments, model_io
 
 
 def _stop_time(text: str | None) -> datetime | None:
@@ -37,6 +39,48 @@ def _stop_time(text: str | None) -> datetime | None:
     hours, minutes = (int(part) for part in text.split(":"))
     now = datetime.now(timezone.utc)
     return now.replace(hour=hours, minute=minutes, second=0, microsecond=0)
+
+
+def remeasure(args: argparse.Namespace, base_seed: int) -> int:
+    """Measure again the kept model of every row of the results file (those of ``--only`` and
+    ``--pick``), print each figure that changed, and rewrite the file when any did."""
+    rows = experiments.read_rows(args.results)
+    chosen = []
+    for index, row in enumerate(rows):
+        if (args.only and row["config"] not in args.only) or (args.pick is not None and int(row["seed"]) - base_seed not in args.pick):
+            continue
+        if (args.keep_models / f"{row['config']}-{row['seed']}").is_dir():
+            chosen.append(index)
+        else:
+            print(f"{row['config']} seed {row['seed']}: no kept model in {args.keep_models}, row left as it is", flush=True)
+    print(f"{len(chosen)} kept models to measure again ({len(rows)} rows in {args.results})", flush=True)
+    if not chosen:
+        return 0
+    bench = experiments.load_benchmarks(args.prepared_dir, args.params)
+    changed = 0
+    for index in chosen:
+        row = rows[index]
+        started = time.perf_counter()
+        try:
+            model = model_io.load_model(args.keep_models / f"{row['config']}-{row['seed']}")
+        except model_io.ModelFileError as error:
+            print(f"{row['config']} seed {row['seed']}: {error}; row left as it is", flush=True)
+            continue
+        rows[index] = experiments.remeasured(row, model, bench)
+        differences = [column for column in experiments.COLUMNS if rows[index][column] != row[column]]
+        for column in differences:
+            before, after = row[column], rows[index][column]
+            if column == "test_wrong":  # only the images that left or joined the list
+                before, after = (" ".join(sorted(set(a.split()) - set(b.split()), key=int)) or "-"
+                                 for a, b in ((before, after), (after, before)))
+            print(f"  {column}: {before} -> {after}", flush=True)
+        print(f"{row['config']} seed {row['seed']}: {len(differences) or 'no'} figures changed "
+              f"({time.perf_counter() - started:.1f} s)", flush=True)
+        changed += bool(differences)
+    if changed:
+        experiments.write_rows(args.results, rows)
+        print(f"{changed} rows changed: {args.results} rewritten", flush=True)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +97,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop-at", metavar="HH:MM", help="UTC time after which no new run starts")
     parser.add_argument("--keep-models", type=Path, default=Path(".cache/study-models"),
                         help="folder keeping each run's model, to measure it again later (ignored by git)")
+    parser.add_argument("--remeasure", action="store_true",
+                        help="train nothing: measure the kept models of the file's rows again and update their figures")
     args = parser.parse_args(argv)
+
+    if args.remeasure:
+        if args.config or args.settings:
+            parser.error("--remeasure measures the file's rows: no --config or -S")
+        base_seed = int(yaml.safe_load(args.params.read_text())["base"]["seed"])
+        return remeasure(args, base_seed)
 
     if args.config:
         plan = {args.config: experiments.parse_settings(args.settings)}

@@ -20,7 +20,8 @@ import yaml
 
 from doodle import augment, evaluate, fonts, paths, stats, strokes
 from doodle.data import PreparedDataError, load_split
-from doodle.development import as_images, development_sets
+from doodle.development import development_sets
+from doodle.inputs import as_float_images
 from doodle.model_io import ModelFileError, load_model
 
 PARAMS = yaml.safe_load((paths.ROOT / "params.yaml").read_text())
@@ -104,7 +105,7 @@ def test_reads_printed_digits(model):
 
 def test_reads_validation_digits_within_the_seed_noise(model, validation_split):
     images, labels = validation_split
-    predicted, _ = model.predict(as_images(images))
+    predicted, _ = model.predict(as_float_images(images))
     accuracy = evaluate.accuracy(labels, predicted)
     floor = study_floor("val_accuracy", len(labels))
     assert accuracy >= floor, f"validation accuracy {accuracy:.4f} below {floor:.4f}, the seed study's noise floor"
@@ -124,7 +125,7 @@ MAX_ECE = 0.03
 
 def test_confidence_means_what_it_says(model, validation_split):
     images, labels = validation_split
-    probs = model.predict_proba(as_images(images))
+    probs = model.predict_proba(as_float_images(images))
     ece = evaluate.reliability_bins(probs, labels, int(PARAMS["evaluate"]["calibration_bins"])).ece
     assert ece <= MAX_ECE, f"expected calibration error {ece:.4f} above {MAX_ECE}"
 

@@ -4,8 +4,9 @@ digit, the same for every caller with the same labels, counts and seed."""
 import numpy as np
 import pytest
 
-from doodle import doodles, evaluate
-from doodle.development import as_images, development_sets
+from doodle import doodles
+from doodle.development import development_sample, development_sets
+from doodle.inputs import as_float_images
 from support.synthetic import synthetic_mnist
 
 
@@ -18,16 +19,39 @@ def validation():
 def test_sets_are_stratified_samples_of_the_validation_digits(validation):
     images, labels = validation
     sets = development_sets(images, labels, 30, 80, seed=3)
-    assert np.array_equal(sets.doodle_rows, evaluate.development_sample(labels, 30, 3))
-    assert np.array_equal(sets.robust_rows, evaluate.development_sample(labels, 80, 3))
+    assert np.array_equal(sets.doodle_rows, development_sample(labels, 30, 3))
+    assert np.array_equal(sets.robust_rows, development_sample(labels, 80, 3))
     assert np.array_equal(sets.doodle_labels, labels[sets.doodle_rows])
     assert np.array_equal(sets.robust_labels, labels[sets.robust_rows])
-    assert np.array_equal(sets.robust_images, images[sets.robust_rows].reshape(-1, 28, 28) / np.float32(255.0))
+    assert np.array_equal(sets.robust_images, as_float_images(images[sets.robust_rows]))
+    assert sets.robust_images.shape == (80, 28, 28) and sets.robust_images.dtype == np.float32
     assert sets.doodle_images.shape == (30, 28, 28) and sets.doodle_images.dtype == np.float32
     assert np.array_equal(sets.doodle_images, doodles.make_doodles(images[sets.doodle_rows], 3))
     # Every digit of the source keeps its share (within one image).
     share = np.bincount(labels, minlength=10) / len(labels)
     assert np.all(np.abs(np.bincount(sets.robust_labels, minlength=10) - 80 * share) < 1.0 + 1e-9)
+
+
+def test_development_sample_is_stratified_seeded_and_sorted():
+    labels = np.repeat(np.arange(10), [50, 60, 40, 55, 45, 50, 52, 48, 50, 50])
+    rows = development_sample(labels, 100, seed=7)
+    assert rows.size == 100 and np.all(np.diff(rows) > 0)
+    shares = np.bincount(labels[rows], minlength=10)
+    expected = np.bincount(labels, minlength=10) * 100 / labels.size
+    assert np.all(np.abs(shares - expected) < 1)  # each class gets its share, to the nearest image
+    assert np.array_equal(rows, development_sample(labels, 100, seed=7))
+    assert not np.array_equal(rows, development_sample(labels, 100, seed=8))
+
+
+@pytest.mark.parametrize("count", [0, 501])
+def test_development_sample_refuses_impossible_counts(count):
+    with pytest.raises(ValueError, match="count must be in 1..500"):
+        development_sample(np.zeros(500, dtype=np.int64), count, seed=1)
+
+
+def test_development_sample_refuses_labels_that_are_not_a_vector():
+    with pytest.raises(ValueError, match="labels must be 1-D"):
+        development_sample(np.zeros((10, 2), dtype=np.int64), 5, seed=1)
 
 
 def test_same_inputs_same_sets_and_another_seed_another_sample(validation):
@@ -46,10 +70,3 @@ def test_mismatched_images_and_labels_are_refused(validation):
         development_sets(images[:-1], labels, 10, 10, seed=1)
     with pytest.raises(ValueError, match="count must be in 1..200"):
         development_sets(images, labels, 201, 10, seed=1)
-
-
-def test_as_images_scales_bytes_to_the_unit_interval():
-    rows = np.array([[0, 255] + [51] * 782], dtype=np.uint8)
-    images = as_images(rows)
-    assert images.shape == (1, 28, 28) and images.dtype == np.float32
-    assert images[0, 0, 0] == 0.0 and images[0, 0, 1] == 1.0 and images[0, 0, 2] == pytest.approx(0.2)

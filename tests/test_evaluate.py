@@ -147,23 +147,6 @@ def test_top_two_names_the_runner_up_and_its_margin():
     assert answers.unsure.tolist() == [True, False]
 
 
-def test_development_sample_is_stratified_seeded_and_sorted():
-    labels = np.repeat(np.arange(10), [50, 60, 40, 55, 45, 50, 52, 48, 50, 50])
-    rows = evaluate.development_sample(labels, 100, seed=7)
-    assert rows.size == 100 and np.all(np.diff(rows) > 0)
-    shares = np.bincount(labels[rows], minlength=10)
-    expected = np.bincount(labels, minlength=10) * 100 / labels.size
-    assert np.all(np.abs(shares - expected) < 1)  # each class gets its share, to the nearest image
-    assert np.array_equal(rows, evaluate.development_sample(labels, 100, seed=7))
-    assert not np.array_equal(rows, evaluate.development_sample(labels, 100, seed=8))
-
-
-@pytest.mark.parametrize("count", [0, 501])
-def test_development_sample_refuses_impossible_counts(count):
-    with pytest.raises(ValueError, match="count must be in 1..500"):
-        evaluate.development_sample(np.zeros(500, dtype=np.int64), count, seed=1)
-
-
 def _probs(rows):
     """(N, 10) probabilities from {digit: probability} dicts, the rest spread evenly."""
     out = np.zeros((len(rows), 10))

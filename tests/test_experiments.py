@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from doodle import experiments, strokes
-from doodle.development import as_images, development_sets
+from doodle import experiments, model_io, strokes
+from doodle.development import development_sets
+from doodle.inputs import as_float_images
 from doodle.train import TrainConfig, train
 from support.synthetic import synthetic_mnist
 
@@ -33,7 +34,7 @@ def bench():
     return experiments.Benchmarks(
         train=(train_images, train_labels.astype(np.int64)),
         validation=(val_images, val_labels.astype(np.int64)),
-        test_images=as_images(test_uint8),
+        test_images=as_float_images(test_uint8),
         test_labels=test_labels.astype(np.int64),
         doodle_images=development.doodle_images,
         doodle_labels=development.doodle_labels,
@@ -103,6 +104,51 @@ def test_a_file_with_other_columns_is_refused_untouched(tmp_path):
     with pytest.raises(ValueError, match="columns differ"):
         experiments.append_row(path, {column: "x" for column in experiments.COLUMNS})
     assert path.read_text() == "config,seed\nold,1\n"
+
+
+def test_a_kept_model_measured_again_gives_its_row_back(tmp_path, bench):
+    """A run's kept model, measured again, reproduces the row's figures as the CSV holds them; a
+    figure that differs is replaced and training's columns are left alone."""
+    path = tmp_path / "results.csv"
+    experiments.append_row(path, experiments.run_one("tiny", TINY, 5, bench, PARAMS, keep_models=tmp_path / "models"))
+    [row] = experiments.read_rows(path)
+    model = model_io.load_model(tmp_path / "models" / "tiny-5")
+    assert experiments.remeasured(row, model, bench) == row
+    stale = row | {"test_accuracy": "0.5", "rotation_plus_30deg": "0.25", "val_accuracy": "0.125"}
+    again = experiments.remeasured(stale, model, bench)
+    assert again["test_accuracy"] == row["test_accuracy"] and again["rotation_plus_30deg"] == row["rotation_plus_30deg"]
+    assert again["val_accuracy"] == "0.125"
+    experiments.write_rows(path, [again, row])
+    assert experiments.read_rows(path) == [again, row]
+
+
+def test_rows_of_a_file_with_other_columns_are_refused(tmp_path):
+    path = tmp_path / "results.csv"
+    path.write_text("config,seed\nold,1\n")
+    with pytest.raises(ValueError, match="columns differ"):
+        experiments.read_rows(path)
+
+
+def test_script_remeasure_leaves_rows_without_a_kept_model_untouched(tmp_path):
+    path = tmp_path / "results.csv"
+    experiments.append_row(path, {column: "x" for column in experiments.COLUMNS} | {"config": "default", "seed": 3})
+    before = path.read_text()
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "experiments.py"), "--remeasure", "--results", str(path),
+         "--keep-models", str(tmp_path / "none")],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "default seed 3: no kept model" in result.stdout and "0 kept models to measure again" in result.stdout
+    assert path.read_text() == before
+
+
+def test_script_remeasure_refuses_a_config_to_train():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "experiments.py"), "--remeasure", "--config", "x", "-S", "train.augment=false"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert result.returncode == 2 and "--remeasure measures the file's rows" in result.stderr
 
 
 def test_script_refuses_settings_without_a_config_name():

@@ -28,6 +28,14 @@ def test_standardize_is_the_formula(raw_images):
     np.testing.assert_allclose(x, expected, rtol=1e-6, atol=1e-6)
 
 
+def test_float_images_put_bytes_on_the_unit_interval(raw_images):
+    images = inputs.as_float_images(raw_images)
+    assert images.shape == (12, 28, 28) and images.dtype == np.float32
+    assert images[0, 0, 0] == 0.0 and images[0, 9, 3] == 1.0  # bytes 0 and 255
+    np.testing.assert_allclose(images.reshape(12, -1), raw_images / 255.0, rtol=1e-6, atol=0)
+    assert np.array_equal(inputs.as_float_images(images), images)  # the [0, 1] scale passes through
+
+
 def test_every_image_layout_gives_the_same_inputs(raw_images):
     reference = inputs.standardize(raw_images, NORMALIZATION)
     floats = inputs.as_float_images(raw_images)  # (N, 28, 28) float32 in [0, 1]
