@@ -196,7 +196,7 @@ def test_read_study_gives_the_margins_and_noise_floor_of_one_config(tmp_path):
     )
     study = experiments.read_study(path)
     assert (study.seeds, study.config, study.source) == (3, "default", str(path))
-    assert study.champion_margin == pytest.approx(2 * 0.001)  # sd of 0.990, 0.992, 0.991 is 0.001
+    assert study.champion_margin == pytest.approx(2 * 0.001)  # the three validation figures have an sd of 0.001
     assert study.stroke_margin == pytest.approx(2 * np.std([0.995, 0.998, 0.994], ddof=1))
     assert study.figure("val_accuracy") == experiments.study_figure(path, "val_accuracy")
     # What the checks gate on: the mean minus three times the larger of sd and the binomial error.
