@@ -8,6 +8,11 @@ accuracy, ECE of the calibrated probabilities, the doodle benchmark, the pen-str
 few robustness points. The test split's mistakes are kept as image indices, so two runs can be
 compared image by image (McNemar). No MLflow run and no registry change: a study run is not a
 candidate model. `scripts/experiments.py` is the command line.
+
+`read_study` is the one reader of the study's committed results CSV for everything that decides or
+checks from it: a configuration's figure over seeds, the noise floor a rerun should reach
+(`stats.study_noise_floor`), and the margins of the promotion rule (`SeedStudy.champion_margin`,
+`SeedStudy.stroke_margin`).
 """
 
 from __future__ import annotations
