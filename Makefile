@@ -35,7 +35,7 @@ export DOODLE_MNIST_DIR
 help:
 	@echo "make run     install (first time), run the DVC pipeline, serve the API and the dashboard"
 	@echo "make retrain   snapshot feedback, train, evaluate, promote; prints the decision (works while make run serves)"
-	@echo "make long-run   train params-long.yaml, evaluate it into reports/long-run/, promote it only past the seed study's margin"
+	@echo "make long-run   train params-long.yaml, evaluate it into reports/long-run/, judge it by the promotion rule"
 	@echo "make test    install (first time), run the pipeline in a scratch copy, then every test (CI runs this)"
 	@echo "make test-fast   the tests without the slow end-to-end ones"
 	@echo "make plots  DVC plots rendered offline into dvc_plots/index.html"
@@ -71,9 +71,9 @@ retrain: venv
 	$(BIN)/dvc repro
 	@$(BIN)/python -c 'import json; m = json.load(open("reports/metrics/promotion.json")); print(m["decision"]); print("served model:", m["served_version"])'
 
-# The long configuration (params-long.yaml): 03_train, 04_evaluate and 05_promote as a challenger,
-# outputs in data/long-run/ and reports/long-run/; no part of dvc repro or make test. Needs the
-# pipeline's outputs (data/prepared, data/feedback, models/, reports/metrics/experiments.json).
+# The long configuration (params-long.yaml): 03_train, 04_evaluate and 05_promote (the pipeline's
+# rule), outputs in data/long-run/ and reports/long-run/; no part of dvc repro or make test. Needs the
+# pipeline's outputs (data/prepared, data/feedback, models/) and the seed study's reports/experiments/results.csv.
 long-run: venv
 	$(BIN)/python scripts/long_run.py $(LONG_RUN_ARGS)
 

@@ -8,6 +8,11 @@ accuracy, ECE of the calibrated probabilities, the doodle benchmark, the pen-str
 few robustness points. The test split's mistakes are kept as image indices, so two runs can be
 compared image by image (McNemar). No MLflow run and no registry change: a study run is not a
 candidate model. `scripts/experiments.py` is the command line.
+
+`read_study` is the one reader of the study's committed results CSV for everything that decides or
+checks from it: a configuration's figure over seeds, the noise floor a rerun should reach
+(`stats.study_noise_floor`), and the margins of the promotion rule (`SeedStudy.champion_margin`,
+`SeedStudy.stroke_margin`).
 """
 
 from __future__ import annotations
@@ -84,6 +89,10 @@ COLUMNS = [
     "test_wrong",
 ]
 
+# The numeric figures of a row, read back by `read_study`; those in ACCURACY_COLUMNS are shares in [0, 1].
+ACCURACY_COLUMNS = ("val_accuracy", "test_accuracy", "doodle_accuracy", "stroke_accuracy", *ROBUSTNESS)
+FIGURE_COLUMNS = (*ACCURACY_COLUMNS, "ece")
+
 BAD_SETTING = "expected train.<key>=<value> (as dvc exp run -S takes it), got {setting!r}"
 SEED_SETTING = "the seed is the study's own axis: use --seeds, not {setting!r}"
 
@@ -146,7 +155,6 @@ def load_benchmarks(prepared_dir: str | Path = "data/prepared", params_file: str
     development = development_sets(
         val_uint8, val_labels, int(settings["doodle_count"]), int(settings["robustness_count"]), seed
     )
-    stroke_seed = int(np.random.SeedSequence([seed, 11]).generate_state(1)[0])  # as 04_evaluate
     return Benchmarks(
         train=data.load_split("train", prepared_dir),
         validation=(val_uint8, val_labels),
@@ -154,7 +162,7 @@ def load_benchmarks(prepared_dir: str | Path = "data/prepared", params_file: str
         test_labels=test_labels,
         doodle_images=development.doodle_images,
         doodle_labels=development.doodle_labels,
-        stroke=strokes.benchmark(stroke_seed, int(settings["stroke_per_class"]), int(settings["stroke_writers"])),
+        stroke=strokes.evaluation_benchmark(seed, int(settings["stroke_per_class"]), int(settings["stroke_writers"])),
         robust_images=development.robust_images,
         robust_labels=development.robust_labels,
         calibration_bins=int(settings["calibration_bins"]),
@@ -300,20 +308,111 @@ def seed_mistakes(path: str | Path, config: str = "default") -> list[np.ndarray]
         raise ValueError(f"{path}: unreadable test_wrong column ({error})") from error
 
 
-def study_figure(path: str | Path, column: str, config: str = "default") -> dict[str, Any]:
-    """One figure of ``config`` over its seeds in the results CSV, as the experiments stage writes it
-    to experiments.json: ``{"mean", "sd", "n"}`` (``sd`` None with one seed); empty when the file or
-    the config is absent. For checks that run before the experiments stage (the train stage), which
-    read the committed CSV every clone has."""
+# The seed study's margins: two standard deviations of the default configuration's figure over its
+# seeds. The champion margin is on validation accuracy (what a challenger must gain), the pen-stroke
+# margin on the held-out writers' benchmark (how far any new model may fall below the champion there).
+MARGIN_WIDTHS = 2.0
+CHAMPION_MARGIN_COLUMN = "val_accuracy"
+STROKE_MARGIN_COLUMN = "stroke_accuracy"
+NO_STUDY = "{path}: no seed study results (scripts/experiments.py writes them; the file is committed)"
+BAD_STUDY = "{path}: {problem}"
+
+
+class NoStudy(ValueError):
+    """The results CSV, or the configuration's rows in it, do not exist."""
+
+
+@dataclass(frozen=True)
+class SeedStudy:
+    """One configuration's figures over its seeds in the study's results CSV, read by `read_study`.
+
+    ``values`` maps a column (``val_accuracy``, ``stroke_accuracy``, ...) to its ``(n,)`` float64
+    values, one per seed in the file's order."""
+
+    source: str  # the CSV it was read from
+    config: str  # the study configuration, "default" for the pipeline's
+    values: dict[str, np.ndarray]
+
+    @property
+    def seeds(self) -> int:
+        return len(next(iter(self.values.values()))) if self.values else 0
+
+    def figure(self, column: str) -> dict[str, Any]:
+        """``{"mean", "sd", "n"}`` of ``column`` (``sd`` None with one seed), the form
+        `stats.study_noise_floor` and experiments.json use."""
+        found = stats.spread(self._column(column))
+        return {"mean": found.mean, "sd": found.sd if found.n > 1 else None, "n": found.n}
+
+    def noise_floor(self, column: str, count: int) -> float:
+        """`stats.study_noise_floor` of ``column`` on ``count`` images: the lowest a rerun of this
+        configuration should reach."""
+        return stats.study_noise_floor(self.figure(column), count)
+
+    def margin(self, column: str) -> float:
+        """`MARGIN_WIDTHS` sample standard deviations of ``column`` over the seeds; a `ValueError`
+        with fewer than 2 seeds (no spread to speak of)."""
+        values = self._column(column)
+        if len(values) < 2:
+            raise ValueError(BAD_STUDY.format(
+                path=self.source, problem=f"{len(values)} seed of {self.config!r}: a margin needs at least 2"))
+        return MARGIN_WIDTHS * stats.spread(values).sd
+
+    @property
+    def champion_margin(self) -> float:
+        """The validation gain a challenger must exceed (accuracy fraction)."""
+        return self.margin(CHAMPION_MARGIN_COLUMN)
+
+    @property
+    def stroke_margin(self) -> float:
+        """How far below the champion on the pen-stroke benchmark a new model may fall (accuracy fraction)."""
+        return self.margin(STROKE_MARGIN_COLUMN)
+
+    def _column(self, column: str) -> np.ndarray:
+        if column not in self.values:
+            raise ValueError(BAD_STUDY.format(path=self.source, problem=f"no column {column!r}"))
+        return self.values[column]
+
+
+def read_study(path: str | Path = DEFAULT_RESULTS, config: str = "default") -> SeedStudy:
+    """The rows of ``config`` in the study's results CSV (`COLUMNS`) as a `SeedStudy` of every
+    numeric figure column. A missing file or a file without ``config``'s rows (`NoStudy`), or a figure that is not
+    a finite number in [0, 1] (accuracies) / finite (other figures) is a `ValueError` naming the file
+    and the problem."""
     path = Path(path)
-    if not path.exists():
+    try:
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            header = reader.fieldnames or []
+            rows = [row for row in reader if row.get("config") == config]
+    except FileNotFoundError:
+        raise NoStudy(NO_STUDY.format(path=path)) from None
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise ValueError(BAD_STUDY.format(path=path, problem=f"unreadable ({error})")) from None
+    if "config" not in header:
+        raise ValueError(BAD_STUDY.format(path=path, problem="no config column: not the study's results CSV"))
+    if not rows:
+        raise NoStudy(BAD_STUDY.format(path=path, problem=f"no run of the configuration {config!r}"))
+    values: dict[str, np.ndarray] = {}
+    for column in (CHAMPION_MARGIN_COLUMN, STROKE_MARGIN_COLUMN, *FIGURE_COLUMNS):
+        if column not in header or column in values:
+            continue
+        try:
+            array = np.array([float(row[column]) for row in rows], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(BAD_STUDY.format(path=path, problem=f"{column} is not a number in every {config!r} row")) from None
+        if not np.isfinite(array).all() or (column in ACCURACY_COLUMNS and not ((array >= 0) & (array <= 1)).all()):
+            raise ValueError(BAD_STUDY.format(path=path, problem=f"{column} holds {array.tolist()}, not accuracies"))
+        values[column] = array
+    return SeedStudy(source=str(path), config=config, values=values)
+
+
+def study_figure(path: str | Path, column: str, config: str = "default") -> dict[str, Any]:
+    """`SeedStudy.figure` of ``config`` in the results CSV, or empty when the file or the config is
+    absent: for the train stage's check, which says so instead of failing (`read_study` is the reader)."""
+    try:
+        return read_study(path, config).figure(column)
+    except NoStudy:
         return {}
-    with path.open(newline="") as handle:
-        values = [float(row[column]) for row in csv.DictReader(handle) if row.get("config") == config]
-    if not values:
-        return {}
-    found = stats.spread(values)
-    return {"mean": found.mean, "sd": found.sd if found.n > 1 else None, "n": found.n}
 
 
 def study_seeds(base_seed: int, count: int) -> list[int]:

@@ -1,27 +1,33 @@
 """The promotion rule and the one way a model reaches ``models/``, the folder that is served.
 
-Training writes a *candidate* (``data/candidate/``); the `promote` stage measures it and the
-served model (the *champion*, ``models/``) on the same images and calls `decide`:
+A *candidate* (``data/candidate/`` from the train stage, or the long run's model) is measured with the
+served model (the *champion*, ``models/``) on the same images, and `decide` applies one rule:
 
-    promote  <=>  val(candidate) >= val(champion) - max_val_drop     (MNIST validation, 5,000 images)
-             and  holdout(candidate) >= holdout(champion)             (feedback holdout; no rows: passes)
+    retraining (the candidate was trained with the champion's configuration):
+        val(candidate) >= val(champion) - max_val_drop
+    challenger (another configuration, or a model that does not say how it was trained):
+        val(candidate) - val(champion) > champion_margin
+    both:
+        holdout(candidate) >= holdout(champion)                      (feedback holdout; no rows: passes)
+        strokes(candidate) >= strokes(champion) - stroke_margin      (pen-stroke benchmark)
 
-``max_val_drop`` is a noise margin: on 5,000 validation images an accuracy near 99 % has a
-binomial standard error of sqrt(0.99 * 0.01 / 5000) = 0.14 points, and two runs of the same
-configuration land about that far apart (99.09 % and 99.12 % test, same seed on two CPUs), so a
-drop of up to about two standard errors (0.3 points, 15 images) is not taken as evidence of a
-worse model. The feedback holdout has no margin: the point of a retraining is to read people's
-drawings better, so the new model must not read fewer of them right.
+*Validation* is MNIST's 5,000 validation images; *strokes* the pen-stroke benchmark of the evaluate
+stage (`doodle.strokes.evaluation_benchmark`: digits in people's styles by held-out writers), since
+reading people's pen strokes is what the app is for.
 
-A *challenger* (another configuration trained apart from the pipeline, e.g. the long
-configuration of ``params-long.yaml``) has to do more than match the champion: ``decide`` with
-``min_val_gain`` promotes it only when
+``max_val_drop`` (params.yaml ``promote.max_val_drop``, 0.3 points) is a noise margin for a
+retraining: on 5,000 images an accuracy near 99 % has a binomial standard error of 0.14 points, and
+two runs of one configuration land about that far apart, so a drop of up to about two standard
+errors is not evidence of a worse model. A configuration change must show more than noise: its
+validation gain must exceed the seed study's ``champion_margin``. The two margins come from the seed
+study's committed runs (``reports/experiments/results.csv``, `doodle.experiments.read_study`): two
+standard deviations over seeds of the default configuration's validation accuracy and of its
+pen-stroke accuracy. The feedback holdout has no margin: new models must not read fewer of people's
+corrected drawings right.
 
-    val(candidate) - val(champion) > min_val_gain                          (and the holdout as above)
-
-with ``min_val_gain`` the seed study's noise margin (`study_margin`: two standard deviations of the
-default configuration's validation accuracy over seeds, ``reports/metrics/experiments.json``), so
-the champion moves only for a gain that seed-to-seed noise does not explain.
+The configuration is `configuration_of` a model's ``mlp.json``: its ``hyperparameters`` without the
+seed, and its ``layer_sizes``. A model without recorded hyper-parameters (saved outside the train
+stage) has none and is judged as a challenger: an unknown configuration must show a gain.
 
 `install_model` copies the candidate's two files into ``models/`` with an atomic rename each,
 weights first; a server polling the folder (`doodle.model_watch`) loads them only once both
@@ -30,11 +36,13 @@ have settled and the checksum matches, so it never serves a half-written model.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -42,94 +50,92 @@ from doodle.model_io import METADATA_NAME, WEIGHTS_NAME, Model, atomic_write, lo
 
 DEFAULT_MAX_VAL_DROP = 0.003
 
-FIRST = "promoted: no model is served yet, the candidate {candidate} becomes the first champion"
-PROMOTED = (
-    "promoted: candidate {candidate} replaces {champion}: validation {cand_val:.2%} vs {champ_val:.2%}"
-    " (allowed drop {margin:.2%}), feedback holdout {holdout}"
-)
-KEPT_VAL = (
-    "kept {champion}: candidate {candidate} is worse on MNIST validation, {cand_val:.2%} vs {champ_val:.2%}"
-    " (a drop of {drop:.2%} > the allowed {margin:.2%})"
-)
-KEPT_HOLDOUT = (
-    "kept {champion}: candidate {candidate} reads fewer feedback holdout drawings right,"
-    " {cand_holdout:.2%} vs {champ_holdout:.2%} of {rows}"
-)
-SAME = "kept {champion}: the candidate has the same weights"
-PROMOTED_GAIN = (
-    "promoted: candidate {candidate} replaces {champion}: validation {cand_val:.2%} vs {champ_val:.2%},"
-    " a gain of {gain:+.2%} beyond the noise margin {margin:.2%}, feedback holdout {holdout}"
-)
-KEPT_GAIN = (
-    "kept {champion}: candidate {candidate} gains {gain:+.2%} on MNIST validation ({cand_val:.2%} vs"
-    " {champ_val:.2%}), not more than the noise margin {margin:.2%}"
-)
+FIRST = "first champion"
+SAME = "same weights"
+RETRAINING = "retraining"
+CHALLENGER = "challenger"
 
-# The seed study's champion margin (notebooks/06_experiments.ipynb writes it).
-STUDY_MARGIN_KEY = "champion_margin_val_accuracy"
-NO_STUDY = "{path}: no seed study results (run the experiments stage: dvc repro experiments)"
-BAD_STUDY = "{path}: {problem}; the noise margin needs the experiments stage's {key} from at least 2 seeds"
+# Hyper-parameters that do not make another configuration: the seed only moves a run within the
+# configuration's seed-to-seed noise.
+NOT_CONFIGURATION = ("seed",)
+
+
+def configuration_of(metadata: Mapping[str, Any]) -> str | None:
+    """The fingerprint of the training configuration an ``mlp.json`` records: the SHA-256 (first 12
+    hex digits) of its ``hyperparameters`` without `NOT_CONFIGURATION` and its ``layer_sizes``, as
+    canonical JSON; None when the file records no hyper-parameters."""
+    hyperparameters = metadata.get("hyperparameters")
+    if not isinstance(hyperparameters, Mapping) or not hyperparameters:
+        return None
+    recorded = {
+        "hyperparameters": {key: value for key, value in hyperparameters.items() if key not in NOT_CONFIGURATION},
+        "layer_sizes": metadata.get("layer_sizes"),
+    }
+    return hashlib.sha256(json.dumps(recorded, sort_keys=True).encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
-class StudyMargin:
-    """The noise margin a challenger's validation gain must exceed, and where it comes from."""
+class StudyMargins:
+    """The seed study's two margins (accuracy fractions) and where they come from."""
 
-    value: float  # accuracy fraction, e.g. 0.0005 for 0.05 points
-    seeds: int  # seeds of the default configuration behind it
-    source: str  # the metrics file it was read from
+    champion_margin: float  # validation gain a challenger must exceed
+    stroke_margin: float  # how far below the champion a new model may read the pen-stroke benchmark
+    seeds: int  # runs of the default configuration behind them
+    source: str  # the results CSV
 
-    def describe(self, validation_images: int | None = None) -> str:
-        images = f" ({self.value * validation_images:.1f} of {validation_images:,} images)" if validation_images else ""
-        return (
-            f"{self.value:.4%} of validation accuracy{images}: two standard deviations of the default"
-            f" configuration's validation accuracy over {self.seeds} seeds ({self.source})"
-        )
+    @classmethod
+    def of(cls, study: Any) -> "StudyMargins":
+        """From a `doodle.experiments.SeedStudy` (its ``champion_margin``, ``stroke_margin``,
+        ``seeds``, ``source``); its errors (too few seeds) pass through."""
+        return cls(float(study.champion_margin), float(study.stroke_margin), int(study.seeds), str(study.source))
 
-
-def study_margin(path: str | os.PathLike) -> StudyMargin:
-    """Read the champion margin from the experiments stage's metrics JSON (``{"seeds": n,
-    "champion_margin_val_accuracy": m, ...}``); a missing file, a missing or null margin (fewer than
-    2 seeds) or a value that is not a finite number >= 0 is a `ValueError` saying which."""
-    path = Path(path)
-    try:
-        document = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(NO_STUDY.format(path=path)) from None
-    except json.JSONDecodeError as error:
-        raise ValueError(BAD_STUDY.format(path=path, problem=f"not JSON ({error})", key=STUDY_MARGIN_KEY)) from None
-    value = document.get(STUDY_MARGIN_KEY) if isinstance(document, dict) else None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(BAD_STUDY.format(path=path, problem=f"{STUDY_MARGIN_KEY} is {value!r}", key=STUDY_MARGIN_KEY))
-    return StudyMargin(value=float(value), seeds=int(document.get("seeds") or 0), source=str(path))
+    def __post_init__(self) -> None:
+        for name in ("champion_margin", "stroke_margin"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r} ({self.source})")
 
 
 @dataclass(frozen=True)
 class Scores:
-    """A model's accuracies on the promotion sets; ``holdout_accuracy`` is None without rows."""
+    """A model's figures on the promotion sets; ``holdout_accuracy`` is None without rows,
+    ``configuration`` None when its ``mlp.json`` records no training configuration."""
 
     version: str
     val_accuracy: float
     holdout_accuracy: float | None
+    stroke_accuracy: float
+    configuration: str | None = None
+
+
+@dataclass(frozen=True)
+class Check:
+    """One condition of the rule: its name, the figure it looked at, the bound it had to meet."""
+
+    name: str  # "validation", "feedback holdout", "pen strokes"
+    passed: bool
+    text: str
 
 
 @dataclass(frozen=True)
 class Decision:
     promote: bool
+    case: str  # FIRST, SAME, RETRAINING or CHALLENGER
     reason: str
     candidate: Scores
     champion: Scores | None
     max_val_drop: float
+    margins: StudyMargins
     holdout_rows: int
-    min_val_gain: float | None = None  # set for a challenger: the validation gain it had to exceed
+    checks: tuple[Check, ...] = ()
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def accuracy(model: Model, images: np.ndarray, labels: np.ndarray) -> float | None:
-    """Share of ``(N, 784)`` images (uint8 0..255 or float 0..1) read as ``(N,)`` labels; None
-    for no images."""
+    """Share of ``(N, 784)`` or ``(N, 28, 28)`` images (uint8 0..255 or float 0..1) read as ``(N,)``
+    labels; None for no images."""
     if len(labels) == 0:
         return None
     digits, _ = model.predict(images)
@@ -140,48 +146,52 @@ def decide(
     candidate: Scores,
     champion: Scores | None,
     *,
+    margins: StudyMargins,
     max_val_drop: float = DEFAULT_MAX_VAL_DROP,
     holdout_rows: int = 0,
-    min_val_gain: float | None = None,
 ) -> Decision:
-    """Apply the promotion rule (module docstring). ``champion`` None: nothing is served yet.
-    ``min_val_gain`` (a challenger): the candidate must beat the champion's validation accuracy by
-    more than it, instead of staying within ``max_val_drop`` of it."""
-    if not (math.isfinite(max_val_drop) and max_val_drop >= 0):
+    """Apply the promotion rule (module docstring) and say which case applied and why.
+    ``champion`` None: nothing is served yet, the candidate is promoted."""
+    if isinstance(max_val_drop, bool) or not (math.isfinite(max_val_drop) and max_val_drop >= 0):
         raise ValueError(f"max_val_drop must be a finite number >= 0, got {max_val_drop!r}")
-    if min_val_gain is not None and not (math.isfinite(min_val_gain) and min_val_gain >= 0):
-        raise ValueError(f"min_val_gain must be a finite number >= 0, got {min_val_gain!r}")
 
-    def made(promote: bool, reason: str) -> Decision:
-        return Decision(promote, reason, candidate, champion, max_val_drop, holdout_rows, min_val_gain)
+    def made(promote: bool, case: str, reason: str, checks: tuple[Check, ...] = ()) -> Decision:
+        return Decision(promote, case, reason, candidate, champion, max_val_drop, margins, holdout_rows, checks)
 
     if champion is None:
-        return made(True, FIRST.format(candidate=candidate.version))
+        return made(True, FIRST, f"promoted: no model is served yet, the candidate {candidate.version} becomes the first champion")
     if candidate.version == champion.version:
-        return made(False, SAME.format(champion=champion.version))
-    names = {"candidate": candidate.version, "champion": champion.version}
-    drop = champion.val_accuracy - candidate.val_accuracy
-    if min_val_gain is not None and -drop <= min_val_gain + 1e-12:
-        return made(False, KEPT_GAIN.format(**names, cand_val=candidate.val_accuracy,
-                                            champ_val=champion.val_accuracy, gain=-drop, margin=min_val_gain))
-    if min_val_gain is None and drop > max_val_drop + 1e-12:
-        return made(False, KEPT_VAL.format(**names, cand_val=candidate.val_accuracy,
-                                           champ_val=champion.val_accuracy, drop=drop, margin=max_val_drop))
+        return made(False, SAME, f"kept {champion.version}: the candidate has the same weights")
+    same = candidate.configuration is not None and candidate.configuration == champion.configuration
+    case = RETRAINING if same else CHALLENGER
+    tolerance = 1e-12  # accuracies are ratios of image counts: equal counts must compare equal
+    gain = candidate.val_accuracy - champion.val_accuracy
+    val = f"{candidate.val_accuracy:.2%} vs {champion.val_accuracy:.2%}"
+    if same:
+        checks = [Check("validation", gain >= -max_val_drop - tolerance,
+                        f"validation {val}: a change of {gain:+.2%}, the allowed drop {max_val_drop:.2%}")]
+    else:
+        checks = [Check("validation", gain > margins.champion_margin + tolerance,
+                        f"validation {val}: a gain of {gain:+.2%}, to exceed the seed study's margin"
+                        f" {margins.champion_margin:.2%}")]
     cand_holdout, champ_holdout = candidate.holdout_accuracy, champion.holdout_accuracy
-    if cand_holdout is not None and champ_holdout is not None and cand_holdout < champ_holdout:
-        return made(False, KEPT_HOLDOUT.format(**names, cand_holdout=cand_holdout,
-                                               champ_holdout=champ_holdout, rows=holdout_rows))
-    holdout = (
-        f"{cand_holdout:.2%} vs {champ_holdout:.2%} of {holdout_rows}"
-        if cand_holdout is not None and champ_holdout is not None
-        else "empty"
-    )
-    if min_val_gain is not None:
-        return made(True, PROMOTED_GAIN.format(**names, cand_val=candidate.val_accuracy,
-                                               champ_val=champion.val_accuracy, gain=-drop, margin=min_val_gain,
-                                               holdout=holdout))
-    return made(True, PROMOTED.format(**names, cand_val=candidate.val_accuracy, champ_val=champion.val_accuracy,
-                                      margin=max_val_drop, holdout=holdout))
+    if cand_holdout is not None and champ_holdout is not None:
+        checks.append(Check("feedback holdout", cand_holdout >= champ_holdout - tolerance,
+                            f"feedback holdout {cand_holdout:.2%} vs {champ_holdout:.2%} of {holdout_rows}"))
+    else:
+        checks.append(Check("feedback holdout", True, "feedback holdout empty"))
+    stroke_change = candidate.stroke_accuracy - champion.stroke_accuracy
+    checks.append(Check("pen strokes", stroke_change >= -margins.stroke_margin - tolerance,
+                        f"pen strokes {candidate.stroke_accuracy:.2%} vs {champion.stroke_accuracy:.2%}: a change of"
+                        f" {stroke_change:+.2%}, the allowed drop {margins.stroke_margin:.2%}"))
+    failed = [check.text for check in checks if not check.passed]
+    kind = "a retraining (same configuration)" if same else "a challenger (another configuration)"
+    if failed:
+        reason = f"kept {champion.version}: candidate {candidate.version}, {kind}, fails " + "; ".join(failed)
+    else:
+        reason = (f"promoted: candidate {candidate.version}, {kind}, replaces {champion.version}: "
+                  + "; ".join(check.text for check in checks))
+    return made(not failed, case, reason, tuple(checks))
 
 
 def install_model(candidate_dir: str | os.PathLike, model_dir: str | os.PathLike) -> Model:

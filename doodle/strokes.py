@@ -463,3 +463,16 @@ def benchmark(seed: int, per_class: int, writer_count: int = 14) -> StrokeDigits
     labels = np.repeat(np.arange(10), per_class * len(BENCHMARK_PEN_WIDTHS))
     widths = np.tile(np.repeat(BENCHMARK_PEN_WIDTHS, per_class), 10)
     return generate(labels, seed, family=HELD_OUT_WRITERS, writer_count=writer_count, pen_widths=widths)
+
+
+# The stream of the pipeline's base seed that the evaluation benchmark's writers are drawn from
+# (training derives its streams by spawning, never from this key).
+EVALUATION_STREAM = 11
+
+
+def evaluation_benchmark(base_seed: int, per_class: int, writer_count: int = 14) -> StrokeDigits:
+    """The pen-stroke benchmark as the evaluate stage reports it (and the seed study and the promote
+    stage measure it): `benchmark` seeded from the stream ``[base_seed, EVALUATION_STREAM]`` of the
+    pipeline's ``base.seed``, ``per_class`` and ``writer_count`` from params.yaml's evaluate section."""
+    seed = int(np.random.SeedSequence([int(base_seed), EVALUATION_STREAM]).generate_state(1)[0])
+    return benchmark(seed, per_class, writer_count)

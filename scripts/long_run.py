@@ -9,11 +9,14 @@ papermill run of the pipeline's own notebook with its outputs under reports/long
 2. The model file is checked to carry its temperature (the calibration every consumer applies).
 3. ``04_evaluate`` on that model, writing ``reports/long-run/{metrics,figures,plots}/`` and
    ``reports/long-run/04_evaluate_long.ipynb`` (the pipeline's reports stay untouched).
-4. ``05_promote`` as a challenger against the served model (``models/``): it replaces it only when
-   its MNIST validation accuracy beats the champion's by more than the seed study's noise margin
-   (``reports/metrics/experiments.json``, see doodle.promotion). The decision, citing the margin,
-   goes to ``reports/long-run/promotion.json``; when it wins, ``models/`` and the MLflow alias
-   ``champion`` move to it.
+4. ``05_promote`` against the served model (``models/``), with the pipeline's one rule
+   (doodle.promotion.decide): trained with another configuration than the champion's, the long run
+   is a challenger and must beat its MNIST validation accuracy by more than the seed study's
+   champion margin, read at least as many feedback-holdout drawings right, and not fall below it on
+   the pen-stroke benchmark by more than the study's pen-stroke margin (both margins from
+   ``reports/experiments/results.csv``). The decision, its case and every figure it used go to
+   ``reports/long-run/promotion.json``; when it wins, ``models/`` and the MLflow alias ``champion``
+   move to it.
 
     python scripts/long_run.py                    # all four steps (about 10 min of training on 2 quiet cores)
     python scripts/long_run.py --reuse-model      # steps 2-4 on the model step 1 already wrote
@@ -29,7 +32,7 @@ from pathlib import Path
 import papermill
 import yaml
 
-from doodle import model_io
+from doodle import experiments, model_io
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REPORTS = Path("reports/long-run")
@@ -47,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params-long", type=Path, default=Path("params-long.yaml"))
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--margin-file", type=Path, default=Path("reports/metrics/experiments.json"),
-                        help="the seed study's metrics holding the champion margin")
+    parser.add_argument("--study", type=Path, default=experiments.DEFAULT_RESULTS,
+                        help="the seed study's runs (results CSV): the champion and pen-stroke margins")
     parser.add_argument("--served", type=Path, default=Path("models"), help="the served model (the champion)")
     parser.add_argument("--reports", type=Path, default=DEFAULT_REPORTS, help="where the executed notebooks and results go")
     parser.add_argument("--reuse-model", action="store_true",
@@ -59,9 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     long_params = yaml.safe_load(args.params_long.read_text())
     params = yaml.safe_load(args.params.read_text())
     model_dir = Path(long_params["model_dir"])
-    if not args.margin_file.exists():  # fail before an hour of training, not after it
-        print(f"{args.margin_file}: no seed study results (dvc repro experiments)", file=sys.stderr)
+    try:  # fail before an hour of training, not after it
+        study = experiments.read_study(args.study)
+        margins = f"champion margin {study.champion_margin:.4%}, pen-stroke margin {study.stroke_margin:.4%}"
+    except ValueError as error:
+        print(error, file=sys.stderr)
         return 2
+    print(f"== seed study {args.study}: {study.seeds} seeds of the default; {margins}")
 
     if args.reuse_model:
         print(f"== 03_train skipped: reusing {model_dir}")
@@ -86,14 +93,16 @@ def main(argv: list[str] | None = None) -> int:
     })
     run_notebook("05_promote", reports / "05_promote_long.ipynb", {
         "max_val_drop": params["promote"]["max_val_drop"],
+        "seed": params["base"]["seed"],
+        "stroke_per_class": params["evaluate"]["stroke_per_class"],
+        "stroke_writers": params["evaluate"]["stroke_writers"],
         "candidate_dir": str(model_dir),
         "model_dir": str(args.served),
+        "results_csv": str(args.study),
         "metrics_path": str(reports / "promotion.json"),
-        "champion_margin_file": str(args.margin_file),
     })
     decision = json.loads((reports / "promotion.json").read_text())
-    print(decision["decision"])
-    print(f"noise margin: {decision['noise_margin']}")
+    print(f"{decision['case']}: {decision['decision']}")
     print(f"served model: {decision['served_version']}; registry: {decision['registry']}")
     return 0
 

@@ -4,21 +4,19 @@ and their doodles drawn with a round pen about as well as the seed study's defau
 
 The gates sit on validation figures (MNIST test is for reported results only), on the development
 sets `04_evaluate` and the seed study use (`doodle.development`, settings from params.yaml). Their
-margins come from the seed study at test time (`reports/metrics/experiments.json`, the default's
-mean and sd over seeds, widened to the binomial error when the seeds agree more closely than that:
-`doodle.stats.noise_floor`).
+margins come from the seed study's committed runs at test time (`reports/experiments/results.csv`,
+the default's mean and sd over seeds, widened to the binomial error when the seeds agree more closely
+than that: `doodle.experiments.read_study`, `doodle.stats.noise_floor`).
 
-These tests need `models/`, `data/prepared/` and the study's metrics from the pipeline (`dvc repro`);
+These tests need `models/` and `data/prepared/` from the pipeline (`dvc repro`) and the study's CSV;
 they fail, saying so, when one is missing. DOODLE_MODEL_PATH points them at another model.
 """
-
-import json
 
 import numpy as np
 import pytest
 import yaml
 
-from doodle import augment, evaluate, fonts, paths, stats, strokes
+from doodle import augment, evaluate, experiments, fonts, paths, strokes
 from doodle.data import PreparedDataError, load_split
 from doodle.development import development_sets
 from doodle.inputs import as_float_images
@@ -26,7 +24,7 @@ from doodle.model_io import ModelFileError, load_model
 
 PARAMS = yaml.safe_load((paths.ROOT / "params.yaml").read_text())
 SEED = int(PARAMS["base"]["seed"])
-SEED_STUDY = paths.ROOT / "reports" / "metrics" / "experiments.json"
+SEED_STUDY = paths.ROOT / experiments.DEFAULT_RESULTS
 MIN_AGREEMENT = 0.95
 MIN_FONT_ACCURACY = 0.90
 # The pen-stroke benchmark (doodle.strokes, held-out writers), 10 digits per class at each of its 7 pen
@@ -38,7 +36,7 @@ MIN_STROKE_CLASS_ACCURACY = 0.84
 
 MISSING_MODEL_MESSAGE = "no usable trained model at {path} ({error}): run `dvc repro` (or `make pipeline`) first"
 MISSING_DATA_MESSAGE = "prepared validation split missing ({error}): run `dvc repro` (or `make pipeline`) first"
-MISSING_STUDY_MESSAGE = "{path}: no seed study figures for {key!r} ({error}): run `dvc repro experiments` first"
+MISSING_STUDY_MESSAGE = "no seed study figures for {key!r}: {error}"
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +74,9 @@ def subset(development):
 def study_floor(key: str, count: int) -> float:
     """The lowest ``key`` a rerun of the default configuration should reach on ``count`` images."""
     try:
-        return stats.study_noise_floor(json.loads(SEED_STUDY.read_text())["default"][key], count)
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        pytest.fail(MISSING_STUDY_MESSAGE.format(path=SEED_STUDY, key=key, error=error), pytrace=False)
+        return experiments.read_study(SEED_STUDY).noise_floor(key, count)
+    except ValueError as error:
+        pytest.fail(MISSING_STUDY_MESSAGE.format(key=key, error=error), pytrace=False)
 
 
 @pytest.mark.parametrize("dx, dy", [(1, 0), (-1, 0), (0, 1), (0, -1)])

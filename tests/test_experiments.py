@@ -232,3 +232,55 @@ def test_study_figure_summarises_one_config_of_the_results_csv(tmp_path):
     assert experiments.study_figure(path, "val_accuracy", config="other") == {"mean": 0.5, "sd": None, "n": 1}
     assert experiments.study_figure(path, "val_accuracy", config="absent") == {}
     assert experiments.study_figure(tmp_path / "missing.csv", "val_accuracy") == {}
+
+
+def test_read_study_gives_the_margins_and_noise_floor_of_one_config(tmp_path):
+    path = tmp_path / "results.csv"
+    path.write_text(
+        "config,seed,val_accuracy,stroke_accuracy,ece\n"
+        "default,1,0.990,0.995,0.002\nother,1,0.5,0.5,0.1\ndefault,2,0.992,0.998,0.003\ndefault,3,0.991,0.994,0.002\n"
+    )
+    study = experiments.read_study(path)
+    assert (study.seeds, study.config, study.source) == (3, "default", str(path))
+    assert study.champion_margin == pytest.approx(2 * 0.001)  # the three validation figures have an sd of 0.001
+    assert study.stroke_margin == pytest.approx(2 * np.std([0.995, 0.998, 0.994], ddof=1))
+    assert study.figure("val_accuracy") == experiments.study_figure(path, "val_accuracy")
+    # What the checks gate on: the mean minus three times the larger of sd and the binomial error.
+    assert study.noise_floor("val_accuracy", 5000) == pytest.approx(0.991 - 3 * np.sqrt(0.991 * 0.009 / 5000))
+    assert study.noise_floor("val_accuracy", 10) < study.noise_floor("val_accuracy", 5000)
+    with pytest.raises(ValueError, match="at least 2"):
+        experiments.read_study(path, "other").champion_margin
+    with pytest.raises(ValueError, match="no column 'doodle_accuracy'"):
+        study.figure("doodle_accuracy")
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "no seed study results"),
+        ("", "no config column"),
+        ("config,seed,val_accuracy\nother,1,0.99\n", "no run of the configuration 'default'"),
+        ("config,seed,val_accuracy\ndefault,1,0.99\ndefault,2,n/a\n", "val_accuracy is not a number"),
+        ("config,seed,val_accuracy\ndefault,1,0.99\ndefault,2,\n", "val_accuracy is not a number"),
+        ("config,seed,val_accuracy\ndefault,1,0.99\ndefault,2,99.1\n", "not accuracies"),
+        ("config,seed,stroke_accuracy\ndefault,1,nan\ndefault,2,0.99\n", "not accuracies"),
+    ],
+)
+def test_a_missing_or_corrupt_results_csv_is_a_clear_error(tmp_path, content, message):
+    path = tmp_path / "results.csv"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ValueError, match=message) as raised:
+        experiments.read_study(path)
+    assert str(path) in str(raised.value)
+
+
+def test_the_evaluation_benchmark_keeps_the_stream_the_study_and_the_reports_were_measured_on():
+    """04_evaluate, the seed study and the promote stage all draw the benchmark through
+    `strokes.evaluation_benchmark`; its writers come from the stream [base seed, 11], the one every
+    committed pen-stroke figure was measured on, so figures stay comparable."""
+    built = strokes.evaluation_benchmark(20261123, 1, 2)
+    stream = int(np.random.SeedSequence([20261123, 11]).generate_state(1)[0])
+    assert np.array_equal(built.images, strokes.benchmark(stream, 1, 2).images)
+    assert built.images.shape == (10 * len(strokes.BENCHMARK_PEN_WIDTHS), 28, 28)
+    assert not np.array_equal(built.images, strokes.evaluation_benchmark(20261124, 1, 2).images)

@@ -15,80 +15,112 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from doodle import feedback_data, mlp, model_io, promotion
+from doodle import experiments, feedback_data, mlp, model_io, promotion, strokes
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "serving"))
 from serving_helpers import run_server  # noqa: E402
 
 
-def scores(version, val, holdout):
-    return promotion.Scores(version=version, val_accuracy=val, holdout_accuracy=holdout)
+MARGINS = promotion.StudyMargins(champion_margin=0.0005, stroke_margin=0.003, seeds=5, source="made-up")
+DEFAULT = "a" * 12  # configuration fingerprints
+LONG = "b" * 12
+
+
+def scores(version, val, holdout, stroke=0.99, configuration=DEFAULT):
+    return promotion.Scores(version=version, val_accuracy=val, holdout_accuracy=holdout, stroke_accuracy=stroke,
+                            configuration=configuration)
+
+
+def decide(candidate, champion):
+    return promotion.decide(candidate, champion, margins=MARGINS, max_val_drop=0.003, holdout_rows=20)
 
 
 @pytest.mark.parametrize(
-    "candidate, champion, promoted, reason",
+    "candidate, champion, promoted, case, reason",
     [
-        (scores("new", 0.98, None), None, True, "first champion"),
-        (scores("new", 0.990, 0.50), scores("old", 0.992, 0.40), True, "replaces old"),  # within the margin
-        (scores("new", 0.990, 0.50), scores("old", 0.990, 0.50), True, "replaces old"),  # equal is enough
-        (scores("new", 0.990, None), scores("old", 0.991, None), True, "feedback holdout empty"),
-        (scores("new", 0.985, 0.90), scores("old", 0.990, 0.40), False, "worse on MNIST validation"),
-        (scores("new", 0.995, 0.45), scores("old", 0.990, 0.50), False, "fewer feedback holdout drawings"),
-        (scores("old", 0.995, 0.45), scores("old", 0.990, 0.50), False, "same weights"),
+        (scores("new", 0.98, None), None, True, "first champion", "first champion"),
+        (scores("old", 0.995, 0.45), scores("old", 0.990, 0.50), False, "same weights", "same weights"),
+        # A retraining (same configuration): within max_val_drop on validation is enough.
+        (scores("new", 0.990, 0.50), scores("old", 0.992, 0.40), True, "retraining", "replaces old"),
+        (scores("new", 0.990, 0.50), scores("old", 0.990, 0.50), True, "retraining", "replaces old"),
+        (scores("new", 0.990, None), scores("old", 0.991, None), True, "retraining", "feedback holdout empty"),
+        (scores("new", 0.985, 0.90), scores("old", 0.990, 0.40), False, "retraining", "allowed drop 0.30%"),
+        (scores("new", 0.995, 0.45), scores("old", 0.990, 0.50), False, "retraining", "feedback holdout 45.00% vs 50.00%"),
+        # A challenger (another configuration) must gain more than the study's champion margin (0.05 points).
+        (scores("long", 0.9920, 0.5, configuration=LONG), scores("old", 0.9910, 0.5), True, "challenger", "replaces old"),
+        (scores("long", 0.9914, 0.5, configuration=LONG), scores("old", 0.9910, 0.5), False, "challenger", "margin 0.05%"),
+        (scores("long", 0.9915, 0.5, configuration=LONG), scores("old", 0.9910, 0.5), False, "challenger", "margin 0.05%"),
+        (scores("long", 0.9905, 0.5, configuration=LONG), scores("old", 0.9910, 0.5), False, "challenger", "margin 0.05%"),
+        (scores("long", 0.9930, 0.4, configuration=LONG), scores("old", 0.9910, 0.5), False, "challenger", "feedback holdout"),
+        # Both: no drop on pen strokes beyond the study's pen-stroke margin (0.3 points).
+        (scores("new", 0.990, 0.5, stroke=0.987), scores("old", 0.990, 0.5, stroke=0.990), True, "retraining", "replaces"),
+        (scores("new", 0.990, 0.5, stroke=0.986), scores("old", 0.990, 0.5, stroke=0.990), False, "retraining", "pen strokes 98.60% vs 99.00%"),
+        (scores("long", 0.995, 0.5, stroke=0.986, configuration=LONG), scores("old", 0.990, 0.5, stroke=0.990),
+         False, "challenger", "pen strokes"),
     ],
 )
-def test_the_rule(candidate, champion, promoted, reason):
-    decision = promotion.decide(candidate, champion, max_val_drop=0.003, holdout_rows=20)
-    assert decision.promote is promoted
+def test_the_rule(candidate, champion, promoted, case, reason):
+    decision = decide(candidate, champion)
+    assert (decision.promote, decision.case) == (promoted, case)
     assert reason in decision.reason
     assert json.loads(json.dumps(decision.to_dict()))["promote"] is promoted
+    if champion is not None and candidate.version != champion.version:
+        names = [check.name for check in decision.checks]
+        assert names == ["validation", "feedback holdout", "pen strokes"]
+        assert decision.promote == all(check.passed for check in decision.checks)
 
 
-def test_the_margin_must_be_a_non_negative_number():
+def test_a_model_without_a_recorded_configuration_is_a_challenger():
+    """Unknown on either side: the stricter case, a validation gain past the margin is needed."""
+    for candidate_configuration, champion_configuration in ((None, DEFAULT), (DEFAULT, None), (None, None)):
+        tie = decide(scores("new", 0.990, 0.5, configuration=candidate_configuration),
+                     scores("old", 0.990, 0.5, configuration=champion_configuration))
+        assert (tie.promote, tie.case) == (False, "challenger")
+        gain = decide(scores("new", 0.992, 0.5, configuration=candidate_configuration),
+                      scores("old", 0.990, 0.5, configuration=champion_configuration))
+        assert (gain.promote, gain.case) == (True, "challenger")
+
+
+def test_the_configuration_is_the_recorded_hyperparameters_and_layers_without_the_seed():
+    hyperparameters = {"hidden_sizes": [512, 512], "epochs": 15, "seed": 1, "feedback_weight": 5}
+    meta = {"hyperparameters": hyperparameters, "layer_sizes": [784, 512, 512, 10]}
+    fingerprint = promotion.configuration_of(meta)
+    assert len(fingerprint) == 12
+    assert promotion.configuration_of({**meta, "hyperparameters": {**hyperparameters, "seed": 2}}) == fingerprint
+    assert promotion.configuration_of({**meta, "hyperparameters": {**hyperparameters, "epochs": 40}}) != fingerprint
+    assert promotion.configuration_of({**meta, "layer_sizes": [784, 256, 10]}) != fingerprint
+    assert promotion.configuration_of({"layer_sizes": [784, 16, 10]}) is None
+    assert promotion.configuration_of({"hyperparameters": {}, "layer_sizes": [784, 16, 10]}) is None
+
+
+def test_the_margins_must_be_non_negative_numbers():
     with pytest.raises(ValueError, match="max_val_drop"):
-        promotion.decide(scores("a", 1, None), None, max_val_drop=float("nan"))
+        promotion.decide(scores("a", 1, None), None, margins=MARGINS, max_val_drop=float("nan"))
+    for bad in (float("nan"), -0.001, None, True):
+        with pytest.raises(ValueError, match="stroke_margin"):
+            promotion.StudyMargins(champion_margin=0.001, stroke_margin=bad, seeds=5, source="made-up")
 
 
-@pytest.mark.parametrize(
-    "candidate_val, holdout, promoted, reason",
-    [
-        (0.9920, (0.5, 0.5), True, "beyond the noise margin 0.05%"),  # +0.10 points, margin 0.05
-        (0.9914, (0.5, 0.5), False, "not more than the noise margin"),  # +0.04 points: noise
-        (0.9915, (0.5, 0.5), False, "not more than the noise margin"),  # exactly the margin is not past it
-        (0.9905, (0.5, 0.5), False, "not more than the noise margin"),  # within the retraining drop, still kept
-        (0.9930, (0.4, 0.5), False, "fewer feedback holdout drawings"),
-    ],
-)
-def test_a_challenger_must_beat_the_champion_by_more_than_the_margin(candidate_val, holdout, promoted, reason):
-    decision = promotion.decide(
-        scores("long", candidate_val, holdout[0]), scores("old", 0.9910, holdout[1]),
-        max_val_drop=0.003, holdout_rows=10, min_val_gain=0.0005,
-    )
-    assert decision.promote is promoted
-    assert reason in decision.reason
-    assert decision.to_dict()["min_val_gain"] == 0.0005
+def test_the_margins_come_from_the_study_csv(tmp_path):
+    path = tmp_path / "results.csv"
+    path.write_text("config,seed,val_accuracy,stroke_accuracy\ndefault,1,0.990,0.995\ndefault,2,0.992,0.999\n")
+    margins = promotion.StudyMargins.of(experiments.read_study(path))
+    assert margins.champion_margin == pytest.approx(2 * 0.0014142, rel=1e-4)
+    assert margins.stroke_margin == pytest.approx(2 * 0.0028284, rel=1e-4)
+    assert (margins.seeds, margins.source) == (2, str(path))
+    path.write_text("config,seed,val_accuracy,stroke_accuracy\ndefault,1,0.990,0.995\n")
+    with pytest.raises(ValueError, match="at least 2"):
+        promotion.StudyMargins.of(experiments.read_study(path))
 
 
-def test_the_study_margin_is_read_from_the_experiments_metrics(tmp_path):
-    path = tmp_path / "experiments.json"
-    path.write_text(json.dumps({"seeds": 5, "champion_margin_val_accuracy": 0.00042, "default": {}}))
-    margin = promotion.study_margin(path)
-    assert (margin.value, margin.seeds, margin.source) == (0.00042, 5, str(path))
-    assert "over 5 seeds" in margin.describe() and "2.1 of 5,000 images" in margin.describe(5000)
-    with pytest.raises(ValueError, match="no seed study results"):
-        promotion.study_margin(tmp_path / "missing.json")
-    for bad in (None, float("nan"), -0.001, "0.001"):
-        path.write_text(json.dumps({"seeds": 1, "champion_margin_val_accuracy": bad}))
-        with pytest.raises(ValueError, match="at least 2 seeds"):
-            promotion.study_margin(path)
-    with pytest.raises(ValueError, match="min_val_gain"):
-        promotion.decide(scores("a", 1, None), scores("b", 1, None), min_val_gain=-0.1)
+TRAINED_WITH = {"hyperparameters": {"hidden_sizes": [16], "epochs": 15, "seed": 1}}
 
 
-def save(directory: Path, seed: int) -> model_io.Model:
+def save(directory: Path, seed: int, metadata: dict | None = None) -> model_io.Model:
     return model_io.save_model(
-        directory, mlp.init_params([784, 16, 10], seed=seed), normalization={"mean": 0.13, "std": 0.3}
+        directory, mlp.init_params([784, 16, 10], seed=seed), normalization={"mean": 0.13, "std": 0.3},
+        metadata=metadata,
     )
 
 
@@ -120,14 +152,32 @@ def split_table(images: np.ndarray, labels: np.ndarray) -> pa.Table:
     )
 
 
-def two_models(tmp_path: Path, candidate_better: bool) -> tuple[model_io.Model, model_io.Model]:
+# Pen-stroke benchmark settings for the notebook runs: 70 digits, enough to compare the figures.
+SMALL_STROKES = ["-p", "stroke_per_class", "1", "-p", "stroke_writers", "2", "-p", "seed", "7"]
+
+
+def write_study(root: Path, stroke_values: tuple[float, float] = (0.0, 1.0)) -> Path:
+    """A seed study's results CSV where the notebook reads it: a champion margin of 0.04 points
+    and, by default, a pen-stroke margin (1.41) that no pair of models can exceed."""
+    path = root / "reports" / "experiments" / "results.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("config,seed,val_accuracy,stroke_accuracy\n"
+                    f"default,1,0.9900,{stroke_values[0]}\ndefault,2,0.99028284,{stroke_values[1]}\n")
+    return path
+
+
+def two_models(tmp_path: Path, candidate_better: bool,
+               candidate_trained_with: dict = TRAINED_WITH) -> tuple[model_io.Model, model_io.Model]:
     """A champion in models/ and a candidate in data/candidate/ that agree on the validation
-    images and disagree on the feedback holdout, whose labels say which one is right there."""
-    champion = save(tmp_path / "models", seed=0)
+    images and disagree on the feedback holdout, whose labels say which one is right there. Both
+    record the same training configuration unless ``candidate_trained_with`` says otherwise."""
+    champion = save(tmp_path / "models", seed=0, metadata=TRAINED_WITH)
     rng = np.random.default_rng(0)
     nudged = {name: value + rng.normal(0, value.std() / 2, value.shape).astype(np.float32)
               for name, value in champion.params.items()}
-    candidate = model_io.save_model(tmp_path / "data" / "candidate", nudged, normalization={"mean": 0.13, "std": 0.3})
+    candidate = model_io.save_model(tmp_path / "data" / "candidate", nudged, normalization={"mean": 0.13, "std": 0.3},
+                                    metadata=candidate_trained_with)
+    write_study(tmp_path)
     pool = rng.integers(0, 256, size=(4000, 784), dtype=np.uint8)
     said_by_champion, said_by_candidate = champion.predict(pool)[0], candidate.predict(pool)[0]
     agree = np.flatnonzero(said_by_champion == said_by_candidate)[:200]
@@ -160,12 +210,21 @@ json.dump({{"run_id": logged.run_id, "version": logged.version}}, open("data/can
         assert client.get("/model").json()["version"] == champion.version
         subprocess.run(
             [sys.executable, "-m", "papermill", str(ROOT / "notebooks/05_promote.ipynb"), str(tmp_path / "out.ipynb"),
-             "-p", "max_val_drop", "0.003"],
+             "-p", "max_val_drop", "0.003", *SMALL_STROKES],
             cwd=tmp_path, env=env, check=True, capture_output=True,
         )
         decision = json.loads((tmp_path / "reports/metrics/promotion.json").read_text())
         expected = candidate.version if candidate_better else champion.version
         assert decision["promoted"] is candidate_better
+        assert decision["case"] == "retraining"
+        assert decision["candidate"]["configuration"] == decision["champion"]["configuration"] is not None
+        # Both models measured on 04_evaluate's pen-stroke benchmark, with the settings passed.
+        bench = strokes.evaluation_benchmark(7, 1, 2)
+        assert decision["stroke_digits"] == len(bench.labels) == 70
+        for name, model in (("candidate", candidate), ("champion", champion)):
+            assert decision[name]["stroke_accuracy"] == promotion.accuracy(model, bench.images, bench.labels)
+        assert decision["stroke_margin"] == pytest.approx(2 * np.std([0.0, 1.0], ddof=1))
+        assert [check["name"] for check in decision["checks"]] == ["validation", "feedback holdout", "pen strokes"]
         assert decision["served_version"] == expected
         assert decision["candidate"]["val_accuracy"] == decision["champion"]["val_accuracy"] == 1.0
         assert decision["candidate"]["holdout_accuracy"] == (1.0 if candidate_better else 0.0)
@@ -196,25 +255,25 @@ print(champion.version, run.data.tags["promotion_decision"][:4], run.data.metric
 
 @pytest.mark.slow
 def test_a_challenger_equal_on_validation_stays_out_and_no_study_stops_the_notebook(tmp_path, mlflow_uri):
-    """The candidate reads the holdout better and ties on validation: the retraining rule would
-    promote it, a challenger (the long run) must beat the champion by the study's margin and does
-    not. Without the study's results the notebook stops before anything moves."""
-    champion, candidate = two_models(tmp_path, candidate_better=True)
-    study = tmp_path / "experiments.json"
-    study.write_text(json.dumps({"seeds": 5, "champion_margin_val_accuracy": 0.0004}))
+    """The candidate reads the holdout better and ties on validation, but was trained with another
+    configuration: a challenger must beat the champion by the study's margin and does not. Without
+    the study's results the notebook stops before anything moves."""
+    champion, candidate = two_models(tmp_path, candidate_better=True,
+                                     candidate_trained_with={"hyperparameters": {"hidden_sizes": [16], "epochs": 40}})
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
     promote = [sys.executable, "-m", "papermill", str(ROOT / "notebooks/05_promote.ipynb"), str(tmp_path / "out.ipynb"),
-               "-p", "metrics_path", "long/promotion.json", "-p", "champion_margin_file"]
-    subprocess.run([*promote, str(study)], cwd=tmp_path, env=env, check=True, capture_output=True)
+               "-p", "metrics_path", "long/promotion.json", *SMALL_STROKES, "-p", "results_csv"]
+    subprocess.run([*promote, "reports/experiments/results.csv"], cwd=tmp_path, env=env, check=True, capture_output=True)
     decision = json.loads((tmp_path / "long/promotion.json").read_text())
     assert decision["promoted"] is False and decision["served_version"] == champion.version
-    assert "not more than the noise margin 0.04%" in decision["decision"]
-    assert decision["min_val_gain"] == 0.0004 and decision["noise_margin_seeds"] == 5
-    assert "over 5 seeds" in decision["noise_margin"]
+    assert decision["case"] == "challenger"
+    assert "to exceed the seed study's margin 0.04%" in decision["decision"]
+    assert decision["champion_margin"] == pytest.approx(0.0004, rel=1e-3) and decision["study_seeds"] == 2
+    assert [check["passed"] for check in decision["checks"]] == [False, True, True]
     assert model_io.load_model(tmp_path / "models").version == champion.version
 
     (tmp_path / "long/promotion.json").unlink()
-    failed = subprocess.run([*promote, str(tmp_path / "none.json")], cwd=tmp_path, env=env, capture_output=True, text=True)
+    failed = subprocess.run([*promote, str(tmp_path / "none.csv")], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert failed.returncode != 0 and "no seed study results" in failed.stdout + failed.stderr
     assert not (tmp_path / "long/promotion.json").exists()
     assert model_io.load_model(tmp_path / "models").version == champion.version != candidate.version
