@@ -127,6 +127,35 @@ class Segmentation:
         crop = self.grey[top:bottom, left:right]
         return np.where(keep, crop, np.float32(self.background)).astype(np.float32)
 
+    def joined(self, index: int) -> Segmentation:
+        """The same digits with box ``index`` and the next one taken for one digit."""
+        first, second = self.boxes[index], self.boxes[index + 1]
+        x0, y0 = min(first.x, second.x), min(first.y, second.y)
+        x1, y1 = max(first.x + first.w, second.x + second.w), max(first.y + first.h, second.y + second.h)
+        mask = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+        _paste(mask, first, y0, x0)
+        _paste(mask, second, y0, x0)
+        union = DigitBox(x0, y0, x1 - x0, y1 - y0, mask)
+        return Segmentation(self.boxes[:index] + (union,) + self.boxes[index + 2 :], self.grey, self.background, self.reason)
+
+    def close(self, index: int) -> bool:
+        """Whether box ``index`` and the next one could be one digit drawn in pieces: their ink
+        touches or their boxes overlap in x, and together they are no wider than one digit
+        (``SPLIT_RATIO`` times their height, what `segment` leaves uncut)."""
+        first, second = self.boxes[index], self.boxes[index + 1]
+        x0, x1 = min(first.x, second.x), max(first.x + first.w, second.x + second.w)
+        y0, y1 = min(first.y, second.y), max(first.y + first.h, second.y + second.h)
+        if x1 - x0 > SPLIT_RATIO * (y1 - y0):
+            return False
+        if min(first.x + first.w, second.x + second.w) > max(first.x, second.x):
+            return True
+        grown = np.zeros((y1 - y0 + 2, x1 - x0 + 2), dtype=bool)
+        _paste(grown, first, y0 - 1, x0 - 1)
+        grown = ndimage.binary_dilation(grown, structure=np.ones((3, 3), dtype=bool))
+        other = np.zeros_like(grown)
+        _paste(other, second, y0 - 1, x0 - 1)
+        return bool((grown & other).any())
+
     def inputs(self) -> np.ndarray:
         """Every digit through `canvas_to_input`: ``(K, 28, 28)`` float32 in [0, 1]."""
         if not self.boxes:
