@@ -2,9 +2,11 @@
 
 The drawing pad's number mode: the pad and its strokes go through `doodle.segment.segment`
 (strokes known, so digits drawn touching in separate strokes stay apart), each digit's own ink
-through `canvas_to_input` and the model, exactly as `/predict/number` reads an upload. The
-dashboard switches to it on its own when a drawing holds more than one digit; a single digit
-keeps the single-digit path.
+through `canvas_to_input` and the model, exactly as `/predict/number` reads an upload. Boxes
+that may be one digit drawn in several strokes (their ink touches or they overlap in x, and
+together they are no wider than one digit) become one when the model reads their union more
+surely than it reads the two apart. The dashboard switches to it on its own when a drawing holds
+more than one digit; a single digit keeps the single-digit path.
 """
 
 from __future__ import annotations

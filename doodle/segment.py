@@ -10,7 +10,8 @@ taken for touching digits and cut, one digit per ``DIGIT_ASPECT`` of its height,
 cut at the column whose ink spans the least height (the narrowest bridge between the digits; the
 least ink breaks ties), since the inside of a 0 or an 8 holds little ink but is no place to cut.
 When no column there is a narrow bridge, the box is left whole and the result says so in
-``reason``.
+``reason``. Which neighbouring boxes could still be one digit in pieces (`Segmentation.close`)
+is for a reader with a model to settle (`doodle.number_reading`).
 
 Every digit's own ink (with its anti-aliased rim, without its neighbours' ink) is put back on the
 canvas's background and goes through `doodle.preprocess.canvas_to_input`, exactly as one digit
