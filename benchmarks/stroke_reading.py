@@ -1,6 +1,6 @@
-"""How the pad reads what is drawn on it, with the pen's strokes (the drawing app's path) and
-without them (an upload's): single digits read as several digits (share, by digit) and read
-right, then whole numbers of 2-6 digits composed from stroke drawings with their strokes moved
+"""How drawings are read with the pen's strokes (the drawing app's path) and from their ink
+alone (an upload's, ``/predict/number``): single digits read as several digits (share, by
+digit) and read right, then whole numbers of 2-6 digits composed from stroke drawings with their strokes moved
 onto the number's canvas (`doodle.numbers`), read right by spacing band, touching digits apart.
 
 Single digits are MNIST digits traced to skeleton strokes as the dashboard benchmarks draw them

@@ -238,11 +238,13 @@ def read_number(canvas: np.ndarray, predict: Predict) -> list[int]:
 
 
 def read_drawing(model: Model, drawing: StrokeDrawing, shape: tuple[int, int], *, with_strokes: bool) -> list[int]:
-    """A drawing on a pad of ``shape`` ``(H, W)`` -> the digits read, left to right, by the pad's
-    `doodle.number_reading.read_number`: given the strokes (the drawing app's path) or the ink
-    alone (an upload's); empty when nothing is read."""
+    """A drawing on a pad of ``shape`` ``(H, W)`` -> the digits read, left to right: with its
+    strokes by the drawing app's `doodle.number_reading.read_number`, else from its ink alone as
+    ``/predict/number`` reads an upload (`read_number`); empty when nothing is read."""
     canvas = drawing.canvas(shape)
-    strokes = [[(float(x), float(y)) for x, y in stroke] for stroke in drawing.strokes] if with_strokes else None
+    if not with_strokes:
+        return read_number(canvas, lambda inputs: model.predict(inputs)[0])
+    strokes = [[(float(x), float(y)) for x, y in stroke] for stroke in drawing.strokes]
     try:
         reading = read_pad(model, canvas, strokes, pen_width=drawing.pen_width)
     except (BlankCanvasError, TooManyDigitsError):
@@ -250,8 +252,8 @@ def read_drawing(model: Model, drawing: StrokeDrawing, shape: tuple[int, int], *
     return [d.digit for d in reading.digits]
 
 
-# The two ways a drawing reaches `doodle.number_reading.read_number`.
-READ_PATHS = {"strokes": True, "ink": False}
+# The two ways a drawing is read: the drawing app's, with the pen's strokes, and an upload's.
+READ_PATHS = {"strokes": True, "upload": False}
 
 
 def single_digit_benchmark(
