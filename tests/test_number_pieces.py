@@ -79,3 +79,28 @@ def _shared(a: seg.DigitBox, b: seg.DigitBox) -> int:
     canvas[a.y : a.y + a.h, a.x : a.x + a.w, 0] = a.mask
     canvas[b.y : b.y + b.h, b.x : b.x + b.w, 1] = b.mask
     return int((canvas[..., 0] & canvas[..., 1]).sum())
+
+
+def _inside(box: seg.DigitBox, around: seg.DigitBox) -> bool:
+    return (
+        around.x <= box.x and box.x + box.w <= around.x + around.w
+        and around.y <= box.y and box.y + box.h <= around.y + around.h
+    )
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_strokes_only_part_what_the_ink_alone_groups(seed):
+    """With strokes, every box lies inside a box the ink alone gives: strokes part digits whose
+    ink touches but never join ink the components keep apart."""
+    from doodle import numbers
+
+    rng = np.random.default_rng(seed)
+    source = numbers.stroke_source(with_strokes=True)
+    drawings, labels = zip(*(source(rng) for _ in range(5)))
+    number = numbers.compose_number(drawings, labels, rng, numbers.SPACING_BANDS["tight"])
+    drawn = number.strokes
+    with_strokes = seg.segment(number.canvas, drawn.strokes, pen_width=drawn.pen_width)
+    ink_alone = seg.segment(number.canvas)
+    assert len(with_strokes) >= len(ink_alone)
+    for box in with_strokes.boxes:
+        assert any(_inside(box, around) for around in ink_alone.boxes)
