@@ -287,11 +287,12 @@ def _split_by_strokes(
         group_of[list(group.labels)] = index
     # One piece per stroke and group of components.
     pair = np.where(mask, stroke_pieces.astype(np.int64) * (len(groups) + 1) + group_of[components], 0)
-    present, dense = np.unique(pair, return_inverse=True)
-    pieces = dense.reshape(pair.shape).astype(np.int32)
-    if present[0] != 0:
-        pieces += 1
-    owner = (present[present > 0] % (len(groups) + 1)).astype(np.int64)
+    present = np.flatnonzero(np.bincount(pair.ravel()))
+    present = present[present > 0]
+    relabel = np.zeros(int(pair.max()) + 1, dtype=np.int32)
+    relabel[present] = np.arange(1, len(present) + 1, dtype=np.int32)
+    pieces = relabel[pair]
+    owner = present % (len(groups) + 1)
     regrouped: list[_Group] = []
     pieces_groups = _groups_of(pieces)
     for index in range(1, len(groups) + 1):
