@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # support: the Voilà and browser driver
 
+from doodle.doodles import TRACE_MARGIN, TRACE_SIZE  # noqa: E402
 from doodle.drawing import CANVAS_SIZE  # noqa: E402
 from doodle.model_io import load_model  # noqa: E402
 from doodle.paths import MNIST_DIR_ENV, model_path  # noqa: E402
@@ -51,38 +52,39 @@ def mnist_test_digits(count: int) -> tuple[np.ndarray, np.ndarray] | None:
     return images, labels
 
 
-def place(strokes: list[np.ndarray], rng: np.random.Generator) -> Strokes:
-    """``(K, 2)`` (x, y) stroke points -> pad pixels: longer side 140-230 px, anywhere it fits."""
-    everything = np.concatenate(strokes)
-    low, high = everything.min(axis=0), everything.max(axis=0)
-    factor = rng.uniform(140, 230) / max(float((high - low).max()), 1.0)
-    margin = 15.0
-    room = np.maximum(CANVAS_SIZE - 2 * margin - (high - low) * factor, 0.0)
-    offset = margin + rng.uniform(0, 1, size=2) * room
-    return [[(float(x), float(y)) for x, y in (stroke - low) * factor + offset] for stroke in strokes]
-
-
 def drawings(count: int, seed: int) -> list[tuple[int, Strokes]]:
     """``count`` labelled drawings with varied strokes."""
     rng = np.random.default_rng(seed)
     mnist = mnist_test_digits(count)
     made: list[tuple[int, Strokes]] = []
     if mnist is not None:
-        from doodle.doodles import skeleton_strokes
+        from doodle.doodles import skeleton_drawing
 
         for image, label in zip(*mnist):
-            # Skeleton points are (row, col); every other point keeps the strokes smooth and short.
-            strokes = [stroke[:, ::-1][:: 2 if len(stroke) > 4 else 1] for stroke in skeleton_strokes(image)]
-            strokes = [s for s in strokes if len(s)]
+            strokes = skeleton_drawing(image, rng)
             if strokes:
-                made.append((int(label), place(strokes, rng)))
+                made.append((int(label), _points(strokes)))
         return made
     print("MNIST files not found: jittering the hand-drawn sample digits instead", file=sys.stderr)
     for i in range(count):
         digit = i % 10
         strokes = [np.array(s) + rng.normal(0, 4, (len(s), 2)) for s in HAND_DRAWN_DIGITS[digit]]
-        made.append((digit, place(strokes, rng)))
+        made.append((digit, _points(_place(strokes, rng))))
     return made
+
+
+def _place(strokes: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """``(K, 2)`` (x, y) stroke points -> pad pixels, sized and placed as `skeleton_drawing` does."""
+    everything = np.concatenate(strokes)
+    low, high = everything.min(axis=0), everything.max(axis=0)
+    factor = rng.uniform(*TRACE_SIZE) / max(float((high - low).max()), 1.0)
+    room = np.maximum(CANVAS_SIZE - 2 * TRACE_MARGIN - (high - low) * factor, 0.0)
+    offset = TRACE_MARGIN + rng.uniform(0, 1, size=2) * room
+    return [(stroke - low) * factor + offset for stroke in strokes]
+
+
+def _points(strokes: list[np.ndarray]) -> Strokes:
+    return [[(float(x), float(y)) for x, y in stroke] for stroke in strokes]
 
 
 def main() -> int:

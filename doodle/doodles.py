@@ -102,6 +102,29 @@ def skeleton_strokes(image: np.ndarray) -> list[np.ndarray]:
     return strokes
 
 
+# A skeleton trace placed on the pad as a person draws a digit there: its longer side this many
+# px, at least TRACE_MARGIN px from the pad's edges.
+TRACE_SIZE = (140.0, 230.0)
+TRACE_MARGIN = 15.0
+
+
+def skeleton_drawing(image: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+    """``(28, 28)`` uint8 digit -> its skeleton traced as pad strokes, each ``(K, 2)`` float64
+    (x, y) points in pixels of the 280 px pad: every other skeleton point (the strokes stay
+    smooth and short), the longer side `TRACE_SIZE` px, anywhere it fits. How the dashboard
+    benchmarks draw an MNIST digit with the mouse."""
+    strokes = [stroke[:, ::-1][:: 2 if len(stroke) > 4 else 1] for stroke in skeleton_strokes(image)]
+    strokes = [stroke for stroke in strokes if len(stroke)]
+    if not strokes:
+        return []
+    everything = np.concatenate(strokes)
+    low, high = everything.min(axis=0), everything.max(axis=0)
+    factor = rng.uniform(*TRACE_SIZE) / max(float((high - low).max()), 1.0)
+    room = np.maximum(CANVAS_SIZE - 2 * TRACE_MARGIN - (high - low) * factor, 0.0)
+    offset = TRACE_MARGIN + rng.uniform(0, 1, size=2) * room
+    return [(stroke - low) * factor + offset for stroke in strokes]
+
+
 def _smooth(points: np.ndarray, passes: int) -> np.ndarray:
     """1-2-1 filter over a stroke's ``(K, 2)`` points; the ends stay put (a loop's start is its end)."""
     points = points.copy()

@@ -2,9 +2,11 @@
 
 The drawing pad's number mode: the pad and its strokes go through `doodle.segment.segment`
 (strokes known, so digits drawn touching in separate strokes stay apart), each digit's own ink
-through `canvas_to_input` and the model, exactly as `/predict/number` reads an upload. The
-dashboard switches to it on its own when a drawing holds more than one digit; a single digit
-keeps the single-digit path.
+through `canvas_to_input` and the model, exactly as `/predict/number` reads an upload. Boxes
+that may be one digit drawn in several strokes (their ink touches or they overlap in x, and
+together they are no wider than one digit) become one when the model reads their union more
+surely than it reads the two apart. The dashboard switches to it on its own when a drawing holds
+more than one digit; a single digit keeps the single-digit path.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 
 from doodle.model_io import Model
 from doodle.preprocess import canvas_to_input
-from doodle.segment import Point, segment
+from doodle.segment import Point, Segmentation, segment
 
 # The pad reads at most this many digits (as `/predict/number`'s default limit); past it the
 # reading says so instead of answering.
@@ -89,6 +91,7 @@ def read_number(
         raise TooManyDigitsError(TOO_MANY_DIGITS_MESSAGE.format(count=len(found), limit=max_digits))
     if not found.boxes:
         return NumberReading((), found.reason, model.version)
+    found = _join_pieces(model, found)
     canvases = [found.digit_canvas(index) for index in range(len(found))]
     inputs = np.stack([canvas_to_input(canvas) for canvas in canvases])  # raises BlankCanvasError
     digits, probabilities = model.predict(inputs)
@@ -104,3 +107,25 @@ def read_number(
         for digit, probs, box, model_input, canvas in zip(digits, probabilities, found.boxes, inputs, canvases)
     )
     return NumberReading(readings, found.reason, model.version)
+
+
+def _join_pieces(model: Model, found: Segmentation) -> Segmentation:
+    """Neighbouring boxes that could be one digit drawn in pieces (`Segmentation.close`) become
+    one when the model reads their union as a digit more surely than it reads them as two: the
+    union's top probability beats the product of the parts' (recognition-driven segmentation).
+    The surest join first, until none is left."""
+    while len(found) > 1:
+        candidates = [index for index in range(len(found) - 1) if found.close(index)]
+        if not candidates:
+            break
+        alone = np.stack([canvas_to_input(found.digit_canvas(i)) for i in range(len(found))])
+        unions = [found.joined(index) for index in candidates]
+        together = np.stack([canvas_to_input(u.digit_canvas(i)) for u, i in zip(unions, candidates)])
+        sure = model.predict_proba(np.concatenate([alone, together])).max(axis=1)
+        parts, joined = sure[: len(found)], sure[len(found) :]
+        gains = [np.log(joined[k]) - np.log(parts[i]) - np.log(parts[i + 1]) for k, i in enumerate(candidates)]
+        best = int(np.argmax(gains))
+        if gains[best] <= 0:
+            break
+        found = unions[best]
+    return found

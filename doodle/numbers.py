@@ -19,13 +19,34 @@ import numpy as np
 from PIL import Image
 
 from doodle.constants import INK_THRESHOLD_BYTE
-from doodle.doodles import draw_doodle
+from doodle.doodles import draw_doodle, skeleton_drawing
+from doodle.drawing import PEN_WIDTH
+from doodle.model_io import Model
+from doodle.number_reading import TooManyDigitsError, read_number as read_pad
 from doodle.strokes import HELD_OUT_WRITERS, STYLES, WriterFamily, draw_strokes, render
 from doodle.preprocess import BlankCanvasError, canvas_to_input
 from doodle.segment import segment
 
-# A digit drawing and its label; dark ink on a white (255) canvas, ``(H, W)`` uint8.
-DigitSource = Callable[[np.random.Generator], tuple[np.ndarray, int]]
+
+
+@dataclass(frozen=True)
+class StrokeDrawing:
+    """A drawing as the pad records it: ``strokes``, each ``(K, 2)`` float64 (x, y) points in
+    pad pixels, drawn with a round pen ``pen_width`` px wide."""
+
+    strokes: tuple[np.ndarray, ...]
+    pen_width: float
+
+    def canvas(self, size: int | tuple[int, int] = 280) -> np.ndarray:
+        """The drawing rendered as the pad renders it, turned dark on white: ``(H, W)`` uint8
+        (``size`` an int for a square pad, else ``(H, W)``)."""
+        height, width = (size, size) if isinstance(size, int) else size
+        return (255 - render(self.strokes, self.pen_width, max(height, width)))[:height, :width]
+
+
+# A digit drawing and its label: dark ink on a white (255) canvas, ``(H, W)`` uint8, or the
+# drawing's strokes (`StrokeDrawing`), so the pad's stroke path can be measured too.
+DigitSource = Callable[[np.random.Generator], tuple["np.ndarray | StrokeDrawing", int]]
 # Model inputs ``(N, 28, 28)`` float32 -> predicted digits ``(N,)``.
 Predict = Callable[[np.ndarray], np.ndarray]
 
@@ -56,15 +77,35 @@ def doodle_source(images: np.ndarray, labels: np.ndarray) -> DigitSource:
     return draw
 
 
+def skeleton_source(images: np.ndarray, labels: np.ndarray, pen_width: float = PEN_WIDTH) -> DigitSource:
+    """MNIST digits ``(N, 28, 28)`` uint8 and labels ``(N,)`` -> a source that traces a random one
+    to skeleton strokes placed on the pad (`doodle.doodles.skeleton_drawing`, the dashboard
+    benchmarks' mouse drawings), drawn with the pad's pen: a `StrokeDrawing`."""
+    images = np.asarray(images).reshape(-1, 28, 28)
+    labels = np.asarray(labels)
+
+    def draw(rng: np.random.Generator) -> tuple[StrokeDrawing, int]:
+        while True:
+            index = int(rng.integers(len(images)))
+            strokes = skeleton_drawing(images[index], rng)
+            if strokes:
+                return StrokeDrawing(tuple(strokes), float(pen_width)), int(labels[index])
+
+    return draw
+
+
 def stroke_source(
     family: WriterFamily = HELD_OUT_WRITERS,
     pen_range: tuple[float, float] = (6.0, 30.0),
     height_range: tuple[float, float] = (0.5, 0.9),
+    *,
+    with_strokes: bool = False,
 ) -> DigitSource:
     """A source of pen-stroke digits (`doodle.strokes`): a uniform random digit in one of its
     style variants, by a writer drawn from ``family`` (the benchmark's held-out writers by
     default), with a pen of ``pen_range`` px and a height of ``height_range`` of the 280 px pad,
-    rendered as the drawing app renders it and turned dark on white."""
+    rendered as the drawing app renders it and turned dark on white (``with_strokes``: the
+    `StrokeDrawing` itself)."""
 
     def draw(rng: np.random.Generator) -> tuple[np.ndarray, int]:
         digit = int(rng.integers(10))
@@ -73,7 +114,8 @@ def stroke_source(
         writer = family.sample(rng)
         pen = float(rng.uniform(*pen_range))
         strokes = draw_strokes(digit, style, writer, rng, pen_width=pen, height_fraction=float(rng.uniform(*height_range)))
-        return 255 - render(strokes, pen), digit
+        drawing = StrokeDrawing(tuple(strokes), pen)
+        return (drawing if with_strokes else drawing.canvas()), digit
 
     return draw
 
@@ -83,31 +125,44 @@ class ComposedNumber:
     """A composed number: ``canvas`` ``(H, W)`` uint8 dark on white, its ``labels``, the
     ``digits`` (each digit alone, scaled as in the number, on a canvas of its own: the single-digit
     reference) and whether each
-    neighbouring pair's ink touches, ``touching`` ``(len(labels) - 1,)`` bool."""
+    neighbouring pair's ink touches, ``touching`` ``(len(labels) - 1,)`` bool. Composed from
+    `StrokeDrawing` s, ``strokes`` holds every digit's strokes moved onto the number's canvas,
+    left to right, drawn with one pen, and the canvas is that drawing."""
 
     canvas: np.ndarray
     labels: tuple[int, ...]
     digits: tuple[np.ndarray, ...]
     touching: np.ndarray
+    strokes: StrokeDrawing | None = None
 
 
 def compose_number(
-    drawings: Sequence[np.ndarray], labels: Sequence[int], rng: np.random.Generator, spacing: tuple[float, float]
+    drawings: Sequence[np.ndarray | StrokeDrawing],
+    labels: Sequence[int],
+    rng: np.random.Generator,
+    spacing: tuple[float, float],
 ) -> ComposedNumber:
-    """Single-digit canvases (``(H, W)`` uint8, dark ink on white) -> one number, left to right.
+    """Single-digit canvases (``(H, W)`` uint8, dark ink on white) or `StrokeDrawing` s -> one
+    number, left to right.
 
     Each digit's ink is cropped and scaled to ``DIGIT_HEIGHT`` times a jitter, moved up or down
     by up to ``BASELINE_JITTER`` of the height, and placed ``spacing`` (a range, fraction of the
     height) right of the previous digit's ink box. Overlapping ink keeps the darker pixel.
+    Stroke drawings have their strokes moved and scaled the same way and are drawn again with
+    one pen, the digits' scaled pen widths' mean, as one person writes a number.
     """
-    crops = []
+    crops, origins, factors = [], [], []
     for drawing in drawings:
+        if isinstance(drawing, StrokeDrawing):
+            drawing = drawing.canvas()
         ink = drawing < INK_THRESHOLD_BYTE
         rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
         crop = drawing[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
         height = DIGIT_HEIGHT * rng.uniform(*HEIGHT_JITTER)
         width = max(1, round(crop.shape[1] * height / crop.shape[0]))
         crops.append(np.asarray(Image.fromarray(crop).resize((width, round(height)), Image.Resampling.BILINEAR)))
+        origins.append(np.array([cols[0], rows[0]], dtype=np.float64))
+        factors.append(np.array([width / crop.shape[1], round(height) / crop.shape[0]]))
     lifts = [round(rng.uniform(-BASELINE_JITTER, BASELINE_JITTER) * DIGIT_HEIGHT) for _ in crops]
     lefts = [0]
     for crop in crops[:-1]:
@@ -118,10 +173,12 @@ def compose_number(
     top_shift = min(top_of)
     width = max(left + crop.shape[1] for left, crop in zip(lefts, crops)) + 2 * MARGIN
     height = max(top - top_shift + crop.shape[0] for top, crop in zip(top_of, crops)) + 2 * MARGIN
+    corners = [(left + MARGIN, top - top_shift + MARGIN) for left, top in zip(lefts, top_of)]
+    if all(isinstance(drawing, StrokeDrawing) for drawing in drawings):
+        return _compose_strokes(drawings, labels, corners, origins, factors, (height, width))
     canvas = np.full((height, width), 255, dtype=np.uint8)
     masks = []
-    for crop, left, top in zip(crops, lefts, top_of):
-        y, x = top - top_shift + MARGIN, left + MARGIN
+    for crop, (x, y) in zip(crops, corners):
         region = canvas[y : y + crop.shape[0], x : x + crop.shape[1]]
         np.minimum(region, crop, out=region)
         mask = np.zeros(canvas.shape, dtype=bool)
@@ -130,6 +187,33 @@ def compose_number(
     touching = np.array([_touch(a, b) for a, b in zip(masks[:-1], masks[1:])], dtype=bool)
     alone = tuple(np.pad(crop, MARGIN, constant_values=255) for crop in crops)
     return ComposedNumber(canvas, tuple(int(label) for label in labels), alone, touching)
+
+
+def _compose_strokes(
+    drawings: Sequence[StrokeDrawing],
+    labels: Sequence[int],
+    corners: Sequence[tuple[int, int]],
+    origins: Sequence[np.ndarray],
+    factors: Sequence[np.ndarray],
+    shape: tuple[int, int],
+) -> ComposedNumber:
+    """`compose_number` for stroke drawings: each digit's strokes moved from its ink box's
+    ``origin`` on its own pad to ``corner`` on the number's canvas, scaled by ``factor`` (x, y),
+    and every digit drawn again with one pen."""
+    pen = float(np.mean([d.pen_width * f.mean() for d, f in zip(drawings, factors)]))
+    moved = [
+        tuple((stroke - origin) * factor + np.array(corner, dtype=np.float64) for stroke in drawing.strokes)
+        for drawing, origin, factor, corner in zip(drawings, origins, factors, corners)
+    ]
+    number = StrokeDrawing(tuple(stroke for strokes in moved for stroke in strokes), pen)
+    masks = [StrokeDrawing(strokes, pen).canvas(shape) < INK_THRESHOLD_BYTE for strokes in moved]
+    touching = np.array([_touch(a, b) for a, b in zip(masks[:-1], masks[1:])], dtype=bool)
+    alone = []
+    for mask, strokes in zip(masks, moved):
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        canvas = StrokeDrawing(strokes, pen).canvas(shape)
+        alone.append(np.pad(canvas[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], MARGIN, constant_values=255))
+    return ComposedNumber(number.canvas(shape), tuple(int(label) for label in labels), tuple(alone), touching, number)
 
 
 def _touch(a: np.ndarray, b: np.ndarray) -> bool:
@@ -151,6 +235,52 @@ def read_number(canvas: np.ndarray, predict: Predict) -> list[int]:
     except BlankCanvasError:
         return []
     return [int(d) for d in predict(inputs)] if len(inputs) else []
+
+
+def read_drawing(model: Model, drawing: StrokeDrawing, shape: tuple[int, int], *, with_strokes: bool) -> list[int]:
+    """A drawing on a pad of ``shape`` ``(H, W)`` -> the digits read, left to right: with its
+    strokes by the drawing app's `doodle.number_reading.read_number`, else from its ink alone as
+    ``/predict/number`` reads an upload (`read_number`); empty when nothing is read."""
+    canvas = drawing.canvas(shape)
+    if not with_strokes:
+        return read_number(canvas, lambda inputs: model.predict(inputs)[0])
+    strokes = [[(float(x), float(y)) for x, y in stroke] for stroke in drawing.strokes]
+    try:
+        reading = read_pad(model, canvas, strokes, pen_width=drawing.pen_width)
+    except (BlankCanvasError, TooManyDigitsError):
+        return []
+    return [d.digit for d in reading.digits]
+
+
+# The two ways a drawing is read: the drawing app's, with the pen's strokes, and an upload's.
+READ_PATHS = {"strokes": True, "upload": False}
+
+
+def single_digit_benchmark(
+    source: DigitSource, model: Model, seed: int, *, count: int = 300
+) -> dict[str, dict]:
+    """Single digits drawn on the pad, read as the pad reads a number, through each of
+    `READ_PATHS`: how many come back as several digits (share, and by digit) and how many as
+    the right single digit. ``source`` gives `StrokeDrawing` s on the 280 px pad; drawing ``i``
+    comes from a generator seeded with ``(seed, i)``."""
+    drawings = [source(np.random.default_rng([int(seed), i])) for i in range(count)]
+    result: dict[str, dict] = {}
+    for path, with_strokes in READ_PATHS.items():
+        several = np.zeros(10, dtype=int)
+        drawn = np.zeros(10, dtype=int)
+        right = 0
+        for drawing, label in drawings:
+            read = read_drawing(model, drawing, (280, 280), with_strokes=with_strokes)
+            drawn[label] += 1
+            several[label] += len(read) > 1
+            right += read == [label]
+        result[path] = {
+            "digits": int(count),
+            "several_share": _ratio(int(several.sum()), count),
+            "several_by_digit": {str(d): [int(several[d]), int(drawn[d])] for d in range(10)},
+            "accuracy": _ratio(right, count),
+        }
+    return result
 
 
 @dataclass
@@ -196,6 +326,7 @@ def number_benchmark(
     numbers_per_cell: int = 50,
     digit_counts: Sequence[int] = DIGIT_COUNTS,
     bands: dict[str, tuple[float, float]] | None = None,
+    read: Callable[[ComposedNumber], Sequence[int]] | None = None,
 ) -> dict:
     """Whole-number and per-digit accuracy by spacing band and digit count.
 
@@ -203,9 +334,13 @@ def number_benchmark(
     ``(seed, band, count, i)``) and read. Numbers where any neighbours touch are tallied apart
     (``touching``), the rest by band (``bands[band]["by_count"][count]`` and the band's total).
     ``single_digit_accuracy`` is the same digits' drawings read one by one as single digits, the
-    reference the per-digit accuracy is compared with.
+    reference the per-digit accuracy is compared with. ``read`` reads a composed number (default:
+    its canvas alone, as ``/predict/number`` reads an upload; see `read_drawing` for the pad's
+    path with strokes).
     """
     bands = SPACING_BANDS if bands is None else bands
+    if read is None:
+        read = lambda number: read_number(number.canvas, predict)  # noqa: E731
     by_band: dict[str, dict[int, _Tally]] = {name: {n: _Tally() for n in digit_counts} for name in bands}
     touching: dict[str, _Tally] = {name: _Tally() for name in bands}
     for band_index, (name, spacing) in enumerate(bands.items()):
@@ -214,10 +349,10 @@ def number_benchmark(
                 rng = np.random.default_rng([int(seed), band_index, int(count), i])
                 drawings, labels = zip(*(source(rng) for _ in range(count)))
                 number = compose_number(drawings, labels, rng, spacing)
-                read = read_number(number.canvas, predict)
+                digits = read(number)
                 single = predict(np.stack([canvas_to_input(d) for d in number.digits]))
                 tally = touching[name] if number.touching.any() else by_band[name][count]
-                tally.add(number.labels, read, [int(s) for s in single])
+                tally.add(number.labels, digits, [int(s) for s in single])
     result: dict = {"numbers_per_cell": int(numbers_per_cell), "bands": {}, "touching": {}}
     for name in bands:
         total = _Tally()

@@ -1,7 +1,9 @@
 """A drawing of a whole number -> its digits, left to right, each ready for `canvas_to_input`.
 
-The ink is cut into 8-connected components (or, when the pen's strokes are known, into the ink
-each stroke laid down). Pieces of one digit are joined: marks much less tall than a digit (a dot,
+The ink is cut into 8-connected components; when the pen's strokes are known, each group of
+components the rules below make is cut again into the ink each stroke laid down in it and grouped
+again within it (strokes part digits whose ink touches, never join ink the components kept
+apart). Pieces of one digit are joined: marks much less tall than a digit (a dot,
 a tick, a 5's flag drawn apart) go to the nearest digit, as do short pieces right next to a taller
 one (a 4's corner and stem drawn apart); pieces that overlap heavily in x (a 5's flag, a 4 in two
 strokes, a crossed 7), or overlap somewhat, have similar widths and together stay narrower than a
@@ -10,7 +12,8 @@ taken for touching digits and cut, one digit per ``DIGIT_ASPECT`` of its height,
 cut at the column whose ink spans the least height (the narrowest bridge between the digits; the
 least ink breaks ties), since the inside of a 0 or an 8 holds little ink but is no place to cut.
 When no column there is a narrow bridge, the box is left whole and the result says so in
-``reason``.
+``reason``. Which neighbouring boxes could still be one digit in pieces (`Segmentation.close`)
+is for a reader with a model to settle (`doodle.number_reading`).
 
 Every digit's own ink (with its anti-aliased rim, without its neighbours' ink) is put back on the
 canvas's background and goes through `doodle.preprocess.canvas_to_input`, exactly as one digit
@@ -127,6 +130,35 @@ class Segmentation:
         crop = self.grey[top:bottom, left:right]
         return np.where(keep, crop, np.float32(self.background)).astype(np.float32)
 
+    def joined(self, index: int) -> Segmentation:
+        """The same digits with box ``index`` and the next one taken for one digit."""
+        first, second = self.boxes[index], self.boxes[index + 1]
+        x0, y0 = min(first.x, second.x), min(first.y, second.y)
+        x1, y1 = max(first.x + first.w, second.x + second.w), max(first.y + first.h, second.y + second.h)
+        mask = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+        _paste(mask, first, y0, x0)
+        _paste(mask, second, y0, x0)
+        union = DigitBox(x0, y0, x1 - x0, y1 - y0, mask)
+        return Segmentation(self.boxes[:index] + (union,) + self.boxes[index + 2 :], self.grey, self.background, self.reason)
+
+    def close(self, index: int) -> bool:
+        """Whether box ``index`` and the next one could be one digit drawn in pieces: their ink
+        touches or their boxes overlap in x, and together they are no wider than one digit
+        (``SPLIT_RATIO`` times their height, what `segment` leaves uncut)."""
+        first, second = self.boxes[index], self.boxes[index + 1]
+        x0, x1 = min(first.x, second.x), max(first.x + first.w, second.x + second.w)
+        y0, y1 = min(first.y, second.y), max(first.y + first.h, second.y + second.h)
+        if x1 - x0 > SPLIT_RATIO * (y1 - y0):
+            return False
+        if min(first.x + first.w, second.x + second.w) > max(first.x, second.x):
+            return True
+        grown = np.zeros((y1 - y0 + 2, x1 - x0 + 2), dtype=bool)
+        _paste(grown, first, y0 - 1, x0 - 1)
+        grown = ndimage.binary_dilation(grown, structure=np.ones((3, 3), dtype=bool))
+        other = np.zeros_like(grown)
+        _paste(other, second, y0 - 1, x0 - 1)
+        return bool((grown & other).any())
+
     def inputs(self) -> np.ndarray:
         """Every digit through `canvas_to_input`: ``(K, 28, 28)`` float32 in [0, 1]."""
         if not self.boxes:
@@ -144,24 +176,19 @@ def segment(
 
     ``image``: ``(H, W)``, ``(H, W, 3)`` or ``(H, W, 4)``, any dtype and polarity `to_grey`
     accepts. ``strokes`` (optional): the pen's strokes as ``(x, y)`` points in image pixels,
-    drawn ``pen_width`` wide; each stroke's ink is then a piece of its own, so digits drawn
-    touching but in separate strokes stay apart. Raises `BlankCanvasError` for a blank canvas.
+    drawn ``pen_width`` wide; within each group of ink components each stroke's ink is then a
+    piece of its own, so digits drawn touching but in separate strokes stay apart. Raises `BlankCanvasError` for a blank canvas.
     """
     grey = to_grey(image)
     ink = ink_map(grey)  # raises BlankCanvasError
     background = float(np.median(_border(grey)))
     strokes_mask = ink >= STROKE_LEVEL
-    pieces, count = _pieces(strokes_mask, strokes, pen_width)
+    pieces, count = _pieces(strokes_mask, None, pen_width)
     if count > MAX_MARKS:
         return Segmentation((), grey, background, TOO_MANY_MARKS_REASON.format(count=count))
-    slices = ndimage.find_objects(pieces)
-    groups = [
-        _Group({label}, s[1].start, s[1].stop, s[0].start, s[0].stop)
-        for label, s in enumerate(slices, start=1)
-        if s is not None
-    ]
-    groups = _attach_fragments(groups)
-    groups = _merge_overlapping(groups)
+    groups = _merge_overlapping(_attach_fragments(_groups_of(pieces)))
+    if strokes:
+        pieces, groups = _split_by_strokes(strokes_mask, pieces, groups, strokes, pen_width)
     boxes: list[tuple[int, int, int, int, np.ndarray]] = []
     reasons: list[str] = []
     for group in sorted(groups, key=lambda g: (g.x0 + g.x1) / 2):
@@ -232,6 +259,46 @@ def _pieces(
     relabel = np.zeros(drawn + int(extra) + 1, dtype=np.int32)
     relabel[present] = np.arange(1, len(present) + 1, dtype=np.int32)
     return relabel[labels], len(present)
+
+
+def _groups_of(pieces: np.ndarray) -> list[_Group]:
+    """``(H, W)`` int32 piece labels -> one group per piece, its box."""
+    return [
+        _Group({label}, s[1].start, s[1].stop, s[0].start, s[0].stop)
+        for label, s in enumerate(ndimage.find_objects(pieces), start=1)
+        if s is not None
+    ]
+
+
+def _split_by_strokes(
+    mask: np.ndarray,
+    components: np.ndarray,
+    groups: list[_Group],
+    strokes: Sequence[Sequence[Point]],
+    pen_width: float,
+) -> tuple[np.ndarray, list[_Group]]:
+    """The groups of ink components, each cut into the ink every stroke laid down in it and
+    grouped again by the same rules, within the group only: strokes part digits whose ink
+    touches, and never join ink the components kept apart. Returns the new piece labels and
+    groups."""
+    stroke_pieces, count = _pieces(mask, strokes, pen_width)
+    group_of = np.zeros(int(components.max()) + 1, dtype=np.int64)
+    for index, group in enumerate(groups, start=1):
+        group_of[list(group.labels)] = index
+    # One piece per stroke and group of components.
+    pair = np.where(mask, stroke_pieces.astype(np.int64) * (len(groups) + 1) + group_of[components], 0)
+    present = np.flatnonzero(np.bincount(pair.ravel()))
+    present = present[present > 0]
+    relabel = np.zeros(int(pair.max()) + 1, dtype=np.int32)
+    relabel[present] = np.arange(1, len(present) + 1, dtype=np.int32)
+    pieces = relabel[pair]
+    owner = present % (len(groups) + 1)
+    regrouped: list[_Group] = []
+    pieces_groups = _groups_of(pieces)
+    for index in range(1, len(groups) + 1):
+        inside = [g for g in pieces_groups if owner[min(g.labels) - 1] == index]
+        regrouped.extend(_merge_overlapping(_attach_fragments(inside)))
+    return pieces, regrouped
 
 
 def _attach_fragments(groups: list[_Group]) -> list[_Group]:

@@ -121,3 +121,35 @@ def test_stroke_digits_compose_into_a_readable_number():
         assert drawing.dtype == np.uint8 and drawing[0, 0] == 255 and drawing.min() == 0  # dark on white
     number = numbers.compose_number(drawings, labels, rng, numbers.SPACING_BANDS["clear"])
     assert len(segment(number.canvas)) == 4
+
+
+def test_stroke_drawings_compose_with_their_strokes_on_the_number():
+    """Composed from strokes, the number's canvas is its strokes drawn with one pen, and each
+    digit's strokes lie on that digit's place, left to right."""
+    source = numbers.stroke_source(with_strokes=True)
+    rng = np.random.default_rng(12)
+    drawings, labels = zip(*(source(rng) for _ in range(3)))
+    assert all(isinstance(drawing, numbers.StrokeDrawing) for drawing in drawings)
+    number = numbers.compose_number(drawings, labels, rng, numbers.SPACING_BANDS["clear"])
+    assert number.strokes is not None
+    assert np.array_equal(number.canvas, number.strokes.canvas(number.canvas.shape))
+    assert len(number.strokes.strokes) == sum(len(drawing.strokes) for drawing in drawings)
+    points = np.concatenate(number.strokes.strokes)
+    height, width = number.canvas.shape
+    assert points[:, 0].min() >= 0 and points[:, 0].max() < width and points[:, 1].max() < height
+    starts = np.cumsum([0] + [len(drawing.strokes) for drawing in drawings])
+    centres = [np.concatenate(number.strokes.strokes[a:b])[:, 0].mean() for a, b in zip(starts[:-1], starts[1:])]
+    assert centres == sorted(centres)
+    assert len(segment(number.canvas, number.strokes.strokes, pen_width=number.strokes.pen_width)) == 3
+
+
+def test_the_single_digit_benchmark_counts_every_drawing(tiny_model):
+    source = numbers.stroke_source(with_strokes=True)
+    result = numbers.single_digit_benchmark(source, tiny_model, seed=5, count=12)
+    assert set(result) == set(numbers.READ_PATHS)
+    for cell in result.values():
+        assert cell["digits"] == 12
+        assert sum(drawn for _, drawn in cell["several_by_digit"].values()) == 12
+        several = sum(count for count, _ in cell["several_by_digit"].values())
+        assert cell["several_share"] == pytest.approx(several / 12)
+        assert 0.0 <= cell["accuracy"] <= 1.0
