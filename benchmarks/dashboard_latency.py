@@ -28,8 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # support: the Voilà and browser driver
 
-from doodle.doodles import TRACE_MARGIN, TRACE_SIZE  # noqa: E402
-from doodle.drawing import CANVAS_SIZE  # noqa: E402
+from doodle.doodles import place_on_pad, skeleton_drawing  # noqa: E402
 from doodle.model_io import load_model  # noqa: E402
 from doodle.paths import MNIST_DIR_ENV, model_path  # noqa: E402
 from support.browser import DashboardPage, launch_chromium  # noqa: E402
@@ -58,7 +57,6 @@ def drawings(count: int, seed: int) -> list[tuple[int, Strokes]]:
     mnist = mnist_test_digits(count)
     made: list[tuple[int, Strokes]] = []
     if mnist is not None:
-        from doodle.doodles import skeleton_drawing
 
         for image, label in zip(*mnist):
             strokes = skeleton_drawing(image, rng)
@@ -69,18 +67,8 @@ def drawings(count: int, seed: int) -> list[tuple[int, Strokes]]:
     for i in range(count):
         digit = i % 10
         strokes = [np.array(s) + rng.normal(0, 4, (len(s), 2)) for s in HAND_DRAWN_DIGITS[digit]]
-        made.append((digit, _points(_place(strokes, rng))))
+        made.append((digit, _points(place_on_pad(strokes, rng))))
     return made
-
-
-def _place(strokes: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
-    """``(K, 2)`` (x, y) stroke points -> pad pixels, sized and placed as `skeleton_drawing` does."""
-    everything = np.concatenate(strokes)
-    low, high = everything.min(axis=0), everything.max(axis=0)
-    factor = rng.uniform(*TRACE_SIZE) / max(float((high - low).max()), 1.0)
-    room = np.maximum(CANVAS_SIZE - 2 * TRACE_MARGIN - (high - low) * factor, 0.0)
-    offset = TRACE_MARGIN + rng.uniform(0, 1, size=2) * room
-    return [(stroke - low) * factor + offset for stroke in strokes]
 
 
 def _points(strokes: list[np.ndarray]) -> Strokes:

@@ -115,8 +115,12 @@ def skeleton_drawing(image: np.ndarray, rng: np.random.Generator) -> list[np.nda
     benchmarks draw an MNIST digit with the mouse."""
     strokes = [stroke[:, ::-1][:: 2 if len(stroke) > 4 else 1] for stroke in skeleton_strokes(image)]
     strokes = [stroke for stroke in strokes if len(stroke)]
-    if not strokes:
-        return []
+    return place_on_pad(strokes, rng) if strokes else []
+
+
+def place_on_pad(strokes: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """Strokes of ``(K, 2)`` (x, y) points in any units -> pad pixels: scaled so the longer side
+    is `TRACE_SIZE` px (drawn from ``rng``), moved anywhere that keeps `TRACE_MARGIN` px clear."""
     everything = np.concatenate(strokes)
     low, high = everything.min(axis=0), everything.max(axis=0)
     factor = rng.uniform(*TRACE_SIZE) / max(float((high - low).max()), 1.0)
