@@ -2,7 +2,7 @@
 //   node build.mjs IPYCANVAS_JS OUTDIR
 // IPYCANVAS_JS is the AMD module the installed ipycanvas ships (share/jupyter/nbextensions/
 // ipycanvas/index.js, the same version as the Python side); it is wrapped as an ES module here.
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { build } from 'esbuild';
 
 const [ipycanvasPath, outdir] = process.argv.slice(2);
@@ -30,6 +30,7 @@ const ipycanvasModule = {
   },
 };
 
+rmSync(outdir, { recursive: true, force: true }); // no stale fonts of an earlier build
 await build({
   entryPoints: { doodle: 'src/index.js' },
   bundle: true,

@@ -10,8 +10,11 @@ import { KernelConnection } from '@jupyterlab/services/lib/kernel/default';
 import { Widget } from '@lumino/widgets';
 import ipycanvas from 'ipycanvas-module';
 
+// The JupyterLab light theme's variables come with the page (the template); its colour palette,
+// the widgets' styles and the button icons come from here.
+import '@jupyter-widgets/controls/css/materialcolors.css';
 import '@jupyter-widgets/controls/css/widgets-base.css';
-import '@jupyter-widgets/controls/css/labvariables.css';
+import '@fortawesome/fontawesome-free/css/all.min.css';
 import './page.css';
 
 const WIDGET_MIMETYPE = 'application/vnd.jupyter.widget-view+json';
