@@ -38,6 +38,7 @@ help:
 	@echo "make long-run   train params-long.yaml, evaluate it into reports/long-run/, judge it by the promotion rule"
 	@echo "make test    install (first time), run the pipeline in a scratch copy, then every test (CI runs this)"
 	@echo "make test-fast   the tests without the slow end-to-end ones"
+	@echo "make frontend   build the drawing app's page script (npm; make run and make test do it when needed)"
 	@echo "make plots  DVC plots rendered offline into dvc_plots/index.html"
 	@echo "make bench   benchmark scripts (installs the optional PyTorch CPU build)"
 	@echo "make score INPUT=folder-or.parquet OUTPUT=scores.parquet   batch scoring with Spark"
@@ -55,6 +56,7 @@ $(STAMP): requirements.lock pyproject.toml
 FRONTEND_DIR := share/jupyter/voila/templates/doodle/static
 FRONTEND := $(FRONTEND_DIR)/doodle.js
 $(FRONTEND): $(STAMP) dashboard-frontend/package-lock.json dashboard-frontend/build.mjs $(wildcard dashboard-frontend/src/*)
+	@command -v npm >/dev/null || { echo "npm is needed to build the drawing app's page script: make system-deps (Debian), or install Node.js 18+" >&2; exit 1; }
 	cd dashboard-frontend && npm ci --no-audit --no-fund --cache ../.cache/npm
 	cd dashboard-frontend && node build.mjs ../$(VENV)/share/jupyter/nbextensions/ipycanvas/index.js ../$(FRONTEND_DIR)
 
