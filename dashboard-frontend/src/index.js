@@ -105,7 +105,8 @@ async function renderOutput(manager, output, host) {
   } else if (output.output_type === 'stream') {
     showPlain(host, [].concat(output.text).join(''), `doodle-output-stream doodle-output-${output.name}`);
   } else if (output.output_type === 'error') {
-    showPlain(host, `${output.ename}: ${output.evalue}`, 'doodle-output-error');
+    const traceback = (output.traceback || []).join('\n').replace(/\x1b\[[0-9;]*m/g, '');
+    showPlain(host, traceback || `${output.ename}: ${output.evalue}`, 'doodle-output-error');
   } else if (data['text/plain']) {
     showPlain(host, [].concat(data['text/plain']).join(''), 'doodle-output-text');
   }
