@@ -30,7 +30,7 @@ export PYTHONHASHSEED := 0
 DOODLE_MNIST_DIR ?= $(abspath $(wildcard ../shared/data/mnist))
 export DOODLE_MNIST_DIR
 
-.PHONY: help venv lock system-deps pipeline test-pipeline retrain long-run torch-reference run api score test test-fast plots bench bench-deps clean
+.PHONY: help venv frontend lock system-deps pipeline test-pipeline retrain long-run torch-reference run api score test test-fast plots bench bench-deps clean
 
 help:
 	@echo "make run     install (first time), run the DVC pipeline, serve the API and the dashboard"
@@ -38,6 +38,7 @@ help:
 	@echo "make long-run   train params-long.yaml, evaluate it into reports/long-run/, judge it by the promotion rule"
 	@echo "make test    install (first time), run the pipeline in a scratch copy, then every test (CI runs this)"
 	@echo "make test-fast   the tests without the slow end-to-end ones"
+	@echo "make frontend   build the drawing app's page script (npm; make run and make test do it when needed)"
 	@echo "make plots  DVC plots rendered offline into dvc_plots/index.html"
 	@echo "make bench   benchmark scripts (installs the optional PyTorch CPU build)"
 	@echo "make score INPUT=folder-or.parquet OUTPUT=scores.parquet   batch scoring with Spark"
@@ -50,7 +51,18 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip check
 	@touch $@
 
-venv: $(STAMP)
+# The drawing app's page script and stylesheet (dashboard-frontend/: npm + esbuild), built into
+# the Voilà template's static/ folder; ipycanvas's widget code comes from the installed Python package.
+FRONTEND_DIR := share/jupyter/voila/templates/doodle/static
+FRONTEND := $(FRONTEND_DIR)/doodle.js
+$(FRONTEND): $(STAMP) dashboard-frontend/package-lock.json dashboard-frontend/build.mjs $(wildcard dashboard-frontend/src/*)
+	@command -v npm >/dev/null || { echo "npm is needed to build the drawing app's page script: make system-deps (Debian), or install Node.js 18+" >&2; exit 1; }
+	cd dashboard-frontend && npm ci --no-audit --no-fund --cache ../.cache/npm
+	cd dashboard-frontend && node build.mjs ../$(VENV)/share/jupyter/nbextensions/ipycanvas/index.js ../$(FRONTEND_DIR)
+
+frontend: $(FRONTEND)
+
+venv: $(STAMP) $(FRONTEND)
 
 # Re-pin after a change to pyproject.toml's dependencies (the optional PyTorch group stays out).
 lock: venv

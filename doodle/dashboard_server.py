@@ -17,6 +17,11 @@ its own pre-heating manager). Settings, read when Voilà starts:
   starts (default `REFILL_DELAY_S`): starting a kernel and running the notebook costs a core for
   a few seconds, which the page's own loading needs more on a small machine.
 
+The page is Voilà's, drawn with the template ``doodle`` (share/jupyter/voila/templates/doodle/):
+Voilà's lab template with one small script (built from dashboard-frontend/ by ``make``) in place of
+the JupyterLab front end, which took most of a page load's time. `configure` puts the
+repository's share/jupyter on the Jupyter path so Voilà finds it.
+
 A page closed normally tells Voilà at once (its ``beforeunload`` beacon to
 ``/voila/api/shutdown``), so its kernel stops within a second. The beacon carries the ``_xsrf``
 cookie, which Voilà sets while rendering a page but not when the page comes pre-rendered from the
@@ -29,6 +34,7 @@ import os
 import time
 import uuid
 from collections.abc import Mapping
+from pathlib import Path
 
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth.identity import PasswordIdentityProvider
@@ -46,6 +52,10 @@ BUSY_MESSAGE = "The drawing app is busy: try again in a moment"
 KERNEL_MEMORY_BYTES = 150 * 2**20  # a dashboard kernel measured 100-120 MB resident, with margin
 CULL_INTERVAL_S = 5  # how often kernels are checked; closed tabs are reclaimed within this of their timeout
 REFILL_DELAY_S = 5  # a page is ready 1.5-3 s after it takes its kernel; its replacement starts after that
+TEMPLATE = "doodle"
+JUPYTER_DATA = Path(__file__).resolve().parent.parent / "share" / "jupyter"  # holds voila/templates/doodle
+TEMPLATE_STATIC = JUPYTER_DATA / "voila" / "templates" / TEMPLATE / "static"
+BUNDLE_FILES = ("doodle.js", "doodle.css")  # what `make frontend` builds into TEMPLATE_STATIC
 # Lab extensions Voilà would load on every page that the drawing app does not use (code highlighting).
 UNUSED_EXTENSIONS = ["jupyterlab_pygments"]
 
@@ -99,9 +109,27 @@ def settings(env: Mapping[str, str] = os.environ) -> dict[str, int]:
     }
 
 
+def use_page_template(environ: dict[str, str] | None = None) -> None:
+    """Put the repository's share/jupyter first on the Jupyter path (``JUPYTER_PATH`` of
+    ``environ``, this process's environment by default), where Voilà looks its templates up;
+    a FileNotFoundError naming ``make frontend`` when the page's script has not been built."""
+    missing = [name for name in BUNDLE_FILES if not (TEMPLATE_STATIC / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"the drawing app's page script is not built ({', '.join(missing)} missing in "
+            f"{TEMPLATE_STATIC}): run `make frontend`"
+        )
+    environ = os.environ if environ is None else environ
+    paths = [p for p in environ.get("JUPYTER_PATH", "").split(os.pathsep) if p and p != str(JUPYTER_DATA)]
+    environ["JUPYTER_PATH"] = os.pathsep.join([str(JUPYTER_DATA), *paths])
+
+
 def configure(c, env: Mapping[str, str] = os.environ) -> dict[str, int]:
-    """Fill a Voilà traitlets config ``c`` for the drawing app; returns the settings used."""
+    """Fill a Voilà traitlets config ``c`` for the drawing app; returns the settings used.
+    Also puts the page template on this process's Jupyter path (`use_page_template`)."""
     chosen = settings(env)
+    use_page_template()
+    c.VoilaConfiguration.template = TEMPLATE
     c.VoilaConfiguration.multi_kernel_manager_class = f"{__name__}.DashboardKernelManager"
     c.VoilaConfiguration.preheat_kernel = chosen["pool_size"] > 0
     c.VoilaConfiguration.default_pool_size = chosen["pool_size"]

@@ -4,19 +4,24 @@ processes), and the settings that size them."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from traitlets.config import Config
 
+from doodle import dashboard_server
 from doodle.dashboard_server import (
     BUSY_MESSAGE,
+    JUPYTER_DATA,
     KERNEL_MEMORY_BYTES,
     MAX_KERNELS_ENV,
     POOL_ENV,
     REFILL_DELAY_S,
     REFILL_ENV,
+    TEMPLATE,
     configure,
     default_max_kernels,
     default_pool_size,
@@ -54,7 +59,8 @@ def test_settings_come_from_the_environment_and_bad_ones_are_named():
             settings(env)
 
 
-def test_voila_config_preheats_caps_and_still_culls_idle_kernels():
+def test_voila_config_preheats_caps_and_still_culls_idle_kernels(monkeypatch):
+    monkeypatch.delenv("JUPYTER_PATH", raising=False)  # configure sets it for Voilà's process
     c = Config()
     configure(c, {POOL_ENV: "2", MAX_KERNELS_ENV: "6"})
     assert c.VoilaConfiguration.preheat_kernel is True and c.VoilaConfiguration.default_pool_size == 2
@@ -71,6 +77,32 @@ def test_voila_config_preheats_caps_and_still_culls_idle_kernels():
     assert "jupyterlab_pygments" in c.VoilaConfiguration.extension_denylist
     configure(c, {POOL_ENV: "0"})
     assert c.VoilaConfiguration.preheat_kernel is False
+
+
+def test_voila_finds_the_page_template_and_its_built_script(monkeypatch, tmp_path):
+    from voila.paths import collect_static_paths, collect_template_paths
+
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    c = Config()
+    configure(c, {})
+    configure(c, {})  # a second time does not add the path again
+    assert c.VoilaConfiguration.template == TEMPLATE
+    assert os.environ["JUPYTER_PATH"].split(os.pathsep) == [str(JUPYTER_DATA), str(tmp_path)]
+    # Voilà's own lookup: our template first, then the lab template it extends.
+    templates = [Path(p) for p in collect_template_paths(["voila", "nbconvert"], TEMPLATE, prune=True)]
+    assert templates[0] == JUPYTER_DATA / "voila" / "templates" / TEMPLATE
+    assert (templates[0] / "index.html.j2").is_file()
+    assert any(p.parts[-3:] == ("voila", "templates", "lab") for p in templates)
+    statics = [Path(p) for p in collect_static_paths(["voila", "nbconvert"], TEMPLATE)]
+    assert (statics[0] / "doodle.js").is_file() and (statics[0] / "doodle.css").is_file()
+
+
+def test_an_unbuilt_page_script_is_named_with_the_command_that_builds_it(monkeypatch, tmp_path):
+    monkeypatch.setattr(dashboard_server, "TEMPLATE_STATIC", tmp_path)
+    environ = {"JUPYTER_PATH": "kept"}
+    with pytest.raises(FileNotFoundError, match=r"doodle.js, doodle.css missing .*make frontend"):
+        dashboard_server.use_page_template(environ)
+    assert environ == {"JUPYTER_PATH": "kept"}
 
 
 @pytest.fixture(scope="module")
