@@ -133,8 +133,7 @@ class Segmentation:
     def joined(self, index: int) -> Segmentation:
         """The same digits with box ``index`` and the next one taken for one digit."""
         first, second = self.boxes[index], self.boxes[index + 1]
-        x0, y0 = min(first.x, second.x), min(first.y, second.y)
-        x1, y1 = max(first.x + first.w, second.x + second.w), max(first.y + first.h, second.y + second.h)
+        x0, y0, x1, y1 = _union_bounds(first, second)
         mask = np.zeros((y1 - y0, x1 - x0), dtype=bool)
         _paste(mask, first, y0, x0)
         _paste(mask, second, y0, x0)
@@ -146,8 +145,7 @@ class Segmentation:
         touches or their boxes overlap in x, and together they are no wider than one digit
         (``SPLIT_RATIO`` times their height, what `segment` leaves uncut)."""
         first, second = self.boxes[index], self.boxes[index + 1]
-        x0, x1 = min(first.x, second.x), max(first.x + first.w, second.x + second.w)
-        y0, y1 = min(first.y, second.y), max(first.y + first.h, second.y + second.h)
+        x0, y0, x1, y1 = _union_bounds(first, second)
         if x1 - x0 > SPLIT_RATIO * (y1 - y0):
             return False
         if min(first.x + first.w, second.x + second.w) > max(first.x, second.x):
@@ -255,10 +253,24 @@ def _pieces(
     uncovered, extra = ndimage.label(mask & (labels == 0), structure=structure)
     labels = np.where(uncovered > 0, uncovered + drawn, labels).astype(np.int32)
     # Keep the numbering dense: a stroke wholly overdrawn by later strokes leaves no pixel.
-    present = np.unique(labels[labels > 0])
-    relabel = np.zeros(drawn + int(extra) + 1, dtype=np.int32)
+    labels, present = _dense(labels)
+    return labels, len(present)
+
+
+def _dense(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Non-negative integer labels (0 = none) -> the same regions numbered 1..K in the order of
+    their old labels, as int32, and the old labels present (``(K,)``, ascending)."""
+    present = np.flatnonzero(np.bincount(labels.ravel()))
+    present = present[present > 0]
+    relabel = np.zeros(int(labels.max()) + 1, dtype=np.int32)
     relabel[present] = np.arange(1, len(present) + 1, dtype=np.int32)
-    return relabel[labels], len(present)
+    return relabel[labels], present
+
+
+def _union_bounds(first: DigitBox, second: DigitBox) -> tuple[int, int, int, int]:
+    """``(x0, y0, x1, y1)`` of the box holding both boxes (ends exclusive)."""
+    return (min(first.x, second.x), min(first.y, second.y),
+            max(first.x + first.w, second.x + second.w), max(first.y + first.h, second.y + second.h))
 
 
 def _groups_of(pieces: np.ndarray) -> list[_Group]:
@@ -287,11 +299,7 @@ def _split_by_strokes(
         group_of[list(group.labels)] = index
     # One piece per stroke and group of components.
     pair = np.where(mask, stroke_pieces.astype(np.int64) * (len(groups) + 1) + group_of[components], 0)
-    present = np.flatnonzero(np.bincount(pair.ravel()))
-    present = present[present > 0]
-    relabel = np.zeros(int(pair.max()) + 1, dtype=np.int32)
-    relabel[present] = np.arange(1, len(present) + 1, dtype=np.int32)
-    pieces = relabel[pair]
+    pieces, present = _dense(pair)
     owner = present % (len(groups) + 1)
     regrouped: list[_Group] = []
     pieces_groups = _groups_of(pieces)
