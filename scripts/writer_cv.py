@@ -56,11 +56,10 @@ def main() -> int:
     elif args.only:
         grid = {name: GRID[name] for name in args.only}
     folds_total = yaml.safe_load(Path(args.params).read_text())["pendigits"]["folds"]
-    finished = writer_cv.done(args.out)
     for name, overrides in grid.items():
         folds = [writer_cv.NO_FOLD] if overrides.get("real_weight") == 0 else (args.folds or range(folds_total))
         for fold in folds:
-            if (name, fold) in finished:
+            if (name, fold) in writer_cv.done(args.out):  # read again: another runner may have done it
                 continue
             started = time.perf_counter()
             run, predictions = writer_cv.run_fold(name, overrides, fold, params_file=args.params)
