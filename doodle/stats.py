@@ -123,20 +123,31 @@ def holm(p_values: Iterable[float]) -> np.ndarray:
 def paired_t_p_value(differences: Iterable[float]) -> float:
     """Two-sided p-value of Student's t test that the mean of ``(n,)`` paired differences is zero.
 
-    NaN with fewer than two differences, or when every difference is the same (no spread to test
-    against: say so in words, as `identical_on_every_seed` tells, rather than quote a zero-width
-    interval)."""
+    NaN with fewer than two differences, or when every difference is the same (`same_on_every_seed`: no
+    spread to test against; say so in words rather than quote a zero-width interval)."""
     array = np.asarray(list(differences), dtype=np.float64)
-    if array.size < 2 or float(array.std(ddof=1)) == 0.0:
+    if array.size < 2 or same_on_every_seed(array):
         return float("nan")
     return float(_stats.ttest_1samp(array, 0.0).pvalue)
 
 
-def identical_on_every_seed(differences: Iterable[float]) -> bool:
-    """True when every paired difference is exactly zero: the two configurations gave the same figure at
-    every seed (often the same model), which a t interval would show as a zero-width interval."""
+# Differences of accuracies on the same images agree to rounding when they count the same images
+# (5 of 2,100 at every seed): closer than this, they are the same number.
+SAME_DIFFERENCE = 1e-9
+
+
+def same_on_every_seed(differences: Iterable[float]) -> bool:
+    """True when two or more paired differences are all the same number (to `SAME_DIFFERENCE`): a t
+    interval would have no width and a t test no spread to test against."""
     array = np.asarray(list(differences), dtype=np.float64)
-    return array.size > 0 and bool(np.all(array == 0.0))
+    return array.size > 1 and bool(np.all(np.abs(array - array[0]) <= SAME_DIFFERENCE))
+
+
+def identical_on_every_seed(differences: Iterable[float]) -> bool:
+    """True when every paired difference is zero (to `SAME_DIFFERENCE`): the two configurations gave the
+    same figure at every seed (often the same model), which a t interval would show as a zero-width interval."""
+    array = np.asarray(list(differences), dtype=np.float64)
+    return array.size > 0 and bool(np.all(np.abs(array) <= SAME_DIFFERENCE))
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Rewrite the results table in README.md from the pipeline's metrics.
 
-Reads reports/metrics/train.json, reports/metrics/evaluate.json and, when the experiments stage
+Reads reports/metrics/train.json, reports/metrics/evaluate.json (and the breakdowns beside them,
+train_details.json and evaluate_details.json, when present) and, when the experiments stage
 has written it, reports/metrics/experiments.json (the default's mean ± sd over seeds), and replaces whatever lies
 between the `<!-- results:start -->` and `<!-- results:end -->` markers with a Markdown table.
 `--check` changes nothing and exits 1 when the README's table disagrees with the metrics: a row
@@ -199,6 +200,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     train, evaluate = _load(args.metrics_dir / "train.json"), _load(args.metrics_dir / "evaluate.json")
+    # The breakdowns (counts, lowest class, pen widths) live beside the headline figures, not in them.
+    for name, figures in (("train_details.json", train), ("evaluate_details.json", evaluate)):
+        details = args.metrics_dir / name
+        if details.is_file():
+            figures.update({key: value for key, value in _load(details).items() if key not in figures})
     real = args.metrics_dir / "real_writers.json"
     if real.is_file():  # the real-handwriting rows read it as evaluate's "real"
         real_metrics = _load(real)
