@@ -8,8 +8,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-lock
 
 API_HOST ?= 127.0.0.1
-API_PORT ?= 8000
-DASHBOARD_PORT ?= 8866
+# The servers' default ports are defined once, in doodle/constants.py.
+port_constant = $(shell sed -n 's/^$(1) = \([0-9][0-9]*\).*/\1/p' doodle/constants.py)
+API_PORT ?= $(call port_constant,DEFAULT_API_PORT)
+DASHBOARD_PORT ?= $(call port_constant,DEFAULT_DASHBOARD_PORT)
 PYTEST_ARGS ?=
 
 # Stage commands (papermill, dvc) come from the venv.

@@ -18,9 +18,9 @@ def _code_files():
 
 def test_constants_agree():
     assert constants.N_PIXELS == constants.IMAGE_SIDE**2 == 784
-    # byte >= INK_THRESHOLD_BYTE is exactly "value on the [0, 1] scale > INK_THRESHOLD"
-    assert [b for b in range(256) if b >= constants.INK_THRESHOLD_BYTE] == [
-        b for b in range(256) if b / 255 > constants.INK_THRESHOLD
+    # byte >= BINARY_INK_BYTE is exactly "value on the [0, 1] scale > BINARY_INK_LEVEL"
+    assert [b for b in range(256) if b >= constants.BINARY_INK_BYTE] == [
+        b for b in range(256) if b / 255 > constants.BINARY_INK_LEVEL
     ]
 
 
