@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from doodle import experiments, feedback_data, mlp, model_io, promotion, strokes
+from doodle import feedback_data, mlp, model_io, promotion, strokes, study_results
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "serving"))
@@ -105,13 +105,13 @@ def test_the_margins_must_be_non_negative_numbers():
 def test_the_margins_come_from_the_study_csv(tmp_path):
     path = tmp_path / "results.csv"
     path.write_text("config,seed,val_accuracy,stroke_accuracy\ndefault,1,0.990,0.995\ndefault,2,0.992,0.999\n")
-    margins = promotion.StudyMargins.of(experiments.read_study(path))
+    margins = promotion.StudyMargins.of(study_results.read_study(path))
     assert margins.champion_margin == pytest.approx(2 * 0.0014142, rel=1e-4)
     assert margins.stroke_margin == pytest.approx(2 * 0.0028284, rel=1e-4)
     assert (margins.seeds, margins.source) == (2, str(path))
     path.write_text("config,seed,val_accuracy,stroke_accuracy\ndefault,1,0.990,0.995\n")
     with pytest.raises(ValueError, match="at least 2"):
-        promotion.StudyMargins.of(experiments.read_study(path))
+        promotion.StudyMargins.of(study_results.read_study(path))
 
 
 TRAINED_WITH = {"hyperparameters": {"hidden_sizes": [16], "epochs": 15, "seed": 1}}
