@@ -60,7 +60,6 @@ def main(argv: list[str] | None = None) -> int:
     reports = args.reports
 
     long_params = yaml.safe_load(args.params_long.read_text())
-    params = yaml.safe_load(args.params.read_text())
     model_dir = Path(long_params["model_dir"])
     try:  # fail before an hour of training, not after it
         study = study_results.read_study(args.study)
@@ -84,18 +83,14 @@ def main(argv: list[str] | None = None) -> int:
           f" trained with {json.dumps({k: trained_with.get(k) for k in long_params['overrides']})}")
 
     run_notebook("04_evaluate", reports / "04_evaluate_long.ipynb", {
-        "seed": params["base"]["seed"],
+        "params_file": str(args.params),
         "model_dir": str(model_dir),
-        **params["evaluate"],
         "metrics_dir": str(reports / "metrics"),
         "figures_dir": str(reports / "figures"),
         "plots_dir": str(reports / "plots"),
     })
     run_notebook("05_promote", reports / "05_promote_long.ipynb", {
-        "max_val_drop": params["promote"]["max_val_drop"],
-        "seed": params["base"]["seed"],
-        "stroke_per_class": params["evaluate"]["stroke_per_class"],
-        "stroke_writers": params["evaluate"]["stroke_writers"],
+        "params_file": str(args.params),
         "candidate_dir": str(model_dir),
         "model_dir": str(args.served),
         "results_csv": str(args.study),

@@ -152,8 +152,11 @@ def split_table(images: np.ndarray, labels: np.ndarray) -> pa.Table:
     )
 
 
-# Pen-stroke benchmark settings for the notebook runs: 70 digits, enough to compare the figures.
-SMALL_STROKES = ["-p", "stroke_per_class", "1", "-p", "stroke_writers", "2", "-p", "seed", "7"]
+def small_strokes(**more: float) -> list[str]:
+    """papermill arguments for the notebook runs: params.yaml with a pen-stroke benchmark of 70
+    digits (enough to compare the figures), and ``more`` of the promote section's keys."""
+    overrides = {"stroke_per_class": 1, "stroke_writers": 2, "seed": 7, **more}
+    return ["-p", "params_file", str(ROOT / "params.yaml"), "-y", json.dumps({"overrides": overrides})]
 
 
 def write_study(root: Path, stroke_values: tuple[float, float] = (0.0, 1.0)) -> Path:
@@ -210,7 +213,7 @@ json.dump({{"run_id": logged.run_id, "version": logged.version}}, open("data/can
         assert client.get("/model").json()["version"] == champion.version
         subprocess.run(
             [sys.executable, "-m", "papermill", str(ROOT / "notebooks/05_promote.ipynb"), str(tmp_path / "out.ipynb"),
-             "-p", "max_val_drop", "0.003", *SMALL_STROKES],
+             *small_strokes(max_val_drop=0.003)],
             cwd=tmp_path, env=env, check=True, capture_output=True,
         )
         decision = json.loads((tmp_path / "reports/metrics/promotion.json").read_text())
@@ -262,7 +265,7 @@ def test_a_challenger_equal_on_validation_stays_out_and_no_study_stops_the_noteb
                                      candidate_trained_with={"hyperparameters": {"hidden_sizes": [16], "epochs": 40}})
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
     promote = [sys.executable, "-m", "papermill", str(ROOT / "notebooks/05_promote.ipynb"), str(tmp_path / "out.ipynb"),
-               "-p", "metrics_path", "long/promotion.json", *SMALL_STROKES, "-p", "results_csv"]
+               "-p", "metrics_path", "long/promotion.json", *small_strokes(), "-p", "results_csv"]
     subprocess.run([*promote, "reports/experiments/results.csv"], cwd=tmp_path, env=env, check=True, capture_output=True)
     decision = json.loads((tmp_path / "long/promotion.json").read_text())
     assert decision["promoted"] is False and decision["served_version"] == champion.version
