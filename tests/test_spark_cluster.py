@@ -22,7 +22,7 @@ from doodle import mlp, model_io, score
 from doodle.data import SPLITS
 from doodle.mnist import SOURCES
 from doodle.paths import ROOT
-from doodle.spark_cluster import standalone_cluster
+from support.spark_cluster import standalone_cluster
 
 pytestmark = pytest.mark.slow
 
