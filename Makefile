@@ -32,7 +32,7 @@ export PYTHONHASHSEED := 0
 DOODLE_MNIST_DIR ?= $(abspath $(wildcard ../shared/data/mnist))
 export DOODLE_MNIST_DIR
 
-.PHONY: help venv frontend lock system-deps pipeline test-pipeline retrain long-run torch-reference run api score test test-fast plots bench bench-deps clean
+.PHONY: help venv frontend lock system-deps pipeline test-pipeline retrain long-run torch-reference run api score lint test test-fast plots bench bench-deps clean
 
 help:
 	@echo "make run     install (first time), run the DVC pipeline, serve the API and the dashboard"
@@ -40,6 +40,7 @@ help:
 	@echo "make long-run   train params-long.yaml, evaluate it into reports/long-run/, judge it by the promotion rule"
 	@echo "make test    install (first time), run the pipeline in a scratch copy, then every test (CI runs this)"
 	@echo "make test-fast   the tests without the slow end-to-end ones"
+	@echo "make lint    ruff check and ruff format --check (pyproject.toml's rules; make test runs it first)"
 	@echo "make frontend   build the drawing app's page script (npm; make run and make test do it when needed)"
 	@echo "make plots  DVC plots rendered offline into dvc_plots/index.html"
 	@echo "make bench   benchmark scripts (installs the optional PyTorch CPU build)"
@@ -113,10 +114,15 @@ score: venv
 test-pipeline: venv
 	$(BIN)/python scripts/pipeline_scratch.py
 
-test: system-deps test-pipeline
+# ruff's rules and line length are in pyproject.toml; `ruff format .` and `ruff check --fix .` fix most findings.
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: system-deps lint test-pipeline
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-fast: test-pipeline
+test-fast: lint test-pipeline
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 # dvc plots show rendered with local Vega (npm), readable offline: dvc_plots/index.html
