@@ -27,8 +27,10 @@ BACKGROUND_COLOUR = "black"
 
 def version_html(version: str) -> str:
     """The "Model in use" label, its version also in ``data-version`` for the page's scripts."""
-    return (f"<span class='doodle-muted doodle-model-version' data-version='{html.escape(version)}'>"
-            f"Model in use: {html.escape(version)}</span>")
+    return (
+        f"<span class='doodle-muted doodle-model-version' data-version='{html.escape(version)}'>"
+        f"Model in use: {html.escape(version)}</span>"
+    )
 
 
 class DashboardWidgets:
@@ -40,12 +42,15 @@ class DashboardWidgets:
         self.predictions_made = 0
         self.boxes_painted = False
         px = f"{CANVAS_SIZE}px"
-        self.canvas = Canvas(width=CANVAS_SIZE, height=CANVAS_SIZE, layout=widgets.Layout(width=px, height=px))
+        self.canvas = Canvas(
+            width=CANVAS_SIZE, height=CANVAS_SIZE, layout=widgets.Layout(width=px, height=px)
+        )
         self.canvas.add_class(page.PAD)
 
         def button(description: str, css_class: str, icon: str, style: str = "") -> widgets.Button:
-            made = widgets.Button(description=description, icon=icon, button_style=style,
-                                  layout=widgets.Layout(width="90px"))
+            made = widgets.Button(
+                description=description, icon=icon, button_style=style, layout=widgets.Layout(width="90px")
+            )
             made.add_class(css_class)
             return made
 
@@ -111,8 +116,10 @@ class DashboardWidgets:
         )
         feedback_row = widgets.VBox(
             [
-                widgets.HTML("<b>Wrong?</b> <span class='doodle-muted'>Pick the digit you drew and submit it:"
-                             " it is saved to improve the next model.</span>"),
+                widgets.HTML(
+                    "<b>Wrong?</b> <span class='doodle-muted'>Pick the digit you drew and submit it:"
+                    " it is saved to improve the next model.</span>"
+                ),
                 self.position_row,
                 widgets.HBox([self.actual_picker, self.submit_button]),
                 self.feedback_status,

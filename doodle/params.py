@@ -39,7 +39,9 @@ class StageParams:
         fields = {field.name: field for field in dataclasses.fields(cls)}
         unknown = sorted(set(values) - set(fields))
         if unknown:
-            raise ValueError(UNKNOWN_KEYS.format(stage=cls.STAGE, keys=", ".join(unknown), section=cls.SECTION))
+            raise ValueError(
+                UNKNOWN_KEYS.format(stage=cls.STAGE, keys=", ".join(unknown), section=cls.SECTION)
+            )
         typed = {}
         for key, value in values.items():
             kind = str(fields[key].type)
@@ -50,7 +52,9 @@ class StageParams:
         return cls(**typed)
 
     @classmethod
-    def from_params_file(cls, path: str | Path = PARAMS_FILE, overrides: Mapping[str, Any] | None = None) -> Self:
+    def from_params_file(
+        cls, path: str | Path = PARAMS_FILE, overrides: Mapping[str, Any] | None = None
+    ) -> Self:
         """The stage's keys of a params file (params.yaml's layout), then ``overrides`` (a
         notebook run's changes, e.g. ``{"doodle_count": 300}``); keys the file does not hold keep
         their defaults."""
@@ -128,8 +132,12 @@ class EvaluateParams(StageParams):
     stroke_per_class: int = 30  # pen-stroke benchmark: digits per class at each of its 7 pen widths
     stroke_writers: int = 14  # pen-stroke benchmark: held-out writers
     calibration_bins: int = 15  # equal-width confidence bins of the reliability diagram and the ECE
-    mistakes_shown: int = 24  # most confident mistakes in the gallery, and at most per kind in the error analysis
-    robustness_count: int = 2000  # validation digits (a stratified random sample) behind each robustness curve
+    mistakes_shown: int = (
+        24  # most confident mistakes in the gallery, and at most per kind in the error analysis
+    )
+    robustness_count: int = (
+        2000  # validation digits (a stratified random sample) behind each robustness curve
+    )
     rotation_max_degrees: float = 45.0  # rotation curve runs from -max to +max
     rotation_step_degrees: float = 5.0
     shift_max_pixels: float = 6.0  # horizontal shift curve runs from -max to +max

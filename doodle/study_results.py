@@ -23,7 +23,13 @@ from doodle import stats
 DEFAULT_RESULTS = Path("reports/experiments/results.csv")
 
 # Robustness points as 04_evaluate summarises them (`doodle.experiments.ROBUSTNESS` measures them).
-ROBUSTNESS_COLUMNS = ("rotation_minus_30deg", "rotation_plus_30deg", "shift_3px", "scale_0.7", "stroke_plus_1px")
+ROBUSTNESS_COLUMNS = (
+    "rotation_minus_30deg",
+    "rotation_plus_30deg",
+    "shift_3px",
+    "scale_0.7",
+    "stroke_plus_1px",
+)
 
 COLUMNS = [
     "config",
@@ -49,8 +55,15 @@ COLUMNS = [
 ]
 
 # The numeric figures of a row, read back by `read_study`; those in ACCURACY_COLUMNS are shares in [0, 1].
-ACCURACY_COLUMNS = ("val_accuracy", "test_accuracy", "doodle_accuracy", "stroke_accuracy", *ROBUSTNESS_COLUMNS)
+ACCURACY_COLUMNS = (
+    "val_accuracy",
+    "test_accuracy",
+    "doodle_accuracy",
+    "stroke_accuracy",
+    *ROBUSTNESS_COLUMNS,
+)
 FIGURE_COLUMNS = (*ACCURACY_COLUMNS, "ece")
+
 
 def _check_header(path: Path, header: list[str] | None, columns: list[str], advice: str = "") -> None:
     if header != columns:
@@ -89,7 +102,9 @@ def write_rows(path: str | Path, rows: list[dict[str, Any]], columns: list[str] 
     """Replace a results CSV by ``rows`` (header first): written to a temporary file beside it and
     renamed over it, so a failure leaves the old file whole."""
     path = Path(path)
-    with tempfile.NamedTemporaryFile("w", newline="", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+    with tempfile.NamedTemporaryFile(
+        "w", newline="", dir=path.parent, prefix=f".{path.name}.", delete=False
+    ) as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
@@ -114,7 +129,10 @@ def seed_mistakes(path: str | Path, config: str = "default") -> list[np.ndarray]
     with path.open(newline="") as handle:
         rows = [row for row in csv.DictReader(handle) if row.get("config") == config]
     try:
-        return [np.sort(np.array([int(i) for i in (row["test_wrong"] or "").split()], dtype=np.int64)) for row in rows]
+        return [
+            np.sort(np.array([int(i) for i in (row["test_wrong"] or "").split()], dtype=np.int64))
+            for row in rows
+        ]
     except (KeyError, ValueError) as error:
         raise ValueError(f"{path}: unreadable test_wrong column ({error})") from error
 
@@ -164,8 +182,12 @@ class SeedStudy:
         with fewer than 2 seeds (no spread to speak of)."""
         values = self._column(column)
         if len(values) < 2:
-            raise ValueError(BAD_STUDY.format(
-                path=self.source, problem=f"{len(values)} seed of {self.config!r}: a margin needs at least 2"))
+            raise ValueError(
+                BAD_STUDY.format(
+                    path=self.source,
+                    problem=f"{len(values)} seed of {self.config!r}: a margin needs at least 2",
+                )
+            )
         return MARGIN_WIDTHS * stats.spread(values).sd
 
     @property
@@ -210,9 +232,15 @@ def read_study(path: str | Path = DEFAULT_RESULTS, config: str = "default") -> S
         try:
             array = np.array([float(row[column]) for row in rows], dtype=np.float64)
         except (TypeError, ValueError):
-            raise ValueError(BAD_STUDY.format(path=path, problem=f"{column} is not a number in every {config!r} row")) from None
-        if not np.isfinite(array).all() or (column in ACCURACY_COLUMNS and not ((array >= 0) & (array <= 1)).all()):
-            raise ValueError(BAD_STUDY.format(path=path, problem=f"{column} holds {array.tolist()}, not accuracies"))
+            raise ValueError(
+                BAD_STUDY.format(path=path, problem=f"{column} is not a number in every {config!r} row")
+            ) from None
+        if not np.isfinite(array).all() or (
+            column in ACCURACY_COLUMNS and not ((array >= 0) & (array <= 1)).all()
+        ):
+            raise ValueError(
+                BAD_STUDY.format(path=path, problem=f"{column} holds {array.tolist()}, not accuracies")
+            )
         values[column] = array
     return SeedStudy(source=str(path), config=config, values=values)
 

@@ -65,7 +65,9 @@ def imported_modules(source: str) -> set[str]:
                 continue
             found.add(node.module)
             found.update(
-                f"{node.module}.{alias.name}" for alias in node.names if module_file(f"{node.module}.{alias.name}")
+                f"{node.module}.{alias.name}"
+                for alias in node.names
+                if module_file(f"{node.module}.{alias.name}")
             )
     return found
 
@@ -131,7 +133,9 @@ def test_a_stage_runs_code_this_test_can_read(name):
     assert points, f"dvc.yaml stage {name!r}: no notebook, python -m module or script found in its cmd"
     for point in points:
         assert (ROOT / point).is_file(), f"dvc.yaml stage {name!r} runs {point}, which does not exist"
-        assert point in declared(STAGES[name]), f"dvc.yaml stage {name!r}: deps miss {point}, which its cmd runs"
+        assert point in declared(STAGES[name]), (
+            f"dvc.yaml stage {name!r}: deps miss {point}, which its cmd runs"
+        )
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))
@@ -144,7 +148,9 @@ def test_a_stage_depends_on_every_package_module_its_code_imports(name):
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_a_stage_depends_on_no_package_module_its_code_does_not_import(name):
     _, needed = stage_code(STAGES[name])
-    package_deps = {path for path in declared(STAGES[name]) if path.parts[0] == PACKAGE and path.suffix == ".py"}
+    package_deps = {
+        path for path in declared(STAGES[name]) if path.parts[0] == PACKAGE and path.suffix == ".py"
+    }
     unused = sorted(str(path) for path in package_deps - needed)
     assert not unused, f"dvc.yaml stage {name!r}: deps name {', '.join(unused)}, which its code never imports"
 
@@ -159,8 +165,17 @@ def test_imports_are_followed_through_modules_and_from_imports(tmp_path):
     assert Path("doodle/constants.py") in closure
     assert not any(path.name == "CANVAS_SIZE.py" for path in closure)
     notebook = tmp_path / "n.ipynb"
-    notebook.write_text(json.dumps({"cells": [
-        {"cell_type": "markdown", "source": ["from doodle import train"]},
-        {"cell_type": "code", "source": ["%matplotlib inline\n", "def f():\n", "    import doodle.stats\n"]},
-    ]}))
+    notebook.write_text(
+        json.dumps(
+            {
+                "cells": [
+                    {"cell_type": "markdown", "source": ["from doodle import train"]},
+                    {
+                        "cell_type": "code",
+                        "source": ["%matplotlib inline\n", "def f():\n", "    import doodle.stats\n"],
+                    },
+                ]
+            }
+        )
+    )
     assert module_closure(notebook_source(notebook)) == {Path("doodle/stats.py")}

@@ -36,7 +36,9 @@ def test_the_stage_lists_what_it_reads_and_its_notebook_takes_none_of_it(kind):
     assert "${" not in stage["cmd"], f"{kind.STAGE}: its notebook reads params.yaml itself"
     notebook = json.loads((ROOT / notebook_of(stage)).read_text())
     (cell,) = [c for c in notebook["cells"] if "parameters" in c["metadata"].get("tags", [])]
-    names = {node.target.id for node in ast.parse("".join(cell["source"])).body if isinstance(node, ast.AnnAssign)}
+    names = {
+        node.target.id for node in ast.parse("".join(cell["source"])).body if isinstance(node, ast.AnnAssign)
+    }
     assert {"params_file", "overrides"} <= names
     assert not names & set(kind().to_dict())
     assert kind.__name__ in "".join("".join(c["source"]) for c in notebook["cells"])
