@@ -75,7 +75,7 @@ def to_grey(image: np.ndarray) -> np.ndarray:
         return pixels
     if pixels.shape[2] == 4:
         alpha = pixels[:, :, 3]
-        if np.median(_border(alpha)) < 0.5:
+        if np.median(border_pixels(alpha)) < 0.5:
             return alpha
         # Opaque background: composite over white so half-transparent strokes keep their tone.
         rgb = pixels[:, :, :3] * alpha[:, :, None] + (1.0 - alpha[:, :, None])
@@ -96,7 +96,7 @@ def ink_map(image: np.ndarray) -> np.ndarray:
     grey = to_grey(image)
     if not np.isfinite(grey).all():
         raise ValueError("image holds NaN or infinite values")
-    border = _border(grey)
+    border = border_pixels(grey)
     background = float(np.median(border))
     polarity = -1.0 if background > 0.5 else 1.0
     signed = polarity * (grey - np.float32(background))
@@ -206,7 +206,7 @@ def _to_unit_float(array: np.ndarray) -> np.ndarray:
     return np.clip(pixels, 0.0, 1.0)  # NaN stays NaN and is rejected by the caller
 
 
-def _border(plane: np.ndarray) -> np.ndarray:
+def border_pixels(plane: np.ndarray) -> np.ndarray:
     """The outermost ring of pixels of an ``(H, W)`` plane, as a flat array."""
     if min(plane.shape) <= 2:
         return plane.reshape(-1)
