@@ -138,16 +138,28 @@ def _ink_window(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int], tuple[i
     top, bottom = max(int(rows[0]) - NEAR_STROKES_PX, 0), min(int(rows[-1]) + 1 + NEAR_STROKES_PX, height)
     left, right = max(int(cols[0]) - NEAR_STROKES_PX, 0), min(int(cols[-1]) + 1 + NEAR_STROKES_PX, width)
     grey = source[top:bottom, left:right]
-    signed = polarity * ((_to_unit_float(grey) if as_bytes else grey) - np.float32(background))
+    # polarity * (grey - background), in place: multiplying by +-1 is exact, so is negating.
+    signed = _to_unit_float(grey) if as_bytes else grey.copy()
+    signed -= np.float32(background)
+    if polarity < 0:
+        np.negative(signed, out=signed)
     kept = _drop_specks(mask[top:bottom, left:right], _speck_size(source.size))
-    if np.count_nonzero(kept) < max(MIN_INK_PIXELS, MIN_INK_FRACTION * source.size):
+    kept_count = np.count_nonzero(kept)
+    if kept_count < max(MIN_INK_PIXELS, MIN_INK_FRACTION * source.size):
         raise BlankCanvasError()
     # The strong end of the real strokes is "full ink"; a percentile ignores one hot pixel.
     peak = _percentile(signed[kept], 99)
     floor = min(threshold, peak) * 0.5
-    ink = np.clip((signed - floor) / max(peak - floor, 1e-6), 0.0, 1.0)
-    # Keep faint anti-aliasing next to the strokes, drop everything else (specks, noise).
-    ink *= _grow_cross(kept, NEAR_STROKES_PX)
+    # ink = clip((signed - floor) / (peak - floor), 0, 1), in place.
+    ink = signed
+    ink -= floor
+    ink /= max(peak - floor, 1e-6)
+    np.maximum(ink, 0.0, out=ink)
+    np.minimum(ink, 1.0, out=ink)
+    # Keep faint anti-aliasing next to the strokes, drop everything else (specks, noise). The
+    # kept strokes are all ink; when nothing else is (a pad's clean strokes), nothing is dropped.
+    if np.count_nonzero(ink) > kept_count:
+        ink *= _grow_cross(kept, NEAR_STROKES_PX)
     return ink, (top, left), (height, width)
 
 
@@ -221,17 +233,18 @@ def ink_to_input(ink: np.ndarray) -> np.ndarray:
     cleaning and still meet the model exactly as drawn digits do. Raises `BlankCanvasError`
     when no pixel reaches the stroke level."""
     strokes = ink >= STROKE_LEVEL
-    if not strokes.any():
-        raise BlankCanvasError()
     rows = np.flatnonzero(strokes.any(axis=1))
-    cols = np.flatnonzero(strokes.any(axis=0))
+    if rows.size == 0:
+        raise BlankCanvasError()
+    cols = np.flatnonzero(strokes[rows[0] : rows[-1] + 1].any(axis=0))
     crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     digit = _scale_longer_side(crop, DIGIT_BOX)
     peak = float(digit.max())
     if peak <= 0.0:
         raise BlankCanvasError()
     # A 1 px stroke shrunk 14x averages to 0.07; MNIST strokes peak at 1, so restore the peak.
-    digit = np.clip(digit / peak, 0.0, 1.0)
+    digit /= peak
+    np.minimum(digit, 1.0, out=digit)  # clip(digit / peak, 0, 1): the digit is never negative
     return _paste_centred(digit)
 
 
@@ -331,10 +344,15 @@ def _surely_no_specks(mask: np.ndarray, min_size: int) -> bool:
     while side * side < min_size:
         side += 2
     reach = side // 2
-    padded = np.zeros((mask.shape[0] + 2 * reach, mask.shape[1] + 2 * reach), dtype=np.uint16)
+    height, width = mask.shape
+    padded = np.zeros((height + 2 * reach, width + 2 * reach), dtype=np.uint8 if side == 3 else np.uint16)
     padded[reach:-reach, reach:-reach] = mask
-    across = sum(padded[:, shift : shift + mask.shape[1]] for shift in range(side))
-    counts = sum(across[shift : shift + mask.shape[0]] for shift in range(side))
+    across = padded[:, :width] + padded[:, 1 : width + 1]
+    for shift in range(2, side):
+        across += padded[:, shift : shift + width]
+    counts = across[:height] + across[1 : height + 1]
+    for shift in range(2, side):
+        counts += across[shift : shift + height]
     reached = mask & (counts >= (min_size if side == 3 else side * side))
     total = np.count_nonzero(mask)
     for _ in range(SPECK_CHECK_STEPS + reach - 1):
@@ -376,16 +394,18 @@ def _scale_longer_side(crop: np.ndarray, longer: int) -> np.ndarray:
     new_height = max(1, min(longer, round(height * factor)))
     new_width = max(1, min(longer, round(width * factor)))
     resample = Image.Resampling.BOX if factor < 1 else Image.Resampling.BILINEAR
-    scaled = Image.fromarray(crop.astype(np.float32), mode="F").resize((new_width, new_height), resample)
-    return np.clip(np.asarray(scaled, dtype=np.float32), 0.0, None)
+    plane = Image.frombytes("F", (width, height), np.ascontiguousarray(crop, dtype=np.float32))
+    scaled = plane.resize((new_width, new_height), resample).tobytes()
+    digit = np.frombuffer(scaled, dtype=np.float32).reshape(new_height, new_width)
+    return np.maximum(digit, 0.0)  # clip(digit, 0, None), into a new writable array
 
 
 def _paste_centred(digit: np.ndarray) -> np.ndarray:
     """Put ``(h, w)`` (h, w <= 28) into a 28x28 frame with its centre of mass on (14, 14)."""
     height, width = digit.shape
     com_row, com_col = _centre_of_mass(digit)
-    top = int(np.clip(round(CENTRE_OF_MASS[0] - com_row), 0, OUTPUT_SIZE - height))
-    left = int(np.clip(round(CENTRE_OF_MASS[1] - com_col), 0, OUTPUT_SIZE - width))
+    top = min(max(round(CENTRE_OF_MASS[0] - com_row), 0), OUTPUT_SIZE - height)
+    left = min(max(round(CENTRE_OF_MASS[1] - com_col), 0), OUTPUT_SIZE - width)
     frame = np.zeros((OUTPUT_SIZE, OUTPUT_SIZE), dtype=np.float32)
     frame[top : top + height, left : left + width] = digit
     return frame
