@@ -173,7 +173,8 @@ def _ink_mask(source: np.ndarray, background: float, polarity: float, threshold:
     inked = np.flatnonzero(polarity * (_BYTE_LEVELS - np.float32(background)) > threshold)
     if inked.size == 0:
         return np.zeros(source.shape, dtype=bool)
-    return source >= inked[0] if polarity > 0 else source <= inked[-1]
+    # A Python int keeps the comparison in uint8 (a numpy int64 would widen every byte first).
+    return source >= int(inked[0]) if polarity > 0 else source <= int(inked[-1])
 
 
 def _percentile(values: np.ndarray, percent: int) -> float:
@@ -394,10 +395,21 @@ def _scale_longer_side(crop: np.ndarray, longer: int) -> np.ndarray:
     new_height = max(1, min(longer, round(height * factor)))
     new_width = max(1, min(longer, round(width * factor)))
     resample = Image.Resampling.BOX if factor < 1 else Image.Resampling.BILINEAR
-    plane = Image.frombytes("F", (width, height), np.ascontiguousarray(crop, dtype=np.float32))
+    plane = Image.frombytes("F", (width, height), *_rows_of(crop))
     scaled = plane.resize((new_width, new_height), resample).tobytes()
     digit = np.frombuffer(scaled, dtype=np.float32).reshape(new_height, new_width)
     return np.maximum(digit, 0.0)  # clip(digit, 0, None), into a new writable array
+
+
+def _rows_of(crop: np.ndarray) -> tuple[np.ndarray, str, str, int, int]:
+    """``crop``'s pixels for Pillow's raw decoder as float32 rows: a crop of a larger float32
+    array is read in place (its rows ``stride`` bytes apart), anything else from a copy."""
+    height, width = crop.shape
+    row_stride = crop.strides[0]
+    if crop.dtype == np.float32 and crop.strides[1] == 4 and row_stride % 4 == 0 and row_stride >= 4 * width:
+        span = (height - 1) * (row_stride // 4) + width  # from the first pixel to the last
+        return np.lib.stride_tricks.as_strided(crop, shape=(span,), strides=(4,)), "raw", "F", row_stride, 1
+    return np.ascontiguousarray(crop, dtype=np.float32), "raw", "F", 0, 1
 
 
 def _paste_centred(digit: np.ndarray) -> np.ndarray:
