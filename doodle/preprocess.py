@@ -132,7 +132,7 @@ def _ink_window(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int], tuple[i
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
         raise BlankCanvasError()
-    cols = np.flatnonzero(mask.any(axis=0))
+    cols = np.flatnonzero(mask[rows[0] : rows[-1] + 1].any(axis=0))
     height, width = source.shape
     # The window: the mask's box and the rim that near-stroke ink may occupy around it.
     top, bottom = max(int(rows[0]) - NEAR_STROKES_PX, 0), min(int(rows[-1]) + 1 + NEAR_STROKES_PX, height)
