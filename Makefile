@@ -138,11 +138,16 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Tests run on PYTEST_WORKERS processes (pytest-xdist); tests/conftest.py keeps each module with
+# slow tests on one worker and starts the slow ones first. PYTEST_WORKERS=0 runs them in this process.
+PYTEST_WORKERS ?= 2
+PYTEST_PARALLEL := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup)
+
 test: system-deps lint test-pipeline
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 test-fast: lint test-pipeline
-	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not slow" $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 # dvc plots show rendered with local Vega (npm), readable offline: dvc_plots/index.html
 plots: venv

@@ -38,8 +38,9 @@ class DriftReference:
 
     def score(self, images: np.ndarray) -> float:
         """``(N, 784)`` float in [0, 1] -> max(|z_mean|, |z_ink|) of the batch-averaged statistics."""
-        mean_intensity = float(images.mean())
-        ink_fraction = float((images > BINARY_INK_LEVEL).mean())
+        # images.mean() and (images > t).mean(), by the same arithmetic without np.mean's overhead.
+        mean_intensity = float(images.sum() / images.size)
+        ink_fraction = np.count_nonzero(images > BINARY_INK_LEVEL) / images.size
         z_mean = (mean_intensity - self.image_mean_mean) / self.image_mean_std
         z_ink = (ink_fraction - self.ink_fraction_mean) / self.ink_fraction_std
         return max(abs(z_mean), abs(z_ink))
