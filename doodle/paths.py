@@ -10,6 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 MODEL_DIR_ENV = "DOODLE_MODEL_PATH"
 FEEDBACK_DB_ENV = "DOODLE_FEEDBACK_DB"
+FEEDBACK_URL_ENV = "DOODLE_FEEDBACK_URL"  # postgresql://...: the store replicas on several machines share
 MNIST_DIR_ENV = "DOODLE_MNIST_DIR"
 
 
@@ -22,6 +23,11 @@ def model_path() -> Path:
 def feedback_db_path() -> Path:
     """The SQLite feedback store that the dashboard and the API share."""
     return Path(os.environ.get(FEEDBACK_DB_ENV) or ROOT / "data" / "feedback.sqlite")
+
+
+def feedback_url() -> str | None:
+    """The PostgreSQL feedback store's URL when one is configured; None means the SQLite file."""
+    return os.environ.get(FEEDBACK_URL_ENV) or None
 
 
 def prepare_metrics_path() -> Path:
