@@ -29,7 +29,12 @@ NO_ALIAS = (
     " run `make retrain` against it (its promote stage sets the alias) or name a version"
 )
 REGISTRY_UNREACHABLE = "cannot read the model registry at {registry}: {reason}"
-REGISTRY_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+# Polls repeat every few seconds anyway: a short back-off between two tries is enough.
+REGISTRY_HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
 
 
 def is_mlflow_uri(uri: str) -> bool:
