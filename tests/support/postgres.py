@@ -3,8 +3,9 @@
 `PostgresServer` runs ``initdb`` in a temporary folder (password authentication, a user of its
 own), starts ``postgres`` listening on 127.0.0.1 only on a free port, in its own session, and
 on exit stops that whole process group (fast shutdown, SIGKILL if it lingers) and removes the
-folder, whatever the test did. PostgreSQL refuses to run as root, so under root the server runs
-as the package's ``postgres`` user (``runuser``) and the folder is handed to it.
+folder, whatever the test did. PostgreSQL refuses to run as root, so under root ``initdb`` and
+the server run as the package's ``postgres`` user (`subprocess`'s ``user=``, switched in the child
+before ``exec``) and the folder is handed to it.
 """
 
 from __future__ import annotations
@@ -38,11 +39,12 @@ def postgres_bindir() -> Path | None:
     return Path(initdb).resolve().parent if initdb else None
 
 
-def _as_service_user() -> list[str]:
-    """The command prefix that runs the server as a non-root user: none when not root."""
+def _as_service_user() -> dict:
+    """`subprocess` arguments that run a program as the non-root service user (set in the child
+    before it starts: no ``su``/``runuser`` process in between to relay signals); none when not root."""
     if os.geteuid() != 0:
-        return []
-    return ["runuser", "-u", SERVICE_USER, "--"]
+        return {}
+    return {"user": SERVICE_USER, "group": SERVICE_USER, "extra_groups": []}
 
 
 class PostgresServer:
@@ -80,24 +82,24 @@ class PostgresServer:
         self.stop()
 
     def _start(self) -> None:
-        prefix = _as_service_user()
+        as_user = _as_service_user()
         password_file = self.root / "password"
         password_file.write_text(self.password + "\n")
-        if prefix:
+        if as_user:
             shutil.chown(self.root, SERVICE_USER)
             shutil.chown(password_file, SERVICE_USER)
         data = self.root / "data"
         subprocess.run(
-            [*prefix, str(self.bindir / "initdb"), "-D", str(data), "-U", self.user, f"--pwfile={password_file}",
+            [str(self.bindir / "initdb"), "-D", str(data), "-U", self.user, f"--pwfile={password_file}",
              "--auth=scram-sha-256", "--encoding=UTF8", "--no-locale"],
-            check=True, capture_output=True, cwd=self.root,
+            check=True, capture_output=True, cwd=self.root, **as_user,
         )
         log_path = self.log_path or self.root / "postgres.log"
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [*prefix, str(self.bindir / "postgres"), "-D", str(data), "-h", HOST, "-p", str(self.port),
+                [str(self.bindir / "postgres"), "-D", str(data), "-h", HOST, "-p", str(self.port),
                  "-k", str(self.root)],  # the Unix socket stays in the temporary folder
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.root,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.root, **as_user,
             )
         self._wait_until_ready()
 
