@@ -83,6 +83,11 @@ def main() -> None:
         finally:
             for server in servers.values():
                 server.stop()
+        # What the servers logged about failures (wrk's "errors" also count its own 2 s timeouts).
+        for store, server in servers.items():
+            log = server.log()
+            print(f"{store} server log: {log.count('feedback not stored')} corrections not stored,"
+                  f" {log.count('Traceback')} tracebacks")
 
     print(f"{'route':<9} {'store':<9} {'requests':>9} {'req/s':>8} {'server CPU ms/req':>18} {'errors':>6}")
     rates = {}
