@@ -36,7 +36,7 @@ from doodle import dashboard_view as view
 from doodle.constants import CANVAS_SIZE, IMAGE_SIDE
 from doodle.drawing import PEN_WIDTH, Drawing, Point, Stroke, render_strokes
 from doodle.explain import Explanation, explain, unit_pattern
-from doodle.feedback import FeedbackStore, open_store
+from doodle.feedback import FeedbackDatabaseError, FeedbackNotStored, FeedbackStore, open_store
 from doodle.model_io import Model, ModelFileError, load_model
 from doodle.model_watch import ModelWatcher, file_fingerprint
 from doodle.number_reading import NumberReading, TooManyDigitsError, read_number
@@ -517,7 +517,7 @@ class DoodleApp:
                 model_version=reading.model_version,
                 drawing_png=drawing_png,
             )
-        except (sqlite3.Error, OSError) as error:
+        except (sqlite3.Error, OSError, FeedbackDatabaseError, FeedbackNotStored) as error:
             # A widget callback's exception would only reach the server log: say it on the page.
             self._feedback_message(f"{SAVE_FAILED_MESSAGE}: {error}", ok=False)
             return None

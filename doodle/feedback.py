@@ -34,6 +34,10 @@ CREATE TABLE IF NOT EXISTS feedback (
 """
 
 
+class FeedbackDatabaseError(RuntimeError):
+    """The configured server store cannot be used: unreachable, refused, or a newer schema."""
+
+
 class FeedbackNotStored(RuntimeError):
     """A server store could not commit a row (connection lost, no free connection in time):
     nothing was stored. The message is the underlying error's type name."""

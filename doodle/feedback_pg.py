@@ -19,7 +19,13 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from doodle.constants import IMAGE_SIDE
-from doodle.feedback import FeedbackNotStored, FeedbackRecord, check_feedback_row, is_postgres_url
+from doodle.feedback import (
+    FeedbackDatabaseError,
+    FeedbackNotStored,
+    FeedbackRecord,
+    check_feedback_row,
+    is_postgres_url,
+)
 
 SCHEMA_VERSION = 1
 # One number for every replica: pg_advisory_xact_lock serialises their schema set-up.
@@ -55,10 +61,6 @@ NEWER_SCHEMA = (
     "the feedback database {where} has schema version {found}, newer than this code's {known}:"
     " upgrade this replica instead of writing to it"
 )
-
-
-class FeedbackDatabaseError(RuntimeError):
-    """The PostgreSQL feedback store cannot be used: unreachable, refused, or a newer schema."""
 
 
 def public_location(url: str) -> str:

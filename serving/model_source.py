@@ -83,7 +83,7 @@ def resolve_alias(uri: str) -> str:
     try:
         version = MlflowClient().get_model_version_by_alias(name, alias).version
     except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST" or "not found" in exc.message.lower():
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             raise ModelFileError(NO_ALIAS.format(alias=alias, name=name, registry=registry_location())) from None
         raise ModelFileError(
             REGISTRY_UNREACHABLE.format(registry=registry_location(), reason=exc.message.splitlines()[0])

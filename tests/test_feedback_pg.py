@@ -101,3 +101,26 @@ def test_snapshot_is_byte_identical_to_sqlites_for_the_same_rows(pg_store, postg
     feedback_data.main(["--url", postgres_url, "--out", str(tmp_path / "postgres.parquet")])
     assert feedback_data.read_store(postgres_url).num_rows == 25
     assert (tmp_path / "postgres.parquet").read_bytes() == (tmp_path / "sqlite.parquet").read_bytes()
+
+
+def test_the_drawing_app_writes_to_postgres_when_configured_and_says_when_it_cannot(
+    tiny_model, postgres_server, postgres_url, tmp_path, monkeypatch
+):
+    from doodle.dashboard import SAVE_FAILED_MESSAGE, DoodleApp
+    from support.digits import HAND_DRAWN_DIGITS, draw_on
+
+    monkeypatch.setenv("DOODLE_FEEDBACK_DB", str(tmp_path / "feedback.sqlite"))
+    monkeypatch.setenv("DOODLE_FEEDBACK_URL", postgres_url)
+    app = DoodleApp(model=tiny_model, live=False)
+    draw_on(app, HAND_DRAWN_DIGITS[7])
+    row_id = app.submit_feedback(7)
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT id, actual_digit, source FROM feedback").fetchall() == [(row_id, 7, "dashboard")]
+    app.feedback_store.close()
+
+    monkeypatch.setenv("DOODLE_FEEDBACK_URL", postgres_server.url(port=free_port()))
+    app = DoodleApp(model=tiny_model, live=False)
+    draw_on(app, HAND_DRAWN_DIGITS[7])
+    assert app.submit_feedback(7) is None
+    assert SAVE_FAILED_MESSAGE in app.feedback_status.value and "cannot open the feedback database" in app.feedback_status.value
+    assert not (tmp_path / "feedback.sqlite").exists()
