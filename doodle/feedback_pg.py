@@ -112,7 +112,11 @@ class PostgresFeedbackStore:
             open=False,
             name="doodle-feedback",
         )
-        self._pool.open(wait=True, timeout=float(connect_timeout_s) * 2)
+        try:
+            self._pool.open(wait=True, timeout=float(connect_timeout_s) * 2)
+        except PoolTimeout as exc:  # the server went away between the schema check and now
+            self._pool.close()
+            raise FeedbackDatabaseError(UNREACHABLE.format(where=self.location, reason=_first_line(exc))) from None
 
     def _migrate(self, conn: psycopg.Connection) -> None:
         """Create or upgrade the schema to `SCHEMA_VERSION` in one transaction (all or nothing)."""
