@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from doodle.feedback import open_store
+from doodle.feedback_data import open_store
 from doodle.model_watch import ModelWatcher
 from serving.config import Settings
 from serving.drift import DriftReference

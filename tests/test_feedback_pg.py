@@ -11,7 +11,8 @@ import psycopg
 import pytest
 
 from doodle import feedback_data
-from doodle.feedback import FeedbackStore, open_store
+from doodle.feedback import FeedbackStore
+from doodle.feedback_data import open_store
 from doodle.feedback_pg import SCHEMA_VERSION, FeedbackDatabaseError, PostgresFeedbackStore
 from support.servers import free_port
 
