@@ -83,7 +83,9 @@ def resolve_alias(uri: str) -> str:
     try:
         version = MlflowClient().get_model_version_by_alias(name, alias).version
     except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+        # No such model: RESOURCE_DOES_NOT_EXIST; a model without that alias: INVALID_PARAMETER_VALUE.
+        missing_alias = exc.error_code == "INVALID_PARAMETER_VALUE" and "not found" in exc.message
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST" or missing_alias:
             raise ModelFileError(NO_ALIAS.format(alias=alias, name=name, registry=registry_location())) from None
         raise ModelFileError(
             REGISTRY_UNREACHABLE.format(registry=registry_location(), reason=exc.message.splitlines()[0])

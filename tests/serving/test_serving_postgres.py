@@ -1,6 +1,6 @@
 """The API with its feedback in PostgreSQL (``DOODLE_FEEDBACK_URL``), in-process on a real server:
 corrections land in the database, and a bad setting stops the server or makes it unready with the
-reason, never writing to the SQLite file instead."""
+reason, never writing to the SQLite file instead; a registry without the champion is named as such."""
 
 from __future__ import annotations
 
@@ -63,3 +63,20 @@ def test_unset_feedback_url_keeps_the_sqlite_file(tmp_path, model_dir):
     with TestClient(create_app(settings), base_url="http://testserver") as http:
         assert http.post("/feedback", json=CORRECTION).status_code == 200
     assert (tmp_path / "feedback.sqlite").exists()
+
+
+def test_a_registry_without_the_model_or_the_alias_is_named(tmp_path, mlflow_uri, monkeypatch):
+    from mlflow import MlflowClient
+
+    from doodle.model_io import ModelFileError
+    from serving.model_source import resolve_alias
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
+    client = MlflowClient(mlflow_uri)
+    client.create_registered_model("doodle-mlp")
+    for uri, name in (("models:/doodle-mlp@champion", "doodle-mlp"), ("models:/elsewhere@champion", "elsewhere")):
+        with pytest.raises(ModelFileError, match=f"has no version of '{name}' with the alias 'champion'"):
+            resolve_alias(uri)
+    version = client.create_model_version("doodle-mlp", source=(tmp_path / "model").as_uri()).version
+    client.set_registered_model_alias("doodle-mlp", "champion", version)
+    assert resolve_alias("models:/doodle-mlp@champion") == f"models:/doodle-mlp/{version}"
