@@ -8,8 +8,9 @@ only validates the same request schema (`benchmarks/bare_predict_app.py`), each 
 Prints each app's requests/s, p50 and p99 latency and server CPU per request (the median of the
 rounds; the apps alternate, so a change in the machine's load reaches both), and the API's rate
 as a share of the bare app's. ``--breakdown`` also calls both apps in-process (ASGI, no network)
-and times the API's parts: each middleware (by leaving it out), the route, the model's forward
-pass, the drift score, the metrics, JSON; CPU time of this process, so other load barely moves it.
+and times the API's parts: each middleware (around an app that answers at once), the model's
+forward pass, the drift score, the metrics, JSON parsing; CPU time of this process, so other load
+barely moves it.
 Needs wrk (Debian package ``wrk``).
 """
 
@@ -122,6 +123,46 @@ def part_us(function, count: int) -> float:
     return (time.process_time() - started) / count * 1e6
 
 
+async def middleware_costs(app, settings, count: int) -> list[tuple[str, float]]:
+    """Each of the API's middlewares around an app that answers at once, minus that app alone:
+    CPU µs a layer adds to a request that reached ``/predict``."""
+    from fastapi.middleware.cors import CORSMiddleware
+
+    from serving.middleware import BodyLimitMiddleware, MetricsMiddleware
+    from serving.routes import router
+
+    async def answer(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    route = next(r for r in router.routes if getattr(r, "path", None) == "/predict")
+    scope = {"type": "http", "method": "POST", "path": "/predict", "route": route,
+             "headers": [(b"content-type", b"application/json"), (b"content-length", b"8000")]}
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        pass
+
+    async def per_call(layer) -> float:
+        for _ in range(100):
+            await layer(dict(scope), receive, send)
+        started = time.process_time()
+        for _ in range(count):
+            await layer(dict(scope), receive, send)
+        return (time.process_time() - started) / count * 1e6
+
+    layers = {
+        "MetricsMiddleware": MetricsMiddleware(answer, metrics=app.state.serving.metrics, routers=(app.router, router)),
+        "CORSMiddleware": CORSMiddleware(answer, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
+                                         allow_headers=["Content-Type"]),
+        "BodyLimitMiddleware": BodyLimitMiddleware(answer, max_bytes=settings.max_body_bytes),
+    }
+    alone = await per_call(answer)
+    return [(name, await per_call(layer) - alone) for name, layer in layers.items()]
+
+
 def breakdown(args: argparse.Namespace, bodies: list[str], images: np.ndarray) -> None:
     """Per-request CPU of the API's layers and parts, in-process."""
     import orjson
@@ -139,22 +180,25 @@ def breakdown(args: argparse.Namespace, bodies: list[str], images: np.ndarray) -
         os.environ.update(DOODLE_MODEL_PATH=str(model_path), DOODLE_FEEDBACK_DB=str(work / "feedback.sqlite"))
         settings = Settings.from_env()
 
-        def variant(leave_out: str | None):
+        def variant():
             app = serving_main.create_app(settings)
-            if leave_out is not None:
-                app.user_middleware = [m for m in app.user_middleware if m.cls.__name__ != leave_out]
             serving_main.load_state(app.state.serving)
             return app
 
         async def run() -> list[tuple[str, float]]:
             rows = []
             with threadpool_limits(limits=settings.blas_threads, user_api="blas"):
-                full = variant(None)
-                rows.append(("API, whole request", await per_request_us(full, encoded, count)))
-                for name in ("MetricsMiddleware", "CORSMiddleware", "BodyLimitMiddleware"):
-                    without = await per_request_us(variant(name), encoded, count)
-                    rows.append((f"  {name}", rows[0][1] - without))
-                rows.append(("bare FastAPI, validation only", await per_request_us(create_bare(), encoded, count)))
+                full = variant()
+                bare = create_bare()
+                timings: dict[str, list[float]] = {"whole": [], "bare": []}
+                # Rounds over both apps in turn, the median of each: the machine's load reaches both.
+                for _ in range(args.rounds_in_process):
+                    timings["whole"].append(await per_request_us(full, encoded, count))
+                    timings["bare"].append(await per_request_us(bare, encoded, count))
+                rows.append(("API, whole request", float(np.median(timings["whole"]))))
+                for name, cost in await middleware_costs(full, settings, count * args.rounds_in_process):
+                    rows.append((f"  {name}", cost))
+                rows.append(("bare FastAPI, validation only", float(np.median(timings["bare"]))))
                 state = full.state.serving
                 model = state.model
                 one = [images[i : i + 1] for i in range(len(images))]
@@ -168,7 +212,8 @@ def breakdown(args: argparse.Namespace, bodies: list[str], images: np.ndarray) -
             return rows
 
         rows = asyncio.run(run())
-    print(f"\nin-process, CPU µs per request ({count} calls each; layers: whole request minus the request without it):")
+    print(f"\nin-process, CPU µs per request (median of {args.rounds_in_process} rounds of {count} calls;"
+          " a middleware: around an app that answers at once, minus that app):")
     for name, value in rows:
         print(f"  {name:<44}{value:>8.1f}")
 
@@ -179,7 +224,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="rounds per app, alternating")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--breakdown", action="store_true", help="also time the API's parts in-process")
-    parser.add_argument("--calls", type=int, default=3000, help="in-process calls per figure (--breakdown)")
+    parser.add_argument("--calls", type=int, default=1000, help="in-process calls per figure and round (--breakdown)")
+    parser.add_argument("--rounds-in-process", type=int, default=5, help="rounds over the apps (--breakdown)")
     parser.add_argument("--no-http", action="store_true", help="skip the wrk runs (with --breakdown)")
     args = parser.parse_args()
     images = sample_images(N_BODIES)

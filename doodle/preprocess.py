@@ -278,8 +278,10 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
             )
         try:
             img.load()
-            # Phone photos store "rotate me" in EXIF instead of rotating the pixels.
-            converted = _convert_mode(ImageOps.exif_transpose(img))
+            # Phone photos store "rotate me" in EXIF instead of rotating the pixels. In place: the
+            # image is ours, and a copy of every upload's pixels is not needed.
+            ImageOps.exif_transpose(img, in_place=True)
+            converted = _convert_mode(img)
             return np.asarray(converted).copy() if converted.mode != "I" else _wide_grey(converted)
         except (OSError, SyntaxError, ValueError, EOFError):
             raise ImageDecodeError(CORRUPT_IMAGE_MESSAGE) from None

@@ -26,18 +26,27 @@ SYNTHETIC_COUNTS = {"train": 400, "test": 120}
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """For `make test`'s parallel run (pytest-xdist, ``--dist loadgroup``): a module with slow
-    tests keeps them on one worker (``xdist_group``: its module-scoped servers start once), other
-    tests go to whichever worker is free; slow tests come first, so that the long ones start at
-    once and the quick ones fill the gaps at the end. Any new module gets the same treatment."""
+    """For `make test`'s parallel run (pytest-xdist, ``--dist loadgroup``): the tests of a module
+    with slow tests, and the tests that share a module-scoped fixture (a server, a trained
+    model's predictions), stay on one worker (``xdist_group`` by module), so that setup is made
+    once; other tests go to whichever worker is free. Slow modules come first, so that the long
+    tests start at once and the quick ones fill the gaps at the end. A new module gets the same
+    treatment without a mark."""
     def module_of(item) -> str:
         return item.nodeid.split("::")[0]
 
     slow_modules = {module_of(item) for item in items if item.get_closest_marker("slow")}
     for item in items:
-        if module_of(item) in slow_modules:
+        if module_of(item) in slow_modules or _shares_module_setup(item):
             item.add_marker(pytest.mark.xdist_group(module_of(item)))
     items.sort(key=lambda item: module_of(item) not in slow_modules)  # stable: file order kept
+
+
+def _shares_module_setup(item) -> bool:
+    """Whether a test uses a fixture made once per module or class (not per test, not per session)."""
+    fixtures = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    return any(getattr(defs[-1], "scope", "function") in ("module", "class", "package")
+               for defs in fixtures.values() if defs)
 
 
 @pytest.fixture(scope="session")
