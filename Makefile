@@ -29,6 +29,9 @@ export PYTHONHASHSEED := 0
 # Defaults to ../shared/data/mnist when that folder exists beside the clone.
 DOODLE_MNIST_DIR ?= $(abspath $(wildcard ../shared/data/mnist))
 export DOODLE_MNIST_DIR
+# Local pen trajectories (pendigits-orig.tra) instead of the UCI archive; ../shared/data/pendigits by default.
+DOODLE_PENDIGITS_DIR ?= $(abspath $(wildcard ../shared/data/pendigits))
+export DOODLE_PENDIGITS_DIR
 
 .PHONY: help venv frontend lock system-deps pipeline metrics experiments mlflow-ui test-pipeline retrain long-run torch-reference run api score test test-fast plots bench bench-deps clean
 

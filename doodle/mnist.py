@@ -153,7 +153,7 @@ def _copy_local(folder: Path, name: str, expected: str, target: Path) -> None:
         with open(source, "rb") as src:
             shutil.copyfileobj(src, handle, _CHUNK)
 
-    _write_verified(target, name, expected, copy, origin=str(source))
+    write_verified(target, name, expected, copy, origin=str(source))
 
 
 def _download(name: str, expected: str, target: Path, mirrors: Sequence[str], timeout: float) -> None:
@@ -170,7 +170,7 @@ def _download(name: str, expected: str, target: Path, mirrors: Sequence[str], ti
                     raise http.client.IncompleteRead(b"", response.length)
 
         try:
-            _write_verified(target, name, expected, copy, origin=url)
+            write_verified(target, name, expected, copy, origin=url)
             return
         except ChecksumError as error:
             failures.append(f"  {url}: {error}")
@@ -180,7 +180,7 @@ def _download(name: str, expected: str, target: Path, mirrors: Sequence[str], ti
     raise MissingFileError(DOWNLOAD_FAILED_MESSAGE.format(name=name, expected=expected, failures="\n".join(failures)))
 
 
-def _write_verified(target: Path, name: str, expected: str, write: Callable, origin: str) -> None:
+def write_verified(target: Path, name: str, expected: str, write: Callable, origin: str) -> None:
     """Call write(binary handle) on a temporary file beside `target`, check its SHA-256,
     then rename it over `target`; the temporary file is removed on any failure."""
     handle = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{name}.", suffix=".part", delete=False)

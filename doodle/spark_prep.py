@@ -245,14 +245,14 @@ def pixel_statistics(df: DataFrame) -> dict[str, float]:
     }
 
 
-def write_parquet(df: DataFrame, uri: str) -> None:
-    """Write a split as a Parquet directory holding one file, rows sorted by index.
+def write_parquet(df: DataFrame, uri: str, order_by: Sequence[str] = ("index",)) -> None:
+    """Write a split as a Parquet directory holding one file, rows sorted by ``order_by``.
 
     For file: URIs the directory is then made canonical (see canonicalize_parquet_directory),
     so an unchanged split gives unchanged bytes, DVC sees an unchanged output, and later
     stages stay cached. Other filesystems keep Spark's output as written.
     """
-    df.repartition(1).sortWithinPartitions("index").write.mode("overwrite").parquet(uri)
+    df.repartition(1).sortWithinPartitions(*order_by).write.mode("overwrite").parquet(uri)
     if uri.startswith("file:"):
         canonicalize_parquet_directory(Path(url2pathname(urlparse(uri).path)))
 

@@ -226,6 +226,27 @@ def clustered_accuracy_interval(correct: Any, groups: Any, confidence: float = 0
     return Interval(estimate, low, high)
 
 
+def clustered_mean_interval(values: Any, groups: Any, confidence: float = 0.95) -> Interval:
+    """Interval of the mean of ``(n,)`` values that come in groups (a writer's digits): the
+    cluster-robust standard error with Student's t on ``G - 1`` degrees of freedom. For paired
+    differences of two models' right/wrong on the same digits (values in -1, 0, 1). A group-free
+    spread of zero (every value equal) gives a zero-width interval only when the values truly agree
+    everywhere; needs at least two groups."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    groups = np.asarray(groups).ravel()
+    if values.size != groups.size or values.size == 0:
+        raise ValueError(f"need as many values as groups, got {values.size} and {groups.size}")
+    _, group_index = np.unique(groups, return_inverse=True)
+    group_count = int(group_index.max()) + 1
+    if group_count < 2:
+        raise ValueError("a clustered interval needs at least two groups")
+    mean = float(values.mean())
+    residuals = np.bincount(group_index, weights=values - mean, minlength=group_count)
+    standard_error = float(np.sqrt(group_count / (group_count - 1) * np.sum(residuals**2))) / values.size
+    half = float(_stats.t.ppf(0.5 + confidence / 2, group_count - 1)) * standard_error
+    return Interval(mean, mean - half, mean + half)
+
+
 # How many noise widths below the seed study's mean a rerun of the same configuration may fall
 # before a gate calls it broken.
 NOISE_WIDTHS = 3.0
