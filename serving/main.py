@@ -14,30 +14,25 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from prometheus_client import disable_created_metrics
 from threadpoolctl import threadpool_limits
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
 
-from doodle.feedback import FeedbackStore
+from doodle.feedback_data import open_store
 from doodle.model_watch import ModelWatcher
-from serving import messages
 from serving.config import Settings
 from serving.drift import DriftReference
+from serving.errors import http_error_handler, validation_error_handler
 from serving.metrics import Metrics
 from serving.middleware import BodyLimitMiddleware, MetricsMiddleware
 from serving.model_source import load_served_model, source_fingerprint
-from serving.routes import ServingState, json_response, router
+from serving.routes import router
+from serving.state import ServingState
 
 log = logging.getLogger("serving")
-
-IMAGE_FIELDS = ("image_vector", "image_vectors")
-DIGIT_FIELDS = ("predicted_digit", "actual_digit")
-NON_FINITE_LITERAL = re.compile(r"(?<![\w\"])-?(NaN|Infinity)(?![\w\"])")
-
 
 ABSOLUTE_PATH = re.compile(r"(?<![\w:])/(?:[^\s/:,'\"()]+/)+")
 
@@ -64,15 +59,23 @@ def load_state(state: ServingState) -> None:
         state.model = None
         log.error("no model loaded: %s: %s", type(exc).__name__, exc)
         state.model_error = public_reason(exc)
-    try:
-        state.feedback_store = FeedbackStore(settings.feedback_db)
-    except Exception as exc:
-        log.error("feedback store unavailable: %s: %s", type(exc).__name__, exc)
-        state.feedback_error = public_reason(exc)
+    open_feedback_store(state)
     try:
         state.drift_reference = DriftReference.from_prepare_metrics(settings.reference_stats)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("no drift reference (%s): doodle_input_drift_score stays NaN", exc)
+
+
+def open_feedback_store(state: ServingState) -> None:
+    """Open the configured store (PostgreSQL when ``DOODLE_FEEDBACK_URL`` is set, else the SQLite
+    file), recording why it failed: never another store in its place."""
+    settings = state.settings
+    try:
+        state.feedback_store = open_store(settings.feedback_url, settings.feedback_db)
+        state.feedback_error = None
+    except Exception as exc:  # unreachable server, wrong credentials, unwritable folder
+        log.error("feedback store unavailable: %s: %s", type(exc).__name__, exc)
+        state.feedback_error = public_reason(exc)
 
 
 def refresh_model(state: ServingState) -> None:
@@ -92,6 +95,8 @@ def refresh_model(state: ServingState) -> None:
             state.metrics.model_load_failures.inc()
             if state.model is None:  # nothing served yet: readiness says why
                 state.model_error = ABSOLUTE_PATH.sub("", switch.error or "")
+    if state.feedback_store is None and state.settings.feedback_url:
+        open_feedback_store(state)  # the database may have come up since: ready once it has
     model, store = state.model, state.feedback_store
     if model is not None and store is not None:
         try:
@@ -110,59 +115,6 @@ async def poll_model_source(state: ServingState, interval_s: float) -> None:
             await asyncio.to_thread(refresh_model, state)
         except Exception:  # keep polling whatever one poll hit
             log.exception("model source poll failed")
-
-
-def describe_validation_error(exc: RequestValidationError) -> tuple[int, str]:
-    """Turn pydantic's list of errors into one status code and one sentence from `messages`."""
-    error = exc.errors()[0]
-    kind, loc = error["type"], tuple(error["loc"])
-    if kind == "json_invalid":
-        body = exc.body if isinstance(exc.body, str) else ""
-        reason = str((error.get("ctx") or {}).get("error", ""))
-        # orjson stops at NaN/Infinity literals and at numbers like 1e400 that overflow a double.
-        if NON_FINITE_LITERAL.search(body) or "infinity" in reason:
-            return 422, messages.NOT_FINITE.format(field="image_vector")
-        return 400, messages.INVALID_JSON
-    if loc == ("body",):
-        return 422, messages.BODY_NOT_OBJECT
-    field = str(loc[1]) if len(loc) > 1 else "body"
-    if kind == "missing" and len(loc) == 2:
-        return 422, messages.MISSING_FIELD.format(field=field)
-    if field in IMAGE_FIELDS:
-        batch = field == "image_vectors"
-        if batch and len(loc) == 2:  # the list of images itself
-            if kind == "too_short":
-                return 422, messages.BATCH_EMPTY
-            if kind == "too_long":
-                return 422, messages.BATCH_TOO_LARGE.format(limit=error["ctx"]["max_length"])
-            return 422, messages.NOT_A_LIST.format(field=field)
-        name = f"image_vectors[{loc[2]}]" if batch else field
-        is_item = len(loc) == (4 if batch else 3)
-        if not is_item:
-            if kind in ("too_short", "too_long"):
-                return 422, messages.WRONG_LENGTH.format(field=name)
-            return 422, messages.NOT_A_LIST.format(field=name)
-        if kind == "finite_number":
-            return 422, messages.NOT_FINITE.format(field=name)
-        if kind in ("greater_than_equal", "less_than_equal"):
-            return 422, messages.OUT_OF_RANGE.format(field=name)
-        return 422, messages.NOT_A_NUMBER.format(field=name)
-    if field in DIGIT_FIELDS:
-        return 422, messages.DIGIT_INVALID.format(field=field)
-    where = ".".join(str(part) for part in loc[1:]) or "body"
-    return 422, messages.OTHER_INVALID.format(field=where, problem=error["msg"])
-
-
-async def validation_error_handler(request: Request, exc: RequestValidationError) -> Response:
-    status, detail = describe_validation_error(exc)
-    return json_response({"detail": detail}, status)
-
-
-async def http_error_handler(request: Request, exc: StarletteHTTPException) -> Response:
-    response = json_response({"detail": str(exc.detail)}, exc.status_code)
-    if exc.headers:
-        response.headers.update(exc.headers)
-    return response
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -186,6 +138,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     poller.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await poller
+                if app.state.serving.feedback_store is not None:
+                    app.state.serving.feedback_store.close()
 
     app = FastAPI(
         title="Doodle Digits API",

@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +26,9 @@ from starlette.responses import Response
 
 from doodle.constants import N_PIXELS
 from doodle.explain import attribution
-from doodle.feedback import FeedbackStore
+from doodle.feedback import FeedbackNotStored
 from doodle.model_io import Model
-from doodle.model_watch import ModelWatcher
+from doodle.number_reading import FaintDigitError, TooManyDigitsError, cut_number
 from doodle.paths import ROOT
 from doodle.preprocess import (
     NOT_AN_IMAGE_MESSAGE,
@@ -39,11 +38,7 @@ from doodle.preprocess import (
     canvas_to_input,
     decode_image,
 )
-from doodle.segment import segment
 from serving import messages
-from serving.config import Settings
-from serving.drift import DriftReference
-from serving.metrics import Metrics
 from serving.schemas import (
     BatchPredictRequest,
     BatchPredictResponse,
@@ -59,20 +54,7 @@ from serving.schemas import (
     PredictResponse,
     ReadinessResponse,
 )
-
-
-@dataclass
-class ServingState:
-    """Everything the routes need, built in the app's lifespan and kept in ``app.state.serving``."""
-
-    settings: Settings
-    metrics: Metrics
-    model: Model | None = None
-    model_error: str | None = messages.MODEL_NOT_LOADED_YET
-    feedback_store: FeedbackStore | None = None
-    feedback_error: str | None = None
-    drift_reference: DriftReference | None = None
-    watcher: ModelWatcher | None = None  # polls the model source; swaps `model` between requests
+from serving.state import ServingState
 
 
 class OrjsonRequest(Request):
@@ -293,29 +275,26 @@ def predict_image(
 def predict_number(
     request: Request, file: UploadFile = File(description="A PNG or JPEG drawing of a number.")
 ) -> Response:
-    """Cut a drawing of several digits into one box per digit, left to right (`doodle.segment`),
-    make each box a 28x28 input with the same `canvas_to_input` as `/predict/image`, and read
-    them in one forward pass. At most `DOODLE_MAX_NUMBER_DIGITS` (default 16) digits: a drawing
-    with more is a 422, as is a blank one. Each digit comes with its ``image_vector``, ready to
-    send back to ``/feedback``."""
+    """Read a drawing of several digits as the drawing pad reads one
+    (`doodle.number_reading.cut_number`: one box per digit, left to right, pieces of one digit
+    joined when the model reads them together more surely), each box made a 28x28 input with the
+    same `canvas_to_input` as `/predict/image`, all read in one forward pass. At most
+    `DOODLE_MAX_NUMBER_DIGITS` (default 16) digits: a drawing with more is a 422, as is a blank
+    one. Each digit comes with its ``image_vector``, ready to send back to ``/feedback``."""
     state = _state(request)
     limit = state.settings.max_number_digits
     with _uploaded_canvas(state, file) as canvas:
-        found = segment(canvas)
+        try:
+            pieces = cut_number(_loaded_model(state), canvas, max_digits=limit)
+        except TooManyDigitsError as exc:
+            raise HTTPException(422, messages.TOO_MANY_DIGITS.format(count=exc.count, limit=limit)) from None
+        except FaintDigitError as exc:
+            raise HTTPException(422, messages.DIGIT_TOO_FAINT.format(index=exc.index + 1)) from None
         del canvas
-        if not found.boxes:
-            raise HTTPException(422, messages.NUMBER_UNREADABLE.format(reason=found.reason))
-        if len(found) > limit:
-            raise HTTPException(422, messages.TOO_MANY_DIGITS.format(count=len(found), limit=limit))
-        images = np.zeros((len(found), N_PIXELS), dtype=np.float32)
-        for index in range(len(found)):
-            try:
-                images[index] = canvas_to_input(found.digit_canvas(index)).reshape(-1)
-            except BlankCanvasError:
-                raise HTTPException(422, messages.DIGIT_TOO_FAINT.format(index=index + 1)) from None
-    faint = np.flatnonzero(blank_inputs(images))
-    if faint.size:
-        raise HTTPException(422, messages.DIGIT_TOO_FAINT.format(index=int(faint[0]) + 1))
+    found = pieces.found
+    if not found.boxes:
+        raise HTTPException(422, messages.NUMBER_UNREADABLE.format(reason=found.reason))
+    images = pieces.inputs.reshape(len(found), N_PIXELS)
     digits, probs, confidences, model = _predict(state, images)
     state.metrics.number_digits.observe(len(digits))
     payload = {
@@ -347,9 +326,10 @@ def feedback(body: FeedbackRequest, request: Request) -> Response:
             source="api",
             model_version=model.version if model is not None else None,
         )
-    except sqlite3.Error as exc:  # locked past the timeout, disk full, file removed: nothing stored
+    except (sqlite3.Error, FeedbackNotStored) as exc:  # locked, disk full, database gone: nothing stored
         log.error("feedback not stored: %s", exc)
-        raise HTTPException(503, messages.FEEDBACK_NOT_STORED.format(reason=type(exc).__name__)) from None
+        reason = str(exc) if isinstance(exc, FeedbackNotStored) else type(exc).__name__
+        raise HTTPException(503, messages.FEEDBACK_NOT_STORED.format(reason=reason)) from None
     state.metrics.observe_feedback(body.predicted_digit, body.actual_digit)
     return json_response({"message": messages.FEEDBACK_STORED, "id": row_id})
 
@@ -367,11 +347,15 @@ async def healthz() -> Response:
     summary="Readiness",
 )
 async def readyz(request: Request) -> Response:
-    """200 when a model is loaded and predictions are served, 503 with the reason otherwise."""
+    """200 when a model is loaded and predictions are served, 503 with the reason otherwise; with
+    a PostgreSQL feedback store configured, also 503 while that store cannot be opened."""
     state = _state(request)
     model = state.model
     if model is None:
         return json_response({"ready": False, "model_version": None, "reason": state.model_error}, 503)
+    if state.settings.feedback_url and state.feedback_store is None:
+        reason = messages.FEEDBACK_UNAVAILABLE.format(reason=state.feedback_error)
+        return json_response({"ready": False, "model_version": model.version, "reason": reason}, 503)
     return json_response({"ready": True, "model_version": model.version, "reason": None})
 
 
