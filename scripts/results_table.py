@@ -208,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     real = args.metrics_dir / "real_writers.json"
     if real.is_file():  # the real-handwriting rows read it as evaluate's "real"
         real_metrics = _load(real)
+        real_details = args.metrics_dir / "real_writers_details.json"  # intervals, worst writer and digit
+        if real_details.is_file():
+            real_metrics = {**_load(real_details), **real_metrics}
         evaluate = {**evaluate, "real": real_metrics, "held_out_writers_count": real_metrics.get("held_out_writers")}
     study = args.metrics_dir / "experiments.json"
     experiments = _load(study) if study.is_file() else None

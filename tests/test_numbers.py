@@ -166,3 +166,13 @@ def test_the_single_digit_benchmark_counts_every_drawing(tiny_model):
         several = sum(count for count, _ in cell["several_by_digit"].values())
         assert cell["several_share"] == pytest.approx(several / 12)
         assert 0.0 <= cell["accuracy"] <= 1.0
+
+
+def test_whole_number_accuracy_counts_every_band_and_the_touching_numbers():
+    result = {
+        "bands": {"clear": {"numbers": 10, "number_accuracy": 0.9}, "tight": {"numbers": 5, "number_accuracy": 0.6}},
+        "touching": {"clear": {"numbers": 0, "number_accuracy": None}, "tight": {"numbers": 5, "number_accuracy": 0.2}},
+    }
+    found = numbers.whole_number_accuracy(result)
+    assert found["numbers"] == 20
+    assert found["accuracy"] == pytest.approx((9 + 3 + 1) / 20)

@@ -165,6 +165,25 @@ def test_seed_study_rows_appear_with_the_experiments_metrics(project):
     assert run("--check", "--readme", str(readme), "--metrics-dir", str(metrics)).returncode == 1
 
 
+def test_breakdowns_are_read_from_the_details_file_beside_the_headline(tmp_path):
+    # The pipeline writes the headline figures to evaluate.json (DVC's metric) and the rest, counts and
+    # typed digits included, to evaluate_details.json beside it: the table needs both.
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    headline = {key: EVALUATE[key] for key in ("test_accuracy", "ece", "doodle_accuracy", "stroke_accuracy")}
+    (metrics / "evaluate.json").write_text(json.dumps(headline))
+    (metrics / "evaluate_details.json").write_text(json.dumps({**EVALUATE, "test_accuracy": 0.5}))
+    (metrics / "train.json").write_text(json.dumps({"epochs_run": 15}))
+    (metrics / "train_details.json").write_text(json.dumps(TRAIN))
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    assert run("--readme", str(readme), "--metrics-dir", str(metrics)).returncode == 0
+    text = readme.read_text()
+    assert "| MNIST test accuracy | 98.12 % |" in text  # the headline file wins over the details
+    assert "| Typed-digit accuracy (570 digits in matplotlib's fonts) | 91.23 % |" in text
+    assert "| Training time | 1 min 23 s |" in text
+
+
 def test_real_handwriting_leads_the_table_with_its_interval(project):
     readme, metrics = project
     (metrics / "real_writers.json").write_text(json.dumps({
