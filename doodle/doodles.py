@@ -151,9 +151,10 @@ def draw_doodle(
 
     longer_side = rng.uniform(*style.size) * CANVAS_SIZE
     pen = max(style.min_pen_px, int(round(rng.uniform(*style.pen_fraction) * longer_side)))
-    factor = longer_side / extent
+    margin = pen / 2 + 2  # a dot of the pen covers pen / 2 px each side of its point, both ends included
+    # Never larger than the canvas holds, pen included (a large size with a thick pen would be cut off).
+    factor = min(longer_side, CANVAS_SIZE - 2 * margin) / extent
     drawn = (high - low) * factor
-    margin = pen / 2 + 1
     # Anywhere on the canvas that keeps the whole drawing, pen included, inside it.
     room = np.maximum(CANVAS_SIZE - 2 * margin - drawn, 0.0)
     offset = margin + rng.uniform(0.0, 1.0, size=2) * room
