@@ -60,6 +60,8 @@ class Model:
 
     params: mlp.Params
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The path model served with it (`doodle.path_io.PathModel`), None for a pixel-only model.
+    path: Any = None
 
     @property
     def sha256(self) -> str:
@@ -223,7 +225,9 @@ def load_model(path: str | os.PathLike) -> Model:
 
     Checks, in order: both files exist; the JSON parses and names this format; the .npz bytes
     have the SHA-256 the JSON records; the archive holds exactly W1, b1, ..., WL, bL as float32
-    with chained shapes matching ``layer_sizes`` (784 in, 10 out), all finite.
+    with chained shapes matching ``layer_sizes`` (784 in, 10 out), all finite. A folder that also
+    holds ``path.npz`` / ``path.json`` loads the path model with it (`doodle.path_io.load_path_model`),
+    refusing the folder when the path model belongs to another pixel model.
     """
     weights_path, metadata_path = _paths(path)
     for required in (weights_path, metadata_path):
@@ -269,7 +273,12 @@ def load_model(path: str | os.PathLike) -> Model:
             f"{weights_path}: layer sizes {mlp.layer_sizes_of(arrays)} do not match metadata"
             f" {meta['layer_sizes']}"
         )
-    return Model(params=arrays, metadata=meta)
+    from doodle import path_io  # noqa: PLC0415 - path_io imports this module
+
+    path_model = None
+    if path_io.has_path_model(weights_path.parent):
+        path_model = path_io.load_path_model(weights_path.parent, pixel_sha256=meta["sha256"])
+    return Model(params=arrays, metadata=meta, path=path_model)
 
 
 def _check_temperature(value: Any, where: Path) -> None:
@@ -278,12 +287,11 @@ def _check_temperature(value: Any, where: Path) -> None:
         raise ModelFileError(f"{where}: temperature must be a positive finite number, got {value!r}")
 
 
-def _check_arrays(arrays: dict[str, np.ndarray], where: Path) -> None:
+def _check_arrays(arrays: dict[str, np.ndarray], where: Path, fan_in: int = N_PIXELS) -> None:
     count = sum(1 for name in arrays if name.startswith("W"))
     expected = {f"{kind}{i}" for i in range(1, count + 1) for kind in ("W", "b")}
     if count == 0 or set(arrays) != expected:
         raise ModelFileError(f"{where}: arrays {sorted(arrays)}, expected {sorted(expected)}")
-    fan_in = N_PIXELS
     for i in range(1, count + 1):
         weight, bias = arrays[f"W{i}"], arrays[f"b{i}"]
         for name, array in ((f"W{i}", weight), (f"b{i}", bias)):

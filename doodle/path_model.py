@@ -19,6 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from doodle import mlp, optim, path_features
 from doodle.constants import N_CLASSES
+from doodle.path_io import pool
 from doodle.train import fit_temperature
 
 
@@ -163,3 +164,23 @@ def path_proba(params: mlp.Params, features: np.ndarray, temperature: float = 1.
     """``(N, D)`` path features -> ``(N, 10)`` calibrated probabilities."""
     logits = mlp.forward(params, np.asarray(features, dtype=np.float32))
     return mlp.softmax(logits / np.float32(temperature))
+
+
+# ---- the two views pooled
+
+POOL_WEIGHTS = tuple(round(w, 2) for w in np.arange(0.0, 2.01, 0.1))  # the grid `choose_pool_weight` searches
+
+
+def choose_pool_weight(
+    pixel_proba: np.ndarray, path_proba_: np.ndarray, labels: np.ndarray, weights: Sequence[float] = POOL_WEIGHTS
+) -> float:
+    """The weight of the grid with the most digits read right by the pool, ties broken by the lower
+    mean negative log-likelihood: chosen on out-of-fold predictions of writers the models never saw."""
+    y = np.asarray(labels, dtype=np.int64)
+    rows = np.arange(len(y))
+
+    def score(weight: float) -> tuple[int, float]:
+        pooled = pool(pixel_proba, path_proba_, weight)
+        return int((pooled.argmax(axis=1) == y).sum()), -float(np.log(np.maximum(pooled[rows, y], 1e-12)).mean())
+
+    return float(max(weights, key=score))

@@ -1,0 +1,173 @@
+"""Writer cross-validation of the path model, and of the path pooled with the pixel model.
+
+For each of the 5 writer folds (the `pendigits` stage's folds.json): the path model is trained on
+three other folds, the fourth (the next fold round) fits its temperature, and it reads the held-out
+fold's digits. Every digit thus gets calibrated path probabilities from a model that never saw its
+writer, written to ``reports/experiments/path_cv_predictions.csv``.
+
+With the pixel model's out-of-fold probabilities (``reports/experiments/writer_cv_predictions.csv``,
+config ``default``, the pad's pen width 20, from scripts/writer_cv.py), the two views are pooled
+``log p_pixels + w log p_path``: the weight for a fold is chosen on the other four folds' digits
+(`doodle.path_model.choose_pool_weight`), so the pooled figures are out of fold too. Per writer, per
+digit and overall, pixels alone, path alone and both, with Wilson intervals (clustered by writer
+overall), go to ``reports/experiments/path_cv.csv``; the weight chosen on all 30 writers, the one a
+served model uses, is printed and written as the ``pool_weight`` row.
+
+    python scripts/path_cv.py                       # runs under nice 10
+    python scripts/path_cv.py --pendigits ../shared/data/pendigits   # the raw file, folds from params.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from doodle import path_features, path_model, pendigits
+from doodle.stats import clustered_accuracy_interval, wilson_interval
+
+ROOT = Path(__file__).resolve().parents[1]
+PIXEL_CONFIG = "default"
+PAD_PEN = pendigits.PAD_PEN_WIDTH
+
+
+def load_writers(root: Path, params: Path) -> tuple[list[pendigits.PenDigit], dict[int, int]]:
+    """The stage's trajectories and folds; or, from a folder holding the raw file, the parsed
+    digits and the folds the stage deals from params.yaml's seed."""
+    if (root / pendigits.TRAJECTORIES).exists():
+        return pendigits.load_trajectories(root), pendigits.load_folds(root)
+    config = pendigits.StageConfig.from_params_file(params)
+    digits = pendigits.parse(root / pendigits.FILE_NAME)
+    return digits, pendigits.writer_folds([digit.writer for digit in digits], config.folds, config.seed)
+
+
+def path_cv(digits, folds, config: path_model.PathConfig, seed: int) -> np.ndarray:
+    """Out-of-fold calibrated path probabilities, ``(N, 10)`` in the order of ``digits``."""
+    drawings = [pendigits.to_pad(digit.strokes) for digit in digits]
+    labels = np.array([digit.label for digit in digits])
+    fold = np.array([folds[digit.writer] for digit in digits])
+    count = max(folds.values()) + 1
+    features = path_features.features_of(drawings, config.points)
+    proba = np.zeros((len(digits), 10))
+    for held_out in range(count):
+        started = time.perf_counter()
+        val_fold = (held_out + 1) % count
+        train = np.flatnonzero((fold != held_out) & (fold != val_fold))
+        val, test = np.flatnonzero(fold == val_fold), np.flatnonzero(fold == held_out)
+        x, y = path_model.augmented_features([drawings[i] for i in train], labels[train], config, seed + held_out)
+        result = path_model.train_path_model(x, y, config, seed + 100 + held_out, val=(features[val], labels[val]))
+        proba[test] = path_model.path_proba(result.params, features[test], result.temperature)
+        accuracy = (proba[test].argmax(axis=1) == labels[test]).mean()
+        print(f"fold {held_out}: path {accuracy:.2%} on {len(test)} digits, T {result.temperature:.3f},"
+              f" {time.perf_counter() - started:.0f} s", flush=True)
+    return proba
+
+
+def read_pixel(path: Path) -> dict[int, np.ndarray]:
+    """{sample_id: (10,) pixel probabilities} of the default config at the pad's pen."""
+    out = {}
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["config"] == PIXEL_CONFIG and int(row["pen_width"]) == PAD_PEN:
+                out[int(row["sample_id"])] = np.array([float(row[f"p{k}"]) for k in range(10)])
+    return out
+
+
+def figure_rows(group: str, key, correct: dict[str, np.ndarray], writers: np.ndarray) -> list[dict]:
+    rows = []
+    for view, right in correct.items():
+        if group == "overall":
+            interval = clustered_accuracy_interval(right, writers)
+        else:
+            interval = wilson_interval(int(right.sum()), len(right))
+        rows.append({"group": group, "key": key, "view": view, "digits": len(right), "right": int(right.sum()),
+                     "accuracy": round(interval.estimate, 5), "low": round(interval.low, 5), "high": round(interval.high, 5)})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pendigits", type=Path, default=ROOT / "data" / "pendigits")
+    parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
+    parser.add_argument("--pixel", type=Path, default=ROOT / "reports" / "experiments" / "writer_cv_predictions.csv")
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "experiments")
+    parser.add_argument("--reuse", action="store_true", help="read path_cv_predictions.csv instead of training")
+    args = parser.parse_args(argv)
+    os.nice(10)
+
+    document = yaml.safe_load(args.params.read_text()) or {}
+    config = path_model.PathConfig.from_dict(document.get("train_path") or {})
+    seed = int(document["base"]["seed"])
+    digits, folds = load_writers(args.pendigits, args.params)
+    labels = np.array([digit.label for digit in digits])
+    writers = np.array([digit.writer for digit in digits])
+    fold = np.array([folds[int(w)] for w in writers])
+    sample_ids = np.array([digit.sample_id for digit in digits])
+    predictions = args.out / "path_cv_predictions.csv"
+    if args.reuse:
+        with open(predictions, newline="") as handle:
+            by_id = {int(row["sample_id"]): [float(row[f"p{k}"]) for k in range(10)] for row in csv.DictReader(handle)}
+        path_proba = np.array([by_id[int(i)] for i in sample_ids])
+    else:
+        path_proba = path_cv(digits, folds, config, seed)
+        args.out.mkdir(parents=True, exist_ok=True)
+        with open(predictions, "w", newline="") as handle:
+            out = csv.writer(handle)
+            out.writerow(["fold", "sample_id", "writer", "label", *(f"p{k}" for k in range(10))])
+            for i in range(len(digits)):
+                out.writerow([fold[i], sample_ids[i], writers[i], labels[i], *(f"{p:.6g}" for p in path_proba[i])])
+
+    correct = {"path": path_proba.argmax(axis=1) == labels}
+    pool_weight = None
+    if args.pixel.exists():
+        pixel_by_id = read_pixel(args.pixel)
+        missing = [int(i) for i in sample_ids if int(i) not in pixel_by_id]
+        if missing:
+            raise SystemExit(f"{args.pixel}: no {PIXEL_CONFIG} row at pen width {PAD_PEN} for {len(missing)} digits, e.g. {missing[:3]}")
+        pixel_proba = np.array([pixel_by_id[int(i)] for i in sample_ids])
+        pooled = np.zeros_like(pixel_proba)
+        for held_out in sorted(set(fold.tolist())):
+            rest, test = fold != held_out, fold == held_out
+            weight = path_model.choose_pool_weight(pixel_proba[rest], path_proba[rest], labels[rest])
+            pooled[test] = path_model.pool(pixel_proba[test], path_proba[test], weight)
+            print(f"fold {held_out}: pool weight {weight:.1f} (chosen on the other folds)", flush=True)
+        pool_weight = path_model.choose_pool_weight(pixel_proba, path_proba, labels)
+        correct = {"pixels": pixel_proba.argmax(axis=1) == labels, **correct, "both": pooled.argmax(axis=1) == labels}
+    else:
+        print(f"{args.pixel} not found: the path alone", flush=True)
+
+    rows = figure_rows("overall", "all", correct, writers)
+    for writer in sorted(set(writers.tolist())):
+        mine = writers == writer
+        rows += figure_rows("writer", writer, {view: right[mine] for view, right in correct.items()}, writers[mine])
+    for digit in range(10):
+        mine = labels == digit
+        rows += figure_rows("digit", digit, {view: right[mine] for view, right in correct.items()}, writers[mine])
+    if pool_weight is not None:
+        rows.append({"group": "pool_weight", "key": "all", "view": "both", "digits": len(labels), "right": "",
+                     "accuracy": pool_weight, "low": "", "high": ""})
+    with open(args.out / "path_cv.csv", "w", newline="") as handle:
+        out = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        out.writeheader()
+        out.writerows(rows)
+    for row in rows:
+        if row["group"] == "overall":
+            print(f"{row['view']:>6}: {row['accuracy']:.2%} [{row['low']:.2%}, {row['high']:.2%}] of {row['digits']} digits")
+    for view in correct:
+        worst_writer = min((r for r in rows if r["group"] == "writer" and r["view"] == view), key=lambda r: r["accuracy"])
+        worst_digit = min((r for r in rows if r["group"] == "digit" and r["view"] == view), key=lambda r: r["accuracy"])
+        print(f"{view:>6}: worst writer {worst_writer['key']} {worst_writer['accuracy']:.2%},"
+              f" worst digit {worst_digit['key']} {worst_digit['accuracy']:.2%}")
+    if pool_weight is not None:
+        print(f"pool weight on all writers: {pool_weight:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
