@@ -29,7 +29,7 @@ class PathConfig:
 
     points: int = path_features.POINTS  # resampled points per digit
     hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
-    epochs: int = 30
+    epochs: int = 20
     batch_size: int = 64
     learning_rate: float = 2e-3  # peak, cosine to 0
     weight_decay: float = 1e-4  # AdamW, decoupled
