@@ -33,7 +33,7 @@ export DOODLE_MNIST_DIR
 DOODLE_PENDIGITS_DIR ?= $(abspath $(wildcard ../shared/data/pendigits))
 export DOODLE_PENDIGITS_DIR
 
-.PHONY: help venv frontend lock system-deps pipeline test-pipeline retrain long-run torch-reference run api score test test-fast plots bench bench-deps clean
+.PHONY: help venv frontend lock system-deps pipeline metrics experiments mlflow-ui test-pipeline retrain long-run torch-reference run api score test test-fast plots bench bench-deps clean
 
 help:
 	@echo "make run     install (first time), run the DVC pipeline, serve the API and the dashboard"
@@ -43,6 +43,8 @@ help:
 	@echo "make test-fast   the tests without the slow end-to-end ones"
 	@echo "make frontend   build the drawing app's page script (npm; make run and make test do it when needed)"
 	@echo "make plots  DVC plots rendered offline into dvc_plots/index.html"
+	@echo "make metrics   dvc metrics show (the headline figures); make experiments: dvc exp show"
+	@echo "make mlflow-ui   MLflow's UI on the project's store (mlflow.db) at http://127.0.0.1:5000"
 	@echo "make bench   benchmark scripts (installs the optional PyTorch CPU build)"
 	@echo "make score INPUT=folder-or.parquet OUTPUT=scores.parquet   batch scoring with Spark"
 
@@ -79,6 +81,20 @@ system-deps:
 
 pipeline: venv
 	$(BIN)/dvc repro
+
+# The venv's dvc and mlflow, for those who have not activated it (`source .venv/bin/activate`).
+metrics: venv
+	$(BIN)/dvc metrics show
+
+# The headline metrics (column names matched whole: every accuracy, ECE, epochs, time) and only the
+# parameters and dependencies that differ between experiments: plain `dvc exp show` has a column for
+# each of them, thousands of characters a line. tests/test_dvc_views.py runs the same command.
+EXPERIMENTS_SHOW := exp show --no-pager --only-changed --keep '.*_accuracy|ece|epochs_run|train_seconds'
+experiments: venv
+	$(BIN)/dvc $(EXPERIMENTS_SHOW)
+
+mlflow-ui: venv
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
 # The feedback loop: new corrections in data/feedback.sqlite -> snapshot -> train -> evaluate ->
 # promote. A running `make run` switches to the new model by itself when it is promoted.

@@ -366,3 +366,28 @@ def number_benchmark(
         }
         result["touching"][name] = touching[name].summary()
     return result
+
+
+def table_rows(result: dict) -> list[dict]:
+    """`number_benchmark`'s result as table rows, one per cell: ``gaps`` (the band, or the band's numbers
+    whose digits touch) and ``length`` (digits per number, 2-6, or "all"), then the cell's figures, where
+    ``numbers`` and ``digits`` count the numbers and the digit drawings in it.
+
+    ``length`` is named apart from the ``digits`` count on purpose: a cell of sixty 4-digit numbers has
+    ``length`` 4 and ``digits`` 240, and a table indexed by the count would label it 240."""
+    rows = []
+    for band_name, band in result["bands"].items():
+        for length, cell in [*band["by_count"].items(), ("all", band)]:
+            figures = {key: value for key, value in cell.items() if key not in ("spacing", "by_count")}
+            rows.append({"gaps": band_name, "length": length, **figures})
+        rows.append({"gaps": f"{band_name}, touching", "length": "all", **result["touching"][band_name]})
+    return rows
+
+
+def whole_number_accuracy(result: dict) -> dict[str, float | int]:
+    """The share of every composed number read whole (every band, touching ones included):
+    ``{"numbers", "accuracy"}``, the one figure of the benchmark a run is compared by."""
+    cells = [*result["bands"].values(), *result["touching"].values()]
+    count = sum(int(cell["numbers"]) for cell in cells)
+    right = sum(round(float(cell["number_accuracy"]) * int(cell["numbers"])) for cell in cells if cell["numbers"])
+    return {"numbers": count, "accuracy": right / count if count else float("nan")}

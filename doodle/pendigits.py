@@ -345,6 +345,11 @@ class PenInputs:
     sample_ids: np.ndarray
     pen_widths: np.ndarray
 
+    @classmethod
+    def empty(cls) -> "PenInputs":
+        none = np.empty(0, dtype=np.int64)
+        return cls(np.empty((0, 784), dtype=np.uint8), none, none, none, none)
+
     def where(self, keep: np.ndarray) -> "PenInputs":
         return PenInputs(*(getattr(self, name)[keep] for name in self.__dataclass_fields__))
 
@@ -397,3 +402,24 @@ def load_trajectories(root: str | os.PathLike) -> list[PenDigit]:
         )
         for row in rows
     ]
+
+
+def writers_of_fold(folds: dict[int, int], fold: int) -> set[int]:
+    """The writers dealt into ``fold`` (none for -1, "no fold held out")."""
+    if fold != -1 and fold not in set(folds.values()):
+        raise ValueError(f"no writer fold {fold}: the folds are {sorted(set(folds.values()))}")
+    return {writer for writer, own in folds.items() if own == fold}
+
+
+def training_rows(
+    inputs: PenInputs, held_out: set[int], pen_widths: Sequence[int], weight: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The real writers' rows for training: every writer not in ``held_out``, at each of
+    ``pen_widths``, repeated ``weight`` times -> images ``(M, 784)`` uint8, labels ``(M,)``."""
+    missing = sorted(set(int(pen) for pen in pen_widths) - set(np.unique(inputs.pen_widths).tolist()))
+    if missing:
+        raise PenDigitsError(f"pen widths {missing} were not rendered by the pendigits stage (params: pendigits.pen_widths)")
+    keep = ~np.isin(inputs.writers, list(held_out)) & np.isin(inputs.pen_widths, list(pen_widths))
+    if weight <= 0 or not keep.any():
+        return np.empty((0, inputs.images.shape[1]), dtype=np.uint8), np.empty(0, dtype=np.int64)
+    return np.tile(inputs.images[keep], (weight, 1)), np.tile(inputs.labels[keep], weight)

@@ -123,20 +123,31 @@ def holm(p_values: Iterable[float]) -> np.ndarray:
 def paired_t_p_value(differences: Iterable[float]) -> float:
     """Two-sided p-value of Student's t test that the mean of ``(n,)`` paired differences is zero.
 
-    NaN with fewer than two differences, or when every difference is the same (no spread to test
-    against: say so in words, as `identical_on_every_seed` tells, rather than quote a zero-width
-    interval)."""
+    NaN with fewer than two differences, or when every difference is the same (`same_on_every_seed`: no
+    spread to test against; say so in words rather than quote a zero-width interval)."""
     array = np.asarray(list(differences), dtype=np.float64)
-    if array.size < 2 or float(array.std(ddof=1)) == 0.0:
+    if array.size < 2 or same_on_every_seed(array):
         return float("nan")
     return float(_stats.ttest_1samp(array, 0.0).pvalue)
 
 
-def identical_on_every_seed(differences: Iterable[float]) -> bool:
-    """True when every paired difference is exactly zero: the two configurations gave the same figure at
-    every seed (often the same model), which a t interval would show as a zero-width interval."""
+# Differences of accuracies on the same images agree to rounding when they count the same images
+# (5 of 2,100 at every seed): closer than this, they are the same number.
+SAME_DIFFERENCE = 1e-9
+
+
+def same_on_every_seed(differences: Iterable[float]) -> bool:
+    """True when two or more paired differences are all the same number (to `SAME_DIFFERENCE`): a t
+    interval would have no width and a t test no spread to test against."""
     array = np.asarray(list(differences), dtype=np.float64)
-    return array.size > 0 and bool(np.all(array == 0.0))
+    return array.size > 1 and bool(np.all(np.abs(array - array[0]) <= SAME_DIFFERENCE))
+
+
+def identical_on_every_seed(differences: Iterable[float]) -> bool:
+    """True when every paired difference is zero (to `SAME_DIFFERENCE`): the two configurations gave the
+    same figure at every seed (often the same model), which a t interval would show as a zero-width interval."""
+    array = np.asarray(list(differences), dtype=np.float64)
+    return array.size > 0 and bool(np.all(np.abs(array) <= SAME_DIFFERENCE))
 
 
 @dataclass(frozen=True)
@@ -213,6 +224,27 @@ def clustered_accuracy_interval(correct: Any, groups: Any, confidence: float = 0
     t = float(_stats.t.ppf(0.5 + confidence / 2, group_count - 1))
     low, high = _wilson(estimate, n / design_effect, t)
     return Interval(estimate, low, high)
+
+
+def clustered_mean_interval(values: Any, groups: Any, confidence: float = 0.95) -> Interval:
+    """Interval of the mean of ``(n,)`` values that come in groups (a writer's digits): the
+    cluster-robust standard error with Student's t on ``G - 1`` degrees of freedom. For paired
+    differences of two models' right/wrong on the same digits (values in -1, 0, 1). A group-free
+    spread of zero (every value equal) gives a zero-width interval only when the values truly agree
+    everywhere; needs at least two groups."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    groups = np.asarray(groups).ravel()
+    if values.size != groups.size or values.size == 0:
+        raise ValueError(f"need as many values as groups, got {values.size} and {groups.size}")
+    _, group_index = np.unique(groups, return_inverse=True)
+    group_count = int(group_index.max()) + 1
+    if group_count < 2:
+        raise ValueError("a clustered interval needs at least two groups")
+    mean = float(values.mean())
+    residuals = np.bincount(group_index, weights=values - mean, minlength=group_count)
+    standard_error = float(np.sqrt(group_count / (group_count - 1) * np.sum(residuals**2))) / values.size
+    half = float(_stats.t.ppf(0.5 + confidence / 2, group_count - 1)) * standard_error
+    return Interval(mean, mean - half, mean + half)
 
 
 # How many noise widths below the seed study's mean a rerun of the same configuration may fall

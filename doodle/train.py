@@ -81,9 +81,19 @@ class TrainConfig:
     # Read by the training notebook, not by `train`: each feedback-train row (doodle.feedback_data)
     # is repeated this many times in the training set; 0 leaves people's corrections out.
     feedback_weight: int = 5
+    # Real writers (doodle.pendigits), also read by the notebook: each of their digits drawn at every
+    # pen width of real_pen_widths, repeated real_weight times (0 leaves them out); the writers of fold
+    # real_holdout_fold stay out of training so the evaluate stage reads people the model never saw
+    # (-1: every writer trains).
+    real_weight: int = 1
+    real_pen_widths: list[int] = field(default_factory=lambda: [10, 18, 26])
+    real_holdout_fold: int = 0
 
     def __post_init__(self) -> None:
         self.hidden_sizes = [int(size) for size in self.hidden_sizes]
+        self.real_pen_widths = [int(pen) for pen in self.real_pen_widths]
+        if self.real_weight < 0:
+            raise ValueError("real_weight must be >= 0")
         if self.epochs < 1:
             raise ValueError(EPOCHS_MUST_BE_POSITIVE)
         if self.batch_size < 1:

@@ -1,6 +1,7 @@
 """Rewrite the results table in README.md from the pipeline's metrics.
 
-Reads reports/metrics/train.json, reports/metrics/evaluate.json and, when the experiments stage
+Reads reports/metrics/train.json, reports/metrics/evaluate.json (and the breakdowns beside them,
+train_details.json and evaluate_details.json, when present) and, when the experiments stage
 has written it, reports/metrics/experiments.json (the default's mean ± sd over seeds), and replaces whatever lies
 between the `<!-- results:start -->` and `<!-- results:end -->` markers with a Markdown table.
 `--check` changes nothing and exits 1 when the README's table disagrees with the metrics: a row
@@ -54,14 +55,24 @@ class Row:
 # config and seed on different CPUs (MNIST test 99.09 vs 99.12 %, doodles 96.5 vs 97.0 %, ECE
 # 0.0012 vs 0.0025), so a run on another machine passes and a table from another model fails.
 ROWS = (
+    # Real people's handwriting (reports/metrics/real_writers.json, read as evaluate's "real"): the
+    # writer cross-validation's committed runs (no noise), then this run's held-out writers.
+    Row("Real handwriting: 30 writers, each read by a model that never saw them (writer-grouped 5-fold"
+        " cross-validation, the pad's pen; 95 % interval clustered by writer)", "evaluate", ("real.cv",),
+        "percent interval", 0.01),
+    Row("Real handwriting, worst of the 30 writers (cross-validation)", "evaluate", ("real.cv_worst_writer",),
+        "percent", 0.01),
+    Row("Real handwriting, worst digit (cross-validation)", "evaluate", ("real.cv_worst_digit",), "percent", 0.01),
+    Row("Real handwriting, this run's {held_out_writers_count} held-out writers (95 % interval clustered by writer)",
+        "evaluate", ("real.held_out",), "percent interval", 2.0),
     Row("MNIST test accuracy", "evaluate", ("test_accuracy",), "percent", 0.25),
     # doodle_split: where the digits come from ("validation": the development sample of doodle.development).
     Row("Doodle benchmark accuracy ({doodle_count:,} {doodle_split} digits redrawn with a round pen)", "evaluate",
         ("doodle_accuracy",), "percent", 1.5),
-    Row("Pen-stroke benchmark accuracy ({stroke_count:,} digits in people's styles by held-out writers, pens 6-30 px)",
-        "evaluate", ("stroke_accuracy",), "percent", 1.5),
-    Row("Pen-stroke benchmark, lowest per-digit accuracy", "evaluate", ("stroke_min_class_accuracy",), "percent", 3.0),
-    Row("Pen-stroke benchmark, thickest pen (30 px) below the best pen width, points", "evaluate",
+    Row("Synthetic strokes ({stroke_count:,} digits from the training generator's styles, by writers it holds out,"
+        " pens 6-30 px; not people)", "evaluate", ("stroke_accuracy",), "percent", 1.5),
+    Row("Synthetic strokes, lowest per-digit accuracy", "evaluate", ("stroke_min_class_accuracy",), "percent", 3.0),
+    Row("Synthetic strokes, thickest pen (30 px) below the best pen width, points", "evaluate",
         ("stroke_thickest_pen_gap",), "points", 2.0),
     Row("Typed-digit accuracy ({font_count} digits in matplotlib's fonts)", "evaluate",
         ("font_accuracy",), "percent", 1.5),
@@ -74,7 +85,7 @@ ROWS = (
         ("default.test_accuracy",), "percent ± sd", 0.01),
     Row("Doodle benchmark accuracy over {seeds} seeds (mean ± sd)", "experiments",
         ("default.doodle_accuracy",), "percent ± sd", 0.01),
-    Row("Pen-stroke benchmark accuracy over {seeds} seeds (mean ± sd)", "experiments",
+    Row("Synthetic strokes accuracy over {seeds} seeds (mean ± sd)", "experiments",
         ("default.stroke_accuracy",), "percent ± sd", 0.01),
     Row("Expected calibration error over {seeds} seeds (mean ± sd)", "experiments",
         ("default.ece",), "decimal ± sd", 0.0001),
@@ -83,6 +94,13 @@ ROWS = (
 
 def _value(row: Row, metrics: dict) -> float | dict | None:
     for key in row.keys:
+        if row.kind == "percent interval":  # "a.prefix": keys prefix_accuracy, prefix_low, prefix_high of a
+            parent, _, prefix = key.rpartition(".")
+            node = metrics.get(parent) if parent else metrics
+            ends = [node.get(f"{prefix}_{end}") if isinstance(node, dict) else None for end in ("accuracy", "low", "high")]
+            if all(isinstance(end, (int, float)) for end in ends):
+                return {"estimate": ends[0], "low": ends[1], "high": ends[2]}
+            continue
         node = metrics
         for part in key.split("."):
             node = node.get(part) if isinstance(node, dict) else None
@@ -96,6 +114,8 @@ def _value(row: Row, metrics: dict) -> float | dict | None:
 def _shown(row: Row, value: float | dict | None) -> str:
     if value is None:
         return "n/a"
+    if isinstance(value, dict) and row.kind == "percent interval":
+        return f"{100 * value['estimate']:.2f} % ({100 * value['low']:.2f}-{100 * value['high']:.2f})"
     if isinstance(value, dict):
         mean, sd = value["mean"], value.get("sd")
         scale, digits, unit = (100, 2, " %") if row.kind.startswith("percent") else (1, 4, "")
@@ -138,7 +158,7 @@ def render_table(train: dict, evaluate: dict, experiments: dict | None = None) -
 
 def _number(shown: str) -> float | None:
     try:
-        return float(shown.split("±")[0].replace("%", "").strip())
+        return float(shown.split("±")[0].split("(")[0].replace("%", "").strip())
     except ValueError:
         return None
 
@@ -180,6 +200,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     train, evaluate = _load(args.metrics_dir / "train.json"), _load(args.metrics_dir / "evaluate.json")
+    # The breakdowns (counts, lowest class, pen widths) live beside the headline figures, not in them.
+    for name, figures in (("train_details.json", train), ("evaluate_details.json", evaluate)):
+        details = args.metrics_dir / name
+        if details.is_file():
+            figures.update({key: value for key, value in _load(details).items() if key not in figures})
+    real = args.metrics_dir / "real_writers.json"
+    if real.is_file():  # the real-handwriting rows read it as evaluate's "real"
+        real_metrics = _load(real)
+        evaluate = {**evaluate, "real": real_metrics, "held_out_writers_count": real_metrics.get("held_out_writers")}
     study = args.metrics_dir / "experiments.json"
     experiments = _load(study) if study.is_file() else None
     table = render_table(train, evaluate, experiments)

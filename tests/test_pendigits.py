@@ -170,3 +170,31 @@ def test_spark_checks_and_renders_as_the_pad_does(spark, tmp_path):
     assert [(d.label, d.writer, [s.tolist() for s in d.strokes]) for d in back] == [
         (d.label, d.writer, [s.tolist() for s in d.strokes]) for d in digits
     ]
+
+
+def make_inputs(writers, pens=(10, 20)):
+    rows = [(writer, pen) for writer in writers for pen in pens]
+    return pendigits.PenInputs(
+        images=np.column_stack([np.arange(len(rows)) % 256, np.arange(len(rows)) // 256, np.zeros((len(rows), 782))]).astype(np.uint8),
+        labels=np.arange(len(rows)) % 10,
+        writers=np.array([writer for writer, _ in rows]),
+        sample_ids=np.arange(len(rows)),
+        pen_widths=np.array([pen for _, pen in rows]),
+    )
+
+
+def test_training_rows_never_hold_a_held_out_writer():
+    writers = np.repeat(np.arange(1, 31), 3)
+    folds = pendigits.writer_folds(writers, 5, seed=11)
+    inputs = make_inputs(writers)
+    for fold in range(5):
+        held_out = pendigits.writers_of_fold(folds, fold)
+        images, labels = pendigits.training_rows(inputs, held_out, [10], weight=2)
+        trained = inputs.writers[[np.flatnonzero((inputs.images == image).all(axis=1))[0] for image in images]]
+        assert not set(trained.tolist()) & held_out
+        assert set(trained.tolist()) | held_out == set(range(1, 31))
+        assert len(images) == 2 * 24 * 3  # 24 writers x 3 digits at one pen, twice
+    assert pendigits.writers_of_fold(folds, -1) == set()
+    with pytest.raises(pendigits.PenDigitsError, match="not rendered"):
+        pendigits.training_rows(inputs, set(), [14], weight=1)
+    assert len(pendigits.training_rows(inputs, set(), [10], weight=0)[0]) == 0

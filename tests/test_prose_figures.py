@@ -169,3 +169,212 @@ def test_notebook_markdown_and_test_comments_quote_current_figures():
     texts = [text for path in sorted((ROOT / "notebooks").glob("*.ipynb")) for text in notebook_markdown(path)]
     texts += [text for path in sorted((ROOT / "tests").rglob("*.py")) for text in python_prose(path)]
     assert stale_quotes(texts, measured) == []
+
+
+# ---- Claims about what happened in a run, checked against what the run recorded.
+#
+# Beyond figures, markdown states facts about the pipeline's runs: that early stopping ended training,
+# that training accuracy sits below validation, that so many lines of code do a thing, that a table's
+# index counts what its label says. Each kind has a checker and examples it must catch.
+
+TRAIN_HISTORY = ROOT / "reports" / "plots" / "train_history.csv"
+STUDY_RESULTS = ROOT / "reports" / "experiments" / "results.csv"
+PARAMS = ROOT / "params.yaml"
+
+SENTENCE = re.compile(r"[^.!?\n]*(?:\n(?!\n)[^.!?\n]*)*[.!?]?")
+# Words that make a sentence about early stopping conditional or negative rather than a report of it.
+# (and sentences naming the rule or its setting, which say how a run may stop, not that it did).
+HEDGE = re.compile(
+    r"\b(not|never|no|would|if|unless|could|might|rule|patience)\b|n't\b", re.IGNORECASE
+)
+EARLY_STOP = re.compile(r"early[ -]stopping|stop(?:s|ped)? early|stopped (?:after|at) epoch", re.IGNORECASE)
+
+
+def sentences(text: str) -> list[str]:
+    return [" ".join(found.split()) for found in SENTENCE.findall(text) if found.strip()]
+
+
+def early_stopping_claims(text: str) -> list[str]:
+    """Sentences that state, unhedged, that early stopping acted (picked, stopped, cut a run short)."""
+    return [sentence for sentence in sentences(text) if EARLY_STOP.search(sentence) and not HEDGE.search(sentence)]
+
+
+TRAIN_VS_VALIDATION = re.compile(
+    r"train(?:ing)? accuracy\b[^.]*?\b(below|under|lower than|above|over|higher than)\b[^.]*?\bvalidation", re.IGNORECASE
+)
+TENDENCY = re.compile(r"\b(tends?|not at every|not always|usually|often|most|counts|in \d+ of)\b", re.IGNORECASE)
+
+
+def train_validation_claims(text: str) -> list[tuple[str, str]]:
+    """(sentence, "below" or "above") for each unhedged claim that training accuracy sits below or above
+    validation accuracy: a claim about every epoch."""
+    found = []
+    for sentence in sentences(text):
+        match = TRAIN_VS_VALIDATION.search(sentence)
+        if match and not TENDENCY.search(sentence):
+            side = "below" if match.group(1).lower() in ("below", "under", "lower than") else "above"
+            found.append((sentence, side))
+    return found
+
+
+NUMBER_WORDS = {word: value for value, word in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())}
+LINE_COUNT = re.compile(r"\b(\w+) lines from `([^`]+)` to `([^`]+)`", re.IGNORECASE)
+
+
+def counted_lines(code: str, first: str, last: str) -> int | None:
+    """Code lines (blank and comment-only lines left out) from the first line that starts with ``first``
+    to the last line that starts with ``last``, in ``code``; None when either is missing."""
+    lines = [line.strip() for line in code.splitlines() if line.strip() and not line.strip().startswith("#")]
+    def names(line: str, name: str) -> bool:  # `dlogits` names `dlogits += ...`, not `dlogits_fused = ...`
+        return re.match(rf"{re.escape(name)}\b", line) is not None
+
+    starts = [i for i, line in enumerate(lines) if names(line, first)]
+    ends = [i for i, line in enumerate(lines) if names(line, last)]
+    if not starts or not ends or ends[-1] < starts[0]:
+        return None
+    return ends[-1] - starts[0] + 1
+
+
+def line_count_claims(cells: list[dict]) -> list[str]:
+    """Markdown cells saying "the N lines from `a` to `b`" where the code cells before them hold another count."""
+    wrong = []
+    code_so_far = ""
+    for index, cell in enumerate(cells):
+        text = "".join(cell["source"])
+        if cell["cell_type"] == "code":
+            code_so_far += text + "\n"
+            continue
+        for word, first, last in LINE_COUNT.findall(text):
+            said = NUMBER_WORDS.get(word.lower(), int(word) if word.isdigit() else None)
+            if said is None:
+                continue
+            counted = counted_lines(code_so_far, first, last)
+            if counted != said:
+                wrong.append(f"cell {index}: says {word} lines from `{first}` to `{last}`, the code has {counted}")
+    return wrong
+
+
+def runs_stopped_early() -> bool | None:
+    """Whether any recorded run ended before its epoch budget: the pipeline's last run and every row of the
+    seed study; None when nothing is recorded."""
+    import csv
+
+    import yaml
+
+    budget = int(yaml.safe_load(PARAMS.read_text())["train"]["epochs"])
+    epochs_run = []
+    for name in ("train_details.json", "train.json"):
+        path = METRICS_DIR / name
+        if path.is_file() and "epochs_run" in json.loads(path.read_text()):
+            epochs_run.append(int(json.loads(path.read_text())["epochs_run"]))
+            break
+    if STUDY_RESULTS.is_file():
+        with STUDY_RESULTS.open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                overrides = json.loads(row.get("overrides") or "{}")
+                epochs_run.append(int(row["epochs_run"]) - int(overrides.get("epochs", budget)) + budget)
+    if not epochs_run:
+        return None
+    return any(value < budget for value in epochs_run)
+
+
+@pytest.mark.parametrize(
+    ("text", "claims"),
+    [
+        ("The validation split picks the best epoch (early stopping) and decides the champion.", 1),
+        ("Training stopped early at epoch 9.", 1),
+        ("Training would stop early if the loss went 4 epochs without a new low.", 0),
+        ("Early stopping did not trigger: all 15 epochs ran.", 0),
+        ("Each epoch visits the training set once.", 0),
+        ("The same schedule, early-stopping rule and temperature fit.", 0),
+    ],
+)
+def test_early_stopping_claims_are_found(text, claims):
+    assert len(early_stopping_claims(text)) == claims
+
+
+@pytest.mark.parametrize(
+    ("text", "claims"),
+    [
+        ("Training accuracy is measured on augmented images, so it sits below validation accuracy.", [("below",)]),
+        ("Training accuracy tends to sit below validation, but not at every epoch.", []),
+        ("Training accuracy is above the validation accuracy once the model overfits.", [("above",)]),
+    ],
+)
+def test_train_validation_claims_are_found(text, claims):
+    assert [(side,) for _, side in train_validation_claims(text)] == claims
+
+
+def test_line_counts_are_checked_against_the_code_before_them():
+    cells = [
+        {"cell_type": "code", "source": ["a = 1\n", "# a comment\n", "b = a\n", "\n", "c = b\n", "d = c\n", "d_2 = d\n"]},
+        {"cell_type": "markdown", "source": ["The three lines from `a` to `c` become one."]},
+        {"cell_type": "markdown", "source": ["The twelve lines from `a` to `d` become one."]},
+    ]
+    assert line_count_claims(cells) == ["cell 2: says twelve lines from `a` to `d`, the code has 4"]
+
+
+def notebook_cells() -> list[tuple[Path, list[dict]]]:
+    return [(path, json.loads(path.read_text())["cells"]) for path in sorted((ROOT / "notebooks").glob("*.ipynb"))]
+
+
+def test_no_notebook_reports_early_stopping_that_no_run_did():
+    stopped = runs_stopped_early()
+    if stopped is None:
+        pytest.skip("no recorded run: run `dvc repro` first")
+    if stopped:
+        return
+    claims = [
+        f"{path.name} cell {index}: {claim}"
+        for path, cells in notebook_cells()
+        for index, cell in enumerate(cells)
+        if cell["cell_type"] == "markdown"
+        for claim in early_stopping_claims("".join(cell["source"]))
+    ]
+    assert claims == [], "every recorded run ran all its epochs, yet markdown says early stopping acted"
+
+
+def test_train_against_validation_accuracy_claims_hold_at_every_epoch():
+    if not TRAIN_HISTORY.is_file():
+        pytest.skip("no reports/plots/train_history.csv: run `dvc repro` first")
+    import csv
+
+    with TRAIN_HISTORY.open(newline="") as handle:
+        history = [(float(row["train_acc"]), float(row["val_acc"])) for row in csv.DictReader(handle)]
+    holds = {"below": all(t < v for t, v in history), "above": all(t > v for t, v in history)}
+    false = [
+        f"{path.name} cell {index}: {sentence}"
+        for path, cells in notebook_cells()
+        for index, cell in enumerate(cells)
+        if cell["cell_type"] == "markdown"
+        for sentence, side in train_validation_claims("".join(cell["source"]))
+        if not holds[side]
+    ]
+    assert false == []
+
+
+def test_line_counts_in_markdown_match_the_code():
+    assert [f"{path.name} {problem}" for path, cells in notebook_cells() for problem in line_count_claims(cells)] == []
+
+
+def test_the_number_tables_index_labels_each_row_by_its_length_not_its_digit_count():
+    # The whole-number table of 04_evaluate is indexed by (gaps, length); a row's `digits` column
+    # counts its digit drawings, which is `length` times `numbers`. A table indexed by the count
+    # column instead would label sixty 4-digit numbers "240".
+    from doodle import numbers
+
+    numbers_json = METRICS_DIR / "numbers.json"
+    result = json.loads(numbers_json.read_text()) if numbers_json.is_file() else {
+        "bands": {"clear": {"numbers": 3, "number_accuracy": 1.0, "digits": 7, "digit_accuracy": 1.0,
+                            "by_count": {"2": {"numbers": 2, "number_accuracy": 1.0, "digits": 4, "digit_accuracy": 1.0},
+                                         "3": {"numbers": 1, "number_accuracy": 1.0, "digits": 3, "digit_accuracy": 1.0}}}},
+        "touching": {"clear": {"numbers": 0, "number_accuracy": None, "digits": 0, "digit_accuracy": None}},
+    }
+    rows = numbers.table_rows(result)
+    assert rows, "no rows"
+    for row in rows:
+        if row["length"] != "all":
+            assert row["digits"] == int(row["length"]) * row["numbers"], row
+    assert {row["length"] for row in rows} - {"all"} == set(next(iter(result["bands"].values()))["by_count"])

@@ -58,11 +58,11 @@ def test_rewrites_only_between_the_markers(project):
     assert "| Doodle benchmark accuracy (3,000 validation digits redrawn with a round pen) | 94.76 % |" in text
     assert "| Typed-digit accuracy (570 digits in matplotlib's fonts) | 91.23 % |" in text
     assert (
-        "| Pen-stroke benchmark accuracy (2,100 digits in people's styles by held-out writers, pens 6-30 px)"
-        " | 96.34 % |" in text
+        "| Synthetic strokes (2,100 digits from the training generator's styles, by writers it holds out,"
+        " pens 6-30 px; not people) | 96.34 % |" in text
     )
-    assert "| Pen-stroke benchmark, lowest per-digit accuracy | 91.00 % |" in text
-    assert "| Pen-stroke benchmark, thickest pen (30 px) below the best pen width, points | 2.14 |" in text
+    assert "| Synthetic strokes, lowest per-digit accuracy | 91.00 % |" in text
+    assert "| Synthetic strokes, thickest pen (30 px) below the best pen width, points | 2.14 |" in text
     assert "| Expected calibration error (15 bins) | 0.0064 |" in text
     assert "| Training time | 1 min 23 s |" in text
     # Running again changes nothing.
@@ -163,3 +163,25 @@ def test_seed_study_rows_appear_with_the_experiments_metrics(project):
     study["default"]["test_accuracy"]["mean"] = 0.9890
     (metrics / "experiments.json").write_text(json.dumps(study))
     assert run("--check", "--readme", str(readme), "--metrics-dir", str(metrics)).returncode == 1
+
+
+def test_real_handwriting_leads_the_table_with_its_interval(project):
+    readme, metrics = project
+    (metrics / "real_writers.json").write_text(json.dumps({
+        "cv_accuracy": 0.97912, "cv_low": 0.9712, "cv_high": 0.98501, "cv_worst_writer": 0.9104, "cv_worst_digit": 0.9533,
+        "held_out_accuracy": 0.981, "held_out_low": 0.96, "held_out_high": 0.99, "held_out_worst_writer": 0.95,
+        "held_out_worst_digit": 0.94, "held_out_writers": 6,
+    }))
+    assert run("--readme", str(readme), "--metrics-dir", str(metrics)).returncode == 0
+    rows = readme.read_text().split("| --- | --- |\n")[1].splitlines()
+    assert rows[0].startswith("| Real handwriting: 30 writers, each read by a model that never saw them")
+    assert rows[0].endswith("| 97.91 % (97.12-98.50) |")
+    assert "| Real handwriting, worst of the 30 writers (cross-validation) | 91.04 % |" in rows
+    assert rows[3] == "| Real handwriting, this run's 6 held-out writers (95 % interval clustered by writer) | 98.10 % (96.00-99.00) |"
+    assert run("--check", "--readme", str(readme), "--metrics-dir", str(metrics)).returncode == 0
+    (metrics / "real_writers.json").write_text(json.dumps({
+        "cv_accuracy": 0.96912, "cv_low": 0.9612, "cv_high": 0.97501, "cv_worst_writer": 0.9104, "cv_worst_digit": 0.9533,
+        "held_out_accuracy": 0.981, "held_out_low": 0.96, "held_out_high": 0.99, "held_out_writers": 6,
+    }))
+    stale = run("--check", "--readme", str(readme), "--metrics-dir", str(metrics))
+    assert stale.returncode == 1 and "97.91 %" in stale.stderr

@@ -155,6 +155,10 @@ def test_paired_t_p_value_and_identical_seeds():
     assert math.isnan(stats.paired_t_p_value([0.0, 0.0, 0.0]))
     assert stats.identical_on_every_seed([0.0, 0.0, 0.0])
     assert not stats.identical_on_every_seed([0.0, 0.001, 0.0])
+    # 5 of 2,100 images at every seed, computed from different accuracies: the same up to rounding.
+    same = [0.9947619047619047 - 0.9971428571428571, 0.9933333333333333 - 0.9957142857142857, -5 / 2100]
+    assert stats.same_on_every_seed(same) and math.isnan(stats.paired_t_p_value(same))
+    assert not stats.same_on_every_seed([-5 / 2100]) and not stats.same_on_every_seed([0.1, 0.2])
 
 
 def test_pooled_mcnemar_sums_every_seeds_discordant_images():
