@@ -5,8 +5,8 @@ three other folds, the fourth (the next fold round) fits its temperature, and it
 fold's digits. Every digit thus gets calibrated path probabilities from a model that never saw its
 writer, written to ``reports/experiments/path_cv_predictions.csv``.
 
-With the pixel model's out-of-fold probabilities (``reports/experiments/writer_cv_predictions.csv``,
-config ``default``, the pad's pen width 20, from scripts/writer_cv.py), the two views are pooled
+With the pixel model's out-of-fold probabilities (``reports/experiments/writer_cv/predictions.csv``,
+config ``default`` by default, at the pad's pen, from scripts/writer_cv.py), the two views are pooled
 ``log p_pixels + w log p_path``: the weight for a fold is chosen on the other four folds' digits
 (`doodle.path_model.choose_pool_weight`), so the pooled figures are out of fold too. Per writer, per
 digit and overall, pixels alone, path alone and both, with Wilson intervals (clustered by writer
@@ -15,6 +15,7 @@ served model uses, is printed and written as the ``pool_weight`` row.
 
     python scripts/path_cv.py                       # runs under nice 10
     python scripts/path_cv.py --pendigits ../shared/data/pendigits   # the raw file, folds from params.yaml
+    python scripts/path_cv.py --reuse --pixel-config no_real_writers   # pool with another pixel configuration
 """
 
 from __future__ import annotations
@@ -29,12 +30,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from doodle import path_features, path_model, pendigits
+from doodle import path_features, path_model, pendigits, writer_cv
 from doodle.stats import clustered_accuracy_interval, wilson_interval
 
 ROOT = Path(__file__).resolve().parents[1]
-PIXEL_CONFIG = "default"
-PAD_PEN = pendigits.PAD_PEN_WIDTH
 
 
 def load_writers(root: Path, params: Path) -> tuple[list[pendigits.PenDigit], dict[int, int]]:
@@ -69,16 +68,6 @@ def path_cv(digits, folds, config: path_model.PathConfig, seed: int) -> np.ndarr
     return proba
 
 
-def read_pixel(path: Path) -> dict[int, np.ndarray]:
-    """{sample_id: (10,) pixel probabilities} of the default config at the pad's pen."""
-    out = {}
-    with open(path, newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row["config"] == PIXEL_CONFIG and int(row["pen_width"]) == PAD_PEN:
-                out[int(row["sample_id"])] = np.array([float(row[f"p{k}"]) for k in range(10)])
-    return out
-
-
 def figure_rows(group: str, key, correct: dict[str, np.ndarray], writers: np.ndarray) -> list[dict]:
     rows = []
     for view, right in correct.items():
@@ -95,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pendigits", type=Path, default=ROOT / "data" / "pendigits")
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
-    parser.add_argument("--pixel", type=Path, default=ROOT / "reports" / "experiments" / "writer_cv_predictions.csv")
+    parser.add_argument("--pixel", type=Path, default=ROOT / "reports" / "experiments" / "writer_cv",
+                        help="the writer cross-validation's folder (its predictions.csv)")
+    parser.add_argument("--pixel-config", default="default", help="the pixel model's configuration in it")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "experiments")
     parser.add_argument("--reuse", action="store_true", help="read path_cv_predictions.csv instead of training")
     args = parser.parse_args(argv)
@@ -125,11 +116,16 @@ def main(argv: list[str] | None = None) -> int:
 
     correct = {"path": path_proba.argmax(axis=1) == labels}
     pool_weight = None
-    if args.pixel.exists():
-        pixel_by_id = read_pixel(args.pixel)
+    try:
+        pixel = writer_cv.read_predictions(args.pixel, args.pixel_config)
+    except writer_cv.NoResults as error:
+        pixel = None
+        print(f"{error}: the path alone", flush=True)
+    if pixel is not None:
+        pixel_by_id = dict(zip(pixel.sample_ids.tolist(), pixel.probs))
         missing = [int(i) for i in sample_ids if int(i) not in pixel_by_id]
         if missing:
-            raise SystemExit(f"{args.pixel}: no {PIXEL_CONFIG} row at pen width {PAD_PEN} for {len(missing)} digits, e.g. {missing[:3]}")
+            raise SystemExit(f"{args.pixel}: {args.pixel_config} has no row for {len(missing)} digits, e.g. {missing[:3]}")
         pixel_proba = np.array([pixel_by_id[int(i)] for i in sample_ids])
         pooled = np.zeros_like(pixel_proba)
         for held_out in sorted(set(fold.tolist())):
@@ -139,8 +135,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"fold {held_out}: pool weight {weight:.1f} (chosen on the other folds)", flush=True)
         pool_weight = path_model.choose_pool_weight(pixel_proba, path_proba, labels)
         correct = {"pixels": pixel_proba.argmax(axis=1) == labels, **correct, "both": pooled.argmax(axis=1) == labels}
-    else:
-        print(f"{args.pixel} not found: the path alone", flush=True)
 
     rows = figure_rows("overall", "all", correct, writers)
     for writer in sorted(set(writers.tolist())):
@@ -152,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     if pool_weight is not None:
         rows.append({"group": "pool_weight", "key": "all", "view": "both", "digits": len(labels), "right": "",
                      "accuracy": pool_weight, "low": "", "high": ""})
+    for row in rows:
+        row["pixel_config"] = args.pixel_config if pixel is not None else ""
     with open(args.out / "path_cv.csv", "w", newline="") as handle:
         out = csv.DictWriter(handle, fieldnames=list(rows[0]))
         out.writeheader()
