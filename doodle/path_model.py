@@ -184,3 +184,35 @@ def choose_pool_weight(
         return int((pooled.argmax(axis=1) == y).sum()), -float(np.log(np.maximum(pooled[rows, y], 1e-12)).mean())
 
     return float(max(weights, key=score))
+
+
+def train_calibrated(
+    drawings: Sequence[Sequence[np.ndarray]],
+    labels: np.ndarray,
+    folds: np.ndarray,
+    held_out: int,
+    config: PathConfig,
+    seed: int,
+) -> tuple[PathTrainResult, float]:
+    """The path model of every writer fold but ``held_out``, calibrated without touching it.
+
+    The model trains on all the other folds (more writers read better: four folds of six writers beat
+    three). Its temperature comes from a twin trained the same way without one more fold (the next
+    one round), fitted on that fold's digits, writers neither twin saw: temperatures of one
+    configuration barely move between such twins, and no digit of ``held_out`` is used. ``folds``:
+    ``(N,)`` fold of each drawing. Returns the model (its ``temperature`` set) and the twin's accuracy
+    on the fold it was calibrated on."""
+    labels = np.asarray(labels, dtype=np.int64)
+    folds = np.asarray(folds)
+    count = int(folds.max()) + 1
+    val_fold = (held_out + 1) % count
+    twin_rows = np.flatnonzero((folds != held_out) & (folds != val_fold))
+    val_rows = np.flatnonzero(folds == val_fold)
+    train_rows = np.flatnonzero(folds != held_out)
+    val_features = path_features.features_of([drawings[i] for i in val_rows], config.points)
+    x, y = augmented_features([drawings[i] for i in twin_rows], labels[twin_rows], config, seed)
+    twin = train_path_model(x, y, config, seed + 1, val=(val_features, labels[val_rows]))
+    x, y = augmented_features([drawings[i] for i in train_rows], labels[train_rows], config, seed + 2)
+    model = train_path_model(x, y, config, seed + 3)
+    model.temperature = twin.temperature
+    return model, float(twin.history[-1]["val_accuracy"])

@@ -1,8 +1,8 @@
 """Writer cross-validation of the path model, and of the path pooled with the pixel model.
 
 For each of the 5 writer folds (the `pendigits` stage's folds.json): the path model is trained on
-three other folds, the fourth (the next fold round) fits its temperature, and it reads the held-out
-fold's digits. Every digit thus gets calibrated path probabilities from a model that never saw its
+the four other folds, its temperature is fitted by a twin trained without the next fold round on that
+fold (`doodle.path_model.train_calibrated`), and it reads the held-out fold's digits. Every digit thus gets calibrated path probabilities from a model that never saw its
 writer, written to ``reports/experiments/path_cv_predictions.csv``.
 
 With the pixel model's out-of-fold probabilities (``reports/experiments/writer_cv/predictions.csv``,
@@ -47,24 +47,21 @@ def load_writers(root: Path, params: Path) -> tuple[list[pendigits.PenDigit], di
 
 
 def path_cv(digits, folds, config: path_model.PathConfig, seed: int) -> np.ndarray:
-    """Out-of-fold calibrated path probabilities, ``(N, 10)`` in the order of ``digits``."""
+    """Out-of-fold calibrated path probabilities, ``(N, 10)`` in the order of ``digits``: for each
+    fold, the model of the other four (`doodle.path_model.train_calibrated`)."""
     drawings = [pendigits.to_pad(digit.strokes) for digit in digits]
     labels = np.array([digit.label for digit in digits])
     fold = np.array([folds[digit.writer] for digit in digits])
-    count = max(folds.values()) + 1
     features = path_features.features_of(drawings, config.points)
     proba = np.zeros((len(digits), 10))
-    for held_out in range(count):
+    for held_out in range(int(fold.max()) + 1):
         started = time.perf_counter()
-        val_fold = (held_out + 1) % count
-        train = np.flatnonzero((fold != held_out) & (fold != val_fold))
-        val, test = np.flatnonzero(fold == val_fold), np.flatnonzero(fold == held_out)
-        x, y = path_model.augmented_features([drawings[i] for i in train], labels[train], config, seed + held_out)
-        result = path_model.train_path_model(x, y, config, seed + 100 + held_out, val=(features[val], labels[val]))
-        proba[test] = path_model.path_proba(result.params, features[test], result.temperature)
+        test = np.flatnonzero(fold == held_out)
+        model, twin_accuracy = path_model.train_calibrated(drawings, labels, fold, held_out, config, seed + 10 * held_out)
+        proba[test] = path_model.path_proba(model.params, features[test], model.temperature)
         accuracy = (proba[test].argmax(axis=1) == labels[test]).mean()
-        print(f"fold {held_out}: path {accuracy:.2%} on {len(test)} digits, T {result.temperature:.3f},"
-              f" {time.perf_counter() - started:.0f} s", flush=True)
+        print(f"fold {held_out}: path {accuracy:.2%} on {len(test)} digits, T {model.temperature:.3f}"
+              f" (its twin read its calibration fold {twin_accuracy:.2%}), {time.perf_counter() - started:.0f} s", flush=True)
     return proba
 
 

@@ -143,3 +143,28 @@ def test_training_learns_to_tell_strokes_apart():
     probs = path_model.path_proba(result.params, x[:200], result.temperature)
     assert (probs.argmax(axis=1) == labels).mean() > 0.95
     assert result.temperature > 0 and len(result.history) == 5 and "val_accuracy" in result.history[0]
+
+
+def test_train_calibrated_never_reads_the_held_out_fold():
+    """The model trains on every fold but the held-out one; the temperature comes from a twin
+    calibrated on another fold. Labels scrambled in the held-out fold change nothing."""
+    rng = np.random.default_rng(6)
+
+    def line(label: int) -> list[np.ndarray]:
+        t = np.linspace(0, 1, 5)[:, None]
+        end = np.array([[0, 100], [100, 0], [100, 100], [-100, 100]][label])
+        return [t * end + rng.normal(0, 2, (5, 2))]
+
+    labels = np.arange(250) % 4
+    drawings = [line(label) for label in labels]
+    folds = np.arange(250) % 5
+    config = path_model.PathConfig(points=6, hidden_sizes=[16], epochs=20, augment_copies=0, batch_size=16)
+    model, twin_accuracy = path_model.train_calibrated(drawings, labels, folds, 2, config, seed=3)
+    scrambled = labels.copy()
+    scrambled[folds == 2] = (scrambled[folds == 2] + 1) % 4
+    again, _ = path_model.train_calibrated(drawings, scrambled, folds, 2, config, seed=3)
+    for key in model.params:
+        np.testing.assert_array_equal(model.params[key], again.params[key])
+    assert model.temperature == again.temperature > 0 and 0.0 <= twin_accuracy <= 1.0
+    features = pf.features_of(drawings, 6)
+    assert (path_model.path_proba(model.params, features).argmax(axis=1) == labels).mean() > 0.9
