@@ -8,8 +8,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-lock
 
 API_HOST ?= 127.0.0.1
-API_PORT ?= 8000
-DASHBOARD_PORT ?= 8866
+# The servers' default ports are defined once, in doodle/constants.py.
+port_constant = $(shell sed -n 's/^$(1) = \([0-9][0-9]*\).*/\1/p' doodle/constants.py)
+API_PORT ?= $(call port_constant,DEFAULT_API_PORT)
+DASHBOARD_PORT ?= $(call port_constant,DEFAULT_DASHBOARD_PORT)
 PYTEST_ARGS ?=
 
 # Stage commands (papermill, dvc) come from the venv.
@@ -33,7 +35,7 @@ export DOODLE_MNIST_DIR
 DOODLE_PENDIGITS_DIR ?= $(abspath $(wildcard ../shared/data/pendigits))
 export DOODLE_PENDIGITS_DIR
 
-.PHONY: help venv frontend lock system-deps pipeline metrics experiments mlflow-ui test-pipeline retrain long-run torch-reference run api score test test-fast plots bench bench-deps clean
+.PHONY: help venv frontend lock system-deps pipeline metrics experiments mlflow-ui test-pipeline retrain long-run torch-reference run api score lint test test-fast plots bench bench-deps clean
 
 help:
 	@echo "make run     install (first time), run the DVC pipeline, serve the API and the dashboard"
@@ -41,6 +43,7 @@ help:
 	@echo "make long-run   train params-long.yaml, evaluate it into reports/long-run/, judge it by the promotion rule"
 	@echo "make test    install (first time), run the pipeline in a scratch copy, then every test (CI runs this)"
 	@echo "make test-fast   the tests without the slow end-to-end ones"
+	@echo "make lint    ruff check and ruff format --check (pyproject.toml's rules; make test runs it first)"
 	@echo "make frontend   build the drawing app's page script (npm; make run and make test do it when needed)"
 	@echo "make plots  DVC plots rendered offline into dvc_plots/index.html"
 	@echo "make metrics   dvc metrics show (the headline figures); make experiments: dvc exp show"
@@ -130,11 +133,21 @@ score: venv
 test-pipeline: venv
 	$(BIN)/python scripts/pipeline_scratch.py
 
-test: system-deps test-pipeline
-	$(BIN)/pytest $(PYTEST_ARGS)
+# ruff's rules and line length are in pyproject.toml; `ruff format .` and `ruff check --fix .` fix most findings.
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
-test-fast: test-pipeline
-	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+# Tests run on PYTEST_WORKERS processes (pytest-xdist); tests/conftest.py keeps each module with
+# slow tests on one worker and starts the slow ones first. PYTEST_WORKERS=0 runs them in this process.
+PYTEST_WORKERS ?= 2
+PYTEST_PARALLEL := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup)
+
+test: system-deps lint test-pipeline
+	$(BIN)/pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
+
+test-fast: lint test-pipeline
+	$(BIN)/pytest -m "not slow" $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 # dvc plots show rendered with local Vega (npm), readable offline: dvc_plots/index.html
 plots: venv

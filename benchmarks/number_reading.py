@@ -40,7 +40,7 @@ def main() -> None:
         source = numbers.stroke_source()
     started = time.perf_counter()
     result = numbers.number_benchmark(
-        source, lambda x: model.predict(x)[0], args.seed, numbers_per_cell=args.per_cell
+        source, model, args.seed, numbers_per_cell=args.per_cell
     )
     seconds = time.perf_counter() - started
 

@@ -191,7 +191,8 @@ def main() -> None:
             start, seconds, slots = spark_mode(master, model, path, warmup)
             record(f"Spark {master}", slots, seconds, f"session start {start:.1f} s")
     if "cluster" in modes:
-        from doodle.spark_cluster import standalone_cluster
+        sys.path.insert(0, str(ROOT / "tests"))  # support: the standalone cluster the cluster test starts
+        from support.spark_cluster import standalone_cluster
 
         with tempfile.TemporaryDirectory() as tmp, standalone_cluster(Path(tmp), cores=2, memory="2g") as cluster:
             start, seconds, slots = spark_mode(cluster.master_url, model, path, warmup)

@@ -56,7 +56,7 @@ def main() -> None:
             for path, with_strokes in numbers.READ_PATHS.items():
                 read = partial(_read, model, with_strokes)
                 figures = numbers.number_benchmark(
-                    source, lambda x: model.predict(x)[0], args.seed, numbers_per_cell=args.per_cell, read=read
+                    source, model, args.seed, numbers_per_cell=args.per_cell, read=read
                 )
                 result["numbers"][f"{name} / {path}"] = figures
                 cells = [

@@ -19,6 +19,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from doodle import strokes  # noqa: E402
+from doodle.drawing import render_strokes  # noqa: E402
 from doodle.preprocess import canvas_to_input, ink_to_input  # noqa: E402
 
 
@@ -52,7 +53,7 @@ def main() -> None:
     trajectories = clock() - started
 
     started = clock()
-    pads = [strokes.render(pad_strokes, pen) for pad_strokes, pen in drawings]
+    pads = [render_strokes(pad_strokes, strokes.CANVAS_SIZE, pen) for pad_strokes, pen in drawings]
     rendering = clock() - started
 
     started = clock()

@@ -2,7 +2,7 @@
 
 One training step is forward + softmax cross-entropy + backward + Adam update, on a fixed batch
 of random float32 images. Both sides get the same layer sizes (params.yaml's ``train`` section,
-or 784-1024-1024-10), the same starting weights and the same thread count (PyTorch's
+or ``--hidden``), the same starting weights and the same thread count (PyTorch's
 ``set_num_threads``, threadpoolctl for NumPy's BLAS and the optimizer's own threads). Rounds of
 ours and PyTorch's alternate, after a warm-up, so a change in the machine's load hits both; the
 best round of each counts (on a shared machine the best round is the least disturbed one).
@@ -40,7 +40,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 from threadpoolctl import threadpool_limits
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,21 +48,12 @@ sys.path.insert(0, str(ROOT))
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 
 from doodle import mlp, optim  # noqa: E402
-
-DEFAULT_HIDDEN = [1024, 1024]
-HIDDEN_KEYS = ("hidden_sizes", "hidden", "hidden_layers")
+from doodle.train import TrainConfig  # noqa: E402
 
 
 def hidden_from_params() -> list[int]:
-    """Hidden layer sizes from params.yaml's train section, or the default."""
-    params_file = ROOT / "params.yaml"
-    if params_file.exists():
-        train = (yaml.safe_load(params_file.read_text()) or {}).get("train") or {}
-        for key in HIDDEN_KEYS:
-            if key in train:
-                value = train[key]
-                return [int(size) for size in (value if isinstance(value, list) else [value])]
-    return DEFAULT_HIDDEN
+    """Hidden layer sizes of params.yaml's train section (`doodle.train.TrainConfig.hidden_sizes`)."""
+    return TrainConfig.from_params_file(ROOT / "params.yaml").hidden_sizes
 
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
@@ -194,7 +184,7 @@ def best_rate(step, batch_size: int, steps_per_round: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hidden", help="hidden layer sizes, comma-separated (default: params.yaml or 1024,1024)")
+    parser.add_argument("--hidden", help="hidden layer sizes, comma-separated (default: params.yaml's train.hidden_sizes)")
     parser.add_argument("--batch-sizes", default="128,512", help="comma-separated (default 128,512)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for both (default: all CPUs)")
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds per side and batch size")

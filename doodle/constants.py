@@ -1,5 +1,6 @@
 """Numbers the whole project agrees on, defined once: the image format the network reads, the
-drawing pad's size, what counts as ink, and the default ports of the two servers.
+drawing pad's size, what counts as ink, how many digits a number may hold, and the ports of the
+two servers.
 
 Pure constants with no imports, so any layer (and `serving/`) can use them.
 """
@@ -12,10 +13,18 @@ N_CLASSES = 10  # digits 0..9: the network's output width
 # The drawing pad (dashboard) and every synthetic canvas (doodles, typed digits), in px per side.
 CANVAS_SIZE = 280
 
-# A pixel is ink when its [0, 1] value exceeds one half; on MNIST's byte scale that is byte >= 128.
-INK_THRESHOLD = 0.5
-INK_THRESHOLD_BYTE = 128
+# Where a grey image is cut into ink and paper when a yes/no is needed: the ink statistics of the
+# prepare stage and of the API's drift check, MNIST thinned before it is redrawn as a doodle, the
+# ink boxes of composed numbers. A pixel is ink when its [0, 1] value exceeds one half; on MNIST's
+# byte scale that is byte >= 128. (Canvas preprocessing keeps grey levels and sets its own.)
+BINARY_INK_LEVEL = 0.5
+BINARY_INK_BYTE = 128
 
-# Where `make run` serves the API and the drawing dashboard unless told otherwise.
+# The most digits one drawing is read as (the pad's number mode and `/predict/number`'s default
+# limit): a phone number with its country code fits.
+MAX_NUMBER_DIGITS = 16
+
+# Where `make run` serves the API and the drawing dashboard unless told otherwise (the Makefile
+# and scripts/serve.py read these).
 DEFAULT_API_PORT = 8000
 DEFAULT_DASHBOARD_PORT = 8866

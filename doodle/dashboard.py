@@ -1,15 +1,16 @@
 """The drawing dashboard: draw a digit with the mouse or a finger, see what the MLP reads.
 
-Three parts: `doodle.drawing.Drawing` keeps the strokes (no widgets), `doodle.dashboard_view`
-builds what the page shows (HTML and PNG from plain values), and `DoodleApp` here is the
-widget glue: it turns ipycanvas events into strokes, runs the model (`doodle.explain`: the
-guess, the runner-up, the attribution map and the most active hidden units), and puts the
-views in its widgets. Every widget and all state belong to one `DoodleApp` (no globals), so each Voilà
-page gets its own pad. The drawing goes through `doodle.preprocess.canvas_to_input` and
+Four parts: `doodle.drawing.Drawing` keeps the strokes (no widgets), `doodle.dashboard_view`
+builds what the page shows (HTML and PNG from plain values), `doodle.dashboard_widgets` lays out
+the widgets and paints the pad, and `DoodleApp` here is the controller: it turns ipycanvas
+events into strokes, watches for a new model, runs the model (`doodle.explain`: the guess, the
+runner-up, the attribution map and the most active hidden units), tells the widgets what to
+show and stores corrections. Every widget and all state belong to one `DoodleApp` (no globals),
+so each Voilà page gets its own pad. The drawing goes through `doodle.preprocess.canvas_to_input` and
 `Model.predict`, the same path as the API's, and corrections go to the shared `FeedbackStore`.
 
 When the pad holds more than one digit it reads them as a number on its own
-(`doodle.number_reading`, the path of `/predict/number`): each digit's box is painted on the pad,
+(`doodle.number_reading`, the reading of `/predict/number`): each digit's box is painted on the pad,
 the number goes where the single guess would, and each digit is listed with its confidence and
 its 28x28 input; a correction then names the digit it is for and stores that digit's own input.
 
@@ -22,19 +23,17 @@ The notebook is two lines::
 
 from __future__ import annotations
 
-import html
 import sqlite3
 import threading
 from dataclasses import dataclass
 
 import ipywidgets as widgets
 import numpy as np
-from ipycanvas import Canvas, hold_canvas
 
-from doodle import dashboard_contract as page
 from doodle import dashboard_view as view
-from doodle.constants import CANVAS_SIZE, IMAGE_SIDE
-from doodle.drawing import PEN_WIDTH, Drawing, Point, Stroke, render_strokes
+from doodle.constants import CANVAS_SIZE
+from doodle.dashboard_widgets import DashboardWidgets
+from doodle.drawing import PEN_WIDTH, Drawing, Point, Stroke
 from doodle.explain import Explanation, explain, unit_pattern
 from doodle.feedback import FeedbackStore
 from doodle.model_io import Model, ModelFileError, load_model, top_two
@@ -44,10 +43,8 @@ from doodle.path_io import read_views
 from doodle.paths import feedback_db_path, model_path
 from doodle.preprocess import BLANK_CANVAS_MESSAGE, BlankCanvasError, canvas_to_input
 
-__all__ = ["CANVAS_SIZE", "PEN_WIDTH", "DoodleApp", "NumberReading", "Prediction", "render_strokes"]
+__all__ = ["CANVAS_SIZE", "PEN_WIDTH", "DoodleApp", "NumberReading", "Prediction"]
 
-INK_COLOUR = "white"  # white on black, like MNIST
-BACKGROUND_COLOUR = "black"
 FEEDBACK_SOURCE = "dashboard"
 TOP_UNITS = 8  # first-layer units shown for each drawing
 # How often a page looks for a newly promoted model in models/ (see doodle.model_watch).
@@ -85,6 +82,7 @@ class DoodleApp:
     pen lift, not only on Predict. With the default model, a background thread polls its files
     every ``model_poll_seconds`` (0: never) and the next prediction uses a newly promoted model
     once it has loaded and checked (`doodle.model_watch`); the page shows the version in use.
+    The widgets are ``view`` (`DashboardWidgets`); ``layout`` is the page.
     """
 
     def __init__(
@@ -113,14 +111,15 @@ class DoodleApp:
         self._model = model
         self._shown_version = model.version if model is not None else None
         self._feedback_store = feedback_store
-        self.live = live
+        self.live = live and model is not None
         self.drawing = Drawing(CANVAS_SIZE, pen_width)
         self.prediction: Prediction | None = None
         self.number: NumberReading | None = None  # the last reading when it was several digits
-        self.predictions_made = 0
-        self._boxes_painted = False
         self._unit_pngs: dict[int, bytes] = {}  # weight patterns do not change: drawn once per unit
-        self._build_widgets()
+        self.view = DashboardWidgets(
+            model.version if model is not None else "none", self.model_error, can_predict=model is not None
+        )
+        self._connect()
         self._show_idle()
 
     @property
@@ -138,10 +137,10 @@ class DoodleApp:
         """Stop looking for new models (the thread also ends with the kernel)."""
         self._stop_polling.set()
 
-    @staticmethod
-    def _version_html(version: str) -> str:
-        return (f"<span class='doodle-muted doodle-model-version' data-version='{html.escape(version)}'>"
-                f"Model in use: {html.escape(version)}</span>")
+    @property
+    def layout(self) -> widgets.VBox:
+        """The page: every widget of this app."""
+        return self.view.layout
 
     @property
     def strokes(self) -> list[Stroke]:
@@ -155,159 +154,36 @@ class DoodleApp:
     def pen_width(self, width: int) -> None:
         self.drawing.pen_width = width
 
-    # ----- widgets -------------------------------------------------------------------------
-
-    def _build_widgets(self) -> None:
-        px = f"{CANVAS_SIZE}px"
-        self.canvas = Canvas(width=CANVAS_SIZE, height=CANVAS_SIZE, layout=widgets.Layout(width=px, height=px))
-        self.canvas.add_class(page.PAD)
-        self.canvas.on_client_ready(self.repaint)
-        self.canvas.on_mouse_down(self.handle_mouse_down)
-        self.canvas.on_mouse_move(self.handle_mouse_move)
-        self.canvas.on_mouse_up(self.handle_mouse_up)
-        self.canvas.on_mouse_out(self.handle_mouse_out)
-        self.canvas.on_touch_start(self.handle_touch_start)
-        self.canvas.on_touch_move(self.handle_touch_move)
-        self.canvas.on_touch_end(self.handle_touch_end)
-        self.canvas.on_touch_cancel(self.handle_touch_end)
-
-        def button(description: str, css_class: str, icon: str, style: str = "") -> widgets.Button:
-            made = widgets.Button(description=description, icon=icon, button_style=style,
-                                  layout=widgets.Layout(width="90px"))
-            made.add_class(css_class)
-            return made
-
-        self.predict_button = button("Predict", page.PREDICT, "magic", "primary")
-        self.undo_button = button("Undo", page.UNDO, "undo")
-        self.clear_button = button("Clear", page.CLEAR, "eraser")
-        self.predict_button.on_click(lambda _: self.predict())
-        self.undo_button.on_click(lambda _: self.undo())
-        self.clear_button.on_click(lambda _: self.clear())
-
-        self.guess = widgets.HTML(layout=widgets.Layout(width="200px", height="140px"))
-        self.guess.add_class(page.GUESS)
-        self.bars = widgets.HTML(layout=widgets.Layout(width="220px"))
-        self.bars.add_class(page.PROBS)
-        view_px = f"{IMAGE_SIDE * view.INPUT_VIEW_SCALE}px"
-        self.input_view = widgets.Image(format="png", layout=widgets.Layout(width=view_px, height=view_px))
-        self.input_view.add_class(page.INPUT_VIEW)
-        self.attribution_view = widgets.HTML()
-        self.units_view = widgets.HTML(layout=widgets.Layout(max_width="380px"))
-
-        self.actual_picker = widgets.ToggleButtons(
-            options=[str(digit) for digit in range(10)],
-            value=None,
-            style=widgets.ToggleButtonsStyle(button_width="34px"),
-        )
-        self.actual_picker.add_class(page.ACTUAL)
-        self.submit_button = button("Submit", page.SUBMIT, "check")
-        self.submit_button.on_click(lambda _: self.submit_feedback())
-        self.feedback_status = widgets.HTML()
-        self.feedback_status.add_class(page.FEEDBACK_STATUS)
-        self.number_view = widgets.HTML()
-        self.number_view.add_class(page.NUMBER_VIEW)
-        # Which digit of a number a correction is for: shown only while a number is read.
-        self.position_picker = widgets.ToggleButtons(
-            options=[], value=None, style=widgets.ToggleButtonsStyle(button_width="64px")
-        )
-        self.position_picker.add_class(page.NUMBER_POSITION)
-        self.position_row = widgets.HBox(
-            [widgets.HTML("<span class='doodle-muted'>Which digit:</span>"), self.position_picker],
-            layout=widgets.Layout(display="none", align_items="center"),
-        )
-
-        if self.model is None:
-            for disabled in (self.predict_button, self.submit_button):
-                disabled.disabled = True
-            self.live = False
-        version = self.model.version if self.model is not None else "none"
-        self.version_label = widgets.HTML(self._version_html(version))
-        header = widgets.VBox([widgets.HTML(view.header_html(version, self.model_error)), self.version_label])
-        pad_column = widgets.VBox(
-            [self.canvas, widgets.HBox([self.predict_button, self.undo_button, self.clear_button])]
-        )
-
-        def titled(title: str, *children: widgets.Widget) -> widgets.VBox:
-            return widgets.VBox([widgets.HTML(f"<div class='doodle-muted'>{title}</div>"), *children])
-
-        # Rows wrap: on a phone-width page every column stacks under the previous one.
-        def row(*children: widgets.Widget) -> widgets.HBox:
-            made = widgets.HBox(list(children), layout=widgets.Layout(flex_flow="row wrap"))
-            made.add_class("doodle-row")
-            return made
-
-        answer_row = row(pad_column, self.guess, titled("Probabilities", self.bars))
-        number_row = row(self.number_view)
-        why_row = row(
-            titled("What the model saw (28x28)", self.input_view),
-            titled("Why this digit", self.attribution_view),
-            titled("What the most active hidden units look for (weights; activation)", self.units_view),
-        )
-        feedback_row = widgets.VBox(
-            [
-                widgets.HTML("<b>Wrong?</b> <span class='doodle-muted'>Pick the digit you drew and submit it:"
-                             " it is saved to improve the next model.</span>"),
-                self.position_row,
-                widgets.HBox([self.actual_picker, self.submit_button]),
-                self.feedback_status,
-            ]
-        )
-        self.layout = widgets.VBox([header, answer_row, number_row, why_row, feedback_row])
-        self.layout.layout.padding = "4px 8px"
-        self.layout.add_class(page.APP)
+    def _connect(self) -> None:
+        """The pad's pointer events and the buttons, to this controller."""
+        canvas = self.view.canvas
+        canvas.on_client_ready(self.repaint)
+        canvas.on_mouse_down(self.handle_mouse_down)
+        canvas.on_mouse_move(self.handle_mouse_move)
+        canvas.on_mouse_up(self.handle_mouse_up)
+        canvas.on_mouse_out(self.handle_mouse_out)
+        canvas.on_touch_start(self.handle_touch_start)
+        canvas.on_touch_move(self.handle_touch_move)
+        canvas.on_touch_end(self.handle_touch_end)
+        canvas.on_touch_cancel(self.handle_touch_end)
+        self.view.predict_button.on_click(lambda _: self.predict())
+        self.view.undo_button.on_click(lambda _: self.undo())
+        self.view.clear_button.on_click(lambda _: self.clear())
+        self.view.submit_button.on_click(lambda _: self.submit_feedback())
 
     # ----- the pad: events -> Drawing -> canvas --------------------------------------------
 
     def repaint(self) -> None:
         """Paint the background and every stroke (page connect, undo, clear)."""
-        with hold_canvas():
-            self.canvas.clear()
-            self.canvas.fill_style = BACKGROUND_COLOUR
-            self.canvas.fill_rect(0, 0, CANVAS_SIZE, CANVAS_SIZE)
-            self._set_pen()
-            for stroke in self.drawing.strokes:
-                self._paint_stroke(stroke)
-        self._boxes_painted = False
-
-    def _paint_boxes(self, reading: NumberReading) -> None:
-        """Each digit's box around its ink, over the strokes."""
-        margin = page.BOX_MARGIN
-        with hold_canvas():
-            self.canvas.stroke_style = page.BOX_COLOUR
-            self.canvas.line_width = 2
-            for digit in reading.digits:
-                x, y, w, h = digit.box
-                self.canvas.stroke_rect(x - margin, y - margin, w + 2 * margin, h + 2 * margin)
-            self._set_pen()
-        self._boxes_painted = True
-
-    def _set_pen(self) -> None:
-        self.canvas.stroke_style = INK_COLOUR
-        self.canvas.fill_style = INK_COLOUR
-        self.canvas.line_width = self.drawing.pen_width
-        self.canvas.line_cap = "round"
-        self.canvas.line_join = "round"
-
-    def _paint_stroke(self, stroke: Stroke) -> None:
-        if len(stroke) == 1:
-            self.canvas.fill_circle(stroke[0][0], stroke[0][1], self.drawing.pen_width / 2)
-        else:
-            self.canvas.stroke_lines(stroke)
+        self.view.repaint(self.drawing.strokes, self.drawing.pen_width)
 
     def handle_mouse_down(self, x: float, y: float) -> None:
-        stroke = self.drawing.pen_down(x, y)
-        with hold_canvas():
-            self._set_pen()
-            self._paint_stroke(stroke)
+        self.view.paint_stroke_start(self.drawing.pen_down(x, y), self.drawing.pen_width)
 
     def handle_mouse_move(self, x: float, y: float) -> None:
         segment = self.drawing.pen_move(x, y)
-        if segment is None:
-            return
-        (xa, ya), (xb, yb) = segment
-        with hold_canvas():
-            self._set_pen()
-            self.canvas.stroke_line(xa, ya, xb, yb)
+        if segment is not None:
+            self.view.paint_segment(*segment, self.drawing.pen_width)
 
     def handle_mouse_up(self, x: float | None = None, y: float | None = None) -> None:
         if self.drawing.pen_up() and self.live:
@@ -342,7 +218,7 @@ class DoodleApp:
         self.drawing.clear()
         self.repaint()
         self._show_idle()
-        self.feedback_status.value = ""
+        self.view.feedback_status.value = ""
 
     # ----- prediction ----------------------------------------------------------------------
 
@@ -359,7 +235,7 @@ class DoodleApp:
         if model.version != self._shown_version:
             self._shown_version = model.version
             self._unit_pngs.clear()  # another model's weight patterns
-            self.version_label.value = self._version_html(model.version)
+            self.view.show_version(model.version)
         drawing = self.render()
         self.prediction = None
         self.number = None
@@ -367,19 +243,21 @@ class DoodleApp:
             model_input = canvas_to_input(drawing)
         except BlankCanvasError as error:
             self._unpaint_boxes()
-            self._show_blank(str(error))
+            self.view.show_blank(str(error))
             return None
         try:
             reading = read_number(model, drawing, self.drawing.strokes, pen_width=self.drawing.pen_width)
         except TooManyDigitsError as error:
             self._unpaint_boxes()
-            self._show_blank(str(error))
+            self.view.show_blank(str(error))
             return None
         except BlankCanvasError:
             reading = None  # a piece too faint to read alone: the drawing is read as one digit
         if reading is not None and len(reading) > 1:
             self.number = reading
-            self._show_number(reading)
+            self._unpaint_boxes()
+            self.view.paint_boxes(reading, self.drawing.pen_width)
+            self.view.show_number(reading)
             return reading
         self._unpaint_boxes()
         explanation = explain(model, model_input, top_units=TOP_UNITS)
@@ -398,91 +276,41 @@ class DoodleApp:
             runner_up=int(both.runner_ups[0]),
             unsure=bool(both.unsure[0]),
         )
-        self._show_prediction(self.prediction)
+        self._show_prediction(self.prediction, model)
         return self.prediction
 
     def _unpaint_boxes(self) -> None:
-        if self._boxes_painted:
+        if self.view.boxes_painted:
             self.repaint()
 
-    def _show_number(self, reading: NumberReading) -> None:
-        self.predictions_made += 1
-        seq = self.predictions_made
-        if self._boxes_painted:
-            self.repaint()
-        self._paint_boxes(reading)
-        self.bars.value = view.bars_html(None, None, seq)
-        self.input_view.value = view.blank_input_png()
-        self.attribution_view.value = view.attribution_html(view.blank_attribution_png(), seq)
-        self.units_view.value = view.units_html([], [], [], seq)
-        digits = [
-            (d.digit, d.confidence, d.box, view.input_view_png(d.model_input, view.NUMBER_VIEW_SCALE))
-            for d in reading.digits
-        ]
-        self.number_view.value = view.number_html(reading.number, digits, seq, reading.reason)
-        options = [(f"#{index + 1}: {d.digit}", index) for index, d in enumerate(reading.digits)]
-        if list(self.position_picker.options) != options:
-            self.position_picker.options = options
-            self.position_picker.value = None
-        self.position_row.layout.display = "flex"
-        self.feedback_status.value = ""
-        self.guess.value = view.number_guess_html(reading.number, reading.lowest_confidence, seq)
-
-    def _hide_number(self, seq: int) -> None:
-        self.number_view.value = view.number_html("", [], seq)
-        self.position_row.layout.display = "none"
-        if self.position_picker.options:
-            self.position_picker.options = []
-            self.position_picker.value = None
-
-    def _unit_png(self, unit: int) -> bytes:
+    def _unit_png(self, model: Model, unit: int) -> bytes:
         if unit not in self._unit_pngs:
-            self._unit_pngs[unit] = view.unit_png(unit_pattern(self.model, unit))
+            self._unit_pngs[unit] = view.unit_png(unit_pattern(model, unit))
         return self._unit_pngs[unit]
 
-    def _show_prediction(self, prediction: Prediction) -> None:
-        self.predictions_made += 1
-        seq = self.predictions_made
+    def _show_prediction(self, prediction: Prediction, model: Model) -> None:
         why = prediction.explanation
-        confidence = float(prediction.probabilities[prediction.digit])
-        # The guess goes last: once it is on the page, the other views are too.
-        self.bars.value = view.bars_html(prediction.probabilities, prediction.digit, seq)
-        self.input_view.value = view.input_view_png(prediction.model_input)
-        self.attribution_view.value = view.attribution_html(
-            view.attribution_png(prediction.model_input, why.attribution), seq, why.digit, why.runner_up
-        )
         units = [int(unit) for unit in why.units]
-        self.units_view.value = view.units_html(
-            units, [float(a) for a in why.activations], [self._unit_png(unit) for unit in units], seq
-        )
-        self._hide_number(seq)
-        self.feedback_status.value = ""
         # Unsure: both top digits, "9 or 3?" (the answer first); the model still answers.
         digit = prediction.digit
         runner_up = why.runner_up if prediction.runner_up is None else prediction.runner_up
         unsure = why.unsure if prediction.unsure is None else prediction.unsure
         answer = f"{digit} or {runner_up}?" if unsure else f"{digit}"
-        self.guess.value = view.guess_html(answer, confidence, seq, prediction.views)
-
-    def _show_empty_views(self) -> None:
-        seq = self.predictions_made
-        self.bars.value = view.bars_html(None, None, seq)
-        self.input_view.value = view.blank_input_png()
-        self.attribution_view.value = view.attribution_html(view.blank_attribution_png(), seq)
-        self.units_view.value = view.units_html([], [], [], seq)
-        self._hide_number(seq)
-
-    def _show_blank(self, message: str) -> None:
-        self.predictions_made += 1
-        self._show_empty_views()
-        self.guess.value = view.blank_html(message, self.predictions_made)
+        self.view.show_digit(
+            answer,
+            prediction.probabilities,
+            prediction.model_input,
+            view.attribution_png(prediction.model_input, why.attribution),
+            (why.digit, why.runner_up),
+            (units, [float(a) for a in why.activations], [self._unit_png(model, unit) for unit in units]),
+            top=digit,
+            views=prediction.views,
+        )
 
     def _show_idle(self) -> None:
         self.prediction = None
         self.number = None
-        self._boxes_painted = False  # undo and clear repaint the pad first
-        self._show_empty_views()
-        self.guess.value = view.idle_html(self.predictions_made)
+        self.view.show_idle()
 
     # ----- corrections ---------------------------------------------------------------------
 
@@ -498,25 +326,25 @@ class DoodleApp:
         ``position`` (0-based, left to right; default: the position picker's value) says which
         digit: that digit's own 28x28 input and its crop of the pad are stored. Returns the row
         id, or ``None`` with a message saying what is missing."""
-        if actual_digit is None and self.actual_picker.value is not None:
-            actual_digit = int(self.actual_picker.value)
+        if actual_digit is None and self.view.actual_picker.value is not None:
+            actual_digit = int(self.view.actual_picker.value)
         if actual_digit is None:
-            self._feedback_message(PICK_DIGIT_MESSAGE, ok=False)
+            self.view.show_feedback(PICK_DIGIT_MESSAGE, ok=False)
             return None
         if self.model is None:
-            self._feedback_message(MODEL_MISSING_MESSAGE, ok=False)
+            self.view.show_feedback(MODEL_MISSING_MESSAGE, ok=False)
             return None
-        if position is None and self.position_picker.value is not None:
-            position = int(self.position_picker.value)
+        if position is None and self.view.position_picker.value is not None:
+            position = int(self.view.position_picker.value)
         # Re-read the pad so the stored row is the drawing on screen, even if it changed since
         # the last prediction.
         reading = self.predict()
         if reading is None:
-            self._feedback_message(BLANK_CANVAS_MESSAGE, ok=False)
+            self.view.show_feedback(BLANK_CANVAS_MESSAGE, ok=False)
             return None
         if isinstance(reading, NumberReading):
             if position is None or not 0 <= position < len(reading):
-                self._feedback_message(PICK_POSITION_MESSAGE, ok=False)
+                self.view.show_feedback(PICK_POSITION_MESSAGE, ok=False)
                 return None
             digit = reading.digits[position]
             said, model_input, drawing_png = digit.digit, digit.model_input, view.png_bytes(digit.canvas)
@@ -535,16 +363,11 @@ class DoodleApp:
             )
         except (sqlite3.Error, OSError) as error:
             # A widget callback's exception would only reach the server log: say it on the page.
-            self._feedback_message(f"{SAVE_FAILED_MESSAGE}: {error}", ok=False)
+            self.view.show_feedback(f"{SAVE_FAILED_MESSAGE}: {error}", ok=False)
             return None
         verdict = "the model was right" if said == actual_digit else f"the model said {said}"
-        self._feedback_message(
+        self.view.show_feedback(
             f"Saved correction #{row_id}: {which}you drew {actual_digit}, {verdict}. Thank you!", ok=True
         )
-        self.actual_picker.value = None
-        self.position_picker.value = None
+        self.view.reset_pickers()
         return row_id
-
-    def _feedback_message(self, text: str, *, ok: bool) -> None:
-        self.feedback_status.value = view.feedback_html(text, ok=ok)
-

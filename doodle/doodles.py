@@ -16,17 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageDraw
 from skimage.morphology import skeletonize
 
-from doodle.constants import CANVAS_SIZE
-from doodle.constants import INK_THRESHOLD_BYTE as BINARY_THRESHOLD  # MNIST ink before thinning
+from doodle.constants import BINARY_INK_BYTE, CANVAS_SIZE  # BINARY_INK_BYTE: MNIST ink before thinning
+from doodle.drawing import render_strokes
 from doodle.preprocess import canvas_to_input
 
-BACKGROUND = 255  # a white canvas ...
-INK = 0  # ... with black ink, as the drawing app shows it
-
-Point = tuple[float, float]
+BACKGROUND = 255  # a white canvas with black ink, as the drawing app shows it
 
 
 @dataclass(frozen=True)
@@ -57,7 +53,7 @@ def skeleton_strokes(image: np.ndarray) -> list[np.ndarray]:
     closed loops (an "0") become one stroke that returns to its start. Isolated pixels are
     strokes of one point.
     """
-    skeleton = skeletonize(np.asarray(image) >= BINARY_THRESHOLD)
+    skeleton = skeletonize(np.asarray(image) >= BINARY_INK_BYTE)
     pixels = {(int(r), int(c)) for r, c in zip(*np.nonzero(skeleton))}
     neighbours: dict[tuple[int, int], set[tuple[int, int]]] = {p: set() for p in pixels}
     for r, c in pixels:
@@ -162,18 +158,9 @@ def draw_doodle(
     room = np.maximum(CANVAS_SIZE - 2 * margin - drawn, 0.0)
     offset = margin + rng.uniform(0.0, 1.0, size=2) * room
 
-    canvas = Image.new("L", (CANVAS_SIZE, CANVAS_SIZE), BACKGROUND)
-    draw = ImageDraw.Draw(canvas)
-    radius = pen / 2
-    for stroke in strokes:
-        rows_cols = (stroke - low) * factor + offset
-        points: list[Point] = [(float(c), float(r)) for r, c in rows_cols]
-        if len(points) > 1:
-            draw.line(points, fill=INK, width=pen, joint="curve")
-        # Round caps at both ends (and a dot for a one-point stroke).
-        for x, y in (points[0], points[-1]):
-            draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=INK)
-    return np.asarray(canvas, dtype=np.uint8)
+    points = [(stroke - low) * factor + offset for stroke in strokes]  # (row, col) on the pad
+    # The pad's round pen, turned dark on white.
+    return BACKGROUND - render_strokes([stroke[:, ::-1] for stroke in points], CANVAS_SIZE, pen)
 
 
 def _rng(seed: int, index: int) -> np.random.Generator:

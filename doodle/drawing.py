@@ -7,31 +7,53 @@ tests drive it directly. Points are pad pixels, ``(x, y)`` floats in ``[0, size)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from PIL import Image, ImageDraw
 
 from doodle.constants import CANVAS_SIZE
+
 PEN_WIDTH = 20  # px on the 280 px pad: about 2 px once the digit is scaled to MNIST's 20 px box
 
 Point = tuple[float, float]
 Stroke = list[Point]
 
 
-def render_strokes(strokes: list[Stroke], size: int = CANVAS_SIZE, pen_width: int = PEN_WIDTH) -> np.ndarray:
-    """Stroke points in pad pixels -> ``(size, size)`` uint8, white round-pen ink on black.
+def render_strokes(
+    strokes: Sequence[Sequence[Point]] | Sequence[np.ndarray],
+    size: int | tuple[int, int] = CANVAS_SIZE,
+    pen_width: float = PEN_WIDTH,
+    *,
+    numbered: bool = False,
+) -> np.ndarray:
+    """Stroke points in pad pixels -> the pad's round pen: ``(H, W)`` uint8, white ink on black.
 
-    A dot at every point (round caps and joins, as the browser's ``line_cap``/``line_join``
-    "round" draw them) and a line through consecutive points.
+    The one stroke renderer: the pad, generated pen strokes, doodles, segmentation and the tests
+    all draw with it. A line ``pen_width`` wide (rounded to whole pixels) through consecutive
+    points and a dot of diameter ``pen_width`` at every point (round caps and joins, as the
+    browser's ``line_cap``/``line_join`` "round" draw them, and no seams between short wide
+    segments). ``size``: the side of a square pad, or ``(H, W)``. ``numbered``: ``(H, W)`` int32
+    instead, each pixel the number (from 1, empty strokes skipped) of the last stroke drawn over
+    it, 0 where no stroke is.
     """
-    image = Image.new("L", (size, size), 0)
+    height, width = (size, size) if isinstance(size, int) else size
+    image = Image.new("I" if numbered else "L", (width, height), 0)
     pen = ImageDraw.Draw(image)
     radius = pen_width / 2
+    line_width = max(1, int(round(pen_width)))
+    drawn = 0
     for stroke in strokes:
-        if len(stroke) > 1:
-            pen.line(stroke, fill=255, width=pen_width)
-        for x, y in stroke:
-            pen.ellipse((x - radius, y - radius, x + radius, y + radius), fill=255)
-    return np.asarray(image)
+        points = [(float(x), float(y)) for x, y in stroke]
+        if not points:
+            continue
+        drawn += 1
+        ink = drawn if numbered else 255
+        if len(points) > 1:
+            pen.line(points, fill=ink, width=line_width)
+        for x, y in points:
+            pen.ellipse((x - radius, y - radius, x + radius, y + radius), fill=ink)
+    return np.asarray(image, dtype=np.int32 if numbered else np.uint8)
 
 
 class Drawing:

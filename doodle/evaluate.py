@@ -144,6 +144,44 @@ def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: in
     return reliability_bins(probs, y_true, n_bins).ece
 
 
+def fit_temperature(
+    logits: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = (0.05, 20.0)
+) -> float:
+    """The temperature T that minimises the mean negative log-likelihood of softmax(logits / T).
+
+    Temperature scaling (Guo et al., 2017, "On Calibration of Modern Neural Networks") fitted on
+    validation logits: ``(N, 10)`` float, ``(N,)`` int -> float. Label smoothing trains a model to
+    be less confident than it is accurate (T < 1 sharpens it again); T never changes the argmax.
+    The NLL is convex in 1/T, so a golden-section search over log T finds the minimum.
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    if z.ndim != 2 or len(z) != len(y) or len(y) == 0:
+        raise ValueError(f"need (N, K) logits and (N,) labels, got {z.shape} and {y.shape}")
+    rows = np.arange(len(y))
+
+    def nll(log_t: float) -> float:
+        scaled = z / np.exp(log_t)
+        scaled -= scaled.max(axis=1, keepdims=True)
+        log_norm = np.log(np.exp(scaled).sum(axis=1))
+        return float((log_norm - scaled[rows, y]).mean())
+
+    low, high = np.log(bounds[0]), np.log(bounds[1])
+    ratio = (np.sqrt(5.0) - 1.0) / 2.0
+    a, b = high - ratio * (high - low), low + ratio * (high - low)
+    f_a, f_b = nll(a), nll(b)
+    for _ in range(80):
+        if f_a < f_b:
+            high, b, f_b = b, a, f_a
+            a = high - ratio * (high - low)
+            f_a = nll(a)
+        else:
+            low, a, f_a = a, b, f_b
+            b = low + ratio * (high - low)
+            f_b = nll(b)
+    return float(np.exp((low + high) / 2.0))
+
+
 def most_confident_mistakes(probs: np.ndarray, y_true: np.ndarray, k: int) -> np.ndarray:
     """Indices ``(<= k,)`` int64 of misclassified samples, most confident wrong answer first.
 

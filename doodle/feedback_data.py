@@ -108,11 +108,6 @@ def load_split(name: str, root: str | Path = SPLIT_ROOT) -> tuple[np.ndarray, np
     return data.table_to_arrays(pq.read_table(path, columns=list(data.COLUMNS)), source=str(path))
 
 
-def read_split_table(name: str, root: str | Path = SPLIT_ROOT) -> pa.Table:
-    """The split with every column (predicted digit, model version, source, time)."""
-    return pq.read_table(split_path(name, root))
-
-
 def snapshot_info(root: str | Path = SPLIT_ROOT) -> dict:
     """``{"snapshot_sha256", "snapshot_rows", "train_rows", "holdout_rows"}``: which snapshot of
     the store the splits under ``root`` were made from (``snapshot.json``, by the feedback stage)."""

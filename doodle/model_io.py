@@ -82,10 +82,6 @@ class Model:
         return float(self.metadata.get("temperature", 1.0))
 
     @property
-    def input_mean(self) -> float:
-        return float(self.metadata["normalization"]["mean"])
-
-    @property
     def input_std(self) -> float:
         return float(self.metadata["normalization"]["std"])
 

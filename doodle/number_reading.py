@@ -1,12 +1,12 @@
-"""A drawing of several digits -> the number read, digit by digit, without widgets.
+"""A drawing of several digits -> the number read, digit by digit, without widgets: the one
+number reading of the drawing pad's number mode, ``/predict/number`` and the number benchmarks.
 
-The drawing pad's number mode: the pad and its strokes go through `doodle.segment.segment`
-(strokes known, so digits drawn touching in separate strokes stay apart), each digit's own ink
-through `canvas_to_input` and the model, exactly as `/predict/number` reads an upload. Boxes
-that may be one digit drawn in several strokes (their ink touches or they overlap in x, and
-together they are no wider than one digit) become one when the model reads their union more
-surely than it reads the two apart. The dashboard switches to it on its own when a drawing holds
-more than one digit; a single digit keeps the single-digit path.
+The drawing goes through `doodle.segment.segment` (with the pen's strokes when they are known, so
+digits drawn touching in separate strokes stay apart), each digit's own ink through
+`canvas_to_input` and the model. Boxes that may be one digit drawn in several strokes (their ink
+touches or they overlap in x, and together they are no wider than one digit) become one when the
+model reads their union more surely than it reads the two apart. The dashboard switches to it on
+its own when a drawing holds more than one digit; a single digit keeps the single-digit path.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from doodle.constants import IMAGE_SIDE, MAX_NUMBER_DIGITS
+from doodle.drawing import PEN_WIDTH
 from doodle.model_io import Model
-from doodle.preprocess import canvas_to_input
+from doodle.preprocess import BlankCanvasError, blank_inputs, canvas_to_input
 from doodle.segment import Point, Segmentation, segment
 
-# The pad reads at most this many digits (as `/predict/number`'s default limit); past it the
-# reading says so instead of answering.
-MAX_NUMBER_DIGITS = 16
 TOO_MANY_DIGITS_MESSAGE = "{count} digits found: the pad reads at most {limit}"
+FAINT_DIGIT_MESSAGE = "digit {index} (from the left) is too faint to read"
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,68 @@ class NumberReading:
 
 
 class TooManyDigitsError(ValueError):
-    """More digits on the pad than `MAX_NUMBER_DIGITS`."""
+    """More digits on the pad than the reading's limit (`MAX_NUMBER_DIGITS` by default)."""
+
+    def __init__(self, count: int, limit: int) -> None:
+        super().__init__(TOO_MANY_DIGITS_MESSAGE.format(count=count, limit=limit))
+        self.count = count
+        self.limit = limit
+
+
+class FaintDigitError(BlankCanvasError):
+    """A digit's box holds too little ink to read; ``index`` counts from 0 at the left."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(FAINT_DIGIT_MESSAGE.format(index=index + 1))
+        self.index = index
+
+
+@dataclass(frozen=True)
+class NumberPieces:
+    """A drawing cut into digits, before the model's answer: ``found`` the segmentation after
+    joining, ``canvases`` each digit alone (float32 in [0, 1]), ``inputs`` ``(K, 28, 28)``
+    float32 what the model reads."""
+
+    found: Segmentation
+    canvases: tuple[np.ndarray, ...]
+    inputs: np.ndarray
+
+
+def cut_number(
+    model: Model,
+    image: np.ndarray,
+    strokes: Sequence[Sequence[Point]] | None = None,
+    *,
+    pen_width: float = PEN_WIDTH,
+    max_digits: int = MAX_NUMBER_DIGITS,
+) -> NumberPieces:
+    """A drawing -> its digits' model inputs, left to right, pieces of one digit joined.
+
+    ``image``: ``(H, W)`` uint8 (white ink on black, or any polarity `to_grey` accepts);
+    ``strokes``: the pen's strokes in the image's pixels, drawn ``pen_width`` wide (``None``: ink
+    components only, as for an upload). ``model`` needs only ``predict_proba`` (it judges the
+    joins). Raises `BlankCanvasError` for a blank drawing, `FaintDigitError` for a digit too
+    faint to read, `TooManyDigitsError` past ``max_digits``. A drawing with no box (too many
+    separate marks) gives no pieces and the segmentation's ``reason``.
+    """
+    found = segment(image, strokes, pen_width=pen_width)
+    if len(found) > max_digits:
+        raise TooManyDigitsError(len(found), max_digits)
+    if not found.boxes:
+        return NumberPieces(found, (), np.zeros((0, IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32))
+    found = _join_pieces(model, found)
+    canvases = tuple(found.digit_canvas(index) for index in range(len(found)))
+    inputs = []
+    for index, canvas in enumerate(canvases):
+        try:
+            inputs.append(canvas_to_input(canvas))
+        except BlankCanvasError:
+            raise FaintDigitError(index) from None
+    stacked = np.stack(inputs)
+    faint = np.flatnonzero(blank_inputs(stacked))
+    if faint.size:
+        raise FaintDigitError(int(faint[0]))
+    return NumberPieces(found, canvases, stacked)
 
 
 def read_number(
@@ -75,26 +136,17 @@ def read_number(
     image: np.ndarray,
     strokes: Sequence[Sequence[Point]] | None = None,
     *,
-    pen_width: float,
+    pen_width: float = PEN_WIDTH,
     max_digits: int = MAX_NUMBER_DIGITS,
 ) -> NumberReading:
-    """Read every digit of a drawing in one forward pass.
-
-    ``image``: the pad, ``(H, W)`` uint8 (white ink on black, or any polarity `to_grey`
-    accepts); ``strokes``: the pen's strokes in the image's pixels, drawn ``pen_width`` wide
-    (``None``: ink components only). Raises `BlankCanvasError` for a blank pad or a digit too
-    faint to read, `TooManyDigitsError` past ``max_digits``. A drawing with no box (too many
-    separate marks) gives an empty reading with its ``reason``.
-    """
-    found = segment(image, strokes, pen_width=pen_width)
-    if len(found) > max_digits:
-        raise TooManyDigitsError(TOO_MANY_DIGITS_MESSAGE.format(count=len(found), limit=max_digits))
+    """Read every digit of a drawing (`cut_number`, then one forward pass). Raises what
+    `cut_number` raises; a drawing with no box gives an empty reading with its ``reason``."""
+    pieces = cut_number(model, image, strokes, pen_width=pen_width, max_digits=max_digits)
+    found, canvases, inputs = pieces.found, pieces.canvases, pieces.inputs
     if not found.boxes:
         return NumberReading((), found.reason, model.version)
-    found = _join_pieces(model, found)
-    canvases = [found.digit_canvas(index) for index in range(len(found))]
-    inputs = np.stack([canvas_to_input(canvas) for canvas in canvases])  # raises BlankCanvasError
-    digits, probabilities = model.predict(inputs)
+    probabilities = model.predict_proba(inputs)
+    digits = probabilities.argmax(axis=1)
     readings = tuple(
         DigitReading(
             digit=int(digit),

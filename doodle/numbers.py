@@ -5,8 +5,8 @@ writers no training run sees, `stroke_source`, or MNIST test digits redrawn as d
 `doodle_source`): each digit's ink is cropped, scaled to a common
 height (with a little jitter), lifted or dropped off a shared baseline, and placed right of the
 previous one at a random gap in a spacing band (a fraction of the digit height: negative gaps
-overlap the ink boxes). The composed canvas is read as a client's upload would be:
-`doodle.segment.segment`, then `canvas_to_input` per box, then the model. Pairs of neighbours
+overlap the ink boxes). The composed canvas is read as a client's upload is, by the one number
+reading (`doodle.number_reading`, without strokes); with its strokes, as the pad reads it. Pairs of neighbours
 whose ink touches are recorded, so numbers with touching digits are scored separately.
 """
 
@@ -18,14 +18,13 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from doodle.constants import INK_THRESHOLD_BYTE
+from doodle.constants import CANVAS_SIZE, BINARY_INK_BYTE
 from doodle.doodles import draw_doodle, skeleton_drawing
-from doodle.drawing import PEN_WIDTH
+from doodle.drawing import PEN_WIDTH, render_strokes
 from doodle.model_io import Model
 from doodle.number_reading import TooManyDigitsError, read_number as read_pad
-from doodle.strokes import HELD_OUT_WRITERS, STYLES, WriterFamily, draw_strokes, render
+from doodle.strokes import HELD_OUT_WRITERS, STYLES, WriterFamily, draw_strokes
 from doodle.preprocess import BlankCanvasError, canvas_to_input
-from doodle.segment import segment
 
 
 
@@ -37,18 +36,15 @@ class StrokeDrawing:
     strokes: tuple[np.ndarray, ...]
     pen_width: float
 
-    def canvas(self, size: int | tuple[int, int] = 280) -> np.ndarray:
+    def canvas(self, size: int | tuple[int, int] = CANVAS_SIZE) -> np.ndarray:
         """The drawing rendered as the pad renders it, turned dark on white: ``(H, W)`` uint8
         (``size`` an int for a square pad, else ``(H, W)``)."""
-        height, width = (size, size) if isinstance(size, int) else size
-        return (255 - render(self.strokes, self.pen_width, max(height, width)))[:height, :width]
+        return 255 - render_strokes(self.strokes, size, self.pen_width)
 
 
 # A digit drawing and its label: dark ink on a white (255) canvas, ``(H, W)`` uint8, or the
 # drawing's strokes (`StrokeDrawing`), so the pad's stroke path can be measured too.
 DigitSource = Callable[[np.random.Generator], tuple["np.ndarray | StrokeDrawing", int]]
-# Model inputs ``(N, 28, 28)`` float32 -> predicted digits ``(N,)``.
-Predict = Callable[[np.ndarray], np.ndarray]
 
 DIGIT_HEIGHT = 100  # px, the digits' common height before jitter
 HEIGHT_JITTER = (0.85, 1.1)  # each digit's height as a factor of DIGIT_HEIGHT
@@ -155,7 +151,7 @@ def compose_number(
     for drawing in drawings:
         if isinstance(drawing, StrokeDrawing):
             drawing = drawing.canvas()
-        ink = drawing < INK_THRESHOLD_BYTE
+        ink = drawing < BINARY_INK_BYTE
         rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
         crop = drawing[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
         height = DIGIT_HEIGHT * rng.uniform(*HEIGHT_JITTER)
@@ -182,7 +178,7 @@ def compose_number(
         region = canvas[y : y + crop.shape[0], x : x + crop.shape[1]]
         np.minimum(region, crop, out=region)
         mask = np.zeros(canvas.shape, dtype=bool)
-        mask[y : y + crop.shape[0], x : x + crop.shape[1]] = crop < INK_THRESHOLD_BYTE
+        mask[y : y + crop.shape[0], x : x + crop.shape[1]] = crop < BINARY_INK_BYTE
         masks.append(mask)
     touching = np.array([_touch(a, b) for a, b in zip(masks[:-1], masks[1:])], dtype=bool)
     alone = tuple(np.pad(crop, MARGIN, constant_values=255) for crop in crops)
@@ -206,7 +202,7 @@ def _compose_strokes(
         for drawing, origin, factor, corner in zip(drawings, origins, factors, corners)
     ]
     number = StrokeDrawing(tuple(stroke for strokes in moved for stroke in strokes), pen)
-    masks = [StrokeDrawing(strokes, pen).canvas(shape) < INK_THRESHOLD_BYTE for strokes in moved]
+    masks = [StrokeDrawing(strokes, pen).canvas(shape) < BINARY_INK_BYTE for strokes in moved]
     touching = np.array([_touch(a, b) for a, b in zip(masks[:-1], masks[1:])], dtype=bool)
     alone = []
     for mask, strokes in zip(masks, moved):
@@ -226,27 +222,28 @@ def _touch(a: np.ndarray, b: np.ndarray) -> bool:
     return bool((grown & b).any())
 
 
-def read_number(canvas: np.ndarray, predict: Predict) -> list[int]:
-    """A number's canvas -> the digits read, left to right (the path of ``/predict/number``);
-    empty when the drawing gives no box or a box too faint to read."""
-    try:
-        found = segment(canvas)
-        inputs = found.inputs()
-    except BlankCanvasError:
-        return []
-    return [int(d) for d in predict(inputs)] if len(inputs) else []
+def read_number(canvas: np.ndarray, model: Model) -> list[int]:
+    """A number's canvas -> the digits read, left to right, as ``/predict/number`` reads an
+    upload (`doodle.number_reading.read_number` without strokes); empty when the drawing gives no
+    box, a box too faint to read, or more digits than the reading takes."""
+    return read_drawing(model, canvas)
 
 
-def read_drawing(model: Model, drawing: StrokeDrawing, shape: tuple[int, int], *, with_strokes: bool) -> list[int]:
-    """A drawing on a pad of ``shape`` ``(H, W)`` -> the digits read, left to right: with its
-    strokes by the drawing app's `doodle.number_reading.read_number`, else from its ink alone as
-    ``/predict/number`` reads an upload (`read_number`); empty when nothing is read."""
-    canvas = drawing.canvas(shape)
-    if not with_strokes:
-        return read_number(canvas, lambda inputs: model.predict(inputs)[0])
-    strokes = [[(float(x), float(y)) for x, y in stroke] for stroke in drawing.strokes]
+def read_drawing(
+    model: Model, drawing: np.ndarray | StrokeDrawing, shape: tuple[int, int] | None = None, *, with_strokes: bool = False
+) -> list[int]:
+    """A drawing (a canvas, or a `StrokeDrawing` rendered on a pad of ``shape`` ``(H, W)``) -> the
+    digits read, left to right, by `doodle.number_reading.read_number`: with its strokes as the
+    drawing app reads them, else from its ink alone as ``/predict/number`` reads an upload; empty
+    when nothing is read."""
+    if isinstance(drawing, StrokeDrawing):
+        canvas = drawing.canvas(shape if shape is not None else CANVAS_SIZE)
+        strokes = [[(float(x), float(y)) for x, y in stroke] for stroke in drawing.strokes] if with_strokes else None
+        pen_width = drawing.pen_width
+    else:
+        canvas, strokes, pen_width = drawing, None, PEN_WIDTH
     try:
-        reading = read_pad(model, canvas, strokes, pen_width=drawing.pen_width)
+        reading = read_pad(model, canvas, strokes, pen_width=pen_width)
     except (BlankCanvasError, TooManyDigitsError):
         return []
     return [d.digit for d in reading.digits]
@@ -320,7 +317,7 @@ def _ratio(part: int, whole: int) -> float | None:
 
 def number_benchmark(
     source: DigitSource,
-    predict: Predict,
+    model: Model,
     seed: int,
     *,
     numbers_per_cell: int = 50,
@@ -334,13 +331,13 @@ def number_benchmark(
     ``(seed, band, count, i)``) and read. Numbers where any neighbours touch are tallied apart
     (``touching``), the rest by band (``bands[band]["by_count"][count]`` and the band's total).
     ``single_digit_accuracy`` is the same digits' drawings read one by one as single digits, the
-    reference the per-digit accuracy is compared with. ``read`` reads a composed number (default:
-    its canvas alone, as ``/predict/number`` reads an upload; see `read_drawing` for the pad's
-    path with strokes).
+    reference the per-digit accuracy is compared with. ``model`` needs only ``predict_proba`` and
+    ``version``. ``read`` reads a composed number (default: its canvas alone, as
+    ``/predict/number`` reads an upload; see `read_drawing` for the pad's path with strokes).
     """
     bands = SPACING_BANDS if bands is None else bands
     if read is None:
-        read = lambda number: read_number(number.canvas, predict)  # noqa: E731
+        read = lambda number: read_number(number.canvas, model)  # noqa: E731
     by_band: dict[str, dict[int, _Tally]] = {name: {n: _Tally() for n in digit_counts} for name in bands}
     touching: dict[str, _Tally] = {name: _Tally() for name in bands}
     for band_index, (name, spacing) in enumerate(bands.items()):
@@ -350,7 +347,7 @@ def number_benchmark(
                 drawings, labels = zip(*(source(rng) for _ in range(count)))
                 number = compose_number(drawings, labels, rng, spacing)
                 digits = read(number)
-                single = predict(np.stack([canvas_to_input(d) for d in number.digits]))
+                single = model.predict_proba(np.stack([canvas_to_input(d) for d in number.digits])).argmax(axis=1)
                 tally = touching[name] if number.touching.any() else by_band[name][count]
                 tally.add(number.labels, digits, [int(s) for s in single])
     result: dict = {"numbers_per_cell": int(numbers_per_cell), "bands": {}, "touching": {}}

@@ -4,6 +4,7 @@ an environment variable so tests, CI and operators can point elsewhere."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -13,15 +14,18 @@ FEEDBACK_DB_ENV = "DOODLE_FEEDBACK_DB"
 MNIST_DIR_ENV = "DOODLE_MNIST_DIR"
 
 
-def model_path() -> Path:
+def model_path(environ: Mapping[str, str] | None = None) -> Path:
     """The model the dashboard and the API serve: a directory holding mlp.npz + mlp.json,
-    or the .npz file itself."""
-    return Path(os.environ.get(MODEL_DIR_ENV) or ROOT / "models")
+    or the .npz file itself (``environ``: the process environment unless given)."""
+    env = os.environ if environ is None else environ
+    return Path(env.get(MODEL_DIR_ENV) or ROOT / "models")
 
 
-def feedback_db_path() -> Path:
-    """The SQLite feedback store that the dashboard and the API share."""
-    return Path(os.environ.get(FEEDBACK_DB_ENV) or ROOT / "data" / "feedback.sqlite")
+def feedback_db_path(environ: Mapping[str, str] | None = None) -> Path:
+    """The SQLite feedback store that the dashboard and the API share (``environ``: the process
+    environment unless given)."""
+    env = os.environ if environ is None else environ
+    return Path(env.get(FEEDBACK_DB_ENV) or ROOT / "data" / "feedback.sqlite")
 
 
 def prepare_metrics_path() -> Path:

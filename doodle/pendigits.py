@@ -44,32 +44,6 @@ PAD_PEN_WIDTH = PEN_WIDTH  # the drawing pad's own pen, px: what people in the a
 FOLDS = "folds.json"  # {writer: fold} written by the stage
 
 
-@dataclass(frozen=True)
-class StageConfig:
-    """The `pendigits` stage's settings: params.yaml's ``base.seed`` and ``pendigits`` section."""
-
-    seed: int = 20261123  # base.seed: the writers' fold assignment
-    spark_master: str = "local[*]"  # or a cluster URL such as spark://host:7077
-    spark_driver_memory: str = "2g"
-    pen_widths: tuple[int, ...] = (10, 18, 20, 26)  # px on the 280 px pad; 20 is the pad's own pen
-    folds: int = 5  # writer folds (6 writers each)
-
-    @classmethod
-    def from_params_file(cls, path: str | os.PathLike, section: str = "pendigits") -> "StageConfig":
-        import yaml
-
-        document = yaml.safe_load(Path(path).read_text()) or {}
-        values = dict(document.get(section) or {})
-        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown {section} parameters: {', '.join(unknown)}")
-        if "seed" in (document.get("base") or {}):
-            values["seed"] = document["base"]["seed"]
-        if "pen_widths" in values:
-            values["pen_widths"] = tuple(int(pen) for pen in values["pen_widths"])
-        return cls(**values)
-
-
 class PenDigitsError(ValueError):
     """The pen-digits file is not what the data set's format says."""
 

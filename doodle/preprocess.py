@@ -42,6 +42,14 @@ MIN_INK_FRACTION = 2e-4
 # The digit's box is that of ink at least this strong: MNIST's 20 px box holds its faint
 # anti-aliased rim, but JPEG ringing around strokes must not widen it.
 STROKE_LEVEL = 0.2
+# Faint ink this many pixels (4-neighbour steps) from the kept strokes stays: their anti-aliased rim.
+NEAR_STROKES_PX = 2
+# Steps of growing within the ink mask that `_surely_no_specks` tries before it labels regions.
+SPECK_CHECK_STEPS = 3
+
+
+# The grey level `_to_unit_float` gives each byte value.
+_BYTE_LEVELS = np.arange(256, dtype=np.float32) / np.float32(255.0)
 
 
 class BlankCanvasError(ValueError):
@@ -75,7 +83,7 @@ def to_grey(image: np.ndarray) -> np.ndarray:
         return pixels
     if pixels.shape[2] == 4:
         alpha = pixels[:, :, 3]
-        if np.median(_border(alpha)) < 0.5:
+        if np.median(border_pixels(alpha)) < 0.5:
             return alpha
         # Opaque background: composite over white so half-transparent strokes keep their tone.
         rgb = pixels[:, :, :3] * alpha[:, :, None] + (1.0 - alpha[:, :, None])
@@ -93,26 +101,108 @@ def ink_map(image: np.ndarray) -> np.ndarray:
     the remaining ink is scaled so its strongest pixels are 1. Raises `BlankCanvasError` when
     no digit is left.
     """
-    grey = to_grey(image)
-    if not np.isfinite(grey).all():
+    window, (top, left), shape = _ink_window(image)
+    ink = np.zeros(shape, dtype=np.float32)
+    ink[top : top + window.shape[0], left : left + window.shape[1]] = window
+    return ink
+
+
+def _ink_window(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
+    """`ink_map`'s work, done at full resolution only where it must be: -> the ink map's window
+    ``(h, w)`` float32 (outside it the map is 0), the window's top-left ``(row, column)`` in the
+    canvas, and the canvas's ``(H, W)``.
+
+    The background, the noise floor and the ink mask look at the whole canvas (a few cheap
+    passes); specks, the peak, the ink's scaling and the faint rim near the strokes only at the
+    mask's box grown by ``NEAR_STROKES_PX``, so their cost follows the drawing's size, not the
+    canvas's. Every pixel gets the same arithmetic as on the whole canvas, so the map is the same.
+    """
+    array = np.asarray(image)
+    # A grey byte canvas (the pad, most uploads) stays bytes until the window is known.
+    as_bytes = array.ndim == 2 and array.dtype == np.uint8 and array.size > 0
+    source = array if as_bytes else to_grey(array)
+    if source.dtype.kind == "f" and not np.isfinite(source).all():
         raise ValueError("image holds NaN or infinite values")
-    border = _border(grey)
-    background = float(np.median(border))
+    border = _to_unit_float(border_pixels(source)) if as_bytes else border_pixels(source)
+    background = _median(border)
     polarity = -1.0 if background > 0.5 else 1.0
-    signed = polarity * (grey - np.float32(background))
-    noise_sigma = 1.4826 * float(np.median(np.abs(polarity * (border - background))))
+    noise_sigma = 1.4826 * _median(np.abs(polarity * (border - background)))
     threshold = max(MIN_INK_CONTRAST, NOISE_SIGMAS * noise_sigma)
-    mask = _drop_specks(signed > threshold)
-    area = grey.size
-    if mask.sum() < max(MIN_INK_PIXELS, MIN_INK_FRACTION * area):
+    mask = _ink_mask(source, background, polarity, threshold)
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        raise BlankCanvasError()
+    cols = np.flatnonzero(mask[rows[0] : rows[-1] + 1].any(axis=0))
+    height, width = source.shape
+    # The window: the mask's box and the rim that near-stroke ink may occupy around it.
+    top, bottom = max(int(rows[0]) - NEAR_STROKES_PX, 0), min(int(rows[-1]) + 1 + NEAR_STROKES_PX, height)
+    left, right = max(int(cols[0]) - NEAR_STROKES_PX, 0), min(int(cols[-1]) + 1 + NEAR_STROKES_PX, width)
+    grey = source[top:bottom, left:right]
+    # polarity * (grey - background), in place: multiplying by +-1 is exact, so is negating.
+    signed = _to_unit_float(grey) if as_bytes else grey.copy()
+    signed -= np.float32(background)
+    if polarity < 0:
+        np.negative(signed, out=signed)
+    kept = _drop_specks(mask[top:bottom, left:right], _speck_size(source.size))
+    kept_count = np.count_nonzero(kept)
+    if kept_count < max(MIN_INK_PIXELS, MIN_INK_FRACTION * source.size):
         raise BlankCanvasError()
     # The strong end of the real strokes is "full ink"; a percentile ignores one hot pixel.
-    peak = float(np.percentile(signed[mask], 99))
+    peak = _percentile(signed[kept], 99)
     floor = min(threshold, peak) * 0.5
-    ink = np.clip((signed - floor) / max(peak - floor, 1e-6), 0.0, 1.0)
-    # Keep faint anti-aliasing next to the strokes, drop everything else (specks, noise).
-    near_strokes = ndimage.binary_dilation(mask, iterations=2)
-    return np.where(near_strokes, ink, 0.0).astype(np.float32)
+    # ink = clip((signed - floor) / (peak - floor), 0, 1), in place.
+    ink = signed
+    ink -= floor
+    ink /= max(peak - floor, 1e-6)
+    np.maximum(ink, 0.0, out=ink)
+    np.minimum(ink, 1.0, out=ink)
+    # Keep faint anti-aliasing next to the strokes, drop everything else (specks, noise). The
+    # kept strokes are all ink; when nothing else is (a pad's clean strokes), nothing is dropped.
+    if np.count_nonzero(ink) > kept_count:
+        ink *= _grow_cross(kept, NEAR_STROKES_PX)
+    return ink, (top, left), (height, width)
+
+
+def _ink_mask(source: np.ndarray, background: float, polarity: float, threshold: float) -> np.ndarray:
+    """Pixels that differ from the background by more than ``threshold`` in the ink's direction,
+    ``(H, W)`` bool, from the float grey canvas or from its ``uint8`` bytes. A byte's grey level
+    only rises with the byte, so for bytes the test is one comparison with the first (or last)
+    byte whose level passes, found among the 256 levels with the same arithmetic."""
+    if source.dtype != np.uint8:
+        return polarity * (source - np.float32(background)) > threshold
+    inked = np.flatnonzero(polarity * (_BYTE_LEVELS - np.float32(background)) > threshold)
+    if inked.size == 0:
+        return np.zeros(source.shape, dtype=bool)
+    # A Python int keeps the comparison in uint8 (a numpy int64 would widen every byte first).
+    return source >= int(inked[0]) if polarity > 0 else source <= int(inked[-1])
+
+
+def _percentile(values: np.ndarray, percent: int) -> float:
+    """``np.percentile(values, percent)`` of a 1-D float32 array without NaN (its default linear
+    method, the same arithmetic), partitioning ``values`` in place: numpy's own call costs more
+    than the partition. Mirrors numpy 2's ``_quantile``: the virtual index ``(n - 1) * q``, its
+    neighbours, and the lerp taken from the nearer end."""
+    count = values.size
+    virtual = (count - 1) * (percent / 100)
+    below = int(np.floor(virtual))
+    if virtual >= count - 1:
+        values.partition(count - 1)
+        return float(values[count - 1])
+    values.partition((below, below + 1))
+    low, high = values[below], values[below + 1]
+    weight = virtual - below
+    step = high - low
+    return float(high - step * (1 - weight) if weight >= 0.5 else low + step * weight)
+
+
+def _median(values: np.ndarray) -> float:
+    """`np.median` of a 1-D float32 array without NaN, by the same arithmetic (the two middle
+    values averaged in float32), minus its overhead: it runs twice per drawing."""
+    half = values.size // 2
+    if values.size % 2:
+        return float(np.partition(values, half)[half])
+    part = np.partition(values, (half - 1, half))
+    return float((part[half - 1] + part[half]) / 2)
 
 
 def blank_inputs(images: np.ndarray) -> np.ndarray:
@@ -133,7 +223,8 @@ def canvas_to_input(image: np.ndarray) -> np.ndarray:
     centre of mass lands on (14, 14), rounded to whole pixels and clamped inside the frame. Raises `BlankCanvasError`
     ("draw a digit first") for a blank, nearly blank or noise-only canvas.
     """
-    return ink_to_input(ink_map(image))
+    window, _, _ = _ink_window(image)  # ink_to_input needs only the part that holds ink
+    return ink_to_input(window)
 
 
 def ink_to_input(ink: np.ndarray) -> np.ndarray:
@@ -143,17 +234,18 @@ def ink_to_input(ink: np.ndarray) -> np.ndarray:
     cleaning and still meet the model exactly as drawn digits do. Raises `BlankCanvasError`
     when no pixel reaches the stroke level."""
     strokes = ink >= STROKE_LEVEL
-    if not strokes.any():
-        raise BlankCanvasError()
     rows = np.flatnonzero(strokes.any(axis=1))
-    cols = np.flatnonzero(strokes.any(axis=0))
+    if rows.size == 0:
+        raise BlankCanvasError()
+    cols = np.flatnonzero(strokes[rows[0] : rows[-1] + 1].any(axis=0))
     crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     digit = _scale_longer_side(crop, DIGIT_BOX)
     peak = float(digit.max())
     if peak <= 0.0:
         raise BlankCanvasError()
     # A 1 px stroke shrunk 14x averages to 0.07; MNIST strokes peak at 1, so restore the peak.
-    digit = np.clip(digit / peak, 0.0, 1.0)
+    digit /= peak
+    np.minimum(digit, 1.0, out=digit)  # clip(digit / peak, 0, 1): the digit is never negative
     return _paste_centred(digit)
 
 
@@ -194,11 +286,15 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
 
 
 def _to_unit_float(array: np.ndarray) -> np.ndarray:
+    if array.dtype == np.uint8:  # the common case first: every canvas the app and most uploads send
+        return array.astype(np.float32) / np.float32(255.0)
     if array.dtype == bool:
         return array.astype(np.float32)
     if np.issubdtype(array.dtype, np.integer):
         top = 255.0 if array.dtype.itemsize == 1 or array.max(initial=0) <= 255 else np.iinfo(array.dtype).max
-        return np.clip(array.astype(np.float32) / np.float32(top), 0.0, 1.0)
+        unit = array.astype(np.float32) / np.float32(top)
+        # Unsigned values cannot leave [0, 1] here; only negative signed ones need the clip.
+        return unit if array.dtype.kind == "u" else np.clip(unit, 0.0, 1.0)
     pixels = array.astype(np.float32)
     finite = pixels[np.isfinite(pixels)]
     if finite.size and finite.max() > 1.0:
@@ -206,23 +302,90 @@ def _to_unit_float(array: np.ndarray) -> np.ndarray:
     return np.clip(pixels, 0.0, 1.0)  # NaN stays NaN and is rejected by the caller
 
 
-def _border(plane: np.ndarray) -> np.ndarray:
+def border_pixels(plane: np.ndarray) -> np.ndarray:
     """The outermost ring of pixels of an ``(H, W)`` plane, as a flat array."""
     if min(plane.shape) <= 2:
         return plane.reshape(-1)
     return np.concatenate([plane[0], plane[-1], plane[1:-1, 0], plane[1:-1, -1]])
 
 
-def _drop_specks(mask: np.ndarray) -> np.ndarray:
-    """Keep the 8-connected regions of ``mask`` that are large enough to be strokes."""
+def _speck_size(canvas_pixels: int) -> int:
+    """Regions of fewer pixels than this are specks on a canvas of ``canvas_pixels`` pixels."""
+    return max(3, int(MIN_COMPONENT_FRACTION * canvas_pixels))
+
+
+def _drop_specks(mask: np.ndarray, min_size: int | None = None) -> np.ndarray:
+    """Keep the 8-connected regions of ``mask`` that are large enough to be strokes: ``min_size``
+    pixels or more (default: `_speck_size` of the mask's own size)."""
+    if min_size is None:
+        min_size = _speck_size(mask.size)
+    if _surely_no_specks(mask, min_size):
+        return mask
     labels, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
     if count == 0:
         return mask
     sizes = np.bincount(labels.ravel())
-    min_size = max(3, int(MIN_COMPONENT_FRACTION * mask.size))
     keep = sizes >= min_size
     keep[0] = False
     return keep[labels]
+
+
+def _surely_no_specks(mask: np.ndarray, min_size: int) -> bool:
+    """True when every pixel of ``mask`` is shown to lie in an 8-connected region of at least
+    ``min_size`` pixels without labelling the regions (labelling cost more than the rest of
+    `canvas_to_input`). Seeds lie in such a region: pixels whose 3x3 neighbourhood holds
+    ``min_size`` mask pixels (all of them touch the seed), or, for a larger ``min_size`` (a
+    larger canvas), pixels whose whole ``k x k`` neighbourhood (``k * k >= min_size``) is mask.
+    Every mask pixel joined to a seed is in the seed's region; a pen's strokes are seeds but
+    for their rims, which a few steps of growing within the mask reach. False (label them)
+    when some pixel is still not reached: a speck, or a line thinner than ``k``."""
+    if mask.size == 0:
+        return False
+    side = 3
+    while side * side < min_size:
+        side += 2
+    reach = side // 2
+    height, width = mask.shape
+    padded = np.zeros((height + 2 * reach, width + 2 * reach), dtype=np.uint8 if side == 3 else np.uint16)
+    padded[reach:-reach, reach:-reach] = mask
+    across = padded[:, :width] + padded[:, 1 : width + 1]
+    for shift in range(2, side):
+        across += padded[:, shift : shift + width]
+    counts = across[:height] + across[1 : height + 1]
+    for shift in range(2, side):
+        counts += across[shift : shift + height]
+    reached = mask & (counts >= (min_size if side == 3 else side * side))
+    total = np.count_nonzero(mask)
+    for _ in range(SPECK_CHECK_STEPS + reach - 1):
+        if np.count_nonzero(reached) == total:
+            return True
+        reached = _grow_square(reached) & mask
+    return np.count_nonzero(reached) == total
+
+
+def _grow_square(mask: np.ndarray) -> np.ndarray:
+    """One step of 8-neighbour dilation of a boolean ``(H, W)`` mask (outside counts as empty)."""
+    across = mask.copy()
+    across[:, 1:] |= mask[:, :-1]
+    across[:, :-1] |= mask[:, 1:]
+    grown = across.copy()
+    grown[1:] |= across[:-1]
+    grown[:-1] |= across[1:]
+    return grown
+
+
+def _grow_cross(mask: np.ndarray, steps: int) -> np.ndarray:
+    """``steps`` steps of 4-neighbour dilation of a boolean ``(H, W)`` mask, outside counting as
+    empty: `scipy.ndimage.binary_dilation` with its default cross and ``iterations=steps``."""
+    grown = mask
+    for _ in range(steps):
+        previous = grown
+        grown = previous.copy()
+        grown[1:] |= previous[:-1]
+        grown[:-1] |= previous[1:]
+        grown[:, 1:] |= previous[:, :-1]
+        grown[:, :-1] |= previous[:, 1:]
+    return grown
 
 
 def _scale_longer_side(crop: np.ndarray, longer: int) -> np.ndarray:
@@ -232,19 +395,41 @@ def _scale_longer_side(crop: np.ndarray, longer: int) -> np.ndarray:
     new_height = max(1, min(longer, round(height * factor)))
     new_width = max(1, min(longer, round(width * factor)))
     resample = Image.Resampling.BOX if factor < 1 else Image.Resampling.BILINEAR
-    scaled = Image.fromarray(crop.astype(np.float32), mode="F").resize((new_width, new_height), resample)
-    return np.clip(np.asarray(scaled, dtype=np.float32), 0.0, None)
+    plane = Image.frombytes("F", (width, height), *_rows_of(crop))
+    scaled = plane.resize((new_width, new_height), resample).tobytes()
+    digit = np.frombuffer(scaled, dtype=np.float32).reshape(new_height, new_width)
+    return np.maximum(digit, 0.0)  # clip(digit, 0, None), into a new writable array
+
+
+def _rows_of(crop: np.ndarray) -> tuple[np.ndarray, str, str, int, int]:
+    """``crop``'s pixels for Pillow's raw decoder as float32 rows: a crop of a larger float32
+    array is read in place (its rows ``stride`` bytes apart), anything else from a copy."""
+    height, width = crop.shape
+    row_stride = crop.strides[0]
+    if crop.dtype == np.float32 and crop.strides[1] == 4 and row_stride % 4 == 0 and row_stride >= 4 * width:
+        span = (height - 1) * (row_stride // 4) + width  # from the first pixel to the last
+        return np.lib.stride_tricks.as_strided(crop, shape=(span,), strides=(4,)), "raw", "F", row_stride, 1
+    return np.ascontiguousarray(crop, dtype=np.float32), "raw", "F", 0, 1
 
 
 def _paste_centred(digit: np.ndarray) -> np.ndarray:
     """Put ``(h, w)`` (h, w <= 28) into a 28x28 frame with its centre of mass on (14, 14)."""
     height, width = digit.shape
-    com_row, com_col = ndimage.center_of_mass(digit)
-    top = int(np.clip(round(CENTRE_OF_MASS[0] - com_row), 0, OUTPUT_SIZE - height))
-    left = int(np.clip(round(CENTRE_OF_MASS[1] - com_col), 0, OUTPUT_SIZE - width))
+    com_row, com_col = _centre_of_mass(digit)
+    top = min(max(round(CENTRE_OF_MASS[0] - com_row), 0), OUTPUT_SIZE - height)
+    left = min(max(round(CENTRE_OF_MASS[1] - com_col), 0), OUTPUT_SIZE - width)
     frame = np.zeros((OUTPUT_SIZE, OUTPUT_SIZE), dtype=np.float32)
     frame[top : top + height, left : left + width] = digit
     return frame
+
+
+def _centre_of_mass(plane: np.ndarray) -> tuple[float, float]:
+    """``(row, column)`` centre of mass of an ``(h, w)`` float32 plane: `scipy.ndimage.center_of_mass`'s
+    arithmetic (a float32 total, float64 weighted sums) without its overhead."""
+    total = plane.sum()
+    rows = np.arange(plane.shape[0], dtype=float).reshape(-1, 1)
+    cols = np.arange(plane.shape[1], dtype=float).reshape(1, -1)
+    return (plane * rows).sum() / total, (plane * cols).sum() / total
 
 
 def _convert_mode(img: Image.Image) -> Image.Image:

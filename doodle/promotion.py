@@ -23,7 +23,7 @@ retraining: on 5,000 images an accuracy near 99 % has a binomial standard error 
 two runs of one configuration land about that far apart, so a drop of up to about two standard
 errors is not evidence of a worse model. A configuration change must show more than noise: its
 validation gain must exceed the seed study's ``champion_margin``. The two margins come from the seed
-study's committed runs (``reports/experiments/results.csv``, `doodle.experiments.read_study`): two
+study's committed runs (``reports/experiments/results.csv``, `doodle.study_results.read_study`): two
 standard deviations over seeds of the default configuration's validation accuracy and of its
 pen-stroke accuracy. The feedback holdout has no margin: new models must not read fewer of people's
 corrected drawings right.
@@ -89,7 +89,7 @@ class StudyMargins:
 
     @classmethod
     def of(cls, study: Any) -> "StudyMargins":
-        """From a `doodle.experiments.SeedStudy` (its ``champion_margin``, ``stroke_margin``,
+        """From a `doodle.study_results.SeedStudy` (its ``champion_margin``, ``stroke_margin``,
         ``seeds``, ``source``); its errors (too few seeds) pass through."""
         return cls(float(study.champion_margin), float(study.stroke_margin), int(study.seeds), str(study.source))
 

@@ -26,11 +26,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from doodle.constants import IMAGE_SIDE
-from doodle.preprocess import STROKE_LEVEL, canvas_to_input, ink_map, to_grey
+from doodle.drawing import render_strokes
+from doodle.preprocess import STROKE_LEVEL, border_pixels, canvas_to_input, ink_map, to_grey
 
 # A mark less tall than this fraction of the tallest mark is a fragment (a dot, a tick, a 5's
 # flag drawn apart, however wide) and joins the nearest digit.
@@ -179,7 +179,7 @@ def segment(
     """
     grey = to_grey(image)
     ink = ink_map(grey)  # raises BlankCanvasError
-    background = float(np.median(_border(grey)))
+    background = float(np.median(border_pixels(grey)))
     strokes_mask = ink >= STROKE_LEVEL
     pieces, count = _pieces(strokes_mask, None, pen_width)
     if count > MAX_MARKS:
@@ -235,21 +235,10 @@ def _pieces(
     if not strokes:
         labels, count = ndimage.label(mask, structure=structure)
         return labels.astype(np.int32), int(count)
-    height, width = mask.shape
-    owner = Image.new("I", (width, height), 0)
-    pen = ImageDraw.Draw(owner)
-    radius = pen_width / 2 + 1  # + 1: the anti-aliased edge of the stroke
-    drawn = 0
-    for stroke in strokes:
-        points = [(float(x), float(y)) for x, y in stroke]
-        if not points:
-            continue
-        drawn += 1
-        if len(points) > 1:
-            pen.line(points, fill=drawn, width=int(round(2 * radius)))
-        for x, y in points:
-            pen.ellipse((x - radius, y - radius, x + radius, y + radius), fill=drawn)
-    labels = np.where(mask, np.asarray(owner, dtype=np.int32), 0)
+    # Each stroke's number where the pen drew it, a pixel wider all round: the anti-aliased edge.
+    owner = render_strokes(strokes, mask.shape, pen_width + 2, numbered=True)
+    drawn = sum(1 for stroke in strokes if len(stroke))
+    labels = np.where(mask, owner, 0)
     uncovered, extra = ndimage.label(mask & (labels == 0), structure=structure)
     labels = np.where(uncovered > 0, uncovered + drawn, labels).astype(np.int32)
     # Keep the numbering dense: a stroke wholly overdrawn by later strokes leaves no pixel.
@@ -419,9 +408,3 @@ def _paste(target: np.ndarray, box: DigitBox, top: int, left: int) -> None:
     ye, xe = min(target.shape[0], y0 + box.h), min(target.shape[1], x0 + box.w)
     if ys < ye and xs < xe:
         target[ys:ye, xs:xe] |= box.mask[ys - y0 : ye - y0, xs - x0 : xe - x0]
-
-
-def _border(plane: np.ndarray) -> np.ndarray:
-    if min(plane.shape) <= 2:
-        return plane.reshape(-1)
-    return np.concatenate([plane[0], plane[-1], plane[1:-1, 0], plane[1:-1, -1]])

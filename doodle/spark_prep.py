@@ -22,7 +22,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from doodle.constants import INK_THRESHOLD_BYTE as INK_THRESHOLD
+from doodle.constants import BINARY_INK_BYTE
 from doodle.constants import N_CLASSES
 from doodle.constants import N_PIXELS as PIXELS_PER_IMAGE
 from doodle.data import binary_matrix
@@ -203,7 +203,7 @@ def _summaries(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
                 "label": batch.column("label"),
                 "pixel_sum": pa.array(matrix.sum(axis=1)),
                 "pixel_sum_squares": pa.array((matrix * matrix).sum(axis=1)),
-                "ink_pixels": pa.array((matrix >= INK_THRESHOLD).sum(axis=1)),
+                "ink_pixels": pa.array((matrix >= BINARY_INK_BYTE).sum(axis=1)),
             }
         )
 

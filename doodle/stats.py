@@ -271,7 +271,7 @@ def noise_floor(mean: float, sd: float, count: int, widths: float = NOISE_WIDTHS
 
 
 def study_noise_floor(figure: Mapping[str, Any], count: int, widths: float = NOISE_WIDTHS) -> float:
-    """`noise_floor` of one figure over seeds, ``{"mean", "sd", "n"}`` as `doodle.experiments.SeedStudy.figure`
+    """`noise_floor` of one figure over seeds, ``{"mean", "sd", "n"}`` as `doodle.study_results.SeedStudy.figure`
     reads it from the study's results CSV (and experiments.json reports it); ``sd`` None or NaN with one seed."""
     sd = figure.get("sd")
     return noise_floor(float(figure["mean"]), float("nan") if sd is None else float(sd), count, widths)

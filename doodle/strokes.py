@@ -4,9 +4,9 @@ People write shapes that MNIST rarely has: a 9 whose tail curls left, a 7 with a
 crossbar, a 1 with a flag and a base, an open-topped 4. Each digit here has several style
 variants written as strokes (arcs, Bezier curves, lines) in a unit box. A *writer* (`Writer`)
 adds their habits: slant, width, rotation, hand tremor, how far a loop overshoots and how
-densely the pointer is sampled. The strokes are rendered as the drawing app renders them (a round
-pen, white ink on black, on the 280 px pad) and go through `doodle.preprocess.canvas_to_input`,
-the one path of the app, the API and the benchmarks.
+densely the pointer is sampled. The strokes are rendered by the drawing app's pen
+(`doodle.drawing.render_strokes`: round, white ink on black, on the 280 px pad) and go through
+`doodle.preprocess.canvas_to_input`, the one path of the app, the API and the benchmarks.
 
 Two uses, kept apart by their writers (`TRAINING_WRITERS`, `HELD_OUT_WRITERS`): training mixes
 fresh stroke digits into its batches; the development benchmark draws digits by writers whose
@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from math import comb
 
 import numpy as np
-from PIL import Image, ImageDraw
 
 from doodle.constants import CANVAS_SIZE, IMAGE_SIDE
+from doodle.drawing import render_strokes
 from doodle.preprocess import canvas_to_input, ink_to_input
 
 BENCHMARK_PEN_WIDTHS = (6, 10, 14, 18, 22, 26, 30)  # px on the 280 px pad, thin to thick
@@ -363,23 +363,6 @@ def draw_strokes(
     return [_resample((points - low) * scale + offset, writer.spacing) for points in shaped]
 
 
-def render(strokes: Sequence[Stroke], pen_width: float, size: int = CANVAS_SIZE) -> np.ndarray:
-    """Pad strokes -> ``(size, size)`` uint8, white round-pen ink on black, as the drawing app
-    renders its pad (`doodle.dashboard.render_strokes`): a line of the pen's width through the
-    points and a dot of the pen's diameter at each."""
-    image = Image.new("L", (size, size), 0)
-    pen = ImageDraw.Draw(image)
-    radius = pen_width / 2
-    width = max(1, int(round(pen_width)))
-    for stroke in strokes:
-        if len(stroke) > 1:
-            pen.line(np.asarray(stroke, dtype=np.float64).ravel().tolist(), fill=255, width=width)
-        # A dot at every point: round caps and joins, and no seams between short wide segments.
-        for x, y in np.asarray(stroke, dtype=np.float64).tolist():
-            pen.ellipse((x - radius, y - radius, x + radius, y + radius), fill=255)
-    return np.asarray(image)
-
-
 @dataclass(frozen=True)
 class StrokeDigits:
     """A generated set: ``images`` ``(N, 28, 28)`` float32 in [0, 1] (the model's input),
@@ -445,7 +428,7 @@ def generate(
         pen = float(pen_widths[i]) if pen_widths is not None else float(rng.uniform(*pen_range))
         height = float(rng.uniform(*height_range))
         strokes = draw_strokes(int(digit), style, writer, rng, pen_width=pen, height_fraction=height)
-        pad = render(strokes, pen)
+        pad = render_strokes(strokes, CANVAS_SIZE, pen)
         if pads is not None:
             pads[i] = pad
         images[i] = ink_to_input(pad * np.float32(1 / 255)) if clean_pads else canvas_to_input(pad)

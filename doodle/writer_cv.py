@@ -4,7 +4,7 @@ digits (`doodle.pendigits`), and the figures a reader needs from it.
 One run holds out one writer fold: it trains as the train stage does (MNIST's training split, the
 real writers of the other folds, the generated strokes), fits the temperature on MNIST validation,
 and reads every digit of the held-out writers as the pad draws it. The runner
-(`scripts/writer_cv.py`) appends each run's figures to ``runs.csv`` and the held-out digits'
+(`scripts/writer_cv.py`, which owns the training so that readers of the results never import it) appends each run's figures to ``runs.csv`` and the held-out digits'
 calibrated probabilities to ``predictions.csv``, so every figure below is computed from committed
 data without training: overall accuracy with an interval clustered by writer, per digit, per writer
 (the worst one named), the confusions, the unsure margin.
@@ -13,20 +13,16 @@ data without training: overall accuracy with an interval clustered by writer, pe
 from __future__ import annotations
 
 import csv
-import json
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from doodle import data, model_io, pendigits, stats
+from doodle import pendigits, stats
 from doodle.constants import N_CLASSES
 from doodle.evaluate import choose_unsure_margin
-from doodle.train import TrainConfig, fit_temperature, logits_of, train
 
 DEFAULT_DIR = Path("reports/experiments/writer_cv")
 RUNS = "runs.csv"
@@ -51,71 +47,6 @@ RUN_COLUMNS = [
 # The pen the committed predictions are read at: the pad's own.
 PREDICTION_PEN = pendigits.PAD_PEN_WIDTH
 NO_FOLD = -1  # a run that trains on no real writer reads all of them: one run, "fold" -1
-
-
-def run_fold(
-    name: str,
-    overrides: dict[str, Any],
-    fold: int,
-    params_file: str | Path = "params.yaml",
-    prepared_dir: str | Path = "data/prepared",
-    pendigits_dir: str | Path = "data/pendigits",
-    progress: bool = False,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Train ``params_file``'s config with ``overrides`` holding out writer ``fold`` and read
-    the held-out writers -> (run row over `RUN_COLUMNS`, prediction rows at `PREDICTION_PEN`).
-    People's corrections stay out: the study must not depend on what a store holds today. With
-    ``real_weight`` 0 in the overrides no writer trains, and ``fold`` -1 reads all 30."""
-    config = TrainConfig.from_params_file(params_file, {**overrides, "real_holdout_fold": fold})
-    x_train, y_train = data.load_split("train", prepared_dir)
-    x_val, y_val = data.load_split("validation", prepared_dir)
-    x_test, y_test = data.load_split("test", prepared_dir)
-    inputs = pendigits.load_inputs(pendigits_dir)
-    folds = pendigits.load_folds(pendigits_dir)
-    held_out = set(folds) if fold == NO_FOLD else pendigits.writers_of_fold(folds, fold)
-    if fold == NO_FOLD and config.real_weight:
-        raise ValueError("fold -1 reads every writer, so none may train: set real_weight 0")
-    x_real, y_real = pendigits.training_rows(inputs, held_out, config.real_pen_widths, config.real_weight)
-    started = time.perf_counter()
-    result = train(config, (np.concatenate([x_train, x_real]), np.concatenate([y_train, y_real])), (x_val, y_val), progress=progress)
-    temperature = fit_temperature(logits_of(result.params, result.normalization, x_val), y_val)
-    test_accuracy = float((logits_of(result.params, result.normalization, x_test).argmax(axis=1) == y_test).mean())
-
-    reading = inputs.where(np.isin(inputs.writers, list(held_out)))
-    logits = logits_of(result.params, result.normalization, reading.images)
-    probs = np.exp(logits / temperature - (logits / temperature).max(axis=1, keepdims=True))
-    probs /= probs.sum(axis=1, keepdims=True)
-    right = probs.argmax(axis=1) == reading.labels
-    by_pen = {int(pen): round(float(right[reading.pen_widths == pen].mean()), 6) for pen in np.unique(reading.pen_widths)}
-    at_pad = reading.pen_widths == PREDICTION_PEN
-    run = {
-        "config": name,
-        "overrides": json.dumps(overrides, sort_keys=True),
-        "fold": fold,
-        "seed": config.seed,
-        "held_out_writers": " ".join(str(writer) for writer in sorted(held_out)),
-        "real_accuracy": round(float(right[at_pad].mean()), 6),
-        "real_accuracy_by_pen": json.dumps(by_pen, sort_keys=True),
-        "test_accuracy": round(test_accuracy, 6),
-        "val_accuracy": round(result.best.val_accuracy, 6),
-        "temperature": round(temperature, 5),
-        "epochs_run": result.epochs_run,
-        "train_seconds": round(time.perf_counter() - started, 1),
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    predictions = [
-        {
-            "config": name,
-            "fold": fold,
-            "sample_id": int(reading.sample_ids[row]),
-            "writer": int(reading.writers[row]),
-            "label": int(reading.labels[row]),
-            "pen_width": PREDICTION_PEN,
-            **{column: f"{probs[row, digit]:.5f}" for digit, column in enumerate(PROBABILITY_COLUMNS)},
-        }
-        for row in np.flatnonzero(at_pad)
-    ]
-    return run, predictions
 
 
 def append_rows(path: str | Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
@@ -261,8 +192,3 @@ def unsure_margin(predictions: Predictions) -> float:
     """The unsure margin chosen on the held-out writers' calibrated probabilities
     (`doodle.evaluate.choose_unsure_margin`): people, not MNIST, are who the app asks "9 or 3?"."""
     return choose_unsure_margin(predictions.probs, predictions.labels)
-
-
-def load_model_predictions(model: model_io.Model, inputs: pendigits.PenInputs) -> np.ndarray:
-    """A served model's calibrated probabilities of rendered pen digits, ``(N, 10)``."""
-    return model.predict(inputs.images / 255.0)[1]

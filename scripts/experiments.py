@@ -30,7 +30,7 @@ from pathlib import Path
 
 import yaml
 
-from doodle import experiments, model_io
+from doodle import experiments, model_io, study_results
 
 
 def _stop_time(text: str | None) -> datetime | None:
@@ -44,7 +44,7 @@ def _stop_time(text: str | None) -> datetime | None:
 def remeasure(args: argparse.Namespace, base_seed: int) -> int:
     """Measure again the kept model of every row of the results file (those of ``--only`` and
     ``--pick``), print each figure that changed, and rewrite the file when any did."""
-    rows = experiments.read_rows(args.results)
+    rows = study_results.read_rows(args.results)
     chosen = []
     for index, row in enumerate(rows):
         if (args.only and row["config"] not in args.only) or (args.pick is not None and int(row["seed"]) - base_seed not in args.pick):
@@ -67,7 +67,7 @@ def remeasure(args: argparse.Namespace, base_seed: int) -> int:
             print(f"{row['config']} seed {row['seed']}: {error}; row left as it is", flush=True)
             continue
         rows[index] = experiments.remeasured(row, model, bench)
-        differences = [column for column in experiments.COLUMNS if rows[index][column] != row[column]]
+        differences = [column for column in study_results.COLUMNS if rows[index][column] != row[column]]
         for column in differences:
             before, after = row[column], rows[index][column]
             if column == "test_wrong":  # only the images that left or joined the list
@@ -78,14 +78,14 @@ def remeasure(args: argparse.Namespace, base_seed: int) -> int:
               f"({time.perf_counter() - started:.1f} s)", flush=True)
         changed += bool(differences)
     if changed:
-        experiments.write_rows(args.results, rows)
+        study_results.write_rows(args.results, rows)
         print(f"{changed} rows changed: {args.results} rewritten", flush=True)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", type=Path, default=experiments.DEFAULT_RESULTS)
+    parser.add_argument("--results", type=Path, default=study_results.DEFAULT_RESULTS)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--prepared-dir", type=Path, default=Path("data/prepared"))
     parser.add_argument("--only", nargs="+", metavar="NAME", help="configs of the study to run (default: all)")
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         plan = {name: overrides for name, overrides in experiments.STUDY.items() if not args.only or name in args.only}
     base_seed = int(yaml.safe_load(args.params.read_text())["base"]["seed"])
     stop = _stop_time(args.stop_at)
-    finished = experiments.done(args.results)
+    finished = study_results.done(args.results)
     # Seed by seed across the configs, so a study cut short has every config at as many seeds as it could.
     runs = [
         (position, name, overrides, seed)
@@ -141,10 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         if stop and datetime.now(timezone.utc) >= stop:
             print(f"stopping: it is past {args.stop_at} UTC", flush=True)
             break
-        if (name, seed) in experiments.done(args.results):  # another runner on the same file did it
+        if (name, seed) in study_results.done(args.results):  # another runner on the same file did it
             continue
         row = experiments.run_one(name, overrides, seed, bench, args.params, keep_models=args.keep_models)
-        experiments.append_row(args.results, row)
+        study_results.append_row(args.results, row)
         print(
             f"{name} seed {seed}: val {row['val_accuracy']:.4f} test {row['test_accuracy']:.4f} "
             f"ece {row['ece']:.4f} doodle {row['doodle_accuracy']:.4f} stroke {row['stroke_accuracy']:.4f} "

@@ -32,7 +32,7 @@ from pathlib import Path
 import papermill
 import yaml
 
-from doodle import experiments, model_io
+from doodle import model_io, study_results
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REPORTS = Path("reports/long-run")
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params-long", type=Path, default=Path("params-long.yaml"))
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--study", type=Path, default=experiments.DEFAULT_RESULTS,
+    parser.add_argument("--study", type=Path, default=study_results.DEFAULT_RESULTS,
                         help="the seed study's runs (results CSV): the champion and pen-stroke margins")
     parser.add_argument("--served", type=Path, default=Path("models"), help="the served model (the champion)")
     parser.add_argument("--reports", type=Path, default=DEFAULT_REPORTS, help="where the executed notebooks and results go")
@@ -60,10 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     reports = args.reports
 
     long_params = yaml.safe_load(args.params_long.read_text())
-    params = yaml.safe_load(args.params.read_text())
     model_dir = Path(long_params["model_dir"])
     try:  # fail before an hour of training, not after it
-        study = experiments.read_study(args.study)
+        study = study_results.read_study(args.study)
         margins = f"champion margin {study.champion_margin:.4%}, pen-stroke margin {study.stroke_margin:.4%}"
     except ValueError as error:
         print(error, file=sys.stderr)
@@ -84,18 +83,14 @@ def main(argv: list[str] | None = None) -> int:
           f" trained with {json.dumps({k: trained_with.get(k) for k in long_params['overrides']})}")
 
     run_notebook("04_evaluate", reports / "04_evaluate_long.ipynb", {
-        "seed": params["base"]["seed"],
+        "params_file": str(args.params),
         "model_dir": str(model_dir),
-        **params["evaluate"],
         "metrics_dir": str(reports / "metrics"),
         "figures_dir": str(reports / "figures"),
         "plots_dir": str(reports / "plots"),
     })
     run_notebook("05_promote", reports / "05_promote_long.ipynb", {
-        "max_val_drop": params["promote"]["max_val_drop"],
-        "seed": params["base"]["seed"],
-        "stroke_per_class": params["evaluate"]["stroke_per_class"],
-        "stroke_writers": params["evaluate"]["stroke_writers"],
+        "params_file": str(args.params),
         "candidate_dir": str(model_dir),
         "model_dir": str(args.served),
         "results_csv": str(args.study),

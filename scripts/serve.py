@@ -13,7 +13,7 @@ to ``GRACE_S`` seconds to exit cleanly (Voilà shuts its kernels down), whatever
 process gets SIGKILL, and both ports are free again before it returns. Should this process be
 killed outright (SIGKILL), each server gets SIGTERM from the kernel (parent-death signal).
 
-Standard library only, and run with the project's interpreter, whose ``bin/`` holds uvicorn and voila.
+Standard library and `doodle.constants` (the default ports) only, and run with the project's interpreter, whose ``bin/`` holds uvicorn and voila.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from doodle.constants import DEFAULT_API_PORT, DEFAULT_DASHBOARD_PORT
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -287,8 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, _request_stop)
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--api-port", type=int, default=8000)
-    parser.add_argument("--dashboard-port", type=int, default=8866)
+    parser.add_argument("--api-port", type=int, default=DEFAULT_API_PORT)
+    parser.add_argument("--dashboard-port", type=int, default=DEFAULT_DASHBOARD_PORT)
     args = parser.parse_args(argv)
     ports = (args.api_port, args.dashboard_port)
     for port in ports:

@@ -4,7 +4,7 @@ The same network (784-512-512-10, ReLU, params.yaml's train section), the same i
 (`doodle.mlp.init_params` at the seed, copied into tensors), the same mini-batches (the epochs of
 `doodle.train.EpochData`: the same shuffles, augmentation and pen-stroke mix, standardised the same
 way), the same learning-rate schedule (`doodle.optim.lr_at`, set before every step), the same
-early stopping on validation loss and the same temperature fit (`doodle.train.fit_temperature`).
+early stopping on validation loss and the same temperature fit (`doodle.evaluate.fit_temperature`).
 What differs is the arithmetic: `torch.optim.AdamW` (weights decayed, biases not, as
 `doodle.optim.Adam`), `torch.nn.functional.cross_entropy` with ``label_smoothing``, autograd for
 the gradients, and PyTorch's float32 kernels. As in the seed study (`doodle.experiments`) the
@@ -32,8 +32,9 @@ import numpy as np
 import yaml
 from threadpoolctl import threadpool_limits
 
-from doodle import data, evaluate, experiments, mlp, optim
-from doodle.train import EpochData, TrainConfig, fit_temperature, logits_of, normalization_of, stroke_pool
+from doodle import data, evaluate, experiments, mlp, optim, study_results
+from doodle.evaluate import fit_temperature
+from doodle.train import EpochData, TrainConfig, logits_of, normalization_of, stroke_pool
 from doodle.inputs import as_float_images, standardize
 
 DEFAULT_RESULTS = Path("reports/experiments/torch_reference.csv")
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.set_num_threads(1)
     base_seed = int(yaml.safe_load(args.params.read_text())["base"]["seed"])
-    finished = experiments.done(args.results)
+    finished = study_results.done(args.results)
     for seed in experiments.study_seeds(base_seed, args.seeds):
         if (CONFIG_NAME, seed) in finished:
             print(f"seed {seed}: already in {args.results}")
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seed {seed}: training in PyTorch {torch.__version__}", flush=True)
         with threadpool_limits(limits=1, user_api="blas"):
             row = run_seed(seed, args.params, args.prepared_dir)
-        experiments.append_row(args.results, row, COLUMNS)
+        study_results.append_row(args.results, row, COLUMNS)
         print(json.dumps({key: row[key] for key in COLUMNS[:10]}), flush=True)
     return 0
 

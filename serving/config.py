@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from doodle import paths
-from doodle.constants import DEFAULT_DASHBOARD_PORT
+from doodle.constants import DEFAULT_DASHBOARD_PORT, MAX_NUMBER_DIGITS
 
 MODEL_ENV = paths.MODEL_DIR_ENV  # a directory / .npz path, or an MLflow URI `models:/name@alias`
 FEEDBACK_DB_ENV = paths.FEEDBACK_DB_ENV
@@ -36,8 +36,8 @@ DEFAULT_DRIFT_THRESHOLD = 3.0
 # One BLAS thread per server process: requests already run concurrently, and on a busy 2-core
 # machine OpenBLAS's own threads made a 64-image forward pass an order of magnitude slower.
 DEFAULT_BLAS_THREADS = 1
-# Digits read from one drawing by /predict/number: a phone number with its country code fits.
-DEFAULT_MAX_NUMBER_DIGITS = 16
+# Digits read from one drawing by /predict/number: the pad's limit.
+DEFAULT_MAX_NUMBER_DIGITS = MAX_NUMBER_DIGITS
 # How often the server looks for a new model: two stat calls (or one registry query for an
 # alias), and a new model is loaded once it has been seen unchanged on two polls in a row.
 DEFAULT_MODEL_POLL_SECONDS = 2.0
@@ -66,8 +66,8 @@ class Settings:
         env = os.environ if environ is None else environ
         origins = env.get(CORS_ORIGINS_ENV)
         return cls(
-            model_uri=env.get(MODEL_ENV) or str(paths.ROOT / "models"),
-            feedback_db=Path(env.get(FEEDBACK_DB_ENV) or paths.ROOT / "data" / "feedback.sqlite"),
+            model_uri=str(paths.model_path(env)),
+            feedback_db=paths.feedback_db_path(env),
             cors_origins=(
                 tuple(o.strip() for o in origins.split(",") if o.strip())
                 if origins is not None

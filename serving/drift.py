@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from doodle.constants import INK_THRESHOLD  # as in the prepare stage's ink_fraction
+from doodle.constants import BINARY_INK_LEVEL  # as in the prepare stage's ink_fraction
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,9 @@ class DriftReference:
 
     def score(self, images: np.ndarray) -> float:
         """``(N, 784)`` float in [0, 1] -> max(|z_mean|, |z_ink|) of the batch-averaged statistics."""
-        mean_intensity = float(images.mean())
-        ink_fraction = float((images > INK_THRESHOLD).mean())
+        # images.mean() and (images > t).mean(), by the same arithmetic without np.mean's overhead.
+        mean_intensity = float(images.sum() / images.size)
+        ink_fraction = np.count_nonzero(images > BINARY_INK_LEVEL) / images.size
         z_mean = (mean_intensity - self.image_mean_mean) / self.image_mean_std
         z_ink = (ink_fraction - self.ink_fraction_mean) / self.ink_fraction_std
         return max(abs(z_mean), abs(z_ink))

@@ -6,6 +6,7 @@ Templates with ``{}`` fields are filled with `str.format` at the point of use.
 from __future__ import annotations
 
 from doodle.constants import N_PIXELS
+from doodle.number_reading import FAINT_DIGIT_MESSAGE
 from doodle.preprocess import BLANK_CANVAS_MESSAGE
 
 # Request bodies
@@ -41,7 +42,7 @@ BLANK_CANVAS = BLANK_CANVAS_MESSAGE  # "draw a digit first"
 # Whole numbers (/predict/number)
 TOO_MANY_DIGITS = "the drawing holds {count} digits: at most {limit} per request"
 NUMBER_UNREADABLE = "no number to read: {reason}"  # reason: doodle.segment's words
-DIGIT_TOO_FAINT = "digit {index} (from the left) is too faint to read"
+DIGIT_TOO_FAINT = FAINT_DIGIT_MESSAGE  # "digit {index} (from the left) is too faint to read"
 
 # Model
 MODEL_NOT_LOADED = "model not loaded: {reason}"

@@ -97,6 +97,9 @@ class MetricsMiddleware:
         self.app = app
         self.metrics = metrics
         self.routers = routers
+        # (route, method, status) -> its counter and histogram series: `labels()` takes a lock and
+        # builds a key on every call, so each series is looked up once (label values stay few).
+        self._series: dict[tuple[str, str, str], tuple] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -114,11 +117,18 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, recording_send)
         finally:
-            route = self._route_template(scope)
-            self.metrics.http_requests.labels(
-                route=route, method=_method_label(scope["method"]), status=str(status)
-            ).inc()
-            self.metrics.http_duration.labels(route=route).observe(time.perf_counter() - start)
+            count, duration = self._series_for(self._route_template(scope), _method_label(scope["method"]), str(status))
+            count.inc()
+            duration.observe(time.perf_counter() - start)
+
+    def _series_for(self, route: str, method: str, status: str) -> tuple:
+        key = (route, method, status)
+        series = self._series.get(key)
+        if series is None:
+            series = (self.metrics.http_requests.labels(route=route, method=method, status=status),
+                      self.metrics.http_duration.labels(route=route))
+            self._series[key] = series
+        return series
 
     def _route_template(self, scope: Scope) -> str:
         route = scope.get("route")

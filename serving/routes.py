@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +27,8 @@ from starlette.responses import Response
 from doodle.constants import CANVAS_SIZE, N_PIXELS
 from doodle.drawing import PEN_WIDTH, render_strokes
 from doodle.explain import attribution
-from doodle.feedback import FeedbackStore
 from doodle.model_io import Model
-from doodle.model_watch import ModelWatcher
+from doodle.number_reading import FaintDigitError, TooManyDigitsError, cut_number
 from doodle.path_io import read_views
 from doodle.paths import ROOT
 from doodle.preprocess import (
@@ -41,11 +39,7 @@ from doodle.preprocess import (
     canvas_to_input,
     decode_image,
 )
-from doodle.segment import segment
 from serving import messages
-from serving.config import Settings
-from serving.drift import DriftReference
-from serving.metrics import Metrics
 from serving.schemas import (
     BatchPredictRequest,
     BatchPredictResponse,
@@ -64,20 +58,7 @@ from serving.schemas import (
     StrokesPredictRequest,
     StrokesPredictResponse,
 )
-
-
-@dataclass
-class ServingState:
-    """Everything the routes need, built in the app's lifespan and kept in ``app.state.serving``."""
-
-    settings: Settings
-    metrics: Metrics
-    model: Model | None = None
-    model_error: str | None = messages.MODEL_NOT_LOADED_YET
-    feedback_store: FeedbackStore | None = None
-    feedback_error: str | None = None
-    drift_reference: DriftReference | None = None
-    watcher: ModelWatcher | None = None  # polls the model source; swaps `model` between requests
+from serving.state import ServingState
 
 
 class OrjsonRequest(Request):
@@ -307,29 +288,26 @@ def predict_image(
 def predict_number(
     request: Request, file: UploadFile = File(description="A PNG or JPEG drawing of a number.")
 ) -> Response:
-    """Cut a drawing of several digits into one box per digit, left to right (`doodle.segment`),
-    make each box a 28x28 input with the same `canvas_to_input` as `/predict/image`, and read
-    them in one forward pass. At most `DOODLE_MAX_NUMBER_DIGITS` (default 16) digits: a drawing
-    with more is a 422, as is a blank one. Each digit comes with its ``image_vector``, ready to
-    send back to ``/feedback``."""
+    """Read a drawing of several digits as the drawing pad reads one
+    (`doodle.number_reading.cut_number`: one box per digit, left to right, pieces of one digit
+    joined when the model reads them together more surely), each box made a 28x28 input with the
+    same `canvas_to_input` as `/predict/image`, all read in one forward pass. At most
+    `DOODLE_MAX_NUMBER_DIGITS` (default 16) digits: a drawing with more is a 422, as is a blank
+    one. Each digit comes with its ``image_vector``, ready to send back to ``/feedback``."""
     state = _state(request)
     limit = state.settings.max_number_digits
     with _uploaded_canvas(state, file) as canvas:
-        found = segment(canvas)
+        try:
+            pieces = cut_number(_loaded_model(state), canvas, max_digits=limit)
+        except TooManyDigitsError as exc:
+            raise HTTPException(422, messages.TOO_MANY_DIGITS.format(count=exc.count, limit=limit)) from None
+        except FaintDigitError as exc:
+            raise HTTPException(422, messages.DIGIT_TOO_FAINT.format(index=exc.index + 1)) from None
         del canvas
-        if not found.boxes:
-            raise HTTPException(422, messages.NUMBER_UNREADABLE.format(reason=found.reason))
-        if len(found) > limit:
-            raise HTTPException(422, messages.TOO_MANY_DIGITS.format(count=len(found), limit=limit))
-        images = np.zeros((len(found), N_PIXELS), dtype=np.float32)
-        for index in range(len(found)):
-            try:
-                images[index] = canvas_to_input(found.digit_canvas(index)).reshape(-1)
-            except BlankCanvasError:
-                raise HTTPException(422, messages.DIGIT_TOO_FAINT.format(index=index + 1)) from None
-    faint = np.flatnonzero(blank_inputs(images))
-    if faint.size:
-        raise HTTPException(422, messages.DIGIT_TOO_FAINT.format(index=int(faint[0]) + 1))
+    found = pieces.found
+    if not found.boxes:
+        raise HTTPException(422, messages.NUMBER_UNREADABLE.format(reason=found.reason))
+    images = pieces.inputs.reshape(len(found), N_PIXELS)
     digits, probs, confidences, model = _predict(state, images)
     state.metrics.number_digits.observe(len(digits))
     payload = {

@@ -21,6 +21,22 @@ from support.synthetic import synthetic_mnist
 SYNTHETIC_COUNTS = {"train": 400, "test": 120}
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """For `make test`'s parallel run (pytest-xdist, ``--dist loadgroup``): a module with slow
+    tests keeps them on one worker (``xdist_group``: its module-scoped servers start once), other
+    tests go to whichever worker is free; slow tests come first, so that the long ones start at
+    once and the quick ones fill the gaps at the end. Any new module gets the same treatment."""
+    def module_of(item) -> str:
+        return item.nodeid.split("::")[0]
+
+    slow_modules = {module_of(item) for item in items if item.get_closest_marker("slow")}
+    for item in items:
+        if module_of(item) in slow_modules:
+            item.add_marker(pytest.mark.xdist_group(module_of(item)))
+    items.sort(key=lambda item: module_of(item) not in slow_modules)  # stable: file order kept
+
+
 @pytest.fixture(scope="session")
 def synthetic_raw_dir(tmp_path_factory) -> Path:
     """A folder holding the four MNIST file names as gzipped IDX files of synthetic data

@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
+
+from doodle.drawing import render_strokes
 
 
 def synthetic_drawings(count: int, seed: int) -> list[tuple[str, bytes]]:
@@ -18,15 +20,18 @@ def synthetic_drawings(count: int, seed: int) -> list[tuple[str, bytes]]:
         rng = np.random.default_rng([seed, i])
         size = int(rng.integers(200, 361))
         kind = ("png", "rgba", "jpeg")[int(rng.choice(3, p=[0.6, 0.25, 0.15]))]
-        canvas = Image.new("RGBA", (size, size), (0, 0, 0, 0)) if kind == "rgba" else Image.new("L", (size, size), 255)
-        ink = (0, 0, 0, 255) if kind == "rgba" else 0
-        pen = ImageDraw.Draw(canvas)
         box = rng.uniform(0.3, 0.8) * size
         left, top = rng.uniform(0.05 * size, size - box - 0.05 * size, size=2)
         width = max(3, int(box * rng.uniform(0.06, 0.18)))
-        for _ in range(int(rng.integers(2, 5))):
-            points = [(float(left + x * box), float(top + y * box)) for x, y in rng.uniform(0, 1, size=(3, 2))]
-            pen.line(points, fill=ink, width=width, joint="curve")
+        strokes = [
+            [(float(left + x * box), float(top + y * box)) for x, y in rng.uniform(0, 1, size=(3, 2))]
+            for _ in range(int(rng.integers(2, 5)))
+        ]
+        ink = render_strokes(strokes, size, width)  # the pad's round pen, white on black
+        if kind == "rgba":  # black ink on a transparent canvas
+            canvas = Image.fromarray(np.dstack([np.zeros((size, size, 3), np.uint8), ink]), "RGBA")
+        else:
+            canvas = Image.fromarray(255 - ink)
         buffer = io.BytesIO()
         if kind == "jpeg":
             canvas.save(buffer, format="JPEG", quality=90)

@@ -6,7 +6,7 @@ The gates sit on validation figures (MNIST test is for reported results only), o
 sets `04_evaluate` and the seed study use (`doodle.development`, settings from params.yaml). Their
 margins come from the seed study's committed runs at test time (`reports/experiments/results.csv`,
 the default's mean and sd over seeds, widened to the binomial error when the seeds agree more closely
-than that: `doodle.experiments.read_study`, `doodle.stats.noise_floor`).
+than that: `doodle.study_results.read_study`, `doodle.stats.noise_floor`).
 
 These tests need `models/` and `data/prepared/` from the pipeline (`dvc repro`) and the study's CSV;
 they fail, saying so, when one is missing. DOODLE_MODEL_PATH points them at another model.
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from doodle import augment, evaluate, experiments, fonts, paths, strokes
+from doodle import augment, evaluate, fonts, paths, strokes, study_results
 from doodle.data import PreparedDataError, load_split
 from doodle.development import development_sets
 from doodle.inputs import as_float_images
@@ -24,7 +24,7 @@ from doodle.model_io import ModelFileError, load_model
 
 PARAMS = yaml.safe_load((paths.ROOT / "params.yaml").read_text())
 SEED = int(PARAMS["base"]["seed"])
-SEED_STUDY = paths.ROOT / experiments.DEFAULT_RESULTS
+SEED_STUDY = paths.ROOT / study_results.DEFAULT_RESULTS
 MIN_AGREEMENT = 0.95
 MIN_FONT_ACCURACY = 0.90
 # The pen-stroke benchmark (doodle.strokes, held-out writers), 10 digits per class at each of its 7 pen
@@ -74,7 +74,7 @@ def subset(development):
 def study_floor(key: str, count: int) -> float:
     """The lowest ``key`` a rerun of the default configuration should reach on ``count`` images."""
     try:
-        return experiments.read_study(SEED_STUDY).noise_floor(key, count)
+        return study_results.read_study(SEED_STUDY).noise_floor(key, count)
     except ValueError as error:
         pytest.fail(MISSING_STUDY_MESSAGE.format(key=key, error=error), pytrace=False)
 

@@ -1,6 +1,7 @@
 """Shared numbers are defined once (doodle/constants.py), agree with each other, and every
 environment setting the code reads is documented in the README's settings table."""
 
+import ast
 import re
 
 from doodle import constants, data, paths
@@ -18,9 +19,9 @@ def _code_files():
 
 def test_constants_agree():
     assert constants.N_PIXELS == constants.IMAGE_SIDE**2 == 784
-    # byte >= INK_THRESHOLD_BYTE is exactly "value on the [0, 1] scale > INK_THRESHOLD"
-    assert [b for b in range(256) if b >= constants.INK_THRESHOLD_BYTE] == [
-        b for b in range(256) if b / 255 > constants.INK_THRESHOLD
+    # byte >= BINARY_INK_BYTE is exactly "value on the [0, 1] scale > BINARY_INK_LEVEL"
+    assert [b for b in range(256) if b >= constants.BINARY_INK_BYTE] == [
+        b for b in range(256) if b / 255 > constants.BINARY_INK_LEVEL
     ]
 
 
@@ -34,6 +35,31 @@ def test_shared_numbers_are_assigned_only_in_constants():
             if assignment.match(line) and re.search(r"PIXEL|SIDE|SIZE|CLASSES|INK|THRESHOLD|SHAPE", line):
                 offenders.append(f"{path.relative_to(paths.ROOT)}:{number}: {line.strip()}")
     assert not offenders, "define these in doodle/constants.py and import them:\n" + "\n".join(offenders)
+
+
+def test_ports_and_the_digit_limit_are_written_once():
+    """The servers' ports and the number reading's digit limit are numbers only in
+    doodle/constants.py among the code (the Makefile reads the ports from there; docstrings may
+    show them)."""
+    offenders = []
+    for path in _code_files():
+        if path == paths.ROOT / "doodle" / "constants.py":
+            continue
+        if path.suffix == ".py":
+            for node in ast.walk(ast.parse(path.read_text())):
+                port = isinstance(node, ast.Constant) and type(node.value) is int and node.value in (8000, 8866)
+                limit = (
+                    isinstance(node, ast.Assign)
+                    and any("MAX_NUMBER_DIGITS" in ast.unparse(target) for target in node.targets)
+                    and isinstance(node.value, ast.Constant)
+                    and type(node.value.value) is int
+                )
+                if port or limit:
+                    offenders.append(f"{path.relative_to(paths.ROOT)}:{node.lineno}")
+        else:
+            code = [line.split("#", 1)[0] for line in path.read_text().splitlines()]
+            offenders += [f"{path.relative_to(paths.ROOT)}: {line}" for line in code if re.search(r"\b(8000|8866)\b", line)]
+    assert not offenders, "use doodle.constants' ports and digit limit:\n" + "\n".join(offenders)
 
 
 def test_prepared_data_root_does_not_depend_on_the_working_directory():

@@ -25,8 +25,8 @@ from doodle.dashboard import (
     SAVE_FAILED_MESSAGE,
     PICK_DIGIT_MESSAGE,
     DoodleApp,
-    render_strokes,
 )
+from doodle.drawing import render_strokes
 from doodle.feedback import FeedbackStore
 from doodle.model_io import save_model
 from doodle.paths import ROOT
@@ -40,12 +40,12 @@ SEVEN = HAND_DRAWN_DIGITS[7]
 
 
 def shown_percentages(app: DoodleApp) -> list[float]:
-    return [float(value) for value in re.findall(rf"class='{page.PROB}'>([0-9.]+)%<", app.bars.value)]
+    return [float(value) for value in re.findall(rf"class='{page.PROB}'>([0-9.]+)%<", app.view.bars.value)]
 
 
 def shown_state(app: DoodleApp) -> tuple[str, int]:
-    match = re.search(r"data-state='(\w+)' data-seq='(\d+)'", app.guess.value)
-    assert match, app.guess.value
+    match = re.search(r"data-state='(\w+)' data-seq='(\d+)'", app.view.guess.value)
+    assert match, app.view.guess.value
     return match.group(1), int(match.group(2))
 
 
@@ -91,12 +91,12 @@ def test_predict_shows_the_guess_bars_and_input(app, tiny_model):
     np.testing.assert_allclose(prediction.probabilities, probabilities[0])
     state, seq = shown_state(app)
     assert (state, seq) == ("guess", 1)
-    assert f"<div class='{page.GUESS_DIGIT}'>{prediction.digit}</div>" in app.guess.value
+    assert f"<div class='{page.GUESS_DIGIT}'>{prediction.digit}</div>" in app.view.guess.value
     percentages = shown_percentages(app)
     assert len(percentages) == 10
     assert sum(percentages) == pytest.approx(100.0, abs=0.5)
-    assert f"{page.BAR_ROW} {page.TOP}' {page.DATA_DIGIT}='{prediction.digit}'" in app.bars.value
-    view = Image.open(io.BytesIO(app.input_view.value))
+    assert f"{page.BAR_ROW} {page.TOP}' {page.DATA_DIGIT}='{prediction.digit}'" in app.view.bars.value
+    view = Image.open(io.BytesIO(app.view.input_view.value))
     assert view.size == (140, 140)
     np.testing.assert_allclose(np.asarray(view)[::5, ::5] / 255.0, prediction.model_input, atol=1 / 255)
 
@@ -112,7 +112,7 @@ def test_an_unsure_answer_names_the_runner_up(tmp_path, store):
         draw(app, SEVEN)
         prediction = app.predict()
         runner_up = int(np.argsort(prediction.probabilities)[-2])
-        text = re.search(rf"<div class='{page.GUESS_DIGIT}'>([^<]*)</div>", app.guess.value).group(1)
+        text = re.search(rf"<div class='{page.GUESS_DIGIT}'>([^<]*)</div>", app.view.guess.value).group(1)
         assert text == (f"{prediction.digit} or {runner_up}?" if expect_unsure else f"{prediction.digit}")
 
 
@@ -128,7 +128,7 @@ def test_blank_canvas_says_draw_a_digit_first(app):
     assert app.predict() is None
     state, _ = shown_state(app)
     assert state == "blank"
-    assert BLANK_CANVAS_MESSAGE in app.guess.value
+    assert BLANK_CANVAS_MESSAGE in app.view.guess.value
     assert shown_percentages(app) == []
 
 
@@ -136,7 +136,7 @@ def test_a_speck_is_still_blank(app):
     app.pen_width = 2
     app.handle_mouse_down(140, 140)  # a click with a fine pen: a speck, not a digit
     app.handle_mouse_up(140, 140)
-    assert app.predict() is None and BLANK_CANVAS_MESSAGE in app.guess.value
+    assert app.predict() is None and BLANK_CANVAS_MESSAGE in app.view.guess.value
 
 
 def test_undo_removes_the_last_stroke(app):
@@ -176,7 +176,7 @@ def test_correction_is_stored(app, store):
     draw(app, SEVEN)
     prediction = app.predict()
     actual = (prediction.digit + 1) % 10
-    app.actual_picker.value = str(actual)
+    app.view.actual_picker.value = str(actual)
     row_id = app.submit_feedback()
     assert row_id is not None
     (record,) = store.recent(5)
@@ -187,9 +187,9 @@ def test_correction_is_stored(app, store):
     np.testing.assert_allclose(record.image, prediction.model_input)
     drawing = np.asarray(Image.open(io.BytesIO(record.drawing_png)))
     assert drawing.shape == (CANVAS_SIZE, CANVAS_SIZE)
-    assert f"Saved correction #{row_id}" in app.feedback_status.value
-    assert "data-state='saved'" in app.feedback_status.value
-    assert app.actual_picker.value is None
+    assert f"Saved correction #{row_id}" in app.view.feedback_status.value
+    assert "data-state='saved'" in app.view.feedback_status.value
+    assert app.view.actual_picker.value is None
 
 
 def test_confirming_a_right_guess_is_stored_as_not_an_error(app, store):
@@ -197,7 +197,7 @@ def test_confirming_a_right_guess_is_stored_as_not_an_error(app, store):
     prediction = app.predict()
     app.submit_feedback(prediction.digit)
     assert store.count() == 1 and store.count(errors_only=True) == 0
-    assert "the model was right" in app.feedback_status.value
+    assert "the model was right" in app.view.feedback_status.value
 
 
 def test_correction_stores_the_drawing_on_screen_not_a_stale_one(app, store):
@@ -211,10 +211,10 @@ def test_correction_stores_the_drawing_on_screen_not_a_stale_one(app, store):
 
 def test_correction_needs_a_digit_and_a_drawing(app, store):
     app.submit_feedback()
-    assert PICK_DIGIT_MESSAGE in app.feedback_status.value
+    assert PICK_DIGIT_MESSAGE in app.view.feedback_status.value
     app.submit_feedback(3)
-    assert BLANK_CANVAS_MESSAGE in app.feedback_status.value
-    assert "data-state='error'" in app.feedback_status.value
+    assert BLANK_CANVAS_MESSAGE in app.view.feedback_status.value
+    assert "data-state='error'" in app.view.feedback_status.value
     assert store.count() == 0
 
 
@@ -225,8 +225,8 @@ def test_a_store_that_cannot_be_written_is_reported(tiny_model, tmp_path):
     (tmp_path / "feedback.sqlite").unlink()
     (tmp_path / "feedback.sqlite").mkdir()  # a folder where the database file was
     assert app.submit_feedback(7) is None
-    assert SAVE_FAILED_MESSAGE in app.feedback_status.value
-    assert "data-state='error'" in app.feedback_status.value
+    assert SAVE_FAILED_MESSAGE in app.view.feedback_status.value
+    assert "data-state='error'" in app.view.feedback_status.value
 
 
 def test_feedback_store_defaults_to_the_shared_path(tiny_model, tmp_path, monkeypatch):
@@ -242,28 +242,28 @@ def test_missing_model_is_explained_not_a_crash(tmp_path, monkeypatch):
     app = DoodleApp(live=True)
     assert app.model is None
     assert MODEL_MISSING_MESSAGE in app.model_error
-    assert app.predict_button.disabled and app.submit_button.disabled
+    assert app.view.predict_button.disabled and app.view.submit_button.disabled
     draw(app, SEVEN)  # drawing still works, nothing is predicted
     assert app.predict() is None and shown_state(app)[0] == "idle"
 
 
 def test_widgets_carry_the_classes_the_browser_test_uses(app):
     for widget, css in [
-        (app.canvas, page.PAD),
-        (app.predict_button, page.PREDICT),
-        (app.undo_button, page.UNDO),
-        (app.clear_button, page.CLEAR),
-        (app.guess, page.GUESS),
-        (app.bars, page.PROBS),
-        (app.input_view, page.INPUT_VIEW),
-        (app.actual_picker, page.ACTUAL),
-        (app.submit_button, page.SUBMIT),
-        (app.feedback_status, page.FEEDBACK_STATUS),
+        (app.view.canvas, page.PAD),
+        (app.view.predict_button, page.PREDICT),
+        (app.view.undo_button, page.UNDO),
+        (app.view.clear_button, page.CLEAR),
+        (app.view.guess, page.GUESS),
+        (app.view.bars, page.PROBS),
+        (app.view.input_view, page.INPUT_VIEW),
+        (app.view.actual_picker, page.ACTUAL),
+        (app.view.submit_button, page.SUBMIT),
+        (app.view.feedback_status, page.FEEDBACK_STATUS),
         (app.layout, page.APP),
     ]:
         assert css in widget._dom_classes
-    assert app.canvas.layout.width == "280px" and app.canvas.layout.height == "280px"
-    assert (app.canvas.width, app.canvas.height) == (CANVAS_SIZE, CANVAS_SIZE)
+    assert app.view.canvas.layout.width == "280px" and app.view.canvas.layout.height == "280px"
+    assert (app.view.canvas.width, app.view.canvas.height) == (CANVAS_SIZE, CANVAS_SIZE)
 
 
 def test_trained_model_reads_hand_drawn_digits(trained_model):
@@ -305,7 +305,7 @@ def test_module_keeps_no_global_state(tiny_model, store):
     first = DoodleApp(model=tiny_model, feedback_store=store, live=False)
     second = DoodleApp(model=tiny_model, feedback_store=store, live=False)
     draw(first, SEVEN)
-    assert second.strokes == [] and first.canvas is not second.canvas
+    assert second.strokes == [] and first.view.canvas is not second.view.canvas
     assert not any(isinstance(value, DoodleApp) for value in vars(dashboard).values())
 
 
@@ -326,13 +326,13 @@ def test_prediction_shows_the_attribution_map_and_the_units(app, tiny_model):
     why = prediction.explanation
     assert why.runner_up != why.digit
     seq = shown_state(app)[1]
-    assert f"{page.DATA_SEQ}='{seq}'" in app.attribution_view.value
-    assert f"toward {why.digit}" in app.attribution_view.value and f"toward {why.runner_up}" in app.attribution_view.value
-    units = [int(u) for u in re.findall(rf"{page.DATA_UNIT}='(\d+)'", app.units_view.value)]
+    assert f"{page.DATA_SEQ}='{seq}'" in app.view.attribution_view.value
+    assert f"toward {why.digit}" in app.view.attribution_view.value and f"toward {why.runner_up}" in app.view.attribution_view.value
+    units = [int(u) for u in re.findall(rf"{page.DATA_UNIT}='(\d+)'", app.view.units_view.value)]
     assert units == why.units.tolist() and len(units) == dashboard.TOP_UNITS
-    assert f"{page.DATA_SEQ}='{seq}'" in app.units_view.value
+    assert f"{page.DATA_SEQ}='{seq}'" in app.view.units_view.value
     app.clear()
-    assert re.findall(rf"{page.DATA_UNIT}=", app.units_view.value) == []
+    assert re.findall(rf"{page.DATA_UNIT}=", app.view.units_view.value) == []
 
 
 def test_attribution_png_is_red_for_the_guess_and_blue_for_the_runner_up():
@@ -355,13 +355,13 @@ def test_a_promoted_model_is_picked_up_and_shown(tmp_path, monkeypatch, store):
     app = DoodleApp(feedback_store=store, live=False, model_poll_seconds=0.05)
     draw(app, SEVEN)
     assert app.predict().model_version == first.version
-    assert f"data-version='{first.version}'" in app.version_label.value
+    assert f"data-version='{first.version}'" in app.view.version_label.value
     second = save_model(folder, mlp.init_params([784, 16, 10], seed=2), normalization={"mean": 0.13, "std": 0.31})
     deadline = time.monotonic() + 10
     while app.model.version != second.version and time.monotonic() < deadline:
         time.sleep(0.02)
     assert app.predict().model_version == second.version
-    assert f"data-version='{second.version}'" in app.version_label.value
+    assert f"data-version='{second.version}'" in app.view.version_label.value
     row_id = app.submit_feedback(7)
     assert store.recent(1)[0].id == row_id and store.recent(1)[0].model_version == second.version
     # A corrupt file is refused: the page keeps the model it has.

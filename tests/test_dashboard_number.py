@@ -26,10 +26,10 @@ YEAR = number_strokes("2026")
 
 def shown_number(app: DoodleApp) -> tuple[str, list[dict[str, str]]]:
     """The number view's ``data-number`` and, per digit, its data attributes."""
-    number = re.search(rf"{page.DATA_NUMBER}='(\d*)'", app.number_view.value).group(1)
+    number = re.search(rf"{page.DATA_NUMBER}='(\d*)'", app.view.number_view.value).group(1)
     cells = [
         dict(re.findall(r"(data-[a-z]+)='([^']*)'", cell))
-        for cell in re.findall(rf"<div class='{page.NUMBER_DIGIT}'[^>]*>", app.number_view.value)
+        for cell in re.findall(rf"<div class='{page.NUMBER_DIGIT}'[^>]*>", app.view.number_view.value)
     ]
     return number, cells
 
@@ -82,9 +82,9 @@ def test_one_digit_keeps_the_single_digit_answer(app):
     draw(app, HAND_DRAWN_DIGITS[4])  # two strokes, one digit
     answer = app.predict()
     assert isinstance(answer, Prediction) and app.number is None
-    assert "data-state='guess'" in app.guess.value
+    assert "data-state='guess'" in app.view.guess.value
     assert shown_number(app) == ("", [])
-    assert app.position_row.layout.display == "none"
+    assert app.view.position_row.layout.display == "none"
 
 
 def test_a_number_shows_the_number_the_digits_and_their_views(app):
@@ -92,8 +92,8 @@ def test_a_number_shows_the_number_the_digits_and_their_views(app):
     reading = app.predict()
     assert isinstance(reading, NumberReading) and len(reading) == 4
     assert app.prediction is None and app.number is reading
-    assert f"data-state='{page.STATE_NUMBER}'" in app.guess.value
-    assert f">{reading.number}</div>" in app.guess.value
+    assert f"data-state='{page.STATE_NUMBER}'" in app.view.guess.value
+    assert f">{reading.number}</div>" in app.view.guess.value
     number, cells = shown_number(app)
     assert number == reading.number
     assert [cell[page.DATA_INDEX] for cell in cells] == ["0", "1", "2", "3"]
@@ -103,19 +103,19 @@ def test_a_number_shows_the_number_the_digits_and_their_views(app):
         assert float(cell[page.DATA_CONFIDENCE]) == pytest.approx(digit.confidence, abs=1e-4)
         # Each digit's small view is its own 28x28 input, enlarged.
         png = view.data_url(view.input_view_png(digit.model_input, view.NUMBER_VIEW_SCALE))
-        assert png in app.number_view.value
-    assert len(re.findall(r"<img ", app.number_view.value)) == 4
-    assert app.position_row.layout.display != "none"
-    assert [value for _, value in app.position_picker.options] == [0, 1, 2, 3]
+        assert png in app.view.number_view.value
+    assert len(re.findall(r"<img ", app.view.number_view.value)) == 4
+    assert app.view.position_row.layout.display != "none"
+    assert [value for _, value in app.view.position_picker.options] == [0, 1, 2, 3]
     # Every part of the answer moved on together (the browser waits on data-seq).
-    seqs = {int(s) for part in (app.guess, app.bars, app.number_view, app.attribution_view, app.units_view)
+    seqs = {int(s) for part in (app.view.guess, app.view.bars, app.view.number_view, app.view.attribution_view, app.view.units_view)
             for s in re.findall(r"data-seq='(\d+)'", part.value)}
-    assert seqs == {app.predictions_made}
+    assert seqs == {app.view.predictions_made}
 
 
 def test_boxes_are_painted_on_the_pad_and_go_with_the_number(app, monkeypatch):
     painted = []
-    monkeypatch.setattr(app.canvas, "stroke_rect", lambda *box: painted.append(box))
+    monkeypatch.setattr(app.view.canvas, "stroke_rect", lambda *box: painted.append(box))
     draw(app, YEAR)
     reading = app.predict()
     margin = page.BOX_MARGIN
@@ -126,28 +126,28 @@ def test_boxes_are_painted_on_the_pad_and_go_with_the_number(app, monkeypatch):
     app.drawing.strokes[:] = app.drawing.strokes[:1]  # only the 2 left
     assert isinstance(app.predict(), Prediction)
     assert repaints == [1]  # the boxes are wiped with a repaint
-    assert shown_number(app) == ("", []) and app.position_row.layout.display == "none"
+    assert shown_number(app) == ("", []) and app.view.position_row.layout.display == "none"
 
 
 def test_clear_after_a_number_is_idle(app):
     draw(app, YEAR)
     app.predict()
     app.clear()
-    assert "data-state='idle'" in app.guess.value and app.number is None
+    assert "data-state='idle'" in app.view.guess.value and app.number is None
     assert shown_number(app) == ("", [])
 
 
 def test_a_correction_names_its_digit_and_stores_that_digits_input(app, store):
     draw(app, YEAR)
     reading = app.predict()
-    app.actual_picker.value = "6"
+    app.view.actual_picker.value = "6"
     assert app.submit_feedback() is None  # which digit?
-    assert PICK_POSITION_MESSAGE in app.feedback_status.value and store.count() == 0
-    app.position_picker.value = 2
-    app.actual_picker.value = "2"
+    assert PICK_POSITION_MESSAGE in app.view.feedback_status.value and store.count() == 0
+    app.view.position_picker.value = 2
+    app.view.actual_picker.value = "2"
     row_id = app.submit_feedback()
     assert row_id is not None
-    assert "digit 3 of 4" in app.feedback_status.value and "data-state='saved'" in app.feedback_status.value
+    assert "digit 3 of 4" in app.view.feedback_status.value and "data-state='saved'" in app.view.feedback_status.value
     third = reading.digits[2]
     with sqlite3.connect(store.path) as conn:
         predicted, actual, source, image, png = conn.execute(
@@ -159,7 +159,7 @@ def test_a_correction_names_its_digit_and_stores_that_digits_input(app, store):
     assert not np.allclose(stored, reading.digits[1].model_input)  # not its neighbour's
     crop = np.asarray(Image.open(io.BytesIO(png)))
     assert crop.shape[1] < 140 and crop.shape[0] >= third.box[3]  # the digit's crop, not the whole pad
-    assert app.position_picker.value is None and app.actual_picker.value is None
+    assert app.view.position_picker.value is None and app.view.actual_picker.value is None
 
 
 def test_a_correction_by_argument_for_the_last_digit(app, store):

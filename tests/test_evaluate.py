@@ -195,3 +195,14 @@ def test_mistake_kinds_of_a_model_without_mistakes_and_of_bad_input():
         evaluate.mistake_kinds(KIND_PROBS, KIND_LABELS, [[1], [5]], unsure_margin=0.3)
     with pytest.raises(ValueError, match="probs must be"):
         evaluate.mistake_kinds(KIND_PROBS[:3], KIND_LABELS, [], unsure_margin=0.3)
+
+
+def test_fit_temperature_recovers_the_scale_of_overconfident_and_underconfident_logits():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(20000, 10)) * 2.0
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    labels = (probs.cumsum(axis=1) > rng.random((len(probs), 1))).argmax(axis=1)  # drawn from probs
+    assert evaluate.fit_temperature(logits * 3.0, labels) == pytest.approx(3.0, rel=0.05)
+    assert evaluate.fit_temperature(logits / 2.0, labels) == pytest.approx(0.5, rel=0.05)
+    with pytest.raises(ValueError, match="need"):
+        evaluate.fit_temperature(logits[:, 0], labels)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from doodle import experiments, model_io, strokes
+from doodle import experiments, model_io, strokes, study_results
 from doodle.development import development_sets
 from doodle.inputs import as_float_images
 from doodle.train import TrainConfig, train
@@ -74,7 +74,7 @@ def test_every_study_config_is_a_valid_train_config():
 
 def test_a_run_trains_as_the_train_stage_and_fills_every_column(bench):
     row = experiments.run_one("tiny", TINY, 5, bench, PARAMS)
-    assert list(row) == experiments.COLUMNS
+    assert list(row) == study_results.COLUMNS
     # The same config and seed through doodle.train directly gives the same validation accuracy.
     direct = train(TrainConfig.from_params_file(PARAMS, {**TINY, "seed": 5}), bench.train, bench.validation, progress=False)
     assert row["val_accuracy"] == direct.best.val_accuracy
@@ -89,20 +89,20 @@ def test_a_run_trains_as_the_train_stage_and_fills_every_column(bench):
 
 def test_rows_are_appended_and_finished_pairs_known(tmp_path, bench):
     path = tmp_path / "deep" / "results.csv"
-    row = {column: "x" for column in experiments.COLUMNS} | {"config": "a", "seed": 3}
-    experiments.append_row(path, row)
-    experiments.append_row(path, row | {"seed": 4})
+    row = {column: "x" for column in study_results.COLUMNS} | {"config": "a", "seed": 3}
+    study_results.append_row(path, row)
+    study_results.append_row(path, row | {"seed": 4})
     with path.open(newline="") as handle:
         assert [r["seed"] for r in csv.DictReader(handle)] == ["3", "4"]
-    assert experiments.done(path) == {("a", 3), ("a", 4)}
-    assert experiments.done(tmp_path / "none.csv") == set()
+    assert study_results.done(path) == {("a", 3), ("a", 4)}
+    assert study_results.done(tmp_path / "none.csv") == set()
 
 
 def test_a_file_with_other_columns_is_refused_untouched(tmp_path):
     path = tmp_path / "results.csv"
     path.write_text("config,seed\nold,1\n")
     with pytest.raises(ValueError, match="columns differ"):
-        experiments.append_row(path, {column: "x" for column in experiments.COLUMNS})
+        study_results.append_row(path, {column: "x" for column in study_results.COLUMNS})
     assert path.read_text() == "config,seed\nold,1\n"
 
 
@@ -110,28 +110,28 @@ def test_a_kept_model_measured_again_gives_its_row_back(tmp_path, bench):
     """A run's kept model, measured again, reproduces the row's figures as the CSV holds them; a
     figure that differs is replaced and training's columns are left alone."""
     path = tmp_path / "results.csv"
-    experiments.append_row(path, experiments.run_one("tiny", TINY, 5, bench, PARAMS, keep_models=tmp_path / "models"))
-    [row] = experiments.read_rows(path)
+    study_results.append_row(path, experiments.run_one("tiny", TINY, 5, bench, PARAMS, keep_models=tmp_path / "models"))
+    [row] = study_results.read_rows(path)
     model = model_io.load_model(tmp_path / "models" / "tiny-5")
     assert experiments.remeasured(row, model, bench) == row
     stale = row | {"test_accuracy": "0.5", "rotation_plus_30deg": "0.25", "val_accuracy": "0.125"}
     again = experiments.remeasured(stale, model, bench)
     assert again["test_accuracy"] == row["test_accuracy"] and again["rotation_plus_30deg"] == row["rotation_plus_30deg"]
     assert again["val_accuracy"] == "0.125"
-    experiments.write_rows(path, [again, row])
-    assert experiments.read_rows(path) == [again, row]
+    study_results.write_rows(path, [again, row])
+    assert study_results.read_rows(path) == [again, row]
 
 
 def test_rows_of_a_file_with_other_columns_are_refused(tmp_path):
     path = tmp_path / "results.csv"
     path.write_text("config,seed\nold,1\n")
     with pytest.raises(ValueError, match="columns differ"):
-        experiments.read_rows(path)
+        study_results.read_rows(path)
 
 
 def test_script_remeasure_leaves_rows_without_a_kept_model_untouched(tmp_path):
     path = tmp_path / "results.csv"
-    experiments.append_row(path, {column: "x" for column in experiments.COLUMNS} | {"config": "default", "seed": 3})
+    study_results.append_row(path, {column: "x" for column in study_results.COLUMNS} | {"config": "default", "seed": 3})
     before = path.read_text()
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "experiments.py"), "--remeasure", "--results", str(path),
@@ -176,7 +176,7 @@ def test_the_notebook_summarises_a_results_file(tmp_path, bench):
     for config, seed, shift in [("default", 1, 0.0), ("default", 2, 0.002), ("default", 3, 0.004),
                                 ("no-augment", 1, -0.01), ("no-augment", 2, -0.009), ("no-augment", 3, -0.005)]:
         row = dict(base, config=config, seed=seed, val_accuracy=0.9 + shift, test_accuracy=0.9 + shift)
-        experiments.append_row(results, row)
+        study_results.append_row(results, row)
     # The PyTorch reference at two of the default's seeds: +0.1 and +0.3 points on test, one image
     # misread by it alone, none by NumPy alone.
     torch_results = tmp_path / "torch.csv"
@@ -184,7 +184,7 @@ def test_the_notebook_summarises_a_results_file(tmp_path, bench):
         row = {column: "" for column in TORCH_COLUMNS}
         row.update(config="torch-default", seed=seed, val_accuracy=0.9 + shift, test_accuracy=0.9 + shift + 0.001 * seed,
                    ece=0.002, torch="2.13.0+cpu", test_wrong=base["test_wrong"] + " 100000")
-        experiments.append_row(torch_results, row, TORCH_COLUMNS)
+        study_results.append_row(torch_results, row, TORCH_COLUMNS)
     metrics = tmp_path / "experiments.json"
     subprocess.run(
         [sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "06_experiments.ipynb"), str(tmp_path / "out.ipynb"),
@@ -211,27 +211,27 @@ def test_the_notebook_summarises_a_results_file(tmp_path, bench):
 
 def test_seed_mistakes_reads_each_runs_misread_images_of_one_config(tmp_path):
     path = tmp_path / "results.csv"
-    assert experiments.seed_mistakes(path) == []  # no study yet
+    assert study_results.seed_mistakes(path) == []  # no study yet
     for config, seed, wrong in [("default", 1, "9 3 5"), ("no-augment", 1, "2"), ("default", 2, "")]:
-        experiments.append_row(path, {**{column: "" for column in experiments.COLUMNS},
+        study_results.append_row(path, {**{column: "" for column in study_results.COLUMNS},
                                       "config": config, "seed": seed, "test_wrong": wrong})
-    runs = experiments.seed_mistakes(path)
+    runs = study_results.seed_mistakes(path)
     assert [run.tolist() for run in runs] == [[3, 5, 9], []]
-    assert [run.tolist() for run in experiments.seed_mistakes(path, "no-augment")] == [[2]]
-    assert experiments.seed_mistakes(path, "width-256") == []
+    assert [run.tolist() for run in study_results.seed_mistakes(path, "no-augment")] == [[2]]
+    assert study_results.seed_mistakes(path, "width-256") == []
     path.write_text(path.read_text().replace("9 3 5", "9 x 5"))
     with pytest.raises(ValueError, match="unreadable test_wrong"):
-        experiments.seed_mistakes(path)
+        study_results.seed_mistakes(path)
 
 
 def test_study_figure_summarises_one_config_of_the_results_csv(tmp_path):
     path = tmp_path / "results.csv"
     path.write_text("config,seed,val_accuracy\ndefault,1,0.990\nother,1,0.5\ndefault,2,0.992\n")
-    figure = experiments.study_figure(path, "val_accuracy")
+    figure = study_results.study_figure(path, "val_accuracy")
     assert figure["n"] == 2 and figure["mean"] == pytest.approx(0.991) and figure["sd"] == pytest.approx(0.0014142, rel=1e-4)
-    assert experiments.study_figure(path, "val_accuracy", config="other") == {"mean": 0.5, "sd": None, "n": 1}
-    assert experiments.study_figure(path, "val_accuracy", config="absent") == {}
-    assert experiments.study_figure(tmp_path / "missing.csv", "val_accuracy") == {}
+    assert study_results.study_figure(path, "val_accuracy", config="other") == {"mean": 0.5, "sd": None, "n": 1}
+    assert study_results.study_figure(path, "val_accuracy", config="absent") == {}
+    assert study_results.study_figure(tmp_path / "missing.csv", "val_accuracy") == {}
 
 
 def test_read_study_gives_the_margins_and_noise_floor_of_one_config(tmp_path):
@@ -240,16 +240,16 @@ def test_read_study_gives_the_margins_and_noise_floor_of_one_config(tmp_path):
         "config,seed,val_accuracy,stroke_accuracy,ece\n"
         "default,1,0.990,0.995,0.002\nother,1,0.5,0.5,0.1\ndefault,2,0.992,0.998,0.003\ndefault,3,0.991,0.994,0.002\n"
     )
-    study = experiments.read_study(path)
+    study = study_results.read_study(path)
     assert (study.seeds, study.config, study.source) == (3, "default", str(path))
     assert study.champion_margin == pytest.approx(2 * 0.001)  # the three validation figures have an sd of 0.001
     assert study.stroke_margin == pytest.approx(2 * np.std([0.995, 0.998, 0.994], ddof=1))
-    assert study.figure("val_accuracy") == experiments.study_figure(path, "val_accuracy")
+    assert study.figure("val_accuracy") == study_results.study_figure(path, "val_accuracy")
     # What the checks gate on: the mean minus three times the larger of sd and the binomial error.
     assert study.noise_floor("val_accuracy", 5000) == pytest.approx(0.991 - 3 * np.sqrt(0.991 * 0.009 / 5000))
     assert study.noise_floor("val_accuracy", 10) < study.noise_floor("val_accuracy", 5000)
     with pytest.raises(ValueError, match="at least 2"):
-        experiments.read_study(path, "other").champion_margin
+        study_results.read_study(path, "other").champion_margin  # noqa: B018 (reading it raises)
     with pytest.raises(ValueError, match="no column 'doodle_accuracy'"):
         study.figure("doodle_accuracy")
 
@@ -271,7 +271,7 @@ def test_a_missing_or_corrupt_results_csv_is_a_clear_error(tmp_path, content, me
     if content is not None:
         path.write_text(content)
     with pytest.raises(ValueError, match=message) as raised:
-        experiments.read_study(path)
+        study_results.read_study(path)
     assert str(path) in str(raised.value)
 
 

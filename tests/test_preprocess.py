@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from doodle import preprocess
+from doodle.drawing import render_strokes
 from doodle.paths import MNIST_DIR_ENV
 from doodle.preprocess import (
     BLANK_CANVAS_MESSAGE,
@@ -32,18 +33,16 @@ SEVEN = [[(0.2, 0.15), (0.8, 0.15), (0.45, 0.9)]]
 FOUR = [[(0.6, 0.9), (0.6, 0.1), (0.15, 0.65), (0.85, 0.65)]]
 
 
-def draw(strokes, size=(280, 280), width=18, ink=255, background=0, box=(0.0, 0.0, 1.0, 1.0), mode="L"):
-    """Strokes in unit coordinates, mapped into ``box`` (x0, y0, x1, y1) of a ``size`` canvas."""
-    img = Image.new(mode, size, background)
-    pen = ImageDraw.Draw(img)
+def draw(strokes, size=(280, 280), width=18, ink=255, background=0, box=(0.0, 0.0, 1.0, 1.0)):
+    """Strokes in unit coordinates, mapped into ``box`` (x0, y0, x1, y1) of a ``size`` (W, H)
+    canvas, drawn with the pad's round pen (`doodle.drawing.render_strokes`) in ``ink`` on
+    ``background``."""
     x0, y0, x1, y1 = box
-    for stroke in strokes:
-        points = [((x0 + x * (x1 - x0)) * size[0], (y0 + y * (y1 - y0)) * size[1]) for x, y in stroke]
-        pen.line(points, fill=ink, width=width, joint="curve")
-        r = width / 2
-        for px, py in points:  # round caps, like the dashboard's pen
-            pen.ellipse((px - r, py - r, px + r, py + r), fill=ink)
-    return np.asarray(img)
+    mapped = [
+        [((x0 + x * (x1 - x0)) * size[0], (y0 + y * (y1 - y0)) * size[1]) for x, y in stroke] for stroke in strokes
+    ]
+    pen = render_strokes(mapped, (size[1], size[0]), width)
+    return np.where(pen > 0, ink, background).astype(np.uint8)
 
 
 def ring(size=280, radius=0.35, width=18):

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from doodle import experiments, feedback_data, mlp, model_io, promotion, stats, strokes
+from doodle import feedback_data, mlp, model_io, promotion, stats, strokes, study_results
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "serving"))
@@ -134,13 +134,13 @@ def test_the_margins_must_be_non_negative_numbers():
 def test_the_margins_come_from_the_study_csv(tmp_path):
     path = tmp_path / "results.csv"
     path.write_text("config,seed,val_accuracy,stroke_accuracy\ndefault,1,0.990,0.995\ndefault,2,0.992,0.999\n")
-    margins = promotion.StudyMargins.of(experiments.read_study(path))
+    margins = promotion.StudyMargins.of(study_results.read_study(path))
     assert margins.champion_margin == pytest.approx(2 * 0.0014142, rel=1e-4)
     assert margins.stroke_margin == pytest.approx(2 * 0.0028284, rel=1e-4)
     assert (margins.seeds, margins.source) == (2, str(path))
     path.write_text("config,seed,val_accuracy,stroke_accuracy\ndefault,1,0.990,0.995\n")
     with pytest.raises(ValueError, match="at least 2"):
-        promotion.StudyMargins.of(experiments.read_study(path))
+        promotion.StudyMargins.of(study_results.read_study(path))
 
 
 TRAINED_WITH = {"hyperparameters": {"hidden_sizes": [16], "epochs": 15, "seed": 1}}
@@ -181,8 +181,11 @@ def split_table(images: np.ndarray, labels: np.ndarray) -> pa.Table:
     )
 
 
-# Pen-stroke benchmark settings for the notebook runs: 70 digits, enough to compare the figures.
-SMALL_STROKES = ["-p", "stroke_per_class", "1", "-p", "stroke_writers", "2", "-p", "seed", "7"]
+def small_strokes(**more: float) -> list[str]:
+    """papermill arguments for the notebook runs: params.yaml with a pen-stroke benchmark of 70
+    digits (enough to compare the figures), and ``more`` of the promote section's keys."""
+    overrides = {"stroke_per_class": 1, "stroke_writers": 2, "seed": 7, **more}
+    return ["-p", "params_file", str(ROOT / "params.yaml"), "-y", json.dumps({"overrides": overrides})]
 
 
 def write_study(root: Path, stroke_values: tuple[float, float] = (0.0, 1.0)) -> Path:
@@ -239,7 +242,7 @@ json.dump({{"run_id": logged.run_id, "version": logged.version}}, open("data/can
         assert client.get("/model").json()["version"] == champion.version
         subprocess.run(
             [sys.executable, "-m", "papermill", str(ROOT / "notebooks/05_promote.ipynb"), str(tmp_path / "out.ipynb"),
-             "-p", "max_val_drop", "0.003", *SMALL_STROKES],
+             *small_strokes(max_val_drop=0.003)],
             cwd=tmp_path, env=env, check=True, capture_output=True,
         )
         decision = json.loads((tmp_path / "reports/metrics/promotion.json").read_text())
@@ -291,7 +294,7 @@ def test_a_challenger_equal_on_validation_stays_out_and_no_study_stops_the_noteb
                                      candidate_trained_with={"hyperparameters": {"hidden_sizes": [16], "epochs": 40}})
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
     promote = [sys.executable, "-m", "papermill", str(ROOT / "notebooks/05_promote.ipynb"), str(tmp_path / "out.ipynb"),
-               "-p", "metrics_path", "long/promotion.json", *SMALL_STROKES, "-p", "results_csv"]
+               "-p", "metrics_path", "long/promotion.json", *small_strokes(), "-p", "results_csv"]
     subprocess.run([*promote, "reports/experiments/results.csv"], cwd=tmp_path, env=env, check=True, capture_output=True)
     decision = json.loads((tmp_path / "long/promotion.json").read_text())
     assert decision["promoted"] is False and decision["served_version"] == champion.version

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
 
 from doodle import segment as seg
+from doodle.drawing import render_strokes
 from doodle.preprocess import BlankCanvasError, canvas_to_input
 
 # Digits as polylines (and ellipses) on a unit square, one list of strokes each.
@@ -30,8 +30,6 @@ def draw_number(digits, *, height=120, width_frac=0.6, gap=0.4, pen=12, size=Non
     digit_w = width_frac * height
     total_w = len(digits) * digit_w + (len(digits) - 1) * gap * height + 80
     size = size or (int(total_w), height + 80)
-    img = Image.new("L", size, canvas_colour)
-    pen_draw = ImageDraw.Draw(img)
     all_strokes = []
     for i, digit in enumerate(digits):
         x0 = 40 + i * (digit_w + gap * height)
@@ -41,13 +39,9 @@ def draw_number(digits, *, height=120, width_frac=0.6, gap=0.4, pen=12, size=Non
             strokes = [list(zip(0.5 + 0.45 * np.cos(t), 0.5 + 0.48 * np.sin(t)))]
         else:
             strokes = digit
-        for stroke in strokes:
-            points = [(x0 + x * digit_w, y0 + y * height) for x, y in stroke]
-            pen_draw.line(points, fill=ink, width=pen, joint="curve")
-            for x, y in (points[0], points[-1]):
-                pen_draw.ellipse((x - pen / 2, y - pen / 2, x + pen / 2, y + pen / 2), fill=ink)
-            all_strokes.append(points)
-    return np.asarray(img), all_strokes
+        all_strokes.extend([(x0 + x * digit_w, y0 + y * height) for x, y in stroke] for stroke in strokes)
+    inked = render_strokes(all_strokes, (size[1], size[0]), pen) > 0  # the pad's round pen
+    return np.where(inked, ink, canvas_colour).astype(np.uint8), all_strokes
 
 
 def centres(result):

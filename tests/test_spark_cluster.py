@@ -22,7 +22,7 @@ from doodle import mlp, model_io, score
 from doodle.data import SPLITS
 from doodle.mnist import SOURCES
 from doodle.paths import ROOT
-from doodle.spark_cluster import standalone_cluster
+from support.spark_cluster import standalone_cluster
 
 pytestmark = pytest.mark.slow
 
@@ -53,7 +53,8 @@ def test_prepare_notebook_on_the_cluster_matches_local(cluster, tmp_path):
            "SPARK_CONF_DIR": str(ROOT / "conf" / "spark")}
     completed = subprocess.run(
         [sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "01_prepare.ipynb"), str(tmp_path / "out.ipynb"),
-         "--cwd", str(tmp_path), "-p", "spark_master", cluster.master_url, "-p", "spark_driver_memory", "2g",
+         "--cwd", str(tmp_path), "-p", "params_file", str(ROOT / "params.yaml"),
+         "-y", f"overrides: {{spark_master: '{cluster.master_url}', spark_driver_memory: 2g}}",
          "-p", "raw_dir", str(tmp_path / "raw"), "-p", "prepared_dir", str(prepared),
          "-p", "metrics_path", str(tmp_path / "prepare.json"), "-p", "samples_figure", str(tmp_path / "samples.png")],
         env=env, capture_output=True, text=True, timeout=900,

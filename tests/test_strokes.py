@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from doodle import preprocess, strokes
+from doodle.drawing import render_strokes
 
 
 def test_same_seed_gives_the_same_digits_and_another_seed_others():
@@ -25,7 +26,7 @@ def test_every_class_and_style_renders_inside_the_pad_at_thin_and_thick_pens():
                 pad_strokes = strokes.draw_strokes(digit, style, writer, rng, pen_width=pen, height_fraction=height)
                 points = np.concatenate(pad_strokes)
                 assert points.min() >= pen / 2 and points.max() <= strokes.CANVAS_SIZE - pen / 2, (digit, style, pen)
-                pad = strokes.render(pad_strokes, pen)
+                pad = render_strokes(pad_strokes, strokes.CANVAS_SIZE, pen)
                 assert pad.shape == (280, 280) and pad.dtype == np.uint8
                 # Ink, and none on the pad's outermost ring (the drawing stays inside).
                 assert pad.max() == 255 and pad[[0, -1]].max() == 0 and pad[:, [0, -1]].max() == 0

@@ -136,19 +136,6 @@ def test_config_from_a_params_file_with_overrides_and_unknown_keys(tmp_path):
         train.TrainConfig.from_params_file(path)
 
 
-def test_fit_temperature_recovers_the_scale_of_overconfident_and_underconfident_logits():
-    from doodle.train import fit_temperature
-
-    rng = np.random.default_rng(0)
-    logits = rng.normal(size=(20000, 10)) * 2.0
-    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    labels = (probs.cumsum(axis=1) > rng.random((len(probs), 1))).argmax(axis=1)  # drawn from probs
-    assert fit_temperature(logits * 3.0, labels) == pytest.approx(3.0, rel=0.05)
-    assert fit_temperature(logits / 2.0, labels) == pytest.approx(0.5, rel=0.05)
-    with pytest.raises(ValueError, match="need"):
-        fit_temperature(logits[:, 0], labels)
-
-
 def test_a_diverged_run_raises_instead_of_returning_untrained_weights():
     data, val = _toy_data(100, seed=0), _toy_data(50, seed=1)
     with pytest.raises(FloatingPointError, match=r"training diverged in epoch 1: .*\(try a lower learning_rate\)"):

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 from prometheus_client.parser import text_string_to_metric_families
 from serving_helpers import png_bytes, run_server
 
+from doodle import numbers
+from doodle.drawing import render_strokes
+from doodle.number_reading import read_number
 from doodle.preprocess import decode_image
 from doodle.segment import segment
 from serving import messages
@@ -35,6 +40,17 @@ def number_png(text: str, height: int = 100, gap: float = 0.5, mode: str = "RGBA
         points = [(x0 + x * digit_w, y0 + y * height) for x, y in SHAPES[char]]
         pen.line(points, fill="black", width=10, joint="curve")
     return png_bytes(np.asarray(canvas))
+
+
+def pad_number(seed: int, band: str) -> np.ndarray:
+    """A number as the pad renders it (`doodle.drawing.render_strokes`, white on black): 3-6
+    pen-stroke digits by held-out writers composed with their strokes (`doodle.numbers`) at the gaps
+    of a spacing ``band`` (overlapping: where digits touch, cut boxes may be joined again)."""
+    rng = np.random.default_rng([2026, seed])
+    source = numbers.stroke_source(with_strokes=True)
+    drawings, labels = zip(*(source(rng) for _ in range(int(rng.integers(3, 7)))))
+    number = numbers.compose_number(drawings, labels, rng, numbers.SPACING_BANDS[band])
+    return render_strokes(number.strokes.strokes, number.canvas.shape, number.strokes.pen_width)
 
 
 def post(client, data: bytes, name: str = "number.png"):
@@ -70,6 +86,26 @@ def test_a_number_is_read_digit_by_digit_left_to_right(client, model):
         assert digit["confidence"] == pytest.approx(float(p.max()), abs=1e-5)
         x, y, w, h = digit["box"]
         assert 90 <= h <= 112 and 5 <= w <= 75 and 20 <= y <= 40
+
+
+def test_the_api_reads_the_pads_renders_as_the_pad_reads_them(client, model):
+    """/predict/number and the pad's reading (`doodle.number_reading.read_number`) answer the same
+    drawings identically: the same digits, boxes, probabilities and inputs, pieces joined alike."""
+    joined = 0
+    for seed, band in itertools.product(range(6, 12), numbers.SPACING_BANDS):
+        pad = pad_number(seed, band)
+        reading = read_number(model, pad)
+        joined += len(reading) < len(segment(pad))
+        response = post(client, png_bytes(pad))
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["number"] == reading.number, (seed, band)
+        assert body["reason"] == reading.reason
+        assert [d["box"] for d in body["digits"]] == [list(d.box) for d in reading.digits]
+        for answer, digit in zip(body["digits"], reading.digits):
+            assert answer["probabilities"] == pytest.approx(digit.probabilities.tolist(), abs=1e-5)
+            assert answer["image_vector"] == pytest.approx(digit.model_input.reshape(-1).tolist(), abs=1e-6)
+    assert joined, "no drawing needed a join: the test would not tell the readings apart"
 
 
 def test_one_digit_is_a_number_too(client):

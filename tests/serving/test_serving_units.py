@@ -10,7 +10,8 @@ from doodle.model_io import ModelFileError
 from doodle.paths import ROOT
 from serving import messages
 from serving.config import DEFAULT_MAX_BATCH
-from serving.main import describe_validation_error, public_reason
+from serving.errors import describe_validation_error
+from serving.main import public_reason
 from serving.middleware import _method_label
 from serving.routes import _public_source
 from serving.schemas import BatchPredictRequest

@@ -59,19 +59,21 @@ class UvicornServer:
     ``env`` is added to this process's environment (DOODLE_* settings); ``extra_args`` go to
     uvicorn; ``command_prefix`` replaces ``[python, -m]`` (e.g. a profiler); ``cwd`` is the
     repository unless given (uvicorn imports `serving` from there first). Output goes to
-    ``log_path`` (inherited when None).
+    ``log_path`` (inherited when None). ``app``: the app factory uvicorn serves (the project's API
+    unless a benchmark brings a baseline of its own; it must answer ``/healthz``).
     """
 
     def __init__(self, *, env: dict[str, str] | None = None, log_path: Path | None = None, host: str = HOST,
                  port: int | None = None, extra_args: tuple[str, ...] = ("--no-access-log",),
                  python: str = sys.executable, command_prefix: list[str] | None = None,
-                 start_timeout_s: float = 60.0, stop_signal: int = signal.SIGTERM, cwd: Path = ROOT):
+                 start_timeout_s: float = 60.0, stop_signal: int = signal.SIGTERM, cwd: Path = ROOT,
+                 app: str = "serving.main:create_app"):
         self.host = host
         self.port = port or free_port(host)
         self.env = {**os.environ, **(env or {})}
         self.log_path = Path(log_path) if log_path is not None else None
         prefix = command_prefix if command_prefix is not None else [python, "-m"]
-        self.command = [*prefix, "uvicorn", "serving.main:create_app", "--factory",
+        self.command = [*prefix, "uvicorn", app, "--factory",
                         "--host", host, "--port", str(self.port), *extra_args]
         self.start_timeout_s = start_timeout_s
         self.stop_signal = stop_signal

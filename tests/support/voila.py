@@ -1,4 +1,4 @@
-"""Serve the drawing dashboard with Voilà in its own process group, as `scripts/serve.sh` does,
+"""Serve the drawing dashboard with Voilà in its own process group, as `scripts/serve.py` does,
 for the browser tests, the dashboard benchmarks and the screenshot script."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ VOILA_CONFIG_DIR = ROOT / "conf" / "voila"
 
 
 def voila_flags(host: str, port: int) -> list[str]:
-    """The options `scripts/serve.sh` passes to Voilà (a test checks the two agree); the rest of
+    """The options `scripts/serve.py` passes to Voilà (a test checks the two agree); the rest of
     the settings come from the config file."""
     return [
         "--no-browser",
