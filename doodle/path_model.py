@@ -1,7 +1,7 @@
 """The path model: the NumPy MLP of `doodle.mlp` reading the pen's path (`doodle.path_features`).
 
 Same maths as the pixel model (`mlp.loss_and_grads`), same AdamW and cosine schedule
-(`doodle.optim`), same temperature calibration (`doodle.train.fit_temperature`); only the input
+(`doodle.optim`), same temperature calibration (`doodle.evaluate.fit_temperature`); only the input
 differs: ``5 * points`` path features in place of 784 pixels. Training data are the real writers'
 trajectories (MNIST has no paths). `train_path_model` takes feature arrays; augmentation happens on
 the strokes before (`augmented_features`), so each epoch sees a few distorted copies of every digit.
@@ -19,8 +19,8 @@ from threadpoolctl import threadpool_limits
 
 from doodle import mlp, optim, path_features
 from doodle.constants import N_CLASSES
+from doodle.evaluate import fit_temperature
 from doodle.path_io import pool
-from doodle.train import fit_temperature
 
 
 @dataclass

@@ -390,9 +390,9 @@ def test_a_model_with_a_path_model_reads_both_views(tiny_model, store, tmp_path)
     expected = path_io.read_views(both.model, prediction.model_input.reshape(1, -1), [strokes]).probabilities[0]
     np.testing.assert_allclose(prediction.probabilities, expected, rtol=1e-5)
     assert prediction.digit == int(np.argmax(expected))
-    assert f"{page.DATA_VIEWS}='pixels path'" in both.guess.value and "the pen&#x27;s path" in both.guess.value
+    assert f"{page.DATA_VIEWS}='pixels path'" in both.view.guess.value and "the pen&#x27;s path" in both.view.guess.value
 
     pixels_only = DoodleApp(model=pixel, feedback_store=store, live=False)
     draw(pixels_only, SEVEN)
     assert pixels_only.predict().views == ("pixels",)
-    assert f"{page.DATA_VIEWS}='pixels'" in pixels_only.guess.value and "read from the ink<" in pixels_only.guess.value
+    assert f"{page.DATA_VIEWS}='pixels'" in pixels_only.view.guess.value and "read from the ink<" in pixels_only.view.guess.value
