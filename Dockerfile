@@ -2,7 +2,8 @@
 #   make pipeline                      # writes models/
 #   docker build -t doodle-api .
 #   docker run --rm -p 8000:8000 -v "$PWD/models:/models:ro" -v doodle-feedback:/data doodle-api
-# Settings are the DOODLE_* variables of the README's settings table (docker run -e ...).
+# Settings are the DOODLE_* variables of the README's settings table (docker run -e ...);
+# compose.yaml runs two replicas of it on PostgreSQL and an MLflow registry.
 
 FROM python:3.11-slim AS build
 WORKDIR /src
@@ -17,8 +18,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY --from=build /wheels /wheels
 COPY requirements.lock /tmp/requirements.lock
+# Packages beside the serve extra: compose.yaml's replicas add mlflow-skinny, the registry client.
+ARG EXTRA_REQUIREMENTS=""
 # The lock's exact versions, as `make` installs them.
-RUN pip install --no-cache-dir --constraint /tmp/requirements.lock "$(ls /wheels/*.whl)[serve]" \
+RUN pip install --no-cache-dir --constraint /tmp/requirements.lock "$(ls /wheels/*.whl)[serve]" $EXTRA_REQUIREMENTS \
     && rm -rf /wheels /tmp/requirements.lock
 RUN useradd --create-home --uid 10001 doodle \
     && mkdir -p /models /data \

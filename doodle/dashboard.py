@@ -35,12 +35,12 @@ from doodle.constants import CANVAS_SIZE
 from doodle.dashboard_widgets import DashboardWidgets
 from doodle.drawing import PEN_WIDTH, Drawing, Point, Stroke
 from doodle.explain import Explanation, explain, unit_pattern
-from doodle.feedback import FeedbackStore
+from doodle.feedback import FeedbackDatabaseError, FeedbackNotStored, FeedbackStore, open_store
 from doodle.model_io import Model, ModelFileError, load_model, top_two
 from doodle.model_watch import ModelWatcher, file_fingerprint
 from doodle.number_reading import NumberReading, TooManyDigitsError, read_number
 from doodle.path_io import read_views
-from doodle.paths import feedback_db_path, model_path
+from doodle.paths import feedback_db_path, feedback_url, model_path
 from doodle.preprocess import BLANK_CANVAS_MESSAGE, BlankCanvasError, canvas_to_input
 
 __all__ = ["CANVAS_SIZE", "PEN_WIDTH", "DoodleApp", "NumberReading", "Prediction"]
@@ -78,7 +78,7 @@ class DoodleApp:
 
     ``model``: a loaded `Model` (default: `load_model(model_path())`; when that fails the app
     shows why instead of a pad that cannot predict). ``feedback_store`` defaults to the shared
-    store at `feedback_db_path()`, opened on the first correction. ``live``: predict on every
+    store (`DOODLE_FEEDBACK_URL`, else `feedback_db_path()`), opened on the first correction. ``live``: predict on every
     pen lift, not only on Predict. With the default model, a background thread polls its files
     every ``model_poll_seconds`` (0: never) and the next prediction uses a newly promoted model
     once it has loaded and checked (`doodle.model_watch`); the page shows the version in use.
@@ -317,7 +317,7 @@ class DoodleApp:
     @property
     def feedback_store(self) -> FeedbackStore:
         if self._feedback_store is None:
-            self._feedback_store = FeedbackStore(feedback_db_path())
+            self._feedback_store = open_store(feedback_url(), feedback_db_path())
         return self._feedback_store
 
     def submit_feedback(self, actual_digit: int | None = None, position: int | None = None) -> int | None:
@@ -361,7 +361,7 @@ class DoodleApp:
                 model_version=reading.model_version,
                 drawing_png=drawing_png,
             )
-        except (sqlite3.Error, OSError) as error:
+        except (sqlite3.Error, OSError, FeedbackDatabaseError, FeedbackNotStored) as error:
             # A widget callback's exception would only reach the server log: say it on the page.
             self.view.show_feedback(f"{SAVE_FAILED_MESSAGE}: {error}", ok=False)
             return None

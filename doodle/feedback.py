@@ -1,4 +1,5 @@
-"""The durable store of corrections that the dashboard and the API share (SQLite).
+"""The durable store of corrections that the dashboard and the API share (SQLite; PostgreSQL for
+several machines is `doodle.feedback_pg`, chosen by `open_store`).
 
 Every write is committed before it is acknowledged (WAL journal, ``synchronous=FULL``), so a
 feedback row that a caller was told about survives the process being killed. Each call opens
@@ -16,6 +17,8 @@ import numpy as np
 
 from doodle.constants import IMAGE_SIDE, N_PIXELS
 
+POSTGRES_URL_SCHEMES = ("postgresql://", "postgres://")
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -31,6 +34,15 @@ CREATE TABLE IF NOT EXISTS feedback (
 """
 
 
+class FeedbackDatabaseError(RuntimeError):
+    """The configured server store cannot be used: unreachable, refused, or a newer schema."""
+
+
+class FeedbackNotStored(RuntimeError):
+    """A server store could not commit a row (connection lost, no free connection in time):
+    nothing was stored. The message is the underlying error's type name."""
+
+
 @dataclass(frozen=True)
 class FeedbackRecord:
     id: int
@@ -42,6 +54,25 @@ class FeedbackRecord:
     model_version: str | None
     image: np.ndarray  # (28, 28) float32 in [0, 1], the input the model saw
     drawing_png: bytes | None
+
+
+def is_postgres_url(value: str) -> bool:
+    """True for a ``postgresql://`` (or ``postgres://``) URL: the store `open_store` opens in PostgreSQL."""
+    return value.startswith(POSTGRES_URL_SCHEMES)
+
+
+def check_feedback_row(image: np.ndarray, predicted_digit: int, actual_digit: int) -> np.ndarray:
+    """The correction's pixels as ``(784,)`` float32, or `ValueError` naming what is wrong:
+    the one check every store makes before it writes."""
+    pixels = np.asarray(image, dtype=np.float32).reshape(-1)
+    if pixels.size != N_PIXELS:
+        raise ValueError(f"image must have {N_PIXELS} pixels, got {pixels.size}")
+    if not np.isfinite(pixels).all():
+        raise ValueError("image holds NaN or infinite values")
+    for name, digit in (("predicted_digit", predicted_digit), ("actual_digit", actual_digit)):
+        if not (isinstance(digit, (int, np.integer)) and 0 <= int(digit) <= 9):
+            raise ValueError(f"{name} must be an integer 0..9, got {digit!r}")
+    return pixels
 
 
 class FeedbackStore:
@@ -57,6 +88,9 @@ class FeedbackStore:
             conn.execute(_SCHEMA)
         finally:
             conn.close()
+
+    def close(self) -> None:
+        """Nothing to release: each call opens and closes its own connection."""
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
@@ -77,14 +111,7 @@ class FeedbackStore:
 
         ``image`` is the 784-pixel model input (any shape with 784 elements) in [0, 1].
         """
-        pixels = np.asarray(image, dtype=np.float32).reshape(-1)
-        if pixels.size != N_PIXELS:
-            raise ValueError(f"image must have {N_PIXELS} pixels, got {pixels.size}")
-        if not np.isfinite(pixels).all():
-            raise ValueError("image holds NaN or infinite values")
-        for name, digit in (("predicted_digit", predicted_digit), ("actual_digit", actual_digit)):
-            if not (isinstance(digit, (int, np.integer)) and 0 <= int(digit) <= 9):
-                raise ValueError(f"{name} must be an integer 0..9, got {digit!r}")
+        pixels = check_feedback_row(image, predicted_digit, actual_digit)
         conn = self._connect()
         try:
             cursor = conn.execute(
@@ -153,3 +180,13 @@ class FeedbackStore:
             )
             for row in rows
         ]
+
+
+def open_store(url: str | None, db_path: str | Path) -> FeedbackStore:
+    """The configured store: PostgreSQL when ``url`` is set (``DOODLE_FEEDBACK_URL``; raises when
+    it cannot be opened, never falling back to a local file), else the SQLite file at ``db_path``."""
+    if not url:
+        return FeedbackStore(db_path)
+    from doodle.feedback_pg import PostgresFeedbackStore  # noqa: PLC0415 - psycopg only when configured
+
+    return PostgresFeedbackStore(url)

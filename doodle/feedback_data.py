@@ -4,7 +4,8 @@ Spark side is `doodle.feedback_spark`.
 
 Files (all under ``data/``):
 
-- ``feedback-snapshot/store.parquet``: every row of the SQLite store, ordered by id, written by
+- ``feedback-snapshot/store.parquet``: every row of the store (the SQLite file, or PostgreSQL
+  when ``DOODLE_FEEDBACK_URL`` is set), ordered by id, written by
   ``python -m doodle.feedback_data`` (the `feedback_snapshot` stage). Its bytes depend only on
   the rows, so an unchanged store gives an unchanged file and DVC reruns nothing downstream.
 - ``feedback/{train,holdout}.parquet``: validated, de-duplicated rows split by a hash of the
@@ -28,7 +29,8 @@ import pyarrow.parquet as pq
 
 from doodle import data
 from doodle.constants import N_PIXELS
-from doodle.paths import feedback_db_path
+from doodle.feedback import is_postgres_url
+from doodle.paths import feedback_db_path, feedback_url
 
 SNAPSHOT_PATH = Path("data/feedback-snapshot/store.parquet")
 SPLIT_ROOT = Path("data/feedback")
@@ -63,9 +65,13 @@ NEGATIVE_WEIGHT_MESSAGE = "feedback_weight must be an integer >= 0, got {weight!
 
 
 def read_store(db_path: str | Path) -> pa.Table:
-    """Every row of the SQLite feedback store, ordered by id, as a `SNAPSHOT_SCHEMA` table
-    (no rows when the file does not exist yet: an empty store is normal). Opened read-only, so
-    the dashboard and the API keep writing meanwhile; WAL gives a consistent snapshot."""
+    """Every row of the feedback store, ordered by id, as a `SNAPSHOT_SCHEMA` table. ``db_path``
+    is the SQLite file (no rows when it does not exist yet: an empty store is normal), opened
+    read-only so the dashboard and the API keep writing meanwhile (WAL gives a consistent
+    snapshot), or a ``postgresql://`` URL (`read_postgres_store`). The same rows give the same
+    table, and so the same Parquet bytes, from either store."""
+    if is_postgres_url(str(db_path)):
+        return read_postgres_store(str(db_path))
     path = Path(db_path)
     columns = [field.name for field in SNAPSHOT_SCHEMA]
     if not path.exists():
@@ -76,6 +82,21 @@ def read_store(db_path: str | Path) -> pa.Table:
         rows = conn.execute(f"SELECT {', '.join(columns)} FROM feedback ORDER BY id").fetchall() if has_table else []
     finally:
         conn.close()
+    return pa.table({name: [row[i] for row in rows] for i, name in enumerate(columns)}, schema=SNAPSHOT_SCHEMA)
+
+
+def read_postgres_store(url: str) -> pa.Table:
+    """Every row of the PostgreSQL feedback store at ``url``, ordered by id, read in one
+    repeatable-read transaction while replicas keep writing. An unreachable server raises
+    `doodle.feedback_pg.FeedbackDatabaseError`: a snapshot is never taken from anywhere else."""
+    from doodle.feedback_pg import PostgresFeedbackStore  # noqa: PLC0415 - psycopg only when configured
+
+    columns = [field.name for field in SNAPSHOT_SCHEMA]
+    store = PostgresFeedbackStore(url, pool_size=1)
+    try:
+        rows = store.snapshot_rows(columns)
+    finally:
+        store.close()
     return pa.table({name: [row[i] for row in rows] for i, name in enumerate(columns)}, schema=SNAPSHOT_SCHEMA)
 
 
@@ -162,14 +183,25 @@ def most_confused(matrix: np.ndarray, top: int = 5) -> list[dict[str, int]]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m doodle.feedback_data [--db PATH] [--out PATH]``: snapshot the store."""
-    parser = argparse.ArgumentParser(description="Snapshot the SQLite feedback store into Parquet.")
+    """``python -m doodle.feedback_data [--db PATH | --url URL] [--out PATH]``: snapshot the
+    configured store (PostgreSQL when ``DOODLE_FEEDBACK_URL`` is set, else the SQLite file)."""
+    parser = argparse.ArgumentParser(description="Snapshot the feedback store into Parquet.")
     parser.add_argument("--db", default=str(feedback_db_path()), help="the SQLite store (default: DOODLE_FEEDBACK_DB)")
+    parser.add_argument(
+        "--url", default=feedback_url(), help="a postgresql:// store, read instead of --db (default: DOODLE_FEEDBACK_URL)"
+    )
     parser.add_argument("--out", default=str(SNAPSHOT_PATH), help="the Parquet file to write")
     args = parser.parse_args(argv)
-    table = read_store(args.db)
+    if args.url and not is_postgres_url(args.url):
+        parser.error("--url (DOODLE_FEEDBACK_URL) must be a postgresql:// URL")
+    table = read_postgres_store(args.url) if args.url else read_store(args.db)
     write_table(table, args.out)
-    print(f"{table.num_rows} feedback rows -> {args.out} (sha256 {file_sha256(args.out)[:12]})")
+    source = args.db
+    if args.url:
+        from doodle.feedback_pg import public_location  # noqa: PLC0415 - psycopg only when configured
+
+        source = public_location(args.url)
+    print(f"{table.num_rows} feedback rows from {source} -> {args.out} (sha256 {file_sha256(args.out)[:12]})")
 
 
 if __name__ == "__main__":

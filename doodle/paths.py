@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 MODEL_DIR_ENV = "DOODLE_MODEL_PATH"
 FEEDBACK_DB_ENV = "DOODLE_FEEDBACK_DB"
+FEEDBACK_URL_ENV = "DOODLE_FEEDBACK_URL"  # postgresql://...: the store replicas on several machines share
 MNIST_DIR_ENV = "DOODLE_MNIST_DIR"
 
 
@@ -26,6 +27,11 @@ def feedback_db_path(environ: Mapping[str, str] | None = None) -> Path:
     environment unless given)."""
     env = os.environ if environ is None else environ
     return Path(env.get(FEEDBACK_DB_ENV) or ROOT / "data" / "feedback.sqlite")
+
+
+def feedback_url() -> str | None:
+    """The PostgreSQL feedback store's URL when one is configured; None means the SQLite file."""
+    return os.environ.get(FEEDBACK_URL_ENV) or None
 
 
 def prepare_metrics_path() -> Path:

@@ -1,7 +1,8 @@
 """MLflow at the edges: one tracked run per training, the model registry and its champion alias.
 
 The store defaults to ``sqlite:///mlflow.db`` at the repository root with artifacts under
-``mlartifacts/`` (``MLFLOW_TRACKING_URI`` overrides). Each run logs the hyper-parameters, the
+``mlartifacts/`` (``MLFLOW_TRACKING_URI`` overrides; an ``http://`` tracking server keeps the
+artifacts itself, so API replicas on other machines download the champion through it). Each run logs the hyper-parameters, the
 per-epoch curves (``step=epoch``), the final metrics, figures and the model files, and the model
 as an MLflow pyfunc that reloads with `doodle.model_io.load_model` (nothing pickled but a small
 wrapper class). The pipeline's training registers each model as a candidate; the `promote` stage
@@ -58,8 +59,11 @@ def tracking_uri() -> str:
     return os.environ.get(TRACKING_URI_ENV) or default_tracking_uri()
 
 
-def default_artifact_location(uri: str) -> str:
-    """``mlartifacts/`` beside a SQLite store's database file; the repo's for other stores."""
+def default_artifact_location(uri: str) -> str | None:
+    """``mlartifacts/`` beside a SQLite store's database file; None (the server's own artifact
+    root, which every machine reaches through it) for a tracking server; the repo's otherwise."""
+    if uri.startswith(("http://", "https://")):
+        return None
     if uri.startswith("sqlite:///"):
         return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
     return (ROOT / "mlartifacts").as_uri()

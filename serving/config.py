@@ -12,9 +12,11 @@ from pathlib import Path
 
 from doodle import paths
 from doodle.constants import DEFAULT_DASHBOARD_PORT, MAX_NUMBER_DIGITS
+from doodle.feedback import is_postgres_url
 
 MODEL_ENV = paths.MODEL_DIR_ENV  # a directory / .npz path, or an MLflow URI `models:/name@alias`
 FEEDBACK_DB_ENV = paths.FEEDBACK_DB_ENV
+FEEDBACK_URL_ENV = paths.FEEDBACK_URL_ENV  # postgresql://...: replaces the SQLite file, never falls back to it
 CORS_ORIGINS_ENV = "DOODLE_CORS_ORIGINS"  # comma-separated
 MAX_BODY_BYTES_ENV = "DOODLE_MAX_BODY_BYTES"
 MAX_BATCH_ENV = "DOODLE_MAX_BATCH"
@@ -51,6 +53,8 @@ class Settings:
 
     model_uri: str = field(default_factory=lambda: str(paths.model_path()))
     feedback_db: Path = field(default_factory=paths.feedback_db_path)
+    # Unset: the SQLite file above. Kept out of repr: it may hold a password.
+    feedback_url: str | None = field(default=None, repr=False)
     cors_origins: tuple[str, ...] = DEFAULT_CORS_ORIGINS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_batch: int = DEFAULT_MAX_BATCH
@@ -68,6 +72,7 @@ class Settings:
         return cls(
             model_uri=str(paths.model_path(env)),
             feedback_db=paths.feedback_db_path(env),
+            feedback_url=_feedback_url(env),
             cors_origins=(
                 tuple(o.strip() for o in origins.split(",") if o.strip())
                 if origins is not None
@@ -82,6 +87,21 @@ class Settings:
             model_poll_seconds=_non_negative_float(env, MODEL_POLL_ENV, DEFAULT_MODEL_POLL_SECONDS),
             live_accuracy_window=_positive_int(env, LIVE_WINDOW_ENV, DEFAULT_LIVE_WINDOW),
         )
+
+
+def _feedback_url(env: dict[str, str]) -> str | None:
+    """``DOODLE_FEEDBACK_URL`` when set; anything but a postgresql:// URL stops the server at
+    start-up, so a typo never leaves corrections in a local SQLite file."""
+    raw = env.get(FEEDBACK_URL_ENV)
+    if not raw:
+        return None
+    if not is_postgres_url(raw):
+        scheme = raw.split("://", 1)[0] if "://" in raw else raw[:20]
+        raise ValueError(
+            f"{FEEDBACK_URL_ENV} must be a postgresql:// URL (postgresql://user:password@host:5432/dbname),"
+            f" got one starting {scheme!r}; unset it to keep corrections in the SQLite file {FEEDBACK_DB_ENV}"
+        )
+    return raw
 
 
 def _positive_int(env: dict[str, str], name: str, default: int) -> int:

@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from doodle.feedback import FeedbackStore
+from doodle.feedback import open_store
 from doodle.model_watch import ModelWatcher
 from serving.config import Settings
 from serving.drift import DriftReference
@@ -59,15 +59,23 @@ def load_state(state: ServingState) -> None:
         state.model = None
         log.error("no model loaded: %s: %s", type(exc).__name__, exc)
         state.model_error = public_reason(exc)
-    try:
-        state.feedback_store = FeedbackStore(settings.feedback_db)
-    except Exception as exc:
-        log.error("feedback store unavailable: %s: %s", type(exc).__name__, exc)
-        state.feedback_error = public_reason(exc)
+    open_feedback_store(state)
     try:
         state.drift_reference = DriftReference.from_prepare_metrics(settings.reference_stats)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("no drift reference (%s): doodle_input_drift_score stays NaN", exc)
+
+
+def open_feedback_store(state: ServingState) -> None:
+    """Open the configured store (PostgreSQL when ``DOODLE_FEEDBACK_URL`` is set, else the SQLite
+    file), recording why it failed: never another store in its place."""
+    settings = state.settings
+    try:
+        state.feedback_store = open_store(settings.feedback_url, settings.feedback_db)
+        state.feedback_error = None
+    except Exception as exc:  # unreachable server, wrong credentials, unwritable folder
+        log.error("feedback store unavailable: %s: %s", type(exc).__name__, exc)
+        state.feedback_error = public_reason(exc)
 
 
 def refresh_model(state: ServingState) -> None:
@@ -87,6 +95,8 @@ def refresh_model(state: ServingState) -> None:
             state.metrics.model_load_failures.inc()
             if state.model is None:  # nothing served yet: readiness says why
                 state.model_error = ABSOLUTE_PATH.sub("", switch.error or "")
+    if state.feedback_store is None and state.settings.feedback_url:
+        open_feedback_store(state)  # the database may have come up since: ready once it has
     model, store = state.model, state.feedback_store
     if model is not None and store is not None:
         try:
@@ -128,6 +138,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     poller.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await poller
+                if app.state.serving.feedback_store is not None:
+                    app.state.serving.feedback_store.close()
 
     app = FastAPI(
         title="Doodle Digits API",

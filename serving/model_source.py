@@ -9,6 +9,8 @@ and only for such URIs (it takes seconds to import).
 
 from __future__ import annotations
 
+import os
+import re
 import tempfile
 from collections.abc import Callable, Hashable
 from pathlib import Path
@@ -19,8 +21,20 @@ from doodle.model_watch import file_fingerprint
 MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 MLFLOW_MISSING = (
     "{uri} is an MLflow URI, and MLflow is not installed here (the serve extra leaves it out):"
-    " install doodle-digits[serve,pipeline], or point DOODLE_MODEL_PATH at a model folder"
+    " install doodle-digits[serve,registry], or point DOODLE_MODEL_PATH at a model folder"
 )
+
+NO_ALIAS = (
+    "the model registry at {registry} has no version of {name!r} with the alias {alias!r}:"
+    " run `make retrain` against it (its promote stage sets the alias) or name a version"
+)
+REGISTRY_UNREACHABLE = "cannot read the model registry at {registry}: {reason}"
+# Polls repeat every few seconds anyway: a short back-off between two tries is enough.
+REGISTRY_HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
 
 
 def is_mlflow_uri(uri: str) -> bool:
@@ -43,8 +57,46 @@ def find_model_dir(tree: Path) -> Path:
     return candidates[0]
 
 
+def registry_location() -> str:
+    """The MLflow tracking server or store the registry URIs are read from, without any
+    ``user:password@`` part (for messages)."""
+    from mlflow.tracking import get_tracking_uri  # noqa: PLC0415 - heavy, registry URIs only
+
+    return re.sub(r"//[^/@]*@", "//", get_tracking_uri())
+
+
+def limit_registry_retries() -> None:
+    """Bound MLflow's HTTP retries (7, with a doubling back-off: minutes) unless the operator
+    set them, so an unreachable registry fails a start-up or a poll within seconds."""
+    for name, value in REGISTRY_HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
+def resolve_alias(uri: str) -> str:
+    """``models:/name@alias`` -> ``models:/name/<version>``: the files downloaded are the version
+    the alias named at that moment, whatever it moves to meanwhile. A registry without the
+    alias, or one that cannot be reached, raises `ModelFileError` saying which."""
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415 - heavy, registry URIs only
+    from mlflow.tracking import MlflowClient  # noqa: PLC0415
+
+    name, _, alias = uri.removeprefix("models:/").partition("@")
+    try:
+        version = MlflowClient().get_model_version_by_alias(name, alias).version
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise ModelFileError(NO_ALIAS.format(alias=alias, name=name, registry=registry_location())) from None
+        raise ModelFileError(
+            REGISTRY_UNREACHABLE.format(registry=registry_location(), reason=exc.message.splitlines()[0])
+        ) from None
+    return f"models:/{name}/{version}"
+
+
 def load_served_model(uri: str) -> Model:
-    """Load the model named by ``uri``; raise `ModelFileError` (or MLflow's errors) if impossible."""
+    """Load the model named by ``uri``; raise `ModelFileError` (or MLflow's errors) if impossible.
+
+    A registry model is downloaded whole (weights and metadata together) into a temporary folder
+    and loaded from there with the verifying loader (SHA-256, shapes): nothing half-downloaded or
+    unchecked is ever served."""
     if not is_mlflow_uri(uri):
         return load_model(uri)
     try:
@@ -52,6 +104,9 @@ def load_served_model(uri: str) -> Model:
     except ImportError:
         raise ModelFileError(MLFLOW_MISSING.format(uri=uri)) from None
 
+    limit_registry_retries()
+    if uri.startswith("models:/") and "@" in uri:
+        uri = resolve_alias(uri)
     with tempfile.TemporaryDirectory(prefix="doodle-model-") as tmp:
         local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)
         # The arrays are read into memory, so the temporary folder can go.
@@ -72,6 +127,7 @@ def source_fingerprint(uri: str) -> Callable[[], Hashable]:
     def alias_version() -> Hashable:
         from mlflow.tracking import MlflowClient  # noqa: PLC0415 - heavy, registry URIs only
 
+        limit_registry_retries()
         return MlflowClient().get_model_version_by_alias(name, alias).version
 
     return alias_version

@@ -27,6 +27,7 @@ from starlette.responses import Response
 from doodle.constants import CANVAS_SIZE, N_PIXELS
 from doodle.drawing import PEN_WIDTH, render_strokes
 from doodle.explain import attribution
+from doodle.feedback import FeedbackNotStored
 from doodle.model_io import Model
 from doodle.number_reading import FaintDigitError, TooManyDigitsError, cut_number
 from doodle.path_io import read_views
@@ -403,9 +404,10 @@ def feedback(body: FeedbackRequest, request: Request) -> Response:
             source="api",
             model_version=model.version if model is not None else None,
         )
-    except sqlite3.Error as exc:  # locked past the timeout, disk full, file removed: nothing stored
+    except (sqlite3.Error, FeedbackNotStored) as exc:  # locked, disk full, database gone: nothing stored
         log.error("feedback not stored: %s", exc)
-        raise HTTPException(503, messages.FEEDBACK_NOT_STORED.format(reason=type(exc).__name__)) from None
+        reason = str(exc) if isinstance(exc, FeedbackNotStored) else type(exc).__name__
+        raise HTTPException(503, messages.FEEDBACK_NOT_STORED.format(reason=reason)) from None
     state.metrics.observe_feedback(body.predicted_digit, body.actual_digit)
     return json_response({"message": messages.FEEDBACK_STORED, "id": row_id})
 
@@ -423,11 +425,15 @@ async def healthz() -> Response:
     summary="Readiness",
 )
 async def readyz(request: Request) -> Response:
-    """200 when a model is loaded and predictions are served, 503 with the reason otherwise."""
+    """200 when a model is loaded and predictions are served, 503 with the reason otherwise; with
+    a PostgreSQL feedback store configured, also 503 while that store cannot be opened."""
     state = _state(request)
     model = state.model
     if model is None:
         return json_response({"ready": False, "model_version": None, "reason": state.model_error}, 503)
+    if state.settings.feedback_url and state.feedback_store is None:
+        reason = messages.FEEDBACK_UNAVAILABLE.format(reason=state.feedback_error)
+        return json_response({"ready": False, "model_version": model.version, "reason": reason}, 503)
     return json_response({"ready": True, "model_version": model.version, "reason": None})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 from pathlib import Path
@@ -16,6 +17,8 @@ from doodle.mnist import SOURCES
 from doodle.model_io import Model, save_model
 from support.browser import trained_model_or_skip
 from support.synthetic import synthetic_mnist
+
+_DATABASE_NUMBERS = itertools.count(1)  # postgres_url's database names, one per test
 
 # Small stand-ins for the MNIST source files: same names, headers and layout, few images.
 SYNTHETIC_COUNTS = {"train": 400, "test": 120}
@@ -103,3 +106,24 @@ def mlflow_uri(tmp_path, empty_mlflow_db) -> str:
     """A fresh, empty MLflow store of the test's own: ``sqlite:///<tmp_path>/mlflow.db``."""
     shutil.copy(empty_mlflow_db, tmp_path / "mlflow.db")
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One real PostgreSQL server (Debian's package, loopback, a temporary folder) for the whole
+    session, started only when a test asks for it and stopped at the end. Without the package the
+    test is skipped, except in CI, where scripts/system-deps.sh installs it and its absence fails."""
+    from support.postgres import MISSING, PostgresServer, postgres_bindir
+
+    if postgres_bindir() is None:
+        if os.environ.get("CI"):
+            pytest.fail(MISSING)
+        pytest.skip(MISSING)
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A fresh, empty database of the test's own on `postgres_server`: its ``postgresql://`` URL."""
+    return postgres_server.create_database(f"test_{next(_DATABASE_NUMBERS)}")
