@@ -10,8 +10,9 @@ config ``default`` by default, at the pad's pen, from scripts/writer_cv.py), the
 ``log p_pixels + w log p_path``: the weight for a fold is chosen on the other four folds' digits
 (`doodle.path_model.choose_pool_weight`), so the pooled figures are out of fold too. Per writer, per
 digit and overall, pixels alone, path alone and both, with Wilson intervals (clustered by writer
-overall), go to ``reports/experiments/path_cv.csv``; the weight chosen on all 30 writers, the one a
-served model uses, is printed and written as the ``pool_weight`` row.
+overall), go to ``reports/experiments/path_cv.csv``; the weight chosen on all 30 writers is printed and
+written as the ``pool_weight`` row. ``path_cv_confusions.csv``: per writer, the misreadings the pool
+fixes and causes beside the pixel model's.
 
     python scripts/path_cv.py                       # runs under nice 10
     python scripts/path_cv.py --pendigits ../shared/data/pendigits   # the raw file, folds from params.yaml
@@ -75,6 +76,40 @@ def figure_rows(group: str, key, correct: dict[str, np.ndarray], writers: np.nda
         rows.append({"group": group, "key": key, "view": view, "digits": len(right), "right": int(right.sum()),
                      "accuracy": round(interval.estimate, 5), "low": round(interval.low, 5), "high": round(interval.high, 5)})
     return rows
+
+
+def _pairs(labels: np.ndarray, predicted: np.ndarray) -> str:
+    """"8->1 x3, 9->0" for the misreadings among the given digits, most frequent first."""
+    counts: dict[str, int] = {}
+    for label, guess in zip(labels.tolist(), predicted.tolist()):
+        counts[f"{label}->{guess}"] = counts.get(f"{label}->{guess}", 0) + 1
+    return ", ".join(f"{pair} x{n}" if n > 1 else pair for pair, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def write_confusions(path: Path, labels, writers, pixel, path_view, both) -> None:
+    """Per writer (and all): the confusions the pooled reading fixes (pixels wrong, pool right) and
+    causes (pixels right, pool wrong), with the pixel model's misreadings and the path model's."""
+    out_rows = []
+    for writer in [None, *sorted(set(writers.tolist()))]:
+        mine = np.ones(len(labels), bool) if writer is None else writers == writer
+        fixed = mine & (pixel != labels) & (both == labels)
+        caused = mine & (pixel == labels) & (both != labels)
+        out_rows.append({
+            "writer": "all" if writer is None else writer,
+            "digits": int(mine.sum()),
+            "pixels_wrong": int((mine & (pixel != labels)).sum()),
+            "path_wrong": int((mine & (path_view != labels)).sum()),
+            "both_wrong": int((mine & (both != labels)).sum()),
+            "fixed": int(fixed.sum()),
+            "caused": int(caused.sum()),
+            "fixed_confusions": _pairs(labels[fixed], pixel[fixed]),
+            "caused_confusions": _pairs(labels[caused], both[caused]),
+            "path_confusions": _pairs(labels[mine & (path_view != labels)], path_view[mine & (path_view != labels)]),
+        })
+    with open(path, "w", newline="") as handle:
+        out = csv.DictWriter(handle, fieldnames=list(out_rows[0]))
+        out.writeheader()
+        out.writerows(out_rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         mine = labels == digit
         rows += figure_rows("digit", digit, {view: right[mine] for view, right in correct.items()}, writers[mine])
     if pool_weight is not None:
+        write_confusions(args.out / "path_cv_confusions.csv", labels, writers, pixel_proba.argmax(axis=1),
+                         path_proba.argmax(axis=1), pooled.argmax(axis=1))
         rows.append({"group": "pool_weight", "key": "all", "view": "both", "digits": len(labels), "right": "",
                      "accuracy": pool_weight, "low": "", "high": ""})
     for row in rows:
