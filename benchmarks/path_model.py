@@ -39,11 +39,20 @@ def models(folder: Path | None) -> Model:
         if model.path is None:
             raise SystemExit(f"{folder} holds no path model (path.npz + path.json)")
         return model
-    pixel = Model(params=mlp.init_params([784, 512, 512, 10], seed=0),
-                  metadata={"normalization": {"mean": 0.13, "std": 0.31}, "sha256": "0" * 64, "version": "untrained"})
-    path = path_io.PathModel(params=mlp.init_params([path_features.feature_size(), 256, 256, 10], seed=1),
-                             metadata={"points": path_features.POINTS, "temperature": 1.0, "pool_weight": 1.0,
-                                       "sha256": "1" * 64, "version": "untrained"})
+    pixel = Model(
+        params=mlp.init_params([784, 512, 512, 10], seed=0),
+        metadata={"normalization": {"mean": 0.13, "std": 0.31}, "sha256": "0" * 64, "version": "untrained"},
+    )
+    path = path_io.PathModel(
+        params=mlp.init_params([path_features.feature_size(), 256, 256, 10], seed=1),
+        metadata={
+            "points": path_features.POINTS,
+            "temperature": 1.0,
+            "pool_weight": 1.0,
+            "sha256": "1" * 64,
+            "version": "untrained",
+        },
+    )
     return Model(params=pixel.params, metadata=pixel.metadata, path=path)
 
 
@@ -59,21 +68,34 @@ def drawings_from(source: Path, count: int, seed: int) -> list[list[np.ndarray]]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None, help="a model folder with both models")
-    parser.add_argument("--pendigits", type=Path, default=ROOT / "data" / "pendigits",
-                        help="the pendigits stage's folder, or one holding pendigits-orig.tra")
+    parser.add_argument(
+        "--pendigits",
+        type=Path,
+        default=ROOT / "data" / "pendigits",
+        help="the pendigits stage's folder, or one holding pendigits-orig.tra",
+    )
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--seed", type=int, default=20261123)
-    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                        help="cpu: this process's CPU time, which other processes barely change")
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="cpu: this process's CPU time, which other processes barely change",
+    )
     args = parser.parse_args()
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     model = models(args.model)
     drawings = drawings_from(args.pendigits, args.count, args.seed)
     load_before = os.getloadavg()[0]
-    steps = {name: [] for name in ("render", "canvas_to_input", "pixel forward", "path features", "path forward", "pool")}
+    steps = {
+        name: []
+        for name in ("render", "canvas_to_input", "pixel forward", "path features", "path forward", "pool")
+    }
     for strokes in drawings:
         t0 = clock()
-        pad = render_strokes([[(float(x), float(y)) for x, y in stroke] for stroke in strokes], pen_width=PEN_WIDTH)
+        pad = render_strokes(
+            [[(float(x), float(y)) for x, y in stroke] for stroke in strokes], pen_width=PEN_WIDTH
+        )
         t1 = clock()
         image = canvas_to_input(pad).reshape(1, -1)
         t2 = clock()
@@ -91,14 +113,18 @@ def main() -> None:
     totals = {name: float(np.sum(values)) for name, values in steps.items()}
     pixel_view = totals["render"] + totals["canvas_to_input"] + totals["pixel forward"]
     path_view = totals["path features"] + totals["path forward"]
-    print(f"{len(drawings)} real digits, one request at a time, {args.clock} clock;"
-          f" load {load_before:.1f} before, {load_after:.1f} after")
+    print(
+        f"{len(drawings)} real digits, one request at a time, {args.clock} clock;"
+        f" load {load_before:.1f} before, {load_after:.1f} after"
+    )
     print(f"{'step':<16} {'median ms':>10} {'p90 ms':>8}")
     for name, values in steps.items():
         print(f"{name:<16} {np.median(values):>10.3f} {np.percentile(values, 90):>8.3f}")
-    print(f"mean per request: pixel view {pixel_view / len(drawings):.3f} ms, path view {path_view / len(drawings):.3f} ms,"
-          f" pool {totals['pool'] / len(drawings):.3f} ms: the path adds {path_view / pixel_view:.1%} to the pixel view's cost"
-          f" (its forward pass alone {totals['path forward'] / totals['pixel forward']:.1%} of the pixel forward pass)")
+    print(
+        f"mean per request: pixel view {pixel_view / len(drawings):.3f} ms, path view {path_view / len(drawings):.3f} ms,"
+        f" pool {totals['pool'] / len(drawings):.3f} ms: the path adds {path_view / pixel_view:.1%} to the pixel view's cost"
+        f" (its forward pass alone {totals['path forward'] / totals['pixel forward']:.1%} of the pixel forward pass)"
+    )
 
 
 if __name__ == "__main__":

@@ -75,7 +75,9 @@ def join_strokes(strokes: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]
     return points, ink
 
 
-def resample(points: np.ndarray, ink: np.ndarray, count: int = POINTS, jump_weight: float = JUMP_WEIGHT) -> tuple[np.ndarray, np.ndarray]:
+def resample(
+    points: np.ndarray, ink: np.ndarray, count: int = POINTS, jump_weight: float = JUMP_WEIGHT
+) -> tuple[np.ndarray, np.ndarray]:
     """``count`` points equally spaced along the polyline by arc length (jumps weighted by
     ``jump_weight``), and for each the pen-down flag of the segment it lies on (1.0 ink, 0.0 jump;
     the last point takes its segment's). A polyline of no length gives ``count`` copies of its

@@ -136,7 +136,9 @@ def load_path_model(folder: str | os.PathLike, pixel_sha256: str | None = None) 
     weights_path, metadata_path = paths_of(folder)
     for required in (weights_path, metadata_path):
         if not required.is_file():
-            raise ModelFileError(f"path model file not found: {required} (a model folder holds both path files or neither)")
+            raise ModelFileError(
+                f"path model file not found: {required} (a model folder holds both path files or neither)"
+            )
     try:
         meta = json.loads(metadata_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -144,7 +146,9 @@ def load_path_model(folder: str | os.PathLike, pixel_sha256: str | None = None) 
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFileError(f"{metadata_path}: not a {FORMAT} metadata file")
     if meta.get("format_version") != FORMAT_VERSION:
-        raise ModelFileError(f"{metadata_path}: format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}")
+        raise ModelFileError(
+            f"{metadata_path}: format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}"
+        )
     for key in ("sha256", "layer_sizes", "points", "pool_weight", "pixel_sha256"):
         if key not in meta:
             raise ModelFileError(f"{metadata_path}: missing key {key!r}")
@@ -154,7 +158,11 @@ def load_path_model(folder: str | os.PathLike, pixel_sha256: str | None = None) 
             " (the pair is one model version: both are replaced together)"
         )
     weight = meta["pool_weight"]
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not (np.isfinite(weight) and weight >= 0):
+    if (
+        isinstance(weight, bool)
+        or not isinstance(weight, (int, float))
+        or not (np.isfinite(weight) and weight >= 0)
+    ):
         raise ModelFileError(f"{metadata_path}: pool_weight must be a finite number >= 0, got {weight!r}")
     points = meta["points"]
     if isinstance(points, bool) or not isinstance(points, int) or points < 2:
@@ -171,7 +179,9 @@ def load_path_model(folder: str | os.PathLike, pixel_sha256: str | None = None) 
         raise ModelFileError(f"{weights_path}: unreadable weights archive ({exc})") from None
     _check_arrays(arrays, weights_path, fan_in=path_features.feature_size(points))
     if mlp.layer_sizes_of(arrays) != list(meta["layer_sizes"]):
-        raise ModelFileError(f"{weights_path}: layer sizes {mlp.layer_sizes_of(arrays)} do not match metadata {meta['layer_sizes']}")
+        raise ModelFileError(
+            f"{weights_path}: layer sizes {mlp.layer_sizes_of(arrays)} do not match metadata {meta['layer_sizes']}"
+        )
     return PathModel(params=arrays, metadata=meta)
 
 
@@ -182,7 +192,9 @@ def pool(pixel_proba: np.ndarray, path_proba: np.ndarray | None, weight: float) 
     pixel = np.asarray(pixel_proba, dtype=np.float64)
     if path_proba is None or weight == 0:
         return pixel
-    score = np.log(np.maximum(pixel, 1e-12)) + weight * np.log(np.maximum(np.asarray(path_proba, dtype=np.float64), 1e-12))
+    score = np.log(np.maximum(pixel, 1e-12)) + weight * np.log(
+        np.maximum(np.asarray(path_proba, dtype=np.float64), 1e-12)
+    )
     return mlp.softmax(score)
 
 

@@ -47,7 +47,7 @@ class PathConfig:
             raise ValueError("epochs and batch_size must be >= 1 and points >= 2")
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "PathConfig":
+    def from_dict(cls, values: dict[str, Any]) -> PathConfig:
         unknown = sorted(set(values) - set(cls.__dataclass_fields__))
         if unknown:
             raise ValueError(f"unknown path model parameters: {', '.join(unknown)}")
@@ -115,8 +115,12 @@ def train_path_model(
     if y.min() < 0 or y.max() >= N_CLASSES:
         raise ValueError("labels must be integers in 0..9")
     init_seed, shuffle_seed = np.random.SeedSequence(seed).spawn(2)
-    params = mlp.init_params([x.shape[1], *config.hidden_sizes, N_CLASSES], int(init_seed.generate_state(1)[0]))
-    optimizer = optim.make_optimizer("adam", params, lr=config.learning_rate, weight_decay=config.weight_decay, threads=1)
+    params = mlp.init_params(
+        [x.shape[1], *config.hidden_sizes, N_CLASSES], int(init_seed.generate_state(1)[0])
+    )
+    optimizer = optim.make_optimizer(
+        "adam", params, lr=config.learning_rate, weight_decay=config.weight_decay, threads=1
+    )
     rng = np.random.default_rng(shuffle_seed)
     steps_per_epoch = -(-len(x) // config.batch_size)
     total_steps = steps_per_epoch * config.epochs
@@ -139,7 +143,9 @@ def train_path_model(
                 step += 1
             record = {"epoch": epoch, "train_loss": loss_sum / len(x)}
             if not np.isfinite(record["train_loss"]):
-                raise FloatingPointError(f"path model training diverged in epoch {epoch} (try a lower learning_rate)")
+                raise FloatingPointError(
+                    f"path model training diverged in epoch {epoch} (try a lower learning_rate)"
+                )
             if val is not None:
                 val_logits = mlp.forward(params, np.asarray(val[0], dtype=np.float32))
                 val_loss, _ = mlp.softmax_cross_entropy(val_logits, np.asarray(val[1], dtype=np.int64))
@@ -172,7 +178,10 @@ POOL_WEIGHTS = tuple(round(w, 2) for w in np.arange(0.0, 2.01, 0.1))  # the grid
 
 
 def choose_pool_weight(
-    pixel_proba: np.ndarray, path_proba_: np.ndarray, labels: np.ndarray, weights: Sequence[float] = POOL_WEIGHTS
+    pixel_proba: np.ndarray,
+    path_proba_: np.ndarray,
+    labels: np.ndarray,
+    weights: Sequence[float] = POOL_WEIGHTS,
 ) -> float:
     """The weight of the grid with the most digits read right by the pool, ties broken by the lower
     mean negative log-likelihood: chosen on out-of-fold predictions of writers the models never saw."""
@@ -181,7 +190,9 @@ def choose_pool_weight(
 
     def score(weight: float) -> tuple[int, float]:
         pooled = pool(pixel_proba, path_proba_, weight)
-        return int((pooled.argmax(axis=1) == y).sum()), -float(np.log(np.maximum(pooled[rows, y], 1e-12)).mean())
+        return int((pooled.argmax(axis=1) == y).sum()), -float(
+            np.log(np.maximum(pooled[rows, y], 1e-12)).mean()
+        )
 
     return float(max(weights, key=score))
 

@@ -58,11 +58,16 @@ def path_cv(digits, folds, config: path_model.PathConfig, seed: int) -> np.ndarr
     for held_out in range(int(fold.max()) + 1):
         started = time.perf_counter()
         test = np.flatnonzero(fold == held_out)
-        model, twin_accuracy = path_model.train_calibrated(drawings, labels, fold, held_out, config, seed + 10 * held_out)
+        model, twin_accuracy = path_model.train_calibrated(
+            drawings, labels, fold, held_out, config, seed + 10 * held_out
+        )
         proba[test] = path_model.path_proba(model.params, features[test], model.temperature)
         accuracy = (proba[test].argmax(axis=1) == labels[test]).mean()
-        print(f"fold {held_out}: path {accuracy:.2%} on {len(test)} digits, T {model.temperature:.3f}"
-              f" (its twin read its calibration fold {twin_accuracy:.2%}), {time.perf_counter() - started:.0f} s", flush=True)
+        print(
+            f"fold {held_out}: path {accuracy:.2%} on {len(test)} digits, T {model.temperature:.3f}"
+            f" (its twin read its calibration fold {twin_accuracy:.2%}), {time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
     return proba
 
 
@@ -73,17 +78,30 @@ def figure_rows(group: str, key, correct: dict[str, np.ndarray], writers: np.nda
             interval = clustered_accuracy_interval(right, writers)
         else:
             interval = wilson_interval(int(right.sum()), len(right))
-        rows.append({"group": group, "key": key, "view": view, "digits": len(right), "right": int(right.sum()),
-                     "accuracy": round(interval.estimate, 5), "low": round(interval.low, 5), "high": round(interval.high, 5)})
+        rows.append(
+            {
+                "group": group,
+                "key": key,
+                "view": view,
+                "digits": len(right),
+                "right": int(right.sum()),
+                "accuracy": round(interval.estimate, 5),
+                "low": round(interval.low, 5),
+                "high": round(interval.high, 5),
+            }
+        )
     return rows
 
 
 def _pairs(labels: np.ndarray, predicted: np.ndarray) -> str:
-    """"8->1 x3, 9->0" for the misreadings among the given digits, most frequent first."""
+    """ "8->1 x3, 9->0" for the misreadings among the given digits, most frequent first."""
     counts: dict[str, int] = {}
     for label, guess in zip(labels.tolist(), predicted.tolist()):
         counts[f"{label}->{guess}"] = counts.get(f"{label}->{guess}", 0) + 1
-    return ", ".join(f"{pair} x{n}" if n > 1 else pair for pair, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return ", ".join(
+        f"{pair} x{n}" if n > 1 else pair
+        for pair, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    )
 
 
 def write_confusions(path: Path, labels, writers, pixel, path_view, both) -> None:
@@ -94,18 +112,22 @@ def write_confusions(path: Path, labels, writers, pixel, path_view, both) -> Non
         mine = np.ones(len(labels), bool) if writer is None else writers == writer
         fixed = mine & (pixel != labels) & (both == labels)
         caused = mine & (pixel == labels) & (both != labels)
-        out_rows.append({
-            "writer": "all" if writer is None else writer,
-            "digits": int(mine.sum()),
-            "pixels_wrong": int((mine & (pixel != labels)).sum()),
-            "path_wrong": int((mine & (path_view != labels)).sum()),
-            "both_wrong": int((mine & (both != labels)).sum()),
-            "fixed": int(fixed.sum()),
-            "caused": int(caused.sum()),
-            "fixed_confusions": _pairs(labels[fixed], pixel[fixed]),
-            "caused_confusions": _pairs(labels[caused], both[caused]),
-            "path_confusions": _pairs(labels[mine & (path_view != labels)], path_view[mine & (path_view != labels)]),
-        })
+        out_rows.append(
+            {
+                "writer": "all" if writer is None else writer,
+                "digits": int(mine.sum()),
+                "pixels_wrong": int((mine & (pixel != labels)).sum()),
+                "path_wrong": int((mine & (path_view != labels)).sum()),
+                "both_wrong": int((mine & (both != labels)).sum()),
+                "fixed": int(fixed.sum()),
+                "caused": int(caused.sum()),
+                "fixed_confusions": _pairs(labels[fixed], pixel[fixed]),
+                "caused_confusions": _pairs(labels[caused], both[caused]),
+                "path_confusions": _pairs(
+                    labels[mine & (path_view != labels)], path_view[mine & (path_view != labels)]
+                ),
+            }
+        )
     with open(path, "w", newline="") as handle:
         out = csv.DictWriter(handle, fieldnames=list(out_rows[0]))
         out.writeheader()
@@ -113,14 +135,22 @@ def write_confusions(path: Path, labels, writers, pixel, path_view, both) -> Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--pendigits", type=Path, default=ROOT / "data" / "pendigits")
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
-    parser.add_argument("--pixel", type=Path, default=ROOT / "reports" / "experiments" / "writer_cv",
-                        help="the writer cross-validation's folder (its predictions.csv)")
+    parser.add_argument(
+        "--pixel",
+        type=Path,
+        default=ROOT / "reports" / "experiments" / "writer_cv",
+        help="the writer cross-validation's folder (its predictions.csv)",
+    )
     parser.add_argument("--pixel-config", default="default", help="the pixel model's configuration in it")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "experiments")
-    parser.add_argument("--reuse", action="store_true", help="read path_cv_predictions.csv instead of training")
+    parser.add_argument(
+        "--reuse", action="store_true", help="read path_cv_predictions.csv instead of training"
+    )
     args = parser.parse_args(argv)
     os.nice(10)
 
@@ -135,7 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     predictions = args.out / "path_cv_predictions.csv"
     if args.reuse:
         with open(predictions, newline="") as handle:
-            by_id = {int(row["sample_id"]): [float(row[f"p{k}"]) for k in range(10)] for row in csv.DictReader(handle)}
+            by_id = {
+                int(row["sample_id"]): [float(row[f"p{k}"]) for k in range(10)]
+                for row in csv.DictReader(handle)
+            }
         path_proba = np.array([by_id[int(i)] for i in sample_ids])
     else:
         path_proba = path_cv(digits, folds, config, seed)
@@ -144,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
             out = csv.writer(handle)
             out.writerow(["fold", "sample_id", "writer", "label", *(f"p{k}" for k in range(10))])
             for i in range(len(digits)):
-                out.writerow([fold[i], sample_ids[i], writers[i], labels[i], *(f"{p:.6g}" for p in path_proba[i])])
+                out.writerow(
+                    [fold[i], sample_ids[i], writers[i], labels[i], *(f"{p:.6g}" for p in path_proba[i])]
+                )
 
     correct = {"path": path_proba.argmax(axis=1) == labels}
     pool_weight = None
@@ -157,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
         pixel_by_id = dict(zip(pixel.sample_ids.tolist(), pixel.probs))
         missing = [int(i) for i in sample_ids if int(i) not in pixel_by_id]
         if missing:
-            raise SystemExit(f"{args.pixel}: {args.pixel_config} has no row for {len(missing)} digits, e.g. {missing[:3]}")
+            raise SystemExit(
+                f"{args.pixel}: {args.pixel_config} has no row for {len(missing)} digits, e.g. {missing[:3]}"
+            )
         pixel_proba = np.array([pixel_by_id[int(i)] for i in sample_ids])
         pooled = np.zeros_like(pixel_proba)
         for held_out in sorted(set(fold.tolist())):
@@ -166,20 +203,44 @@ def main(argv: list[str] | None = None) -> int:
             pooled[test] = path_model.pool(pixel_proba[test], path_proba[test], weight)
             print(f"fold {held_out}: pool weight {weight:.1f} (chosen on the other folds)", flush=True)
         pool_weight = path_model.choose_pool_weight(pixel_proba, path_proba, labels)
-        correct = {"pixels": pixel_proba.argmax(axis=1) == labels, **correct, "both": pooled.argmax(axis=1) == labels}
+        correct = {
+            "pixels": pixel_proba.argmax(axis=1) == labels,
+            **correct,
+            "both": pooled.argmax(axis=1) == labels,
+        }
 
     rows = figure_rows("overall", "all", correct, writers)
     for writer in sorted(set(writers.tolist())):
         mine = writers == writer
-        rows += figure_rows("writer", writer, {view: right[mine] for view, right in correct.items()}, writers[mine])
+        rows += figure_rows(
+            "writer", writer, {view: right[mine] for view, right in correct.items()}, writers[mine]
+        )
     for digit in range(10):
         mine = labels == digit
-        rows += figure_rows("digit", digit, {view: right[mine] for view, right in correct.items()}, writers[mine])
+        rows += figure_rows(
+            "digit", digit, {view: right[mine] for view, right in correct.items()}, writers[mine]
+        )
     if pool_weight is not None:
-        write_confusions(args.out / "path_cv_confusions.csv", labels, writers, pixel_proba.argmax(axis=1),
-                         path_proba.argmax(axis=1), pooled.argmax(axis=1))
-        rows.append({"group": "pool_weight", "key": "all", "view": "both", "digits": len(labels), "right": "",
-                     "accuracy": pool_weight, "low": "", "high": ""})
+        write_confusions(
+            args.out / "path_cv_confusions.csv",
+            labels,
+            writers,
+            pixel_proba.argmax(axis=1),
+            path_proba.argmax(axis=1),
+            pooled.argmax(axis=1),
+        )
+        rows.append(
+            {
+                "group": "pool_weight",
+                "key": "all",
+                "view": "both",
+                "digits": len(labels),
+                "right": "",
+                "accuracy": pool_weight,
+                "low": "",
+                "high": "",
+            }
+        )
     for row in rows:
         row["pixel_config"] = args.pixel_config if pixel is not None else ""
     with open(args.out / "path_cv.csv", "w", newline="") as handle:
@@ -188,12 +249,20 @@ def main(argv: list[str] | None = None) -> int:
         out.writerows(rows)
     for row in rows:
         if row["group"] == "overall":
-            print(f"{row['view']:>6}: {row['accuracy']:.2%} [{row['low']:.2%}, {row['high']:.2%}] of {row['digits']} digits")
+            print(
+                f"{row['view']:>6}: {row['accuracy']:.2%} [{row['low']:.2%}, {row['high']:.2%}] of {row['digits']} digits"
+            )
     for view in correct:
-        worst_writer = min((r for r in rows if r["group"] == "writer" and r["view"] == view), key=lambda r: r["accuracy"])
-        worst_digit = min((r for r in rows if r["group"] == "digit" and r["view"] == view), key=lambda r: r["accuracy"])
-        print(f"{view:>6}: worst writer {worst_writer['key']} {worst_writer['accuracy']:.2%},"
-              f" worst digit {worst_digit['key']} {worst_digit['accuracy']:.2%}")
+        worst_writer = min(
+            (r for r in rows if r["group"] == "writer" and r["view"] == view), key=lambda r: r["accuracy"]
+        )
+        worst_digit = min(
+            (r for r in rows if r["group"] == "digit" and r["view"] == view), key=lambda r: r["accuracy"]
+        )
+        print(
+            f"{view:>6}: worst writer {worst_writer['key']} {worst_writer['accuracy']:.2%},"
+            f" worst digit {worst_digit['key']} {worst_digit['accuracy']:.2%}"
+        )
     if pool_weight is not None:
         print(f"pool weight on all writers: {pool_weight:.1f}")
     return 0

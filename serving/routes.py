@@ -42,6 +42,7 @@ from doodle.preprocess import (
 )
 from serving import messages
 from serving.schemas import (
+    MAX_STROKE_POINTS,
     BatchPredictRequest,
     BatchPredictResponse,
     ErrorResponse,
@@ -55,7 +56,6 @@ from serving.schemas import (
     PredictRequest,
     PredictResponse,
     ReadinessResponse,
-    MAX_STROKE_POINTS,
     StrokesPredictRequest,
     StrokesPredictResponse,
 )

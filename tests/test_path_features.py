@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from doodle import mlp, path_features as pf, path_model
+from doodle import mlp, path_model
+from doodle import path_features as pf
 
 
 def _rows(features: np.ndarray, points: int = pf.POINTS) -> np.ndarray:
@@ -29,7 +30,11 @@ def test_resampling_does_not_depend_on_the_pen_speed():
     """A line drawn with 3 points or with 50 gives the same vector."""
     sparse = [np.array([[0.0, 0.0], [50.0, 100.0], [100.0, 0.0]])]
     t = np.linspace(0, 1, 26)[:, None]
-    dense = [np.concatenate([np.array([0.0, 0.0]) + t * [50.0, 100.0], np.array([50.0, 100.0]) + t[1:] * [50.0, -100.0]])]
+    dense = [
+        np.concatenate(
+            [np.array([0.0, 0.0]) + t * [50.0, 100.0], np.array([50.0, 100.0]) + t[1:] * [50.0, -100.0]]
+        )
+    ]
     np.testing.assert_allclose(pf.path_features(sparse), pf.path_features(dense), atol=1e-5)
 
 
@@ -95,7 +100,10 @@ def test_augmentation_keeps_the_order_and_moves_the_points():
 
 def _path_batch(n: int = 7, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    drawings = [[rng.uniform(0, 280, size=(rng.integers(1, 9), 2)) for _ in range(rng.integers(1, 3))] for _ in range(n)]
+    drawings = [
+        [rng.uniform(0, 280, size=(rng.integers(1, 9), 2)) for _ in range(rng.integers(1, 3))]
+        for _ in range(n)
+    ]
     return pf.features_of(drawings, points=4).astype(np.float64), rng.integers(0, 10, n)
 
 
@@ -130,7 +138,12 @@ def test_training_learns_to_tell_strokes_apart():
 
     def drawing(label: int) -> list[np.ndarray]:
         t = np.linspace(0, 1, 6)[:, None]
-        start, end = {0: ([0, 0], [0, 100]), 1: ([0, 100], [0, 0]), 2: ([0, 0], [100, 0]), 3: ([100, 0], [0, 0])}[label]
+        start, end = {
+            0: ([0, 0], [0, 100]),
+            1: ([0, 100], [0, 0]),
+            2: ([0, 0], [100, 0]),
+            3: ([100, 0], [0, 0]),
+        }[label]
         line = np.array(start) + t * (np.array(end) - np.array(start))
         return [line + rng.normal(0, 2, line.shape)]
 

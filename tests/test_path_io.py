@@ -15,11 +15,17 @@ POINTS = 8
 
 
 def save_pair(folder, seed: int, *, with_path: bool = True, pool_weight: float = 0.5) -> model_io.Model:
-    pixel = model_io.save_model(folder, mlp.init_params([784, 8, 10], seed=seed), normalization={"mean": 0.1, "std": 0.3})
+    pixel = model_io.save_model(
+        folder, mlp.init_params([784, 8, 10], seed=seed), normalization={"mean": 0.1, "std": 0.3}
+    )
     if with_path:
         path_io.save_path_model(
-            folder, mlp.init_params([path_features.feature_size(POINTS), 6, 10], seed=seed + 100),
-            points=POINTS, temperature=0.8, pool_weight=pool_weight, pixel_sha256=pixel.sha256,
+            folder,
+            mlp.init_params([path_features.feature_size(POINTS), 6, 10], seed=seed + 100),
+            points=POINTS,
+            temperature=0.8,
+            pool_weight=pool_weight,
+            pixel_sha256=pixel.sha256,
         )
     return model_io.load_model(folder)
 
@@ -52,7 +58,9 @@ def test_a_folder_without_path_files_is_pixel_only(tmp_path):
 
 def test_a_path_model_of_another_pixel_model_is_refused(tmp_path):
     save_pair(tmp_path, seed=0)
-    model_io.save_model(tmp_path, mlp.init_params([784, 8, 10], seed=5), normalization={"mean": 0.1, "std": 0.3})
+    model_io.save_model(
+        tmp_path, mlp.init_params([784, 8, 10], seed=5), normalization={"mean": 0.1, "std": 0.3}
+    )
     with pytest.raises(model_io.ModelFileError, match="made for the pixel model"):
         model_io.load_model(tmp_path)
 
@@ -73,8 +81,12 @@ def test_a_broken_path_model_refuses_the_folder(tmp_path, damage):
         meta = json.loads(metadata.read_text())
         meta["pool_weight"] = -1
         metadata.write_text(json.dumps(meta))
-    message = {"missing json": "path model file not found", "missing npz": "path model file not found",
-               "tampered": "SHA-256 mismatch", "bad weight": "pool_weight"}[damage]
+    message = {
+        "missing json": "path model file not found",
+        "missing npz": "path model file not found",
+        "tampered": "SHA-256 mismatch",
+        "bad weight": "pool_weight",
+    }[damage]
     with pytest.raises(model_io.ModelFileError, match=message):
         model_io.load_model(tmp_path)
 
@@ -98,27 +110,40 @@ def test_install_switches_both_files_or_removes_the_old_path(tmp_path):
 def test_the_watcher_switches_the_pair_together_or_not_at_all(tmp_path):
     first = save_pair(tmp_path, seed=0)
     ticks = iter(range(1000, 2000))
-    watcher = ModelWatcher(lambda: model_io.load_model(tmp_path), lambda: file_fingerprint(tmp_path),
-                           clock=lambda: float(next(ticks)))
+    watcher = ModelWatcher(
+        lambda: model_io.load_model(tmp_path),
+        lambda: file_fingerprint(tmp_path),
+        clock=lambda: float(next(ticks)),
+    )
     watcher.load_initial()
     # New pixel weights without their path model yet: refused, the old pair keeps serving.
-    pixel = model_io.save_model(tmp_path, mlp.init_params([784, 8, 10], seed=7), normalization={"mean": 0.1, "std": 0.3})
+    pixel = model_io.save_model(
+        tmp_path, mlp.init_params([784, 8, 10], seed=7), normalization={"mean": 0.1, "std": 0.3}
+    )
     watcher.poll()
     refused = watcher.poll()
     assert refused.outcome == "refused" and "made for the pixel model" in refused.error
     assert path_io.pair_identity(watcher.model) == path_io.pair_identity(first)
     # Its path model arrives: both switch at once.
     new_path = path_io.save_path_model(
-        tmp_path, mlp.init_params([path_features.feature_size(POINTS), 6, 10], seed=8),
-        points=POINTS, temperature=1.0, pool_weight=0.7, pixel_sha256=pixel.sha256,
+        tmp_path,
+        mlp.init_params([path_features.feature_size(POINTS), 6, 10], seed=8),
+        points=POINTS,
+        temperature=1.0,
+        pool_weight=0.7,
+        pixel_sha256=pixel.sha256,
     )
     watcher.poll()
     assert watcher.poll().outcome == "switched"
     assert path_io.pair_identity(watcher.model) == (pixel.sha256, new_path.sha256)
     # A new path model for the same pixel weights is a new version too.
     newer = path_io.save_path_model(
-        tmp_path, mlp.init_params([path_features.feature_size(POINTS), 6, 10], seed=9),
-        points=POINTS, temperature=1.0, pool_weight=0.7, pixel_sha256=pixel.sha256,
+        tmp_path,
+        mlp.init_params([path_features.feature_size(POINTS), 6, 10], seed=9),
+        points=POINTS,
+        temperature=1.0,
+        pool_weight=0.7,
+        pixel_sha256=pixel.sha256,
     )
     watcher.poll()
     assert watcher.poll().outcome == "switched"

@@ -23,8 +23,12 @@ def pair_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("pair")
     pixel = write_model(directory, seed=3)
     path_io.save_path_model(
-        directory, mlp.init_params([path_features.feature_size(16), 24, 10], seed=4),
-        points=16, temperature=0.5, pool_weight=0.8, pixel_sha256=pixel.sha256,
+        directory,
+        mlp.init_params([path_features.feature_size(16), 24, 10], seed=4),
+        points=16,
+        temperature=0.5,
+        pool_weight=0.8,
+        pixel_sha256=pixel.sha256,
     )
     return directory
 
@@ -37,7 +41,9 @@ def pair_server(tmp_path_factory, pair_dir):
 
 
 def expected_pixels(model: model_io.Model, strokes, scale: float = 1.0) -> np.ndarray:
-    pad = render_strokes([[(x * scale, y * scale) for x, y in stroke] for stroke in strokes], pen_width=PEN_WIDTH)
+    pad = render_strokes(
+        [[(x * scale, y * scale) for x, y in stroke] for stroke in strokes], pen_width=PEN_WIDTH
+    )
     return canvas_to_input(pad).reshape(1, -1)
 
 
@@ -90,10 +96,18 @@ def test_a_model_folder_without_path_files_serves_pixels_only(tmp_path, model_di
         ({"strokes": [[[1, 2, 3]]]}, messages.NOT_A_POINT.format(index=0, point=0)),
         ({"strokes": [[[1, "a"]]]}, messages.NOT_A_POINT.format(index=0, point=0)),
         ({"strokes": "a seven"}, messages.STROKES_NOT_A_LIST),
-        ({"strokes": [[[10, 10], [5000, 10]]]}, messages.FAR_OUTSIDE_PAD.format(index=0, point=1, x=5000, y=10, width=280, height=280)),
-        ({"strokes": [[[10, 10]], [[20, -300]]]}, messages.FAR_OUTSIDE_PAD.format(index=1, point=0, x=20, y=-300, width=280, height=280)),
-        ({"strokes": [[[float(i % 200), 5.0] for i in range(1500)]] * 3},
-         messages.TOO_MANY_POINTS.format(count=4500, limit=4000)),
+        (
+            {"strokes": [[[10, 10], [5000, 10]]]},
+            messages.FAR_OUTSIDE_PAD.format(index=0, point=1, x=5000, y=10, width=280, height=280),
+        ),
+        (
+            {"strokes": [[[10, 10]], [[20, -300]]]},
+            messages.FAR_OUTSIDE_PAD.format(index=1, point=0, x=20, y=-300, width=280, height=280),
+        ),
+        (
+            {"strokes": [[[float(i % 200), 5.0] for i in range(1500)]] * 3},
+            messages.TOO_MANY_POINTS.format(count=4500, limit=4000),
+        ),
         ({}, messages.MISSING_FIELD.format(field="strokes")),
     ],
 )
