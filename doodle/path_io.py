@@ -1,19 +1,17 @@
-"""The path model's files, ``path.npz`` + ``path.json`` beside ``mlp.npz`` + ``mlp.json``: one model version.
+"""The served path model and the two views' pool; its files are ``path.npz`` + ``path.json`` beside
+``mlp.npz`` + ``mlp.json``: one model version.
 
-Same format as the pixel model's (`doodle.model_io`): float32 arrays in an .npz, nothing pickled;
-metadata in JSON with the weights' SHA-256, checked before the model is handed out. The JSON also
-records ``pixel_sha256``, the SHA-256 of the ``mlp.npz`` it was trained and pooled with, and the
-pooling weight chosen on the writer folds. `doodle.model_io.load_model` loads the path model with
-the pixel model when the folder has one and refuses the folder when the two do not belong together,
-so a server switches both at once or keeps serving the old pair (`doodle.model_watch` fingerprints
-all four files). A folder without path files is a pixel-only model.
+Same format as the pixel model's: float32 arrays in an .npz, nothing pickled; metadata in JSON with
+the weights' SHA-256, checked before the model is handed out (`doodle.model_io.save_path_model` and
+`load_path_model`). The JSON also records ``pixel_sha256``, the SHA-256 of the ``mlp.npz`` it was
+trained and pooled with, and the pooling weight chosen on the writer folds. `doodle.model_io.load_model`
+loads the path model with the pixel model when the folder has one and refuses the folder when the two
+do not belong together, so a server switches both at once or keeps serving the old pair
+(`doodle.model_watch` fingerprints all four files). A folder without path files is a pixel-only model.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -85,104 +83,6 @@ def paths_of(folder: str | os.PathLike) -> tuple[Path, Path]:
 def has_path_model(folder: str | os.PathLike) -> bool:
     """Whether the folder holds either of the path model's files (both are then required)."""
     return any(file.exists() for file in paths_of(folder))
-
-
-def save_path_model(
-    folder: str | os.PathLike,
-    params: mlp.Params,
-    *,
-    points: int,
-    temperature: float,
-    pool_weight: float,
-    pixel_sha256: str,
-    metadata: dict[str, Any] | None = None,
-) -> PathModel:
-    """Write ``path.npz`` then ``path.json`` into ``folder`` (each atomically) and return the model.
-    ``pixel_sha256``: the SHA-256 of the ``mlp.npz`` it is served with."""
-    from doodle.model_io import _check_arrays, _check_temperature, _to_jsonable, atomic_write
-
-    weights_path, metadata_path = paths_of(folder)
-    arrays = {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in params.items()}
-    _check_arrays(arrays, weights_path, fan_in=path_features.feature_size(points))
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    blob = buffer.getvalue()
-    digest = hashlib.sha256(blob).hexdigest()
-    meta = {
-        **_to_jsonable(metadata or {}),
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "weights_file": WEIGHTS_NAME,
-        "sha256": digest,
-        "version": digest[:12],
-        "layer_sizes": mlp.layer_sizes_of(arrays),
-        "points": int(points),
-        "temperature": float(temperature),
-        "pool_weight": float(pool_weight),
-        "pixel_sha256": str(pixel_sha256),
-    }
-    _check_temperature(meta["temperature"], metadata_path)
-    atomic_write(weights_path, blob)
-    atomic_write(metadata_path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
-    return PathModel(params=arrays, metadata=meta)
-
-
-def load_path_model(folder: str | os.PathLike, pixel_sha256: str | None = None) -> PathModel:
-    """Load and verify the path model in ``folder``; `doodle.model_io.ModelFileError` says what is
-    wrong: a file missing, not this format, the weights' SHA-256, the arrays, the pooling weight, or
-    (with ``pixel_sha256``) a path model made for another pixel model."""
-    from doodle.model_io import ModelFileError, _check_arrays, _check_temperature
-
-    weights_path, metadata_path = paths_of(folder)
-    for required in (weights_path, metadata_path):
-        if not required.is_file():
-            raise ModelFileError(
-                f"path model file not found: {required} (a model folder holds both path files or neither)"
-            )
-    try:
-        meta = json.loads(metadata_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFileError(f"{metadata_path}: not valid JSON ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ModelFileError(f"{metadata_path}: not a {FORMAT} metadata file")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ModelFileError(
-            f"{metadata_path}: format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}"
-        )
-    for key in ("sha256", "layer_sizes", "points", "pool_weight", "pixel_sha256"):
-        if key not in meta:
-            raise ModelFileError(f"{metadata_path}: missing key {key!r}")
-    if pixel_sha256 is not None and meta["pixel_sha256"] != pixel_sha256:
-        raise ModelFileError(
-            f"{metadata_path}: made for the pixel model {meta['pixel_sha256'][:12]}, the folder's is {pixel_sha256[:12]}"
-            " (the pair is one model version: both are replaced together)"
-        )
-    weight = meta["pool_weight"]
-    if (
-        isinstance(weight, bool)
-        or not isinstance(weight, (int, float))
-        or not (np.isfinite(weight) and weight >= 0)
-    ):
-        raise ModelFileError(f"{metadata_path}: pool_weight must be a finite number >= 0, got {weight!r}")
-    points = meta["points"]
-    if isinstance(points, bool) or not isinstance(points, int) or points < 2:
-        raise ModelFileError(f"{metadata_path}: points must be an integer >= 2, got {points!r}")
-    _check_temperature(meta.get("temperature", 1.0), metadata_path)
-    blob = weights_path.read_bytes()
-    actual = hashlib.sha256(blob).hexdigest()
-    if actual != meta["sha256"]:
-        raise ModelFileError(f"{weights_path}: SHA-256 mismatch, expected {meta['sha256']}, got {actual}")
-    try:
-        with np.load(io.BytesIO(blob), allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except Exception as exc:  # zipfile, ValueError for object arrays, ...
-        raise ModelFileError(f"{weights_path}: unreadable weights archive ({exc})") from None
-    _check_arrays(arrays, weights_path, fan_in=path_features.feature_size(points))
-    if mlp.layer_sizes_of(arrays) != list(meta["layer_sizes"]):
-        raise ModelFileError(
-            f"{weights_path}: layer sizes {mlp.layer_sizes_of(arrays)} do not match metadata {meta['layer_sizes']}"
-        )
-    return PathModel(params=arrays, metadata=meta)
 
 
 def pool(pixel_proba: np.ndarray, path_proba: np.ndarray | None, weight: float) -> np.ndarray:

@@ -375,12 +375,12 @@ def test_a_model_with_a_path_model_reads_both_views(tiny_model, store, tmp_path)
     """With path.npz + path.json beside the pixel model, a drawn digit is read from the ink and
     the pen's path pooled, and the page says so; without, from the ink alone."""
     from doodle import path_features, path_io
-    from doodle.model_io import load_model
+    from doodle.model_io import load_model, save_path_model
 
     folder = tmp_path / "pair"
     save_model(folder, tiny_model.params, normalization=tiny_model.metadata["normalization"])
     pixel = load_model(folder)
-    path_io.save_path_model(folder, mlp.init_params([path_features.feature_size(8), 12, 10], seed=1),
+    save_path_model(folder, mlp.init_params([path_features.feature_size(8), 12, 10], seed=1),
                             points=8, temperature=0.5, pool_weight=1.0, pixel_sha256=pixel.sha256)
     both = DoodleApp(model=load_model(folder), feedback_store=store, live=False)
     draw(both, SEVEN)

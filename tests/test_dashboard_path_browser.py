@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from doodle import mlp, path_features, path_io
-from doodle.model_io import load_model, save_model
+from doodle import mlp, path_features
+from doodle.model_io import load_model, save_model, save_path_model
 from support.browser import DashboardPage, chromium_or_skip, launch_chromium
 from support.digits import HAND_DRAWN_DIGITS
 from support.voila import VoilaServer
@@ -23,7 +23,7 @@ def pair_folder(tmp_path_factory):
     pixel = save_model(
         folder, mlp.init_params([784, 16, 10], seed=3), normalization={"mean": 0.13, "std": 0.31}
     )
-    path_io.save_path_model(
+    save_path_model(
         folder,
         mlp.init_params([path_features.feature_size(16), 16, 10], seed=4),
         points=16,

@@ -19,7 +19,7 @@ def save_pair(folder, seed: int, *, with_path: bool = True, pool_weight: float =
         folder, mlp.init_params([784, 8, 10], seed=seed), normalization={"mean": 0.1, "std": 0.3}
     )
     if with_path:
-        path_io.save_path_model(
+        model_io.save_path_model(
             folder,
             mlp.init_params([path_features.feature_size(POINTS), 6, 10], seed=seed + 100),
             points=POINTS,
@@ -125,7 +125,7 @@ def test_the_watcher_switches_the_pair_together_or_not_at_all(tmp_path):
     assert refused.outcome == "refused" and "made for the pixel model" in refused.error
     assert path_io.pair_identity(watcher.model) == path_io.pair_identity(first)
     # Its path model arrives: both switch at once.
-    new_path = path_io.save_path_model(
+    new_path = model_io.save_path_model(
         tmp_path,
         mlp.init_params([path_features.feature_size(POINTS), 6, 10], seed=8),
         points=POINTS,
@@ -137,7 +137,7 @@ def test_the_watcher_switches_the_pair_together_or_not_at_all(tmp_path):
     assert watcher.poll().outcome == "switched"
     assert path_io.pair_identity(watcher.model) == (pixel.sha256, new_path.sha256)
     # A new path model for the same pixel weights is a new version too.
-    newer = path_io.save_path_model(
+    newer = model_io.save_path_model(
         tmp_path,
         mlp.init_params([path_features.feature_size(POINTS), 6, 10], seed=9),
         points=POINTS,

@@ -22,7 +22,7 @@ STROKES_KEYS = PREDICT_KEYS | {"image_vector", "views"}
 def pair_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("pair")
     pixel = write_model(directory, seed=3)
-    path_io.save_path_model(
+    model_io.save_path_model(
         directory,
         mlp.init_params([path_features.feature_size(16), 24, 10], seed=4),
         points=16,
