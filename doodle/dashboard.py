@@ -37,9 +37,10 @@ from doodle.drawing import PEN_WIDTH, Drawing, Point, Stroke
 from doodle.explain import Explanation, explain, unit_pattern
 from doodle.feedback import FeedbackDatabaseError, FeedbackNotStored, FeedbackStore
 from doodle.feedback_data import open_store
-from doodle.model_io import Model, ModelFileError, load_model
+from doodle.model_io import Model, ModelFileError, load_model, top_two
 from doodle.model_watch import ModelWatcher, file_fingerprint
 from doodle.number_reading import NumberReading, TooManyDigitsError, read_number
+from doodle.path_io import read_views
 from doodle.paths import feedback_db_path, feedback_url, model_path
 from doodle.preprocess import BLANK_CANVAS_MESSAGE, BlankCanvasError, canvas_to_input
 
@@ -66,6 +67,11 @@ class Prediction:
     drawing_png: bytes  # the pad as rendered for the model, 280x280 grey PNG
     explanation: Explanation  # runner-up, attribution map, most active first-layer units
     model_version: str | None = None  # the model that made this prediction
+    # The views read: ("pixels",), or ("pixels", "path") when the model has a path model and the
+    # answer pools both (then digit, probabilities, runner_up and unsure are the pool's).
+    views: tuple[str, ...] = ("pixels",)
+    runner_up: int | None = None
+    unsure: bool | None = None
 
 
 class DoodleApp:
@@ -256,13 +262,20 @@ class DoodleApp:
             return reading
         self._unpaint_boxes()
         explanation = explain(model, model_input, top_units=TOP_UNITS)
+        # The pen's path too, when the model has a path model: the pad has the strokes.
+        strokes = [np.asarray(stroke, dtype=np.float64) for stroke in self.drawing.strokes]
+        reading = read_views(model, model_input.reshape(1, -1), [strokes])
+        both = top_two(reading.probabilities, model.unsure_margin)
         self.prediction = Prediction(
-            digit=explanation.digit,
-            probabilities=explanation.probabilities,
+            digit=int(both.digits[0]),
+            probabilities=reading.probabilities[0].astype(np.float32),
             model_input=model_input,
             drawing_png=view.png_bytes(drawing),
             explanation=explanation,
             model_version=model.version,
+            views=tuple(reading.views),
+            runner_up=int(both.runner_ups[0]),
+            unsure=bool(both.unsure[0]),
         )
         self._show_prediction(self.prediction, model)
         return self.prediction
@@ -280,7 +293,10 @@ class DoodleApp:
         why = prediction.explanation
         units = [int(unit) for unit in why.units]
         # Unsure: both top digits, "9 or 3?" (the answer first); the model still answers.
-        answer = f"{why.digit} or {why.runner_up}?" if why.unsure else f"{why.digit}"
+        digit = prediction.digit
+        runner_up = why.runner_up if prediction.runner_up is None else prediction.runner_up
+        unsure = why.unsure if prediction.unsure is None else prediction.unsure
+        answer = f"{digit} or {runner_up}?" if unsure else f"{digit}"
         self.view.show_digit(
             answer,
             prediction.probabilities,
@@ -288,6 +304,8 @@ class DoodleApp:
             view.attribution_png(prediction.model_input, why.attribution),
             (why.digit, why.runner_up),
             (units, [float(a) for a in why.activations], [self._unit_png(model, unit) for unit in units]),
+            top=digit,
+            views=prediction.views,
         )
 
     def _show_idle(self) -> None:

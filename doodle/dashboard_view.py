@@ -89,13 +89,20 @@ def _result_html(state: str, seq: int, body: str) -> str:
     return f"<div class='{page.RESULT}' {page.DATA_STATE}='{state}' {page.DATA_SEQ}='{seq}'>{body}</div>"
 
 
-def guess_html(answer: int | str, confidence: float, seq: int) -> str:
-    """The answer (a digit, or "9 or 3?" when the model is unsure) and its confidence."""
+VIEW_NAMES = {"pixels": "the ink", "path": "the pen's path"}
+
+
+def guess_html(answer: int | str, confidence: float, seq: int, views: tuple[str, ...] = ("pixels",)) -> str:
+    """The answer (a digit, or "9 or 3?" when the model is unsure), its confidence and the views it
+    was read from ("read from the ink and the pen's path")."""
+    said = " and ".join(VIEW_NAMES.get(name, name) for name in views)
     return _result_html(
         page.STATE_GUESS,
         seq,
         f"<div class='{page.GUESS_DIGIT}'>{html.escape(str(answer))}</div>"
-        f"<div class='{page.GUESS_TEXT}'>confidence {format_percent(confidence)}</div>",
+        f"<div class='{page.GUESS_TEXT}'>confidence {format_percent(confidence)}</div>"
+        f"<div class='{page.GUESS_VIEWS} doodle-muted' {page.DATA_VIEWS}='{html.escape(' '.join(views))}'>"
+        f"read from {html.escape(said)}</div>",
     )
 
 

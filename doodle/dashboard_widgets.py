@@ -220,21 +220,27 @@ class DashboardWidgets:
         explanation_png: bytes,
         guess: tuple[int, int],
         units: tuple[list[int], list[float], list[bytes]],
+        *,
+        top: int | None = None,
+        views: tuple[str, ...] = ("pixels",),
     ) -> None:
         """One digit read: ``answer`` as the guess shows it ("7", or "9 or 3?" when unsure),
         ``probabilities`` ``(10,)``, what the model saw, the attribution PNG for ``guess``
-        (digit, runner-up), and the most active units (numbers, activations, weight PNGs)."""
+        (digit, runner-up), and the most active units (numbers, activations, weight PNGs).
+        ``top``: the answer's digit when it is not the pixel model's (both views pooled);
+        ``views``: the views read, said under the guess."""
         self.predictions_made += 1
         seq = self.predictions_made
         digit, runner_up = guess
+        answer_digit = digit if top is None else top
         # The guess goes last: once it is on the page, the other views are too.
-        self.bars.value = view.bars_html(probabilities, digit, seq)
+        self.bars.value = view.bars_html(probabilities, answer_digit, seq)
         self.input_view.value = view.input_view_png(model_input)
         self.attribution_view.value = view.attribution_html(explanation_png, seq, digit, runner_up)
         self.units_view.value = view.units_html(*units, seq)
         self._hide_number(seq)
         self.feedback_status.value = ""
-        self.guess.value = view.guess_html(answer, float(probabilities[digit]), seq)
+        self.guess.value = view.guess_html(answer, float(probabilities[answer_digit]), seq, views)
 
     def _show_empty_views(self) -> None:
         seq = self.predictions_made

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from doodle import mlp
+from doodle import mlp, path_features, path_io
 from doodle.constants import N_CLASSES, N_PIXELS
 from doodle.inputs import standardize
 
@@ -60,6 +60,8 @@ class Model:
 
     params: mlp.Params
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The path model served with it (`doodle.path_io.PathModel`), None for a pixel-only model.
+    path: Any = None
 
     @property
     def sha256(self) -> str:
@@ -219,7 +221,9 @@ def load_model(path: str | os.PathLike) -> Model:
 
     Checks, in order: both files exist; the JSON parses and names this format; the .npz bytes
     have the SHA-256 the JSON records; the archive holds exactly W1, b1, ..., WL, bL as float32
-    with chained shapes matching ``layer_sizes`` (784 in, 10 out), all finite.
+    with chained shapes matching ``layer_sizes`` (784 in, 10 out), all finite. A folder that also
+    holds ``path.npz`` / ``path.json`` loads the path model with it (`load_path_model`),
+    refusing the folder when the path model belongs to another pixel model.
     """
     weights_path, metadata_path = _paths(path)
     for required in (weights_path, metadata_path):
@@ -265,7 +269,10 @@ def load_model(path: str | os.PathLike) -> Model:
             f"{weights_path}: layer sizes {mlp.layer_sizes_of(arrays)} do not match metadata"
             f" {meta['layer_sizes']}"
         )
-    return Model(params=arrays, metadata=meta)
+    path_model = None
+    if path_io.has_path_model(weights_path.parent):
+        path_model = load_path_model(weights_path.parent, pixel_sha256=meta["sha256"])
+    return Model(params=arrays, metadata=meta, path=path_model)
 
 
 def _check_temperature(value: Any, where: Path) -> None:
@@ -274,12 +281,11 @@ def _check_temperature(value: Any, where: Path) -> None:
         raise ModelFileError(f"{where}: temperature must be a positive finite number, got {value!r}")
 
 
-def _check_arrays(arrays: dict[str, np.ndarray], where: Path) -> None:
+def _check_arrays(arrays: dict[str, np.ndarray], where: Path, fan_in: int = N_PIXELS) -> None:
     count = sum(1 for name in arrays if name.startswith("W"))
     expected = {f"{kind}{i}" for i in range(1, count + 1) for kind in ("W", "b")}
     if count == 0 or set(arrays) != expected:
         raise ModelFileError(f"{where}: arrays {sorted(arrays)}, expected {sorted(expected)}")
-    fan_in = N_PIXELS
     for i in range(1, count + 1):
         weight, bias = arrays[f"W{i}"], arrays[f"b{i}"]
         for name, array in ((f"W{i}", weight), (f"b{i}", bias)):
@@ -294,3 +300,100 @@ def _check_arrays(arrays: dict[str, np.ndarray], where: Path) -> None:
         fan_in = weight.shape[1]
     if fan_in != N_CLASSES:
         raise ModelFileError(f"{where}: output layer has {fan_in} units, expected {N_CLASSES}")
+
+
+# ---- the path model's files, path.npz + path.json (doodle.path_io), beside these
+
+
+def save_path_model(
+    folder: str | os.PathLike,
+    params: mlp.Params,
+    *,
+    points: int,
+    temperature: float,
+    pool_weight: float,
+    pixel_sha256: str,
+    metadata: dict[str, Any] | None = None,
+) -> path_io.PathModel:
+    """Write ``path.npz`` then ``path.json`` into ``folder`` (each atomically) and return the model.
+    ``pixel_sha256``: the SHA-256 of the ``mlp.npz`` it is served with."""
+    weights_path, metadata_path = path_io.paths_of(folder)
+    arrays = {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in params.items()}
+    _check_arrays(arrays, weights_path, fan_in=path_features.feature_size(points))
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    blob = buffer.getvalue()
+    digest = hashlib.sha256(blob).hexdigest()
+    meta = {
+        **_to_jsonable(metadata or {}),
+        "format": path_io.FORMAT,
+        "format_version": path_io.FORMAT_VERSION,
+        "weights_file": path_io.WEIGHTS_NAME,
+        "sha256": digest,
+        "version": digest[:12],
+        "layer_sizes": mlp.layer_sizes_of(arrays),
+        "points": int(points),
+        "temperature": float(temperature),
+        "pool_weight": float(pool_weight),
+        "pixel_sha256": str(pixel_sha256),
+    }
+    _check_temperature(meta["temperature"], metadata_path)
+    atomic_write(weights_path, blob)
+    atomic_write(metadata_path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+    return path_io.PathModel(params=arrays, metadata=meta)
+
+
+def load_path_model(folder: str | os.PathLike, pixel_sha256: str | None = None) -> path_io.PathModel:
+    """Load and verify the path model in ``folder``; `doodle.model_io.ModelFileError` says what is
+    wrong: a file missing, not this format, the weights' SHA-256, the arrays, the pooling weight, or
+    (with ``pixel_sha256``) a path model made for another pixel model."""
+    weights_path, metadata_path = path_io.paths_of(folder)
+    for required in (weights_path, metadata_path):
+        if not required.is_file():
+            raise ModelFileError(
+                f"path model file not found: {required} (a model folder holds both path files or neither)"
+            )
+    try:
+        meta = json.loads(metadata_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{metadata_path}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != path_io.FORMAT:
+        raise ModelFileError(f"{metadata_path}: not a {path_io.FORMAT} metadata file")
+    if meta.get("format_version") != path_io.FORMAT_VERSION:
+        raise ModelFileError(
+            f"{metadata_path}: format_version {meta.get('format_version')!r}, expected {path_io.FORMAT_VERSION}"
+        )
+    for key in ("sha256", "layer_sizes", "points", "pool_weight", "pixel_sha256"):
+        if key not in meta:
+            raise ModelFileError(f"{metadata_path}: missing key {key!r}")
+    if pixel_sha256 is not None and meta["pixel_sha256"] != pixel_sha256:
+        raise ModelFileError(
+            f"{metadata_path}: made for the pixel model {meta['pixel_sha256'][:12]}, the folder's is {pixel_sha256[:12]}"
+            " (the pair is one model version: both are replaced together)"
+        )
+    weight = meta["pool_weight"]
+    if (
+        isinstance(weight, bool)
+        or not isinstance(weight, (int, float))
+        or not (np.isfinite(weight) and weight >= 0)
+    ):
+        raise ModelFileError(f"{metadata_path}: pool_weight must be a finite number >= 0, got {weight!r}")
+    points = meta["points"]
+    if isinstance(points, bool) or not isinstance(points, int) or points < 2:
+        raise ModelFileError(f"{metadata_path}: points must be an integer >= 2, got {points!r}")
+    _check_temperature(meta.get("temperature", 1.0), metadata_path)
+    blob = weights_path.read_bytes()
+    actual = hashlib.sha256(blob).hexdigest()
+    if actual != meta["sha256"]:
+        raise ModelFileError(f"{weights_path}: SHA-256 mismatch, expected {meta['sha256']}, got {actual}")
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except Exception as exc:  # zipfile, ValueError for object arrays, ...
+        raise ModelFileError(f"{weights_path}: unreadable weights archive ({exc})") from None
+    _check_arrays(arrays, weights_path, fan_in=path_features.feature_size(points))
+    if mlp.layer_sizes_of(arrays) != list(meta["layer_sizes"]):
+        raise ModelFileError(
+            f"{weights_path}: layer sizes {mlp.layer_sizes_of(arrays)} do not match metadata {meta['layer_sizes']}"
+        )
+    return path_io.PathModel(params=arrays, metadata=meta)

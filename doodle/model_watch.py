@@ -22,6 +22,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 
+from doodle import path_io
 from doodle.model_io import METADATA_NAME, WEIGHTS_NAME, Model
 
 log = logging.getLogger("doodle.model_watch")
@@ -31,12 +32,15 @@ Fingerprint = Hashable
 
 def file_fingerprint(path: str | os.PathLike) -> Fingerprint:
     """``(size, mtime_ns)`` of the weights and the metadata file of the model at ``path`` (a
-    folder, the .npz or the .json); ``None`` for a missing file. Costs two ``stat`` calls."""
+    folder, the .npz or the .json) and of the path model's two files beside them; ``None`` for a
+    missing file. Costs four ``stat`` calls."""
     path = Path(path)
     if path.is_dir() or path.suffix not in (".npz", ".json"):
         files = (path / WEIGHTS_NAME, path / METADATA_NAME)
     else:
         files = (path.with_suffix(".npz"), path.with_suffix(".json"))
+    # The path model's files beside them are part of the same model version.
+    files += path_io.paths_of(files[0].parent)
     stamps = []
     for file in files:
         try:
@@ -140,7 +144,7 @@ class ModelWatcher:
             old = self.model.version if self.model is not None else "no model"
             self._loaded, self._refused = current, None
             self.last_error = None
-            if self.model is not None and model.sha256 == self.model.sha256:
+            if self.model is not None and path_io.pair_identity(model) == path_io.pair_identity(self.model):
                 return UNCHANGED  # the same weights rewritten: nothing to switch
             self.model = model
             self.switched_at = self._clock()

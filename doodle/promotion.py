@@ -49,7 +49,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from doodle import stats
+from doodle import path_io, stats
 from doodle.model_io import METADATA_NAME, WEIGHTS_NAME, Model, atomic_write, load_model
 
 DEFAULT_MAX_VAL_DROP = 0.003
@@ -238,13 +238,23 @@ def decide(
 
 def install_model(candidate_dir: str | os.PathLike, model_dir: str | os.PathLike) -> Model:
     """Verify the candidate, copy ``mlp.npz`` then ``mlp.json`` into ``model_dir`` (each written
-    to a temporary name, synced and renamed), and return the installed model as loaded back."""
+    to a temporary name, synced and renamed), then its ``path.npz`` and ``path.json`` (or remove the
+    folder's old ones when the candidate has none: a pixel-only model), and return the installed
+    model as loaded back."""
     candidate = load_model(candidate_dir)
     target = Path(model_dir)
     target.mkdir(parents=True, exist_ok=True)
     for name in (WEIGHTS_NAME, METADATA_NAME):
         atomic_write(target / name, (Path(candidate_dir) / name).read_bytes())
+    # The path model is half of the same version: its files follow, or the old ones go. Until
+    # they have, the folder's path model names the old pixel model and the folder is refused.
+    for source, installed_file in zip(path_io.paths_of(candidate_dir), path_io.paths_of(target)):
+        if candidate.path is not None:
+            atomic_write(installed_file, source.read_bytes())
+        else:
+            installed_file.unlink(missing_ok=True)
     installed = load_model(target)
-    if installed.sha256 != candidate.sha256:  # another writer raced us: say so, never guess
+    if installed.sha256 != candidate.sha256 or (installed.path is None) != (candidate.path is None):
+        # another writer raced us: say so, never guess
         raise RuntimeError(f"{target} holds {installed.version} after installing {candidate.version}")
     return installed

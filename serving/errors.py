@@ -28,6 +28,8 @@ def describe_validation_error(exc: RequestValidationError) -> tuple[int, str]:
         reason = str((error.get("ctx") or {}).get("error", ""))
         # orjson stops at NaN/Infinity literals and at numbers like 1e400 that overflow a double.
         if NON_FINITE_LITERAL.search(body) or "infinity" in reason:
+            if '"strokes"' in body:
+                return 422, messages.STROKES_NOT_FINITE.format(index="?", point="?")
             return 422, messages.NOT_FINITE.format(field="image_vector")
         return 400, messages.INVALID_JSON
     if loc == ("body",):
@@ -56,8 +58,22 @@ def describe_validation_error(exc: RequestValidationError) -> tuple[int, str]:
         return 422, messages.NOT_A_NUMBER.format(field=name)
     if field in DIGIT_FIELDS:
         return 422, messages.DIGIT_INVALID.format(field=field)
+    if field == "strokes":
+        return 422, describe_strokes_error(kind, loc[2:])
     where = ".".join(str(part) for part in loc[1:]) or "body"
     return 422, messages.OTHER_INVALID.format(field=where, problem=error["msg"])
+
+
+def describe_strokes_error(kind: str, where: tuple) -> str:
+    """The message of a schema error inside ``strokes``; ``where`` is the error's place below it
+    (stroke, point, coordinate)."""
+    if not where:
+        return messages.NO_STROKES if kind == "too_short" else messages.STROKES_NOT_A_LIST
+    if len(where) == 1:
+        return messages.EMPTY_STROKE.format(index=where[0]) if kind == "too_short" else messages.STROKES_NOT_A_LIST
+    if len(where) == 3 and kind == "finite_number":
+        return messages.STROKES_NOT_FINITE.format(index=where[0], point=where[1])
+    return messages.NOT_A_POINT.format(index=where[0], point=where[1])
 
 
 async def validation_error_handler(request: Request, exc: RequestValidationError) -> Response:

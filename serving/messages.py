@@ -50,3 +50,13 @@ MODEL_NOT_LOADED_YET = "the server is still starting"
 
 # Fallback for a validation error without a dedicated message: where, then pydantic's words.
 OTHER_INVALID = "{field}: {problem}"
+
+# Strokes (/predict/strokes)
+NO_STROKES = "strokes must hold at least one stroke"
+EMPTY_STROKE = "strokes[{index}] is empty: a stroke needs at least one point (one point is a dot)"
+NOT_A_POINT = "strokes[{index}][{point}] must be a point [x, y] of two numbers"
+STROKES_NOT_A_LIST = "strokes must be a list of strokes, each a list of [x, y] points"
+STROKES_NOT_FINITE = "strokes[{index}][{point}] must hold finite numbers: NaN and Infinity are not allowed"
+TOO_MANY_POINTS = "the strokes hold {count} points: at most {limit} per drawing"
+FAR_OUTSIDE_PAD = ("strokes[{index}][{point}] = [{x:g}, {y:g}] lies far outside the {width} x {height} pad"
+                   " (coordinates are pad pixels, y down)")

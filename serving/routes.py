@@ -24,11 +24,13 @@ from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
-from doodle.constants import N_PIXELS
+from doodle.constants import CANVAS_SIZE, N_PIXELS
+from doodle.drawing import PEN_WIDTH, render_strokes
 from doodle.explain import attribution
 from doodle.feedback import FeedbackNotStored
 from doodle.model_io import Model
 from doodle.number_reading import FaintDigitError, TooManyDigitsError, cut_number
+from doodle.path_io import read_views
 from doodle.paths import ROOT
 from doodle.preprocess import (
     NOT_AN_IMAGE_MESSAGE,
@@ -40,6 +42,7 @@ from doodle.preprocess import (
 )
 from serving import messages
 from serving.schemas import (
+    MAX_STROKE_POINTS,
     BatchPredictRequest,
     BatchPredictResponse,
     ErrorResponse,
@@ -53,6 +56,8 @@ from serving.schemas import (
     PredictRequest,
     PredictResponse,
     ReadinessResponse,
+    StrokesPredictRequest,
+    StrokesPredictResponse,
 )
 from serving.state import ServingState
 
@@ -146,11 +151,13 @@ def _uploaded_canvas(state: ServingState, file: UploadFile) -> Iterator[np.ndarr
             raise HTTPException(422, messages.BLANK_CANVAS) from None
 
 
-def _predict(state: ServingState, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, Model]:
+def _predict(state: ServingState, images: np.ndarray, drawings: list | None = None):
     """``(N, 784)`` float32 in [0, 1] -> digits ``(N,)``, probabilities ``(N, 10)``,
     confidences ``(N,)`` and the model that made them (the served model is read once, so a
     switch during the request cannot mix versions); records inference time,
-    predictions and drift. A blank image is a 422, never a guess."""
+    predictions and drift. A blank image is a 422, never a guess. With ``drawings`` (one list of
+    strokes per image) the answer pools both views (`doodle.path_io.read_views`) and a fifth value,
+    the views used, is returned."""
     model = _loaded_model(state)
     blank = np.flatnonzero(blank_inputs(images))
     if blank.size:
@@ -158,7 +165,12 @@ def _predict(state: ServingState, images: np.ndarray) -> tuple[np.ndarray, np.nd
         raise HTTPException(422, detail)
     metrics = state.metrics
     start = time.perf_counter()
-    digits, probs = model.predict(images)
+    if drawings is None:
+        digits, probs = model.predict(images)
+    else:
+        reading = read_views(model, images, drawings)
+        probs = reading.probabilities
+        digits = probs.argmax(axis=1)
     metrics.inference_seconds.observe(time.perf_counter() - start)
     confidences = probs[np.arange(len(digits)), digits]
     metrics.observe_predictions(digits, confidences)
@@ -167,6 +179,8 @@ def _predict(state: ServingState, images: np.ndarray) -> tuple[np.ndarray, np.nd
         metrics.drift_score.set(score)
         if score > state.settings.drift_threshold:
             metrics.drifted_requests.inc()
+    if drawings is not None:
+        return digits, probs, confidences, model, reading.views
     return digits, probs, confidences, model
 
 
@@ -307,6 +321,70 @@ def predict_number(
         "model_version": model.version,
         "reason": found.reason,
     }
+    return json_response(payload)
+
+
+# How far off the pad a point may lie, as a share of the pad's size: a stroke may run off the edge,
+# a point a pad away is not a drawing on this pad.
+STROKES_MARGIN = 0.5
+
+
+def _checked_strokes(body: StrokesPredictRequest) -> list[np.ndarray]:
+    """The request's strokes as ``(K, 2)`` float64 arrays on its pad; 422 for too many points or a
+    point far outside the pad (the schema has already refused empty and non-finite ones)."""
+    count = sum(len(stroke) for stroke in body.strokes)
+    if count > MAX_STROKE_POINTS:
+        raise HTTPException(422, messages.TOO_MANY_POINTS.format(count=count, limit=MAX_STROKE_POINTS))
+    strokes = [np.asarray(stroke, dtype=np.float64).reshape(-1, 2) for stroke in body.strokes]
+    size = np.array([body.width, body.height], dtype=np.float64)
+    for index, stroke in enumerate(strokes):
+        outside = np.flatnonzero(((stroke < -STROKES_MARGIN * size) | (stroke > (1 + STROKES_MARGIN) * size)).any(axis=1))
+        if outside.size:
+            x, y = stroke[outside[0]]
+            raise HTTPException(422, messages.FAR_OUTSIDE_PAD.format(
+                index=index, point=int(outside[0]), x=x, y=y, width=body.width, height=body.height))
+    return strokes
+
+
+def _pad_image(strokes: list[np.ndarray], width: int, height: int) -> np.ndarray:
+    """The pixel view of a drawing: its strokes scaled onto the app's pad (the longer side to
+    `CANVAS_SIZE`), drawn with the pad's own pen (`render_strokes`, `PEN_WIDTH`) and made a
+    28x28 input by `canvas_to_input`, exactly as the pad reads what is drawn on it: ``(1, 784)``."""
+    scale = CANVAS_SIZE / max(width, height)
+    pad = render_strokes([[(float(x), float(y)) for x, y in stroke * scale] for stroke in strokes], pen_width=PEN_WIDTH)
+    try:
+        return canvas_to_input(pad).reshape(1, -1)
+    except BlankCanvasError:  # every stroke off the pad's edge: nothing drawn on it
+        raise HTTPException(422, messages.BLANK_CANVAS) from None
+
+
+@router.post(
+    "/predict/strokes",
+    response_model=StrokesPredictResponse,
+    responses={
+        **ERRORS,
+        422: {"model": ErrorResponse, "description": (
+            "The strokes are not a drawing: no strokes, an empty stroke, a point that is not two finite"
+            f" numbers, a point far outside the pad, more than {MAX_STROKE_POINTS} points in all, or no ink"
+            " left on the pad.")},
+    },
+    summary="Predict one digit from its pen strokes",
+)
+def predict_strokes(body: StrokesPredictRequest, request: Request) -> Response:
+    """Read a digit from its strokes as the pad records them (pad pixels, y down, in drawing order)
+    with both views: the pixels (the strokes drawn with the pad's pen, then `canvas_to_input`: what
+    the pad itself reads) and the pen's path (`doodle.path_features`, when the served model has a
+    path model), pooled ``log p_pixels + w log p_path``. ``views`` says which were used; a model
+    without a path model answers from the pixels alone, as `/predict/image` would."""
+    state = _state(request)
+    _loaded_model(state)
+    strokes = _checked_strokes(body)
+    images = _pad_image(strokes, body.width, body.height)
+    digits, probs, confidences, model, views = _predict(state, images, drawings=[strokes])
+    (payload,) = _predictions(model, digits, probs, confidences)
+    payload["model_version"] = model.version
+    payload["image_vector"] = images[0].tolist()
+    payload["views"] = views
     return json_response(payload)
 
 

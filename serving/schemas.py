@@ -85,6 +85,34 @@ class ImagePredictResponse(PredictResponse):
     )
 
 
+
+# /predict/strokes: a drawing as the pad records it.
+MAX_STROKE_POINTS = 4000  # points in all strokes of one drawing (a slow digit on the pad has a few hundred)
+Coordinate = Annotated[float, Field(strict=False, allow_inf_nan=False)]
+StrokePoint = Annotated[list[Coordinate], Field(min_length=2, max_length=2, description="[x, y] in pad pixels, y down.")]
+Stroke = Annotated[list[StrokePoint], Field(min_length=1, description="One pen-down to pen-up; one point is a dot.")]
+
+
+class StrokesPredictRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"strokes": [[[140, 40], [140, 240]], [[110, 70], [140, 40]]], "width": 280, "height": 280},
+    ]})
+
+    strokes: list[Stroke] = Field(
+        min_length=1,
+        description=f"The strokes in drawing order, each a list of [x, y] pad pixels (y pointing down),"
+        f" at most {MAX_STROKE_POINTS} points in all; points may stray a little off the pad, not far.",
+    )
+    width: int = Field(default=280, ge=16, le=4096, strict=True, description="The pad's width in pixels.")
+    height: int = Field(default=280, ge=16, le=4096, strict=True, description="The pad's height in pixels.")
+
+
+class StrokesPredictResponse(ImagePredictResponse):
+    views: list[str] = Field(
+        description='The views the answer pooled: ["pixels", "path"] when the served model has a path'
+        ' model, ["pixels"] when it has none (a pixel-only model folder).'
+    )
+
 class NumberDigit(BaseModel):
     digit: Digit = Field(description="The digit read in this box.")
     confidence: float = Field(description="The probability of that digit.")

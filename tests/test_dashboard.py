@@ -369,3 +369,30 @@ def test_a_promoted_model_is_picked_up_and_shown(tmp_path, monkeypatch, store):
     time.sleep(0.5)
     assert app.model.version == second.version and app.predict() is not None
     app.stop_polling()
+
+
+def test_a_model_with_a_path_model_reads_both_views(tiny_model, store, tmp_path):
+    """With path.npz + path.json beside the pixel model, a drawn digit is read from the ink and
+    the pen's path pooled, and the page says so; without, from the ink alone."""
+    from doodle import path_features, path_io
+    from doodle.model_io import load_model, save_path_model
+
+    folder = tmp_path / "pair"
+    save_model(folder, tiny_model.params, normalization=tiny_model.metadata["normalization"])
+    pixel = load_model(folder)
+    save_path_model(folder, mlp.init_params([path_features.feature_size(8), 12, 10], seed=1),
+                            points=8, temperature=0.5, pool_weight=1.0, pixel_sha256=pixel.sha256)
+    both = DoodleApp(model=load_model(folder), feedback_store=store, live=False)
+    draw(both, SEVEN)
+    prediction = both.predict()
+    assert prediction.views == ("pixels", "path")
+    strokes = [np.asarray(stroke, dtype=np.float64) for stroke in both.strokes]
+    expected = path_io.read_views(both.model, prediction.model_input.reshape(1, -1), [strokes]).probabilities[0]
+    np.testing.assert_allclose(prediction.probabilities, expected, rtol=1e-5)
+    assert prediction.digit == int(np.argmax(expected))
+    assert f"{page.DATA_VIEWS}='pixels path'" in both.view.guess.value and "the pen&#x27;s path" in both.view.guess.value
+
+    pixels_only = DoodleApp(model=pixel, feedback_store=store, live=False)
+    draw(pixels_only, SEVEN)
+    assert pixels_only.predict().views == ("pixels",)
+    assert f"{page.DATA_VIEWS}='pixels'" in pixels_only.view.guess.value and "read from the ink<" in pixels_only.view.guess.value

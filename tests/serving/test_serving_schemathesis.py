@@ -21,6 +21,7 @@ OPERATIONS = [
     ("POST", "/predict/explain"),
     ("POST", "/predict/image"),
     ("POST", "/predict/number"),
+    ("POST", "/predict/strokes"),
     ("POST", "/feedback"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
@@ -33,6 +34,7 @@ MAX_EXAMPLES = 50
 SEMANTIC_BODIES = {
     ("POST", "/predict/image"),
     ("POST", "/predict/number"),
+    ("POST", "/predict/strokes"),  # a schema cannot say "near the pad" nor bound the points of all strokes
     ("POST", "/predict"),
     ("POST", "/predict/batch"),
     ("POST", "/predict/explain"),

@@ -41,6 +41,7 @@ SELECTORS = {
     "guessDigit": selector(contract.GUESS_DIGIT),
     "guessText": selector(contract.GUESS_TEXT),
     "guessBlank": selector(contract.GUESS_BLANK),
+    "guessViews": selector(contract.GUESS_VIEWS),
     "bars": f"{selector(contract.PROBS)} {selector(contract.BARS)}",
     "barRow": f"{selector(contract.PROBS)} {selector(contract.BAR_ROW)}",
     "prob": selector(contract.PROB),
@@ -88,6 +89,8 @@ class ShownResult:
     confidence: str
     message: str
     probabilities: list[float]  # the ten percentages as shown, divided by 100 (0.0 when empty)
+    views: tuple[str, ...] = ()  # the views the answer was read from ("pixels", "path"); () without an answer
+    views_text: str = ""  # how the page says it
 
 
 _READ_RESULT_JS = """
@@ -100,6 +103,8 @@ _READ_RESULT_JS = """
     digit: (result.querySelector(s.guessDigit) || {}).textContent || '',
     confidence: (result.querySelector(s.guessText) || {}).textContent || '',
     message: (result.querySelector(s.guessBlank) || {}).textContent || '',
+    views: ((result.querySelector(s.guessViews) || {dataset: {}}).dataset.views) || '',
+    viewsText: (result.querySelector(s.guessViews) || {}).textContent || '',
     probs: bars.map(row => row.querySelector(s.prob).textContent),
   };
 }
@@ -269,6 +274,8 @@ class DashboardPage:
             confidence=raw["confidence"].strip(),
             message=raw["message"].strip(),
             probabilities=[float(text.rstrip("%")) / 100 if text else 0.0 for text in shown],
+            views=tuple(raw["views"].split()),
+            views_text=raw["viewsText"].strip(),
         )
 
     def read_views(self) -> ShownViews:
