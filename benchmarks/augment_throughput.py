@@ -49,7 +49,9 @@ def best_ms(run, rounds: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     images, source = load_images()
@@ -79,8 +81,10 @@ def main() -> None:
         "stroke_width +1": whole(lambda x: augment.stroke_width(x, 1.0)),
         "elastic alpha 34 sigma 4": whole(lambda x: augment.elastic(x, rng, 34.0, 4.0)),
     }
-    print(f"{IMAGES:,} images ({source}), slices of {AUGMENT_CHUNK}, best of {args.rounds}; "
-          f"load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"{IMAGES:,} images ({source}), slices of {AUGMENT_CHUNK}, best of {args.rounds}; "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
     print(f"{'transform':40s} {'ms per 60k':>12s}")
     for name, run in cases.items():
         print(f"{name:40s} {best_ms(run, args.rounds):12.0f}")

@@ -57,7 +57,6 @@ def drawings(count: int, seed: int) -> list[tuple[int, Strokes]]:
     mnist = mnist_test_digits(count)
     made: list[tuple[int, Strokes]] = []
     if mnist is not None:
-
         for image, label in zip(*mnist):
             strokes = skeleton_drawing(image, rng)
             if strokes:
@@ -92,7 +91,9 @@ def main() -> int:
             browser = launch_chromium(playwright)
             page = browser.new_page(viewport={"width": 1000, "height": 640})
             dashboard = DashboardPage(page, server.url).open()
-            print(f"model {model.version}; Voilà up and the page rendered in {time.perf_counter() - started:.1f} s")
+            print(
+                f"model {model.version}; Voilà up and the page rendered in {time.perf_counter() - started:.1f} s"
+            )
             # One warm-up prediction: the first one pays for imports in the kernel.
             dashboard.draw(samples[0][1])
             dashboard.timed_predict()
@@ -109,10 +110,14 @@ def main() -> int:
     times = np.array(latencies)
     p50, p95 = np.percentile(times, [50, 95])
     print(f"Predict click -> answer on screen over {len(times)} drawings:")
-    print(f"  p50 {p50:.0f} ms   p95 {p95:.0f} ms   mean {times.mean():.0f} ms   max {times.max():.0f} ms"
-          f"   (aim: p95 <= 100 ms)")
-    print(f"  read right: {len(times) - len(misread)}/{len(times)} drawings"
-          + (f" (misread: {', '.join(misread)})" if misread else ""))
+    print(
+        f"  p50 {p50:.0f} ms   p95 {p95:.0f} ms   mean {times.mean():.0f} ms   max {times.max():.0f} ms"
+        f"   (aim: p95 <= 100 ms)"
+    )
+    print(
+        f"  read right: {len(times) - len(misread)}/{len(times)} drawings"
+        + (f" (misread: {', '.join(misread)})" if misread else "")
+    )
     return 0
 
 

@@ -105,8 +105,16 @@ def wait_until_warm(server: VoilaServer, pool: int, timeout_s: float = 90.0) -> 
     return False
 
 
-def timed_loads(server: VoilaServer, browser, loads: int, pool: int, *, wait_for_pool: bool,
-                first_visit: bool, timeout_s: float) -> tuple[list[float], int, list[dict[str, float]]]:
+def timed_loads(
+    server: VoilaServer,
+    browser,
+    loads: int,
+    pool: int,
+    *,
+    wait_for_pool: bool,
+    first_visit: bool,
+    timeout_s: float,
+) -> tuple[list[float], int, list[dict[str, float]]]:
     """Seconds from navigation to a ready pad for each of ``loads`` new tabs (``timeout_s`` for a
     load that was not ready by then), how many timed out, and the CPU seconds each part used
     during each load (`cpu_used`). ``first_visit``: each tab in a fresh browser context (empty
@@ -132,8 +140,10 @@ def timed_loads(server: VoilaServer, browser, loads: int, pool: int, *, wait_for
         except PlaywrightError as error:  # not ready in time, or the page failed
             timeouts += 1
             times.append(timeout_s)
-            print(f"    load {len(times)} not ready after {time.monotonic() - start:.1f} s:"
-                  f" {str(error).splitlines()[0][:120]}")
+            print(
+                f"    load {len(times)} not ready after {time.monotonic() - start:.1f} s:"
+                f" {str(error).splitlines()[0][:120]}"
+            )
         page.close(run_before_unload=True)  # the tab closes: Voilà is told to stop its kernel
         if context is not shared:
             context.close()
@@ -149,22 +159,36 @@ def report(name: str, result: tuple[list[float], int, list[dict[str, float]]]) -
     values = np.array(times)
     p50, p95 = np.percentile(values, [50, 95])
     late = f", {timeouts} not ready in time (counted at the timeout)" if timeouts else ""
-    print(f"  {name:<24} {len(values)} loads: p50 {p50:.2f} s   p95 {p95:.2f} s   max {values.max():.2f} s"
-          f"   (load average {os.getloadavg()[0]:.1f}){late}", flush=True)
+    print(
+        f"  {name:<24} {len(values)} loads: p50 {p50:.2f} s   p95 {p95:.2f} s   max {values.max():.2f} s"
+        f"   (load average {os.getloadavg()[0]:.1f}){late}",
+        flush=True,
+    )
     if cpu:
         median = {part: float(np.median([load[part] for load in cpu])) for part in cpu[0]}
-        print(f"  {'':<24} CPU per load (median): Chromium {median['browser']:.2f} s, Voilà {median['voila']:.2f} s,"
-              f" kernels {median['kernels']:.2f} s", flush=True)
+        print(
+            f"  {'':<24} CPU per load (median): Chromium {median['browser']:.2f} s, Voilà {median['voila']:.2f} s,"
+            f" kernels {median['kernels']:.2f} s",
+            flush=True,
+        )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--loads", type=int, default=20)
-    parser.add_argument("--pool", type=int, default=None, help="warm kernels (default: the machine's default)")
+    parser.add_argument(
+        "--pool", type=int, default=None, help="warm kernels (default: the machine's default)"
+    )
     parser.add_argument("--pattern", choices=["spaced", "burst", "both"], default="both")
-    parser.add_argument("--visits", choices=["first", "return", "both"], default="both",
-                        help="spaced loads as first visits (empty cache), return visits, or both")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds a load may take before it counts as failed")
+    parser.add_argument(
+        "--visits",
+        choices=["first", "return", "both"],
+        default="both",
+        help="spaced loads as first visits (empty cache), return visits, or both",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds a load may take before it counts as failed"
+    )
     args = parser.parse_args()
 
     load_model(model_path())  # fail early, with the loader's message, if there is none
@@ -180,25 +204,61 @@ def main() -> int:
                 return 1
             warm = time.monotonic() - started
             kernels, voila_rss = pool_memory(server)
-            print(f"pool of {pool} kernel(s) warm {warm:.1f} s after Voilà listened;"
-                  f" load average {os.getloadavg()[0]:.2f}")
+            print(
+                f"pool of {pool} kernel(s) warm {warm:.1f} s after Voilà listened;"
+                f" load average {os.getloadavg()[0]:.2f}"
+            )
             if kernels:
-                print(f"  resident memory: kernels {mib(sum(kernels))} in all"
-                      f" ({', '.join(mib(k) for k in kernels)}), Voilà itself {mib(voila_rss)}")
+                print(
+                    f"  resident memory: kernels {mib(sum(kernels))} in all"
+                    f" ({', '.join(mib(k) for k in kernels)}), Voilà itself {mib(voila_rss)}"
+                )
             browser = launch_chromium(playwright)
-            print("Navigation -> pad ready (pad visible, the kernel's first answer on the page); aim: p95 <= 1.5 s")
+            print(
+                "Navigation -> pad ready (pad visible, the kernel's first answer on the page); aim: p95 <= 1.5 s"
+            )
             if args.pattern in ("spaced", "both"):
                 if args.visits in ("first", "both"):
-                    report("spaced, first visits", timed_loads(server, browser, args.loads, pool,
-                                                               wait_for_pool=True, first_visit=True, timeout_s=args.timeout))
+                    report(
+                        "spaced, first visits",
+                        timed_loads(
+                            server,
+                            browser,
+                            args.loads,
+                            pool,
+                            wait_for_pool=True,
+                            first_visit=True,
+                            timeout_s=args.timeout,
+                        ),
+                    )
                 if args.visits in ("return", "both"):
-                    report("spaced, return visits", timed_loads(server, browser, args.loads, pool,
-                                                                wait_for_pool=True, first_visit=False, timeout_s=args.timeout))
+                    report(
+                        "spaced, return visits",
+                        timed_loads(
+                            server,
+                            browser,
+                            args.loads,
+                            pool,
+                            wait_for_pool=True,
+                            first_visit=False,
+                            timeout_s=args.timeout,
+                        ),
+                    )
             if args.pattern in ("burst", "both"):
                 if pool:
                     wait_until_warm(server, pool)
-                report("burst, return visits", timed_loads(server, browser, args.loads, pool,
-                                                           wait_for_pool=False, first_visit=False, timeout_s=args.timeout))
+                report(
+                    "burst, return visits",
+                    timed_loads(
+                        server,
+                        browser,
+                        args.loads,
+                        pool,
+                        wait_for_pool=False,
+                        first_visit=False,
+                        timeout_s=args.timeout,
+                    ),
+                )
             browser.close()
     return 0
 

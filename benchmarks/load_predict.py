@@ -105,10 +105,14 @@ def start_server(model: Path, work: Path, profile_to: Path | None) -> UvicornSer
     cleanly, which also lets cProfile write its file."""
     prefix = [sys.executable, "-m", "cProfile", "-o", str(profile_to), "-m"] if profile_to else None
     server = UvicornServer(
-        env={"DOODLE_MODEL_PATH": str(model), "DOODLE_FEEDBACK_DB": str(work / "feedback.sqlite"),
-             "DOODLE_MAX_BATCH": "1024"},
+        env={
+            "DOODLE_MODEL_PATH": str(model),
+            "DOODLE_FEEDBACK_DB": str(work / "feedback.sqlite"),
+            "DOODLE_MAX_BATCH": "1024",
+        },
         extra_args=("--workers", "1", "--no-access-log", "--log-level", "warning"),
-        command_prefix=prefix, stop_signal=signal.SIGINT,
+        command_prefix=prefix,
+        stop_signal=signal.SIGINT,
     )
     return server.__enter__()  # /healthz answers once the lifespan has loaded the model
 
@@ -124,12 +128,14 @@ def run_wrk(url: str, path: str, bodies: list[str], connections: int, seconds: f
         threads = min(2, connections)
         out = subprocess.run(
             ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "-s", handle.name, url + path],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     finally:
         os.unlink(handle.name)
     line = next(line for line in out.splitlines() if line.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 async def run_httpx(url: str, path: str, bodies: list[str], connections: int, seconds: float) -> dict:
@@ -156,9 +162,14 @@ async def run_httpx(url: str, path: str, bodies: list[str], connections: int, se
         await asyncio.gather(*(worker(k) for k in range(connections)))
         elapsed = time.perf_counter() - began
     ms = np.array(latencies) * 1000
-    return {"requests": len(ms), "seconds": elapsed, "errors": errors,
-            "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-            "max_ms": float(ms.max())}
+    return {
+        "requests": len(ms),
+        "seconds": elapsed,
+        "errors": errors,
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "max_ms": float(ms.max()),
+    }
 
 
 def main() -> None:
@@ -182,8 +193,10 @@ def main() -> None:
         model, which = model_dir(work)
         profile_to = work / "server.prof" if args.profile else None
         server = start_server(model, work, profile_to)
-        print(f"model: {which}; load generator: {client}; {os.cpu_count()} CPUs;"
-              f" load average before: {os.getloadavg()[0]:.1f}")
+        print(
+            f"model: {which}; load generator: {client}; {os.cpu_count()} CPUs;"
+            f" load average before: {os.getloadavg()[0]:.1f}"
+        )
         scenarios = [
             ("predict", "/predict", single, args.connections),
             ("predict", "/predict", single, 4),
@@ -202,14 +215,18 @@ def main() -> None:
         finally:
             server.stop()
 
-        print(f"{'scenario':<12} {'clients':>7} {'requests':>9} {'req/s':>8} {'images/s':>9}"
-              f" {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'server CPU ms/req':>18}")
+        print(
+            f"{'scenario':<12} {'clients':>7} {'requests':>9} {'req/s':>8} {'images/s':>9}"
+            f" {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'server CPU ms/req':>18}"
+        )
         for name, connections, r, cpu_used in rows:
             per_request = r["requests"] / r["seconds"]
             images_per = per_request * (args.batch_size if name.startswith("batch") else 1)
-            print(f"{name:<12} {connections:>7} {r['requests']:>9} {per_request:>8.0f} {images_per:>9.0f}"
-                  f" {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['errors']:>6}"
-                  f" {1000 * cpu_used / max(r['requests'], 1):>18.3f}")
+            print(
+                f"{name:<12} {connections:>7} {r['requests']:>9} {per_request:>8.0f} {images_per:>9.0f}"
+                f" {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['errors']:>6}"
+                f" {1000 * cpu_used / max(r['requests'], 1):>18.3f}"
+            )
         print(f"load average after: {os.getloadavg()[0]:.1f}")
 
         if profile_to is not None and profile_to.exists():

@@ -28,7 +28,9 @@ def main() -> None:
     parser.add_argument("--per-cell", type=int, default=60, help="numbers per spacing band and digit count")
     parser.add_argument("--seed", type=int, default=20261123)
     parser.add_argument("--model", default="models")
-    parser.add_argument("--source", choices=("strokes", "doodles"), default="strokes", help="where digits come from")
+    parser.add_argument(
+        "--source", choices=("strokes", "doodles"), default="strokes", help="where digits come from"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args()
 
@@ -39,15 +41,15 @@ def main() -> None:
     else:
         source = numbers.stroke_source()
     started = time.perf_counter()
-    result = numbers.number_benchmark(
-        source, model, args.seed, numbers_per_cell=args.per_cell
-    )
+    result = numbers.number_benchmark(source, model, args.seed, numbers_per_cell=args.per_cell)
     seconds = time.perf_counter() - started
 
     print(f"load average: {' '.join(f'{value:.2f}' for value in os.getloadavg())}")
     print(f"{args.source}: {args.per_cell} numbers per band and digit count, {seconds:.0f} s")
-    print(f"{'band':<12}{'gap/height':>12}{'digits':>8}{'numbers':>9}{'number acc':>12}"
-          f"{'count acc':>11}{'digit acc':>11}{'alone':>8}")
+    print(
+        f"{'band':<12}{'gap/height':>12}{'digits':>8}{'numbers':>9}{'number acc':>12}"
+        f"{'count acc':>11}{'digit acc':>11}{'alone':>8}"
+    )
     for name, band in result["bands"].items():
         gap = f"{band['spacing'][0]:+.2f}..{band['spacing'][1]:+.2f}"
         for count, cell in band["by_count"].items():
@@ -62,9 +64,11 @@ def _row(name: str, gap: str, count: str, cell: dict) -> str:
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{100 * value:.1f}%"
 
-    return (f"{name:<12}{gap:>12}{count:>8}{cell['numbers']:>9}{pct(cell['number_accuracy']):>12}"
-            f"{pct(cell['count_accuracy']):>11}{pct(cell['digit_accuracy']):>11}"
-            f"{pct(cell['single_digit_accuracy']):>8}")
+    return (
+        f"{name:<12}{gap:>12}{count:>8}{cell['numbers']:>9}{pct(cell['number_accuracy']):>12}"
+        f"{pct(cell['count_accuracy']):>11}{pct(cell['digit_accuracy']):>11}"
+        f"{pct(cell['single_digit_accuracy']):>8}"
+    )
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from load_predict import body_for, cpu_seconds, model_dir, run_wrk, sample_images  # noqa: E402
+
 from support.servers import UvicornServer  # noqa: E402
 
 N_BODIES = 64
@@ -43,9 +44,12 @@ UVICORN_ARGS = ("--workers", "1", "--no-access-log", "--log-level", "warning")
 def start(work: Path, model: Path, bare: bool) -> UvicornServer:
     env = {"DOODLE_MODEL_PATH": str(model), "DOODLE_FEEDBACK_DB": str(work / "feedback.sqlite")}
     if bare:
-        server = UvicornServer(env=env, app="bare_predict_app:create_app",
-                               extra_args=("--app-dir", str(ROOT / "benchmarks"), *UVICORN_ARGS),
-                               stop_signal=signal.SIGINT)
+        server = UvicornServer(
+            env=env,
+            app="bare_predict_app:create_app",
+            extra_args=("--app-dir", str(ROOT / "benchmarks"), *UVICORN_ARGS),
+            stop_signal=signal.SIGINT,
+        )
     else:
         server = UvicornServer(env=env, extra_args=UVICORN_ARGS, stop_signal=signal.SIGINT)
     return server.__enter__()
@@ -61,15 +65,20 @@ def measure(server: UvicornServer, bodies: list[str], connections: int, seconds:
 
 
 def median_of(results: list[dict]) -> dict:
-    return {key: float(np.median([r[key] for r in results])) for key in ("rate", "p50_ms", "p99_ms", "cpu_ms", "errors")}
+    return {
+        key: float(np.median([r[key] for r in results]))
+        for key in ("rate", "p50_ms", "p99_ms", "cpu_ms", "errors")
+    }
 
 
 def over_http(args: argparse.Namespace, bodies: list[str]) -> None:
     with tempfile.TemporaryDirectory(prefix="doodle-overhead-") as tmp:
         work = Path(tmp)
         model, which = model_dir(work)
-        print(f"model: {which}; {os.cpu_count()} CPUs; load average before: {os.getloadavg()[0]:.1f}; "
-              f"wrk, {args.connections} connections, {args.seconds:g} s, {args.rounds} rounds per app")
+        print(
+            f"model: {which}; {os.cpu_count()} CPUs; load average before: {os.getloadavg()[0]:.1f}; "
+            f"wrk, {args.connections} connections, {args.seconds:g} s, {args.rounds} rounds per app"
+        )
         results: dict[str, list[dict]] = {"API /predict": [], "bare FastAPI, validation only": []}
         for _ in range(args.rounds):
             for name, bare in (("API /predict", False), ("bare FastAPI, validation only", True)):
@@ -81,10 +90,14 @@ def over_http(args: argparse.Namespace, bodies: list[str]) -> None:
         print(f"{'app':<32}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}{'errors':>8}")
         medians = {name: median_of(rows) for name, rows in results.items()}
         for name, m in medians.items():
-            print(f"{name:<32}{m['rate']:>8.0f}{m['p50_ms']:>9.2f}{m['p99_ms']:>9.2f}{m['cpu_ms']:>12.3f}{m['errors']:>8.0f}")
+            print(
+                f"{name:<32}{m['rate']:>8.0f}{m['p50_ms']:>9.2f}{m['p99_ms']:>9.2f}{m['cpu_ms']:>12.3f}{m['errors']:>8.0f}"
+            )
         api, bare = medians["API /predict"], medians["bare FastAPI, validation only"]
-        print(f"API / bare: {api['rate'] / bare['rate']:.2f}x the rate; "
-              f"{api['cpu_ms'] - bare['cpu_ms']:+.3f} ms of server CPU per request")
+        print(
+            f"API / bare: {api['rate'] / bare['rate']:.2f}x the rate; "
+            f"{api['cpu_ms'] - bare['cpu_ms']:+.3f} ms of server CPU per request"
+        )
         print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
@@ -97,11 +110,25 @@ async def asgi_call(app, body: bytes) -> None:
     async def send(message):
         sent.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-             "scheme": "http", "path": "/predict", "raw_path": b"/predict", "query_string": b"",
-             "root_path": "", "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000), "state": {},
-             "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json"),
-                         (b"content-length", str(len(body)).encode())]}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/predict",
+        "raw_path": b"/predict",
+        "query_string": b"",
+        "root_path": "",
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+        "headers": [
+            (b"host", b"127.0.0.1:8000"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+    }
     await app(scope, receive, send)
     if sent[0]["status"] != 200:
         raise RuntimeError(f"/predict answered {sent[0]['status']}: {sent[1].get('body', b'')[:200]!r}")
@@ -132,12 +159,23 @@ async def middleware_costs(app, settings, count: int) -> list[tuple[str, float]]
     from serving.routes import router
 
     async def answer(scope, receive, send):
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
         await send({"type": "http.response.body", "body": b"{}"})
 
     route = next(r for r in router.routes if getattr(r, "path", None) == "/predict")
-    scope = {"type": "http", "method": "POST", "path": "/predict", "route": route,
-             "headers": [(b"content-type", b"application/json"), (b"content-length", b"8000")]}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/predict",
+        "route": route,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"8000")],
+    }
 
     async def receive():
         return {"type": "http.request", "body": b"", "more_body": False}
@@ -154,9 +192,15 @@ async def middleware_costs(app, settings, count: int) -> list[tuple[str, float]]
         return (time.process_time() - started) / count * 1e6
 
     layers = {
-        "MetricsMiddleware": MetricsMiddleware(answer, metrics=app.state.serving.metrics, routers=(app.router, router)),
-        "CORSMiddleware": CORSMiddleware(answer, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
-                                         allow_headers=["Content-Type"]),
+        "MetricsMiddleware": MetricsMiddleware(
+            answer, metrics=app.state.serving.metrics, routers=(app.router, router)
+        ),
+        "CORSMiddleware": CORSMiddleware(
+            answer,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type"],
+        ),
         "BodyLimitMiddleware": BodyLimitMiddleware(answer, max_bytes=settings.max_body_bytes),
     }
     alone = await per_call(answer)
@@ -166,9 +210,9 @@ async def middleware_costs(app, settings, count: int) -> list[tuple[str, float]]
 def breakdown(args: argparse.Namespace, bodies: list[str], images: np.ndarray) -> None:
     """Per-request CPU of the API's layers and parts, in-process."""
     import orjson
+    from bare_predict_app import create_app as create_bare
     from threadpoolctl import threadpool_limits
 
-    from bare_predict_app import create_app as create_bare
     from serving import main as serving_main
     from serving.config import Settings
 
@@ -203,17 +247,43 @@ def breakdown(args: argparse.Namespace, bodies: list[str], images: np.ndarray) -
                 model = state.model
                 one = [images[i : i + 1] for i in range(len(images))]
                 probs = [model.predict(x)[1] for x in one]
-                rows.append(("  model.predict (forward pass, softmax)", part_us(lambda i: model.predict(one[i % len(one)]), count)))
+                rows.append(
+                    (
+                        "  model.predict (forward pass, softmax)",
+                        part_us(lambda i: model.predict(one[i % len(one)]), count),
+                    )
+                )
                 if state.drift_reference is not None:
-                    rows.append(("  drift score", part_us(lambda i: state.drift_reference.score(one[i % len(one)]), count)))
-                rows.append(("  prediction metrics", part_us(lambda i: state.metrics.observe_predictions(
-                    probs[i % len(one)].argmax(axis=1), probs[i % len(one)].max(axis=1)), count)))
-                rows.append(("  orjson parse of the body", part_us(lambda i: orjson.loads(encoded[i % len(encoded)]), count)))
+                    rows.append(
+                        (
+                            "  drift score",
+                            part_us(lambda i: state.drift_reference.score(one[i % len(one)]), count),
+                        )
+                    )
+                rows.append(
+                    (
+                        "  prediction metrics",
+                        part_us(
+                            lambda i: state.metrics.observe_predictions(
+                                probs[i % len(one)].argmax(axis=1), probs[i % len(one)].max(axis=1)
+                            ),
+                            count,
+                        ),
+                    )
+                )
+                rows.append(
+                    (
+                        "  orjson parse of the body",
+                        part_us(lambda i: orjson.loads(encoded[i % len(encoded)]), count),
+                    )
+                )
             return rows
 
         rows = asyncio.run(run())
-    print(f"\nin-process, CPU µs per request (median of {args.rounds_in_process} rounds of {count} calls;"
-          " a middleware: around an app that answers at once, minus that app):")
+    print(
+        f"\nin-process, CPU µs per request (median of {args.rounds_in_process} rounds of {count} calls;"
+        " a middleware: around an app that answers at once, minus that app):"
+    )
     for name, value in rows:
         print(f"  {name:<44}{value:>8.1f}")
 
@@ -224,7 +294,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="rounds per app, alternating")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--breakdown", action="store_true", help="also time the API's parts in-process")
-    parser.add_argument("--calls", type=int, default=1000, help="in-process calls per figure and round (--breakdown)")
+    parser.add_argument(
+        "--calls", type=int, default=1000, help="in-process calls per figure and round (--breakdown)"
+    )
     parser.add_argument("--rounds-in-process", type=int, default=5, help="rounds over the apps (--breakdown)")
     parser.add_argument("--no-http", action="store_true", help="skip the wrk runs (with --breakdown)")
     args = parser.parse_args()

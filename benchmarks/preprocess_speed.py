@@ -26,9 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # the reference recipe and the upload generator
 
+from drawing_helpers import synthetic_drawings  # noqa: E402
+
 from doodle import preprocess, strokes  # noqa: E402
 from doodle.doodles import sample_canvases  # noqa: E402
-from drawing_helpers import synthetic_drawings  # noqa: E402
 from support.preprocess_reference import reference_canvas_to_input  # noqa: E402
 from support.synthetic import synthetic_mnist  # noqa: E402
 
@@ -41,8 +42,12 @@ def pads(count: int, seed: int) -> list[np.ndarray]:
         styles = list(strokes.STYLES[digit])
         pen = float(rng.uniform(4.0, 34.0))
         pad_strokes = strokes.draw_strokes(
-            digit, styles[i % len(styles)], strokes.TRAINING_WRITERS.sample(rng), rng,
-            pen_width=pen, height_fraction=float(rng.uniform(0.3, 0.9)),
+            digit,
+            styles[i % len(styles)],
+            strokes.TRAINING_WRITERS.sample(rng),
+            rng,
+            pen_width=pen,
+            height_fraction=float(rng.uniform(0.3, 0.9)),
         )
         drawings.append(strokes.render(pad_strokes, pen))
     return drawings
@@ -89,7 +94,10 @@ def split(drawings: list[np.ndarray], rounds: int) -> list[tuple[str, float]]:
     windows = [preprocess._ink_window(canvas)[0] for canvas in drawings]
     window = float(np.median([cpu_per_drawing(preprocess._ink_window, drawings) for _ in range(rounds)]))
     to_input = float(np.median([cpu_per_drawing(preprocess.ink_to_input, windows) for _ in range(rounds)]))
-    return [("ink window (background, mask, specks, peak, rim)", window), ("window -> 28x28 (box, scale, centre)", to_input)]
+    return [
+        ("ink window (background, mask, specks, peak, rim)", window),
+        ("window -> 28x28 (box, scale, centre)", to_input),
+    ]
 
 
 def main() -> None:
@@ -109,8 +117,10 @@ def main() -> None:
         ("uploads, 200-360 px, decoded", compare(upload_set, args.rounds)),
     ]
     steps = split(pad_set, args.rounds)
-    print(f"load average (1 min) before {load_before:.2f}, after {os.getloadavg()[0]:.2f}; "
-          f"{args.count} drawings per set, {args.rounds} alternating rounds, CPU time of this process")
+    print(
+        f"load average (1 min) before {load_before:.2f}, after {os.getloadavg()[0]:.2f}; "
+        f"{args.count} drawings per set, {args.rounds} alternating rounds, CPU time of this process"
+    )
     print(f"doodles from {doodle_source}")
     print(f"{'drawings':<34}{'before ms':>11}{'after ms':>10}{'speed-up':>10}{'after/s':>10}")
     for name, (before, after) in rows:

@@ -26,14 +26,19 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from load_predict import N_BODIES, body_for, cpu_seconds, model_dir, run_httpx, run_wrk, sample_images  # noqa: E402
+
 from support.postgres import PostgresServer  # noqa: E402
 from support.servers import UvicornServer  # noqa: E402
 
 
 def start(model: Path, work: Path, extra: dict[str, str]) -> UvicornServer:
     env = {"DOODLE_MODEL_PATH": str(model), "DOODLE_FEEDBACK_DB": str(work / "feedback.sqlite"), **extra}
-    server = UvicornServer(env=env, extra_args=("--workers", "1", "--no-access-log", "--log-level", "warning"),
-                           stop_signal=signal.SIGINT, log_path=work / "server.log")
+    server = UvicornServer(
+        env=env,
+        extra_args=("--workers", "1", "--no-access-log", "--log-level", "warning"),
+        stop_signal=signal.SIGINT,
+        log_path=work / "server.log",
+    )
     return server.__enter__()
 
 
@@ -62,10 +67,14 @@ def main() -> None:
         (work / "postgres").mkdir()
         servers = {
             "sqlite": start(model, work / "sqlite", {}),
-            "postgres": start(model, work / "postgres", {"DOODLE_FEEDBACK_URL": postgres.create_database("bench")}),
+            "postgres": start(
+                model, work / "postgres", {"DOODLE_FEEDBACK_URL": postgres.create_database("bench")}
+            ),
         }
-        print(f"model: {which}; load generator: {client}; {os.cpu_count()} CPUs;"
-              f" load average before: {os.getloadavg()[0]:.1f}")
+        print(
+            f"model: {which}; load generator: {client}; {os.cpu_count()} CPUs;"
+            f" load average before: {os.getloadavg()[0]:.1f}"
+        )
         totals = {(store, route): [0, 0.0, 0.0, 0] for store in servers for route in ("predict", "feedback")}
         try:
             for server in servers.values():
@@ -86,18 +95,26 @@ def main() -> None:
         # What the servers logged about failures (wrk's "errors" also count its own 2 s timeouts).
         for store, server in servers.items():
             log = server.log()
-            print(f"{store} server log: {log.count('feedback not stored')} corrections not stored,"
-                  f" {log.count('Traceback')} tracebacks")
+            print(
+                f"{store} server log: {log.count('feedback not stored')} corrections not stored,"
+                f" {log.count('Traceback')} tracebacks"
+            )
 
     print(f"{'route':<9} {'store':<9} {'requests':>9} {'req/s':>8} {'server CPU ms/req':>18} {'errors':>6}")
     rates = {}
-    for (store, route), (requests, seconds, cpu, errors) in sorted(totals.items(), key=lambda kv: kv[0][::-1]):
+    for (store, route), (requests, seconds, cpu, errors) in sorted(
+        totals.items(), key=lambda kv: kv[0][::-1]
+    ):
         rates[(store, route)] = (requests / seconds, 1000 * cpu / max(requests, 1))
-        print(f"{route:<9} {store:<9} {requests:>9} {requests / seconds:>8.0f} {1000 * cpu / max(requests, 1):>18.3f}"
-              f" {errors:>6}")
+        print(
+            f"{route:<9} {store:<9} {requests:>9} {requests / seconds:>8.0f} {1000 * cpu / max(requests, 1):>18.3f}"
+            f" {errors:>6}"
+        )
     for route in ("predict", "feedback"):
         (pg_rate, pg_cpu), (lite_rate, lite_cpu) = rates[("postgres", route)], rates[("sqlite", route)]
-        print(f"{route}: PostgreSQL / SQLite rate {pg_rate / lite_rate:.2f}x, CPU per request {pg_cpu / lite_cpu:.2f}x")
+        print(
+            f"{route}: PostgreSQL / SQLite rate {pg_rate / lite_rate:.2f}x, CPU per request {pg_cpu / lite_cpu:.2f}x"
+        )
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 

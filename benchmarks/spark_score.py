@@ -54,15 +54,19 @@ def distinct_drawings(seed: int) -> list[bytes]:
     started = time.perf_counter()
     pngs = []
     for i in range(DISTINCT):
-        canvas = doodles.draw_doodle(images[i % len(images)].reshape(28, 28), np.random.default_rng([seed, i]))
+        canvas = doodles.draw_doodle(
+            images[i % len(images)].reshape(28, 28), np.random.default_rng([seed, i])
+        )
         buffer = io.BytesIO()
         Image.fromarray(canvas).save(buffer, format="PNG")
         pngs.append(buffer.getvalue())
     temporary = path.with_suffix(".tmp")
     pq.write_table(pa.table({"png": pa.array(pngs, pa.binary())}), temporary)
     os.replace(temporary, path)
-    print(f"generated {DISTINCT} distinct doodles in {time.perf_counter() - started:.0f} s"
-          f" ({np.mean([len(p) for p in pngs]) / 1024:.1f} KiB each) -> {path.relative_to(ROOT)}")
+    print(
+        f"generated {DISTINCT} distinct doodles in {time.perf_counter() - started:.0f} s"
+        f" ({np.mean([len(p) for p in pngs]) / 1024:.1f} KiB each) -> {path.relative_to(ROOT)}"
+    )
     return pngs
 
 
@@ -136,16 +140,21 @@ def api_batch(model_dir: Path, path: Path, seconds: float = 10.0, clients: int =
     batch = next(pq.ParquetFile(path).iter_batches(batch_size=1024, columns=["png"]))
     vectors = np.stack([score.to_input(value, "png") for value in batch.column("png").to_pylist()])
     body = orjson.dumps({"image_vectors": vectors.tolist()})
-    with tempfile.TemporaryDirectory() as tmp, run_server(
-        Path(tmp), model_dir, DOODLE_MAX_BATCH="1024", DOODLE_MAX_BODY_BYTES=str(64 << 20)
-    ) as server:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        run_server(
+            Path(tmp), model_dir, DOODLE_MAX_BATCH="1024", DOODLE_MAX_BODY_BYTES=str(64 << 20)
+        ) as server,
+    ):
         counts = [0] * clients
         deadline = time.perf_counter() + seconds
 
         def client(slot: int) -> None:
             with httpx.Client(base_url=server.url, timeout=60) as http:
                 while time.perf_counter() < deadline:
-                    response = http.post("/predict/batch", content=body, headers={"content-type": "application/json"})
+                    response = http.post(
+                        "/predict/batch", content=body, headers={"content-type": "application/json"}
+                    )
                     response.raise_for_status()
                     counts[slot] += len(vectors)
 
@@ -163,7 +172,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=100_000, help="images to score")
     parser.add_argument("--seed", type=int, default=20261123)
     parser.add_argument("--model", default=str(ROOT / "models"))
-    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {','.join(MODES)}")
+    parser.add_argument(
+        "--modes", default=",".join(MODES), help=f"comma-separated subset of {','.join(MODES)}"
+    )
     args = parser.parse_args()
     modes = args.modes.split(",")
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -194,17 +205,24 @@ def main() -> None:
         sys.path.insert(0, str(ROOT / "tests"))  # support: the standalone cluster the cluster test starts
         from support.spark_cluster import standalone_cluster
 
-        with tempfile.TemporaryDirectory() as tmp, standalone_cluster(Path(tmp), cores=2, memory="2g") as cluster:
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            standalone_cluster(Path(tmp), cores=2, memory="2g") as cluster,
+        ):
             start, seconds, slots = spark_mode(cluster.master_url, model, path, warmup)
         record("Spark standalone, 1 worker x 2 cores", slots, seconds, f"session start {start:.1f} s")
     if "api" in modes:
         rate = api_batch(Path(args.model), path)
-        rows.append(("/predict/batch, 2 clients (vectors: no decode/preprocessing)", 1, args.count / rate, ""))
+        rows.append(
+            ("/predict/batch, 2 clients (vectors: no decode/preprocessing)", 1, args.count / rate, "")
+        )
         rates["api"] = rate
         print(f"  api: {rate:,.0f} images/s", flush=True)
 
-    print(f"\nload average: {' '.join(f'{value:.2f}' for value in os.getloadavg())}; CPUs: {os.cpu_count()};"
-          f" {args.count:,} doodles, model {model.version} {model.layer_sizes}")
+    print(
+        f"\nload average: {' '.join(f'{value:.2f}' for value in os.getloadavg())}; CPUs: {os.cpu_count()};"
+        f" {args.count:,} doodles, model {model.version} {model.layer_sizes}"
+    )
     print(f"{'run':<62}{'slots':>6}{'seconds':>9}{'images/s':>10}")
     for name, slots, seconds, note in rows:
         print(f"{name:<62}{slots:>6}{seconds:>9.1f}{args.count / seconds:>10,.0f}  {note}")
@@ -216,12 +234,17 @@ def main() -> None:
     if "single" in modes:
         total = timings.decode + timings.preprocess + timings.predict + timings.arrow
         print("\nwhere a single process spends its time (per image):")
-        for name, value in (("decode (PNG -> array)", timings.decode), ("preprocess (canvas_to_input)", timings.preprocess),
-                            ("matmul (forward pass, softmax, top two)", timings.predict),
-                            ("Arrow (columns in and out)", timings.arrow)):
+        for name, value in (
+            ("decode (PNG -> array)", timings.decode),
+            ("preprocess (canvas_to_input)", timings.preprocess),
+            ("matmul (forward pass, softmax, top two)", timings.predict),
+            ("Arrow (columns in and out)", timings.arrow),
+        ):
             print(f"  {name:<42}{value / timings.images * 1e6:>8.0f} us  {value / total:>5.1%}")
-        print(f"  CPU time per image {cpu_seconds / args.count * 1e3:.2f} ms: one idle core would score"
-              f" {args.count / cpu_seconds:,.0f} images/s")
+        print(
+            f"  CPU time per image {cpu_seconds / args.count * 1e3:.2f} ms: one idle core would score"
+            f" {args.count / cpu_seconds:,.0f} images/s"
+        )
         if "floor" in modes:
             floor = rates["Spark floor, local[2] (no scoring)"]
             print(f"  Spark floor (scan + Arrow to Python, 2 slots): {2e6 / floor:.0f} us per image per slot")

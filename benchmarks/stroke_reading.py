@@ -25,9 +25,13 @@ from doodle.model_io import load_model
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split", choices=("train", "test"), default="train", help="where MNIST traces come from")
+    parser.add_argument(
+        "--split", choices=("train", "test"), default="train", help="where MNIST traces come from"
+    )
     parser.add_argument("--count", type=int, default=300, help="single digits per source")
-    parser.add_argument("--per-cell", type=int, default=20, help="numbers per spacing band and digit count (0: none)")
+    parser.add_argument(
+        "--per-cell", type=int, default=20, help="numbers per spacing band and digit count (0: none)"
+    )
     parser.add_argument("--seed", type=int, default=20261201)
     parser.add_argument("--model", default="models")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
@@ -47,9 +51,13 @@ def main() -> None:
         figures = numbers.single_digit_benchmark(source, model, args.seed, count=args.count)
         result["single"][name] = figures
         for path, cell in figures.items():
-            by_digit = " ".join(f"{d}:{several}/{drawn}" for d, (several, drawn) in cell["several_by_digit"].items())
-            print(f"  {name:<20} {path:<8} several {100 * cell['several_share']:5.1f}%"
-                  f"   right {100 * cell['accuracy']:5.1f}%   several by digit {by_digit}")
+            by_digit = " ".join(
+                f"{d}:{several}/{drawn}" for d, (several, drawn) in cell["several_by_digit"].items()
+            )
+            print(
+                f"  {name:<20} {path:<8} several {100 * cell['several_share']:5.1f}%"
+                f"   right {100 * cell['accuracy']:5.1f}%   several by digit {by_digit}"
+            )
     if args.per_cell:
         print(f"numbers ({args.per_cell} per band and digit count): number read right / count right")
         for name, source in sources.items():

@@ -22,7 +22,6 @@ from doodle import strokes  # noqa: E402
 from doodle.drawing import render_strokes  # noqa: E402
 from doodle.preprocess import canvas_to_input, ink_to_input  # noqa: E402
 
-
 clock = time.perf_counter
 
 
@@ -31,8 +30,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=2000, help="digits to generate")
     parser.add_argument("--seed", type=int, default=20261123)
-    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                        help="cpu: this process's CPU time, which other processes barely change")
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="cpu: this process's CPU time, which other processes barely change",
+    )
     args = parser.parse_args()
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     labels = np.arange(args.count) % 10
@@ -47,7 +50,12 @@ def main() -> None:
         writer = strokes.TRAINING_WRITERS.sample(rng)
         pen = float(rng.uniform(4.0, 34.0))
         pad_strokes = strokes.draw_strokes(
-            int(digit), names[i % len(names)], writer, rng, pen_width=pen, height_fraction=float(rng.uniform(0.3, 0.9))
+            int(digit),
+            names[i % len(names)],
+            writer,
+            rng,
+            pen_width=pen,
+            height_fraction=float(rng.uniform(0.3, 0.9)),
         )
         drawings.append((pad_strokes, pen))
     trajectories = clock() - started
@@ -67,8 +75,10 @@ def main() -> None:
     clean = clock() - started
     cpu = time.process_time() - cpu_started
 
-    print(f"load average (1 min) before {load_before:.2f}, after {os.getloadavg()[0]:.2f}; "
-          f"CPU time of this process {cpu:.1f} s")
+    print(
+        f"load average (1 min) before {load_before:.2f}, after {os.getloadavg()[0]:.2f}; "
+        f"CPU time of this process {cpu:.1f} s"
+    )
     print(f"{args.clock} clock")
     print(f"{'step':<46}{'images':>8}{'seconds':>10}{'images/s':>10}")
     rows = (

@@ -125,7 +125,9 @@ def check_sharding(layer_sizes, batch, labels, seed, shards) -> None:
     params = mlp.init_params(layer_sizes, seed)
     loss, grads, _ = mlp.loss_and_grads(params, batch, labels)
     grads = {key: value.copy() for key, value in grads.items()}
-    sharded_loss, sharded_grads = sharded_loss_and_grads(params, batch, labels, [mlp.Workspace() for _ in range(shards)])
+    sharded_loss, sharded_grads = sharded_loss_and_grads(
+        params, batch, labels, [mlp.Workspace() for _ in range(shards)]
+    )
     assert abs(sharded_loss - loss) <= 1e-5 * abs(loss), (sharded_loss, loss)
     for key, grad in grads.items():
         np.testing.assert_allclose(sharded_grads[key], grad, rtol=1e-3, atol=1e-6)
@@ -184,9 +186,13 @@ def best_rate(step, batch_size: int, steps_per_round: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hidden", help="hidden layer sizes, comma-separated (default: params.yaml's train.hidden_sizes)")
+    parser.add_argument(
+        "--hidden", help="hidden layer sizes, comma-separated (default: params.yaml's train.hidden_sizes)"
+    )
     parser.add_argument("--batch-sizes", default="128,512", help="comma-separated (default 128,512)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for both (default: all CPUs)")
+    parser.add_argument(
+        "--threads", type=int, default=os.cpu_count(), help="threads for both (default: all CPUs)"
+    )
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds per side and batch size")
     parser.add_argument("--seconds", type=float, default=1.0, help="rough length of one round")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall", help="wall (default) or cpu time")
@@ -244,7 +250,9 @@ def main() -> None:
     load_after = os.getloadavg()
 
     sizes = "-".join(str(size) for size in layer_sizes)
-    print(f"MLP {sizes}, Adam, float32, {args.threads} thread(s); best of {args.rounds} rounds, {args.clock} clock")
+    print(
+        f"MLP {sizes}, Adam, float32, {args.threads} thread(s); best of {args.rounds} rounds, {args.clock} clock"
+    )
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1-minute)")
     print(f"float32 GEMM peak (np.matmul 2048^3, best of 7): {peak:.1f} GFLOP/s")
     print()
@@ -265,7 +273,8 @@ def main() -> None:
     print("each; ratio, GFLOP/s and % of peak use the faster of the two.")
     for batch_size, _, rates in rows:
         spreads = ", ".join(
-            f"{name} {100 * (max(values) - min(values)) / max(values):.0f} %" for name, values in rates.items()
+            f"{name} {100 * (max(values) - min(values)) / max(values):.0f} %"
+            for name, values in rates.items()
         )
         print(f"batch {batch_size}: rounds vary (best to worst) by {spreads}")
 
@@ -296,9 +305,13 @@ def profile_steps(layer_sizes, batch_size, seed, threads, steps: int = 50) -> No
             timings[name] += seconds
     profiler.disable()
     total = sum(timings.values())
-    print(f"\nbatch {batch_size}, {steps} steps: " + ", ".join(
-        f"{name} {1e3 * seconds / steps:.2f} ms ({100 * seconds / total:.0f} %)" for name, seconds in timings.items()
-    ))
+    print(
+        f"\nbatch {batch_size}, {steps} steps: "
+        + ", ".join(
+            f"{name} {1e3 * seconds / steps:.2f} ms ({100 * seconds / total:.0f} %)"
+            for name, seconds in timings.items()
+        )
+    )
     pstats.Stats(profiler).sort_stats("tottime").print_stats(12)
 
 

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from doodle.constants import IMAGE_SIDE as SIDE
+
 CENTRE = (SIDE - 1) / 2.0
 # Source coordinates are clipped into a zero border this wide, so a gather never leaves the array.
 _PAD = 2
@@ -206,7 +207,9 @@ def _elastic_displacement(
     return field[0], field[1]
 
 
-def elastic(images: np.ndarray, rng: np.random.Generator, alpha: float = 34.0, sigma: float = 4.0) -> np.ndarray:
+def elastic(
+    images: np.ndarray, rng: np.random.Generator, alpha: float = 34.0, sigma: float = 4.0
+) -> np.ndarray:
     """Elastic distortion (Simard, Steinkraus and Platt 2003): ``(N, 28, 28)`` float32 -> same.
 
     ``alpha`` scales the displacement, ``sigma`` (pixels) sets how smooth it is; alpha = 34,

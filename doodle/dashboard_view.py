@@ -143,7 +143,9 @@ def number_html(
         for index, (digit, confidence, box, png) in enumerate(digits)
     )
     title = (
-        "<div class='doodle-muted'>Each digit as the model saw it (28x28), left to right</div>" if digits else ""
+        "<div class='doodle-muted'>Each digit as the model saw it (28x28), left to right</div>"
+        if digits
+        else ""
     )
     note = f"<div class='doodle-muted'>{html.escape(reason)}</div>" if digits and reason else ""
     return (
@@ -153,7 +155,9 @@ def number_html(
 
 
 def blank_html(message: str, seq: int) -> str:
-    return _result_html(page.STATE_BLANK, seq, f"<div class='{page.GUESS_BLANK}'>{html.escape(message)}</div>")
+    return _result_html(
+        page.STATE_BLANK, seq, f"<div class='{page.GUESS_BLANK}'>{html.escape(message)}</div>"
+    )
 
 
 def idle_html(seq: int) -> str:
@@ -224,7 +228,9 @@ def attribution_png(model_input: np.ndarray, attribution: np.ndarray, scale: int
     ones toward the runner-up; the strongest pixel is fully coloured."""
     ink = np.clip(np.asarray(model_input, np.float32).reshape(IMAGE_SIDE, IMAGE_SIDE), 0.0, 1.0)
     # A few pixels usually dominate: a square-root scale lets the rest of the strokes show.
-    coloured = diverging_rgb(np.asarray(attribution, np.float32).reshape(IMAGE_SIDE, IMAGE_SIDE), gamma=0.5).astype(np.float32)
+    coloured = diverging_rgb(
+        np.asarray(attribution, np.float32).reshape(IMAGE_SIDE, IMAGE_SIDE), gamma=0.5
+    ).astype(np.float32)
     # Where attribution is faint, the drawing shows through as light grey.
     grey = (255.0 - 70.0 * ink)[..., None]
     weight = np.abs(255.0 - coloured).max(axis=2, keepdims=True) / 255.0
@@ -268,4 +274,6 @@ def units_html(units: list[int], activations: list[float], pngs: list[bytes], se
         f"#{unit} &middot; {activation:.2f}</div>"
         for unit, activation, png in zip(units, activations, pngs)
     )
-    return f"<div class='{page.UNITS}' {page.DATA_SEQ}='{seq}'><div class='doodle-unit-grid'>{cells}</div></div>"
+    return (
+        f"<div class='{page.UNITS}' {page.DATA_SEQ}='{seq}'><div class='doodle-unit-grid'>{cells}</div></div>"
+    )

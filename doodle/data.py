@@ -85,7 +85,9 @@ def binary_matrix(column: pa.Array | pa.ChunkedArray, width: int, source: str = 
             continue
         offset_type = np.int64 if pa.types.is_large_binary(chunk.type) else np.int32
         _, offsets_buffer, data_buffer = chunk.buffers()
-        offsets = np.frombuffer(offsets_buffer, dtype=offset_type)[chunk.offset : chunk.offset + len(chunk) + 1]
+        offsets = np.frombuffer(offsets_buffer, dtype=offset_type)[
+            chunk.offset : chunk.offset + len(chunk) + 1
+        ]
         data = np.frombuffer(data_buffer, dtype=np.uint8)[offsets[0] : offsets[-1]]
         parts.append(data.reshape(len(chunk), width))
     if not parts:

@@ -139,7 +139,9 @@ def reliability_bins(
     )
 
 
-def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: int = CALIBRATION_BINS) -> float:
+def expected_calibration_error(
+    probs: np.ndarray, y_true: np.ndarray, n_bins: int = CALIBRATION_BINS
+) -> float:
     """ECE of ``(N, C)`` probabilities against ``(N,)`` labels with ``n_bins`` equal-width bins."""
     return reliability_bins(probs, y_true, n_bins).ece
 
@@ -218,7 +220,9 @@ def robustness_curve(
     Returns ``(len(values), 2)`` float64 rows of ``(value, accuracy)``.
     """
     images = np.asarray(images, dtype=np.float32)
-    rows = [(float(value), accuracy(y_true, _digits_of(predict, transform(images, value)))) for value in values]
+    rows = [
+        (float(value), accuracy(y_true, _digits_of(predict, transform(images, value)))) for value in values
+    ]
     return np.asarray(rows, dtype=np.float64).reshape(-1, 2)
 
 
@@ -326,5 +330,7 @@ def mistake_kinds(
     kinds = np.full(len(wrong), MISTAKE_KINDS.index("genuine"), dtype=np.int64)
     ambiguous = runs_disagree | (label_is_runner_up & (answer - label < unsure_margin))
     kinds[ambiguous] = MISTAKE_KINDS.index("ambiguous")
-    kinds[every_run_missed & (answer >= confident) & (label <= implausible_label)] = MISTAKE_KINDS.index("label noise")
+    kinds[every_run_missed & (answer >= confident) & (label <= implausible_label)] = MISTAKE_KINDS.index(
+        "label noise"
+    )
     return MistakeKinds(wrong, kinds, seed_share, len(seed_sets))

@@ -21,7 +21,7 @@ import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,9 @@ import yaml
 
 from doodle import augment, data, evaluate, model_io, strokes
 from doodle.development import development_sets
+from doodle.evaluate import fit_temperature
 from doodle.inputs import as_float_images
 from doodle.study_results import COLUMNS, ROBUSTNESS_COLUMNS
-from doodle.evaluate import fit_temperature
 from doodle.train import DEFAULT_BLAS_THREADS, TrainConfig, logits_of, train
 
 DEFAULT_SEED_COUNT = 5
@@ -115,7 +115,9 @@ class Benchmarks:
     calibration_bins: int
 
 
-def load_benchmarks(prepared_dir: str | Path = "data/prepared", params_file: str | Path = "params.yaml") -> Benchmarks:
+def load_benchmarks(
+    prepared_dir: str | Path = "data/prepared", params_file: str | Path = "params.yaml"
+) -> Benchmarks:
     """The splits and benchmarks with the evaluate stage's settings (``base.seed`` and the
     ``evaluate`` section of ``params_file``), built exactly as `04_evaluate` builds them: the
     doodle and robustness sets by `doodle.development.development_sets`."""
@@ -134,7 +136,9 @@ def load_benchmarks(prepared_dir: str | Path = "data/prepared", params_file: str
         test_labels=test_labels,
         doodle_images=development.doodle_images,
         doodle_labels=development.doodle_labels,
-        stroke=strokes.evaluation_benchmark(seed, int(settings["stroke_per_class"]), int(settings["stroke_writers"])),
+        stroke=strokes.evaluation_benchmark(
+            seed, int(settings["stroke_per_class"]), int(settings["stroke_writers"])
+        ),
         robust_images=development.robust_images,
         robust_labels=development.robust_labels,
         calibration_bins=int(settings["calibration_bins"]),
@@ -153,12 +157,17 @@ def measure(model: model_io.Model, bench: Benchmarks) -> dict[str, Any]:
         "doodle_accuracy": evaluate.accuracy(bench.doodle_labels, model.predict(bench.doodle_images)[0]),
         "stroke_accuracy": float(stroke_right.mean()),
         "stroke_pen_accuracy": json.dumps(
-            {f"{int(px)}px": round(float(stroke_right[bench.stroke.pen_widths == px].mean()), 6) for px in pens}
+            {
+                f"{int(px)}px": round(float(stroke_right[bench.stroke.pen_widths == px].mean()), 6)
+                for px in pens
+            }
         ),
         "test_wrong": " ".join(str(int(i)) for i in np.flatnonzero(test_pred != bench.test_labels)),
     }
     for name, transform in ROBUSTNESS.items():
-        figures[name] = evaluate.accuracy(bench.robust_labels, model.predict(transform(bench.robust_images))[0])
+        figures[name] = evaluate.accuracy(
+            bench.robust_labels, model.predict(transform(bench.robust_images))[0]
+        )
     return figures
 
 
@@ -183,7 +192,9 @@ def run_one(
     temperature = fit_temperature(logits_of(result.params, result.normalization, x_val), y_val)
     with tempfile.TemporaryDirectory(prefix="doodle-experiment-") as folder:
         model_dir = Path(keep_models) / f"{name}-{int(seed)}" if keep_models else Path(folder)
-        model_io.save_model(model_dir, result.params, normalization=result.normalization, temperature=temperature)
+        model_io.save_model(
+            model_dir, result.params, normalization=result.normalization, temperature=temperature
+        )
         model = model_io.load_model(model_dir)
     row = {
         "config": name,
@@ -198,7 +209,7 @@ def run_one(
         "cpu_model": cpu_model(),
         "blas_threads": blas_threads,
         "numpy": np.__version__,
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     row["seconds"] = round(time.perf_counter() - started, 2)
     return {column: row[column] for column in COLUMNS}

@@ -78,11 +78,19 @@ def read_store(db_path: str | Path) -> pa.Table:
         return SNAPSHOT_SCHEMA.empty_table()
     conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
     try:
-        has_table = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='feedback'").fetchone()
-        rows = conn.execute(f"SELECT {', '.join(columns)} FROM feedback ORDER BY id").fetchall() if has_table else []
+        has_table = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='feedback'"
+        ).fetchone()
+        rows = (
+            conn.execute(f"SELECT {', '.join(columns)} FROM feedback ORDER BY id").fetchall()
+            if has_table
+            else []
+        )
     finally:
         conn.close()
-    return pa.table({name: [row[i] for row in rows] for i, name in enumerate(columns)}, schema=SNAPSHOT_SCHEMA)
+    return pa.table(
+        {name: [row[i] for row in rows] for i, name in enumerate(columns)}, schema=SNAPSHOT_SCHEMA
+    )
 
 
 def read_postgres_store(url: str) -> pa.Table:
@@ -97,7 +105,9 @@ def read_postgres_store(url: str) -> pa.Table:
         rows = store.snapshot_rows(columns)
     finally:
         store.close()
-    return pa.table({name: [row[i] for row in rows] for i, name in enumerate(columns)}, schema=SNAPSHOT_SCHEMA)
+    return pa.table(
+        {name: [row[i] for row in rows] for i, name in enumerate(columns)}, schema=SNAPSHOT_SCHEMA
+    )
 
 
 def write_table(table: pa.Table, path: str | Path) -> None:
@@ -125,7 +135,9 @@ def load_split(name: str, root: str | Path = SPLIT_ROOT) -> tuple[np.ndarray, np
     int64, ordered by the store's row id. A missing file is an error (run `dvc repro feedback`)."""
     path = split_path(name, root)
     if not path.exists():
-        raise data.PreparedDataError(f"feedback split {name!r} not found at {path}: run `dvc repro feedback` first")
+        raise data.PreparedDataError(
+            f"feedback split {name!r} not found at {path}: run `dvc repro feedback` first"
+        )
     return data.table_to_arrays(pq.read_table(path, columns=list(data.COLUMNS)), source=str(path))
 
 
@@ -196,9 +208,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     """``python -m doodle.feedback_data [--db PATH | --url URL] [--out PATH]``: snapshot the
     configured store (PostgreSQL when ``DOODLE_FEEDBACK_URL`` is set, else the SQLite file)."""
     parser = argparse.ArgumentParser(description="Snapshot the feedback store into Parquet.")
-    parser.add_argument("--db", default=str(feedback_db_path()), help="the SQLite store (default: DOODLE_FEEDBACK_DB)")
     parser.add_argument(
-        "--url", default=feedback_url(), help="a postgresql:// store, read instead of --db (default: DOODLE_FEEDBACK_URL)"
+        "--db", default=str(feedback_db_path()), help="the SQLite store (default: DOODLE_FEEDBACK_DB)"
+    )
+    parser.add_argument(
+        "--url",
+        default=feedback_url(),
+        help="a postgresql:// store, read instead of --db (default: DOODLE_FEEDBACK_URL)",
     )
     parser.add_argument("--out", default=str(SNAPSHOT_PATH), help="the Parquet file to write")
     args = parser.parse_args(argv)

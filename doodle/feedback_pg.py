@@ -95,12 +95,16 @@ class PostgresFeedbackStore:
         if not is_postgres_url(url):
             raise ValueError(NOT_A_URL.format(name="the feedback store URL", value=public_location(url)))
         self.location = public_location(url)
-        connect_args = {} if "connect_timeout" in conninfo_to_dict(url) else {"connect_timeout": connect_timeout_s}
+        connect_args = (
+            {} if "connect_timeout" in conninfo_to_dict(url) else {"connect_timeout": connect_timeout_s}
+        )
         try:
             with psycopg.connect(url, **connect_args) as conn:
                 self._migrate(conn)
         except psycopg.OperationalError as exc:
-            raise FeedbackDatabaseError(UNREACHABLE.format(where=self.location, reason=_first_line(exc))) from None
+            raise FeedbackDatabaseError(
+                UNREACHABLE.format(where=self.location, reason=_first_line(exc))
+            ) from None
         # Connections are checked when taken from the pool, so a restarted server costs no request.
         self._pool = ConnectionPool(
             url,
@@ -116,7 +120,9 @@ class PostgresFeedbackStore:
             self._pool.open(wait=True, timeout=float(connect_timeout_s) * 2)
         except PoolTimeout as exc:  # the server went away between the schema check and now
             self._pool.close()
-            raise FeedbackDatabaseError(UNREACHABLE.format(where=self.location, reason=_first_line(exc))) from None
+            raise FeedbackDatabaseError(
+                UNREACHABLE.format(where=self.location, reason=_first_line(exc))
+            ) from None
 
     def _migrate(self, conn: psycopg.Connection) -> None:
         """Create or upgrade the schema to `SCHEMA_VERSION` in one transaction (all or nothing)."""
@@ -224,5 +230,6 @@ class PostgresFeedbackStore:
             with conn.transaction():
                 rows = conn.execute(f"SELECT {', '.join(columns)} FROM feedback ORDER BY id").fetchall()
             conn.isolation_level = None
-        return [tuple(bytes(value) if isinstance(value, memoryview) else value for value in row) for row in rows]
-
+        return [
+            tuple(bytes(value) if isinstance(value, memoryview) else value for value in row) for row in rows
+        ]

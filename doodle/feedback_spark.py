@@ -88,7 +88,11 @@ def decode_images(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]
             reasons.append(reason)
             pixels.append(None if reason else np.rint(image * 255.0).astype(np.uint8).tobytes())
         yield pa.record_batch(
-            {"id": ids, "invalid_reason": pa.array(reasons, pa.string()), "pixels": pa.array(pixels, pa.binary())}
+            {
+                "id": ids,
+                "invalid_reason": pa.array(reasons, pa.string()),
+                "pixels": pa.array(pixels, pa.binary()),
+            }
         )
 
 
@@ -103,7 +107,10 @@ def with_validity(df: DataFrame) -> DataFrame:
         .withColumn(
             "invalid_reason",
             F.when(F.col("invalid_reason").isNotNull(), F.col("invalid_reason"))
-            .when(~digit_ok | F.col("actual_digit").isNull() | F.col("predicted_digit").isNull(), F.lit("digit out of range"))
+            .when(
+                ~digit_ok | F.col("actual_digit").isNull() | F.col("predicted_digit").isNull(),
+                F.lit("digit out of range"),
+            )
             .otherwise(F.lit(None).cast("string")),
         )
     )

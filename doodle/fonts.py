@@ -64,13 +64,13 @@ def draw_digit(digit: int, font_file: str | Path, size: int) -> np.ndarray:
     """One digit, black on a white ``(280, 280)`` uint8 canvas, centred."""
     font = ImageFont.truetype(str(font_file), size)
     canvas = Image.new("L", (CANVAS_SIZE, CANVAS_SIZE), 255)
-    ImageDraw.Draw(canvas).text((CANVAS_SIZE / 2, CANVAS_SIZE / 2), str(digit), font=font, fill=0, anchor="mm")
+    ImageDraw.Draw(canvas).text(
+        (CANVAS_SIZE / 2, CANVAS_SIZE / 2), str(digit), font=font, fill=0, anchor="mm"
+    )
     return np.asarray(canvas, dtype=np.uint8)
 
 
-def font_digits(
-    font_files: Sequence[str] = FONT_FILES, sizes: Sequence[int] = FONT_SIZES
-) -> FontDigits:
+def font_digits(font_files: Sequence[str] = FONT_FILES, sizes: Sequence[int] = FONT_SIZES) -> FontDigits:
     """Every digit in every font at every size, as model inputs (10 x fonts x sizes images)."""
     folder = font_dir()
     images, labels, fonts, point_sizes = [], [], [], []

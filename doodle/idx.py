@@ -33,13 +33,14 @@ UNKNOWN_TYPE = "{source}: unknown IDX type byte {code:#04x}"
 NO_DIMENSIONS = "{source}: IDX header declares 0 dimensions"
 TRUNCATED_HEADER = "{source}: header declares {ndim} dimension(s) but the file ends inside the header"
 WRONG_LENGTH = (
-    "{source}: payload is {actual} byte(s) but dimensions {shape} of {dtype} need {expected} "
-    "({problem})"
+    "{source}: payload is {actual} byte(s) but dimensions {shape} of {dtype} need {expected} ({problem})"
 )
 UNEXPECTED_RANK = "{source}: expected {expected_ndim} dimension(s) (magic {expected_magic:#06x}), found {ndim} (magic {magic:#06x})"
 UNEXPECTED_SHAPE = "{source}: expected item shape {expected}, found {actual}"
 BAD_GZIP = "{source}: corrupt gzip stream ({error})"
-UNSUPPORTED_DTYPE = "cannot write dtype {dtype} as IDX: supported are uint8, int8, int16, int32, float32, float64"
+UNSUPPORTED_DTYPE = (
+    "cannot write dtype {dtype} as IDX: supported are uint8, int8, int16, int32, float32, float64"
+)
 
 IMAGES_MAGIC = 0x0803  # uint8, 3 dimensions (count, rows, columns)
 LABELS_MAGIC = 0x0801  # uint8, 1 dimension (count)
@@ -111,7 +112,9 @@ def parse_idx(
     shape = struct.unpack(f">{ndim}I", raw[4:header_end])
     if expected_item_shape is not None and tuple(shape[1:]) != tuple(expected_item_shape):
         raise IdxFormatError(
-            UNEXPECTED_SHAPE.format(source=source, expected=tuple(expected_item_shape), actual=tuple(shape[1:]))
+            UNEXPECTED_SHAPE.format(
+                source=source, expected=tuple(expected_item_shape), actual=tuple(shape[1:])
+            )
         )
     dtype = TYPE_CODES[code]
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
@@ -120,7 +123,12 @@ def parse_idx(
         problem = "truncated" if actual < expected else f"{actual - expected} extra byte(s)"
         raise IdxFormatError(
             WRONG_LENGTH.format(
-                source=source, actual=actual, shape=tuple(shape), dtype=dtype, expected=expected, problem=problem
+                source=source,
+                actual=actual,
+                shape=tuple(shape),
+                dtype=dtype,
+                expected=expected,
+                problem=problem,
             )
         )
     array = np.frombuffer(raw, dtype=dtype, offset=header_end).reshape(shape)

@@ -31,7 +31,9 @@ def as_float_images(images: np.ndarray) -> np.ndarray:
     return (flat.astype(np.float32) * scale).reshape(len(flat), IMAGE_SIDE, IMAGE_SIDE)
 
 
-def standardize(images: np.ndarray, normalization: dict[str, float], out: np.ndarray | None = None) -> np.ndarray:
+def standardize(
+    images: np.ndarray, normalization: dict[str, float], out: np.ndarray | None = None
+) -> np.ndarray:
     """Network inputs: ``(N, 784)`` or ``(N, 28, 28)``, uint8 0..255 or float 0..1 -> ``(N, 784)``
     float32 ``(x - mean) / std``, ``normalization = {"mean": m, "std": s}`` on the [0, 1] scale.
 

@@ -153,9 +153,7 @@ def softmax_cross_entropy(
     return loss, dlogits
 
 
-def backward(
-    params: Params, cache: Cache, dlogits: np.ndarray, workspace: Workspace | None = None
-) -> Params:
+def backward(params: Params, cache: Cache, dlogits: np.ndarray, workspace: Workspace | None = None) -> Params:
     """Gradients of the loss with respect to every parameter.
 
     ``dlogits``: ``(N, 10)``, the gradient of the (already batch-averaged) loss with respect to

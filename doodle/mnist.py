@@ -128,12 +128,16 @@ def load_source(split: str, raw_dir: str | Path) -> tuple[np.ndarray, np.ndarray
     labels (N,) uint8; the IDX headers must match MNIST's (magic, 28x28, equal counts)."""
     images_name, labels_name, _ = SOURCES[split]
     raw_dir = Path(raw_dir)
-    images = read_idx(raw_dir / images_name, expected_ndim=IMAGES_MAGIC & 0xFF, expected_item_shape=IMAGE_SHAPE)
+    images = read_idx(
+        raw_dir / images_name, expected_ndim=IMAGES_MAGIC & 0xFF, expected_item_shape=IMAGE_SHAPE
+    )
     labels = read_idx(raw_dir / labels_name, expected_ndim=LABELS_MAGIC & 0xFF, expected_item_shape=())
     if images.dtype != np.uint8 or labels.dtype != np.uint8:
         raise MnistFileError(NOT_UINT8_MESSAGE.format(split=split, images=images.dtype, labels=labels.dtype))
     if len(images) != len(labels):
-        raise MnistFileError(COUNT_MISMATCH_MESSAGE.format(split=split, images=len(images), labels=len(labels)))
+        raise MnistFileError(
+            COUNT_MISMATCH_MESSAGE.format(split=split, images=len(images), labels=len(labels))
+        )
     return images, labels
 
 
@@ -147,7 +151,9 @@ def _expected(name: str) -> str:
 def _copy_local(folder: Path, name: str, expected: str, target: Path) -> None:
     source = folder / name
     if not source.is_file():
-        raise MissingFileError(MISSING_MESSAGE.format(name=name, folder=folder, env=MNIST_DIR_ENV, expected=expected))
+        raise MissingFileError(
+            MISSING_MESSAGE.format(name=name, folder=folder, env=MNIST_DIR_ENV, expected=expected)
+        )
 
     def copy(handle) -> None:
         with open(source, "rb") as src:
@@ -177,7 +183,9 @@ def _download(name: str, expected: str, target: Path, mirrors: Sequence[str], ti
         # URLError and timeouts are OSErrors; a body cut short is an HTTPException.
         except (OSError, http.client.HTTPException) as error:
             failures.append(f"  {url}: {type(error).__name__}: {error}")
-    raise MissingFileError(DOWNLOAD_FAILED_MESSAGE.format(name=name, expected=expected, failures="\n".join(failures)))
+    raise MissingFileError(
+        DOWNLOAD_FAILED_MESSAGE.format(name=name, expected=expected, failures="\n".join(failures))
+    )
 
 
 def write_verified(target: Path, name: str, expected: str, write: Callable, origin: str) -> None:

@@ -156,7 +156,9 @@ def read_number(
             model_input=model_input.astype(np.float32),
             canvas=(np.clip(canvas, 0.0, 1.0) * 255).round().astype(np.uint8),
         )
-        for digit, probs, box, model_input, canvas in zip(digits, probabilities, found.boxes, inputs, canvases)
+        for digit, probs, box, model_input, canvas in zip(
+            digits, probabilities, found.boxes, inputs, canvases
+        )
     )
     return NumberReading(readings, found.reason, model.version)
 
@@ -175,7 +177,9 @@ def _join_pieces(model: Model, found: Segmentation) -> Segmentation:
         together = np.stack([canvas_to_input(u.digit_canvas(i)) for u, i in zip(unions, candidates)])
         sure = model.predict_proba(np.concatenate([alone, together])).max(axis=1)
         parts, joined = sure[: len(found)], sure[len(found) :]
-        gains = [np.log(joined[k]) - np.log(parts[i]) - np.log(parts[i + 1]) for k, i in enumerate(candidates)]
+        gains = [
+            np.log(joined[k]) - np.log(parts[i]) - np.log(parts[i + 1]) for k, i in enumerate(candidates)
+        ]
         best = int(np.argmax(gains))
         if gains[best] <= 0:
             break

@@ -18,14 +18,14 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from doodle.constants import CANVAS_SIZE, BINARY_INK_BYTE
+from doodle.constants import BINARY_INK_BYTE, CANVAS_SIZE
 from doodle.doodles import draw_doodle, skeleton_drawing
 from doodle.drawing import PEN_WIDTH, render_strokes
 from doodle.model_io import Model
-from doodle.number_reading import TooManyDigitsError, read_number as read_pad
-from doodle.strokes import HELD_OUT_WRITERS, STYLES, WriterFamily, draw_strokes
+from doodle.number_reading import TooManyDigitsError
+from doodle.number_reading import read_number as read_pad
 from doodle.preprocess import BlankCanvasError, canvas_to_input
-
+from doodle.strokes import HELD_OUT_WRITERS, STYLES, WriterFamily, draw_strokes
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,9 @@ def stroke_source(
         style = names[int(rng.integers(len(names)))]
         writer = family.sample(rng)
         pen = float(rng.uniform(*pen_range))
-        strokes = draw_strokes(digit, style, writer, rng, pen_width=pen, height_fraction=float(rng.uniform(*height_range)))
+        strokes = draw_strokes(
+            digit, style, writer, rng, pen_width=pen, height_fraction=float(rng.uniform(*height_range))
+        )
         drawing = StrokeDrawing(tuple(strokes), pen)
         return (drawing if with_strokes else drawing.canvas()), digit
 
@@ -156,7 +158,9 @@ def compose_number(
         crop = drawing[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
         height = DIGIT_HEIGHT * rng.uniform(*HEIGHT_JITTER)
         width = max(1, round(crop.shape[1] * height / crop.shape[0]))
-        crops.append(np.asarray(Image.fromarray(crop).resize((width, round(height)), Image.Resampling.BILINEAR)))
+        crops.append(
+            np.asarray(Image.fromarray(crop).resize((width, round(height)), Image.Resampling.BILINEAR))
+        )
         origins.append(np.array([cols[0], rows[0]], dtype=np.float64))
         factors.append(np.array([width / crop.shape[1], round(height) / crop.shape[0]]))
     lifts = [round(rng.uniform(-BASELINE_JITTER, BASELINE_JITTER) * DIGIT_HEIGHT) for _ in crops]
@@ -208,8 +212,12 @@ def _compose_strokes(
     for mask, strokes in zip(masks, moved):
         rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
         canvas = StrokeDrawing(strokes, pen).canvas(shape)
-        alone.append(np.pad(canvas[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], MARGIN, constant_values=255))
-    return ComposedNumber(number.canvas(shape), tuple(int(label) for label in labels), tuple(alone), touching, number)
+        alone.append(
+            np.pad(canvas[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], MARGIN, constant_values=255)
+        )
+    return ComposedNumber(
+        number.canvas(shape), tuple(int(label) for label in labels), tuple(alone), touching, number
+    )
 
 
 def _touch(a: np.ndarray, b: np.ndarray) -> bool:
@@ -230,7 +238,11 @@ def read_number(canvas: np.ndarray, model: Model) -> list[int]:
 
 
 def read_drawing(
-    model: Model, drawing: np.ndarray | StrokeDrawing, shape: tuple[int, int] | None = None, *, with_strokes: bool = False
+    model: Model,
+    drawing: np.ndarray | StrokeDrawing,
+    shape: tuple[int, int] | None = None,
+    *,
+    with_strokes: bool = False,
 ) -> list[int]:
     """A drawing (a canvas, or a `StrokeDrawing` rendered on a pad of ``shape`` ``(H, W)``) -> the
     digits read, left to right, by `doodle.number_reading.read_number`: with its strokes as the
@@ -238,7 +250,11 @@ def read_drawing(
     when nothing is read."""
     if isinstance(drawing, StrokeDrawing):
         canvas = drawing.canvas(shape if shape is not None else CANVAS_SIZE)
-        strokes = [[(float(x), float(y)) for x, y in stroke] for stroke in drawing.strokes] if with_strokes else None
+        strokes = (
+            [[(float(x), float(y)) for x, y in stroke] for stroke in drawing.strokes]
+            if with_strokes
+            else None
+        )
         pen_width = drawing.pen_width
     else:
         canvas, strokes, pen_width = drawing, None, PEN_WIDTH
@@ -347,7 +363,9 @@ def number_benchmark(
                 drawings, labels = zip(*(source(rng) for _ in range(count)))
                 number = compose_number(drawings, labels, rng, spacing)
                 digits = read(number)
-                single = model.predict_proba(np.stack([canvas_to_input(d) for d in number.digits])).argmax(axis=1)
+                single = model.predict_proba(np.stack([canvas_to_input(d) for d in number.digits])).argmax(
+                    axis=1
+                )
                 tally = touching[name] if number.touching.any() else by_band[name][count]
                 tally.add(number.labels, digits, [int(s) for s in single])
     result: dict = {"numbers_per_cell": int(numbers_per_cell), "bands": {}, "touching": {}}
@@ -386,5 +404,7 @@ def whole_number_accuracy(result: dict) -> dict[str, float | int]:
     ``{"numbers", "accuracy"}``, the one figure of the benchmark a run is compared by."""
     cells = [*result["bands"].values(), *result["touching"].values()]
     count = sum(int(cell["numbers"]) for cell in cells)
-    right = sum(round(float(cell["number_accuracy"]) * int(cell["numbers"])) for cell in cells if cell["numbers"])
+    right = sum(
+        round(float(cell["number_accuracy"]) * int(cell["numbers"])) for cell in cells if cell["numbers"]
+    )
     return {"numbers": count, "accuracy": right / count if count else float("nan")}

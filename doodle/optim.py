@@ -53,7 +53,10 @@ def _blocks(arrays: Sequence[np.ndarray]) -> list[tuple[np.ndarray, ...]]:
     if first.size <= BLOCK_SIZE or not first.flags.c_contiguous:
         return [tuple(arrays)]
     flat = [array.reshape(-1) for array in arrays]
-    return [tuple(array[start : start + BLOCK_SIZE] for array in flat) for start in range(0, first.size, BLOCK_SIZE)]
+    return [
+        tuple(array[start : start + BLOCK_SIZE] for array in flat)
+        for start in range(0, first.size, BLOCK_SIZE)
+    ]
 
 
 Task = tuple[Callable[..., None], tuple[np.ndarray, ...]]

@@ -56,7 +56,9 @@ class StageParams:
                 raise ValueError(WRONG_TYPE.format(stage=cls.STAGE, key=key, kind=kind, value=value))
             if kind == "tuple[int, ...]":
                 if not all(isinstance(item, int) and not isinstance(item, bool) for item in value):
-                    raise ValueError(WRONG_TYPE.format(stage=cls.STAGE, key=key, kind="a list of ints", value=value))
+                    raise ValueError(
+                        WRONG_TYPE.format(stage=cls.STAGE, key=key, kind="a list of ints", value=value)
+                    )
                 value = tuple(value)
             typed[key] = float(value) if kind == "float" else value
         return cls(**typed)

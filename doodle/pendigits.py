@@ -150,7 +150,13 @@ def parse_lines(lines: Iterable[str], source: str = "<lines>") -> list[PenDigit]
             if first != next_stroke:
                 fail(f"stroke numbers jump from {next_stroke} to {first}")
             next_stroke = last + 1
-            current = {"label": label, "expected": last - first + 1, "strokes": [], "comment": None, "line": line_number}
+            current = {
+                "label": label,
+                "expected": last - first + 1,
+                "strokes": [],
+                "comment": None,
+                "line": line_number,
+            }
         elif directive == ".COMMENT":
             if current is None:
                 fail(".COMMENT before any .SEGMENT")
@@ -241,7 +247,9 @@ def fetch(
     if local_dir is not None:
         source = Path(local_dir) / FILE_NAME
         if not source.is_file():
-            raise MissingFileError(f"{FILE_NAME}: not found in {local_dir} (set by {DIR_ENV}); expected SHA-256 {expected}")
+            raise MissingFileError(
+                f"{FILE_NAME}: not found in {local_dir} (set by {DIR_ENV}); expected SHA-256 {expected}"
+            )
 
         def copy(handle) -> None:
             with open(source, "rb") as src:
@@ -266,7 +274,9 @@ def fetch(
     except ChecksumError:
         raise
     except OSError as error:
-        raise MissingFileError(f"{FILE_NAME}: download from {url} failed: {type(error).__name__}: {error}") from error
+        raise MissingFileError(
+            f"{FILE_NAME}: download from {url} failed: {type(error).__name__}: {error}"
+        ) from error
     return target
 
 
@@ -278,7 +288,10 @@ def to_pad(strokes: Sequence[np.ndarray], size: int = CANVAS_SIZE) -> list[np.nd
     flipped to point down. The writer wrote inside that box, so the digit keeps the place and the
     size it had there: what a person drawing in the pad's square does."""
     scale = size / BOX
-    return [np.column_stack([stroke[:, 0] * scale, (BOX - stroke[:, 1]) * scale]).astype(np.float64) for stroke in strokes]
+    return [
+        np.column_stack([stroke[:, 0] * scale, (BOX - stroke[:, 1]) * scale]).astype(np.float64)
+        for stroke in strokes
+    ]
 
 
 # ---- writer folds
@@ -298,7 +311,9 @@ def digit_input(strokes: Sequence[np.ndarray], pen_width: float) -> np.ndarray:
     """A digit's tablet strokes -> the model's ``(28, 28)`` uint8 input (0 background .. 255 ink),
     exactly as the app reads a drawing: laid on the pad (`to_pad`), drawn with the pad's round pen
     (`doodle.drawing.render_strokes`) at ``pen_width`` px, then `canvas_to_input`."""
-    pad = render_strokes([[tuple(point) for point in stroke.tolist()] for stroke in to_pad(strokes)], pen_width=pen_width)
+    pad = render_strokes(
+        [[tuple(point) for point in stroke.tolist()] for stroke in to_pad(strokes)], pen_width=pen_width
+    )
     return np.rint(canvas_to_input(pad) * 255.0).astype(np.uint8)
 
 
@@ -320,11 +335,11 @@ class PenInputs:
     pen_widths: np.ndarray
 
     @classmethod
-    def empty(cls) -> "PenInputs":
+    def empty(cls) -> PenInputs:
         none = np.empty(0, dtype=np.int64)
         return cls(np.empty((0, 784), dtype=np.uint8), none, none, none, none)
 
-    def where(self, keep: np.ndarray) -> "PenInputs":
+    def where(self, keep: np.ndarray) -> PenInputs:
         return PenInputs(*(getattr(self, name)[keep] for name in self.__dataclass_fields__))
 
 
@@ -392,7 +407,9 @@ def training_rows(
     ``pen_widths``, repeated ``weight`` times -> images ``(M, 784)`` uint8, labels ``(M,)``."""
     missing = sorted(set(int(pen) for pen in pen_widths) - set(np.unique(inputs.pen_widths).tolist()))
     if missing:
-        raise PenDigitsError(f"pen widths {missing} were not rendered by the pendigits stage (params: pendigits.pen_widths)")
+        raise PenDigitsError(
+            f"pen widths {missing} were not rendered by the pendigits stage (params: pendigits.pen_widths)"
+        )
     keep = ~np.isin(inputs.writers, list(held_out)) & np.isin(inputs.pen_widths, list(pen_widths))
     if weight <= 0 or not keep.any():
         return np.empty((0, inputs.images.shape[1]), dtype=np.uint8), np.empty(0, dtype=np.int64)

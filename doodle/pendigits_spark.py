@@ -50,13 +50,17 @@ def digits_to_dataframe(spark: SparkSession, digits: Sequence[PenDigit]) -> Data
             "writer": pa.array([digit.writer for digit in digits], pa.int32()),
             "label": pa.array([digit.label for digit in digits], pa.int32()),
             "writer_sample": pa.array([digit.writer_sample for digit in digits], pa.int32()),
-            "strokes": pa.array([[stroke.tolist() for stroke in digit.strokes] for digit in digits], ARROW_STROKES),
+            "strokes": pa.array(
+                [[stroke.tolist() for stroke in digit.strokes] for digit in digits], ARROW_STROKES
+            ),
         }
     )
     return spark.createDataFrame(table, schema=SCHEMA)
 
 
-def validate(df: DataFrame, class_counts: Sequence[int] = CLASS_COUNTS, writers: int = WRITER_COUNT) -> list[dict]:
+def validate(
+    df: DataFrame, class_counts: Sequence[int] = CLASS_COUNTS, writers: int = WRITER_COUNT
+) -> list[dict]:
     """One pass -> checks {check, expected, actual, ok}: rows, distinct sample ids, writers,
     digits per class as the names file gives them, samples without strokes, strokes without
     points, points outside the 500 x 500 box, points that are not (x, y) pairs."""
@@ -85,7 +89,10 @@ def validate(df: DataFrame, class_counts: Sequence[int] = CLASS_COUNTS, writers:
         ("points that are not (x, y)", 0, int(row["not_pairs"] or 0)),
         (f"points outside the {BOX} x {BOX} box", 0, int(row["outside"] or 0)),
     ]
-    return [{"check": name, "expected": expected, "actual": actual, "ok": expected == actual} for name, expected, actual in checks]
+    return [
+        {"check": name, "expected": expected, "actual": actual, "ok": expected == actual}
+        for name, expected, actual in checks
+    ]
 
 
 def _render_batches(pen_widths: Sequence[int]):
@@ -123,10 +130,17 @@ def render_inputs(df: DataFrame, pen_widths: Sequence[int]) -> DataFrame:
     if not pen_widths or any(int(pen) < 1 for pen in pen_widths):
         raise ValueError(f"pen widths must be whole pixels >= 1, got {list(pen_widths)}")
     widths = [int(pen) for pen in pen_widths]
-    return df.select("sample_id", "writer", "label", "strokes").mapInArrow(_render_batches(widths), RENDERED_SCHEMA)
+    return df.select("sample_id", "writer", "label", "strokes").mapInArrow(
+        _render_batches(widths), RENDERED_SCHEMA
+    )
 
 
 def pixels_length_check(df: DataFrame) -> dict:
     """The rendered rows' pixels are all 784 bytes long."""
     wrong = df.where(F.length("pixels") != N_PIXELS).count()
-    return {"check": f"rendered inputs that are not {N_PIXELS} bytes", "expected": 0, "actual": int(wrong), "ok": wrong == 0}
+    return {
+        "check": f"rendered inputs that are not {N_PIXELS} bytes",
+        "expected": 0,
+        "actual": int(wrong),
+        "ok": wrong == 0,
+    }

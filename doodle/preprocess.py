@@ -17,6 +17,7 @@ from PIL import Image, ImageOps
 from scipy import ndimage
 
 from doodle.constants import IMAGE_SIDE as OUTPUT_SIZE
+
 DIGIT_BOX = 20
 # MNIST's measured mean centre of mass, (row, column) in pixel-index coordinates.
 CENTRE_OF_MASS = (14.0, 14.0)

@@ -43,9 +43,10 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -72,7 +73,9 @@ def configuration_of(metadata: Mapping[str, Any]) -> str | None:
     if not isinstance(hyperparameters, Mapping) or not hyperparameters:
         return None
     recorded = {
-        "hyperparameters": {key: value for key, value in hyperparameters.items() if key not in NOT_CONFIGURATION},
+        "hyperparameters": {
+            key: value for key, value in hyperparameters.items() if key not in NOT_CONFIGURATION
+        },
         "layer_sizes": metadata.get("layer_sizes"),
     }
     return hashlib.sha256(json.dumps(recorded, sort_keys=True).encode()).hexdigest()[:12]
@@ -88,15 +91,19 @@ class StudyMargins:
     source: str  # the results CSV
 
     @classmethod
-    def of(cls, study: Any) -> "StudyMargins":
+    def of(cls, study: Any) -> StudyMargins:
         """From a `doodle.study_results.SeedStudy` (its ``champion_margin``, ``stroke_margin``,
         ``seeds``, ``source``); its errors (too few seeds) pass through."""
-        return cls(float(study.champion_margin), float(study.stroke_margin), int(study.seeds), str(study.source))
+        return cls(
+            float(study.champion_margin), float(study.stroke_margin), int(study.seeds), str(study.source)
+        )
 
     def __post_init__(self) -> None:
         for name in ("champion_margin", "stroke_margin"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            if isinstance(value, bool) or not (
+                isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
+            ):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r} ({self.source})")
 
 
@@ -124,14 +131,18 @@ class WriterComparison:
     champion_saw_them: bool  # the champion trained on some of these writers (its figure is flattered)
 
 
-def compare_on_writers(candidate: Model, champion: Model, images: np.ndarray, labels: np.ndarray, writers: np.ndarray) -> WriterComparison:
+def compare_on_writers(
+    candidate: Model, champion: Model, images: np.ndarray, labels: np.ndarray, writers: np.ndarray
+) -> WriterComparison:
     """Both models on ``(N, 784)`` uint8 real digits with ``(N,)`` labels and writer ids: their
     accuracies and the paired difference's interval, clustered by writer."""
     if len(labels) == 0:
         raise ValueError("no real digits to compare the models on")
     right_candidate = candidate.predict(images)[0] == labels
     right_champion = champion.predict(images)[0] == labels
-    difference = stats.clustered_mean_interval(right_candidate.astype(float) - right_champion.astype(float), writers)
+    difference = stats.clustered_mean_interval(
+        right_candidate.astype(float) - right_champion.astype(float), writers
+    )
     seen = set((champion.metadata.get("real_writers") or {}).get("trained_on") or [])
     return WriterComparison(
         writers=tuple(int(writer) for writer in np.unique(writers)),
@@ -193,10 +204,16 @@ def decide(
         raise ValueError(f"max_val_drop must be a finite number >= 0, got {max_val_drop!r}")
 
     def made(promote: bool, case: str, reason: str, checks: tuple[Check, ...] = ()) -> Decision:
-        return Decision(promote, case, reason, candidate, champion, max_val_drop, margins, holdout_rows, checks, real)
+        return Decision(
+            promote, case, reason, candidate, champion, max_val_drop, margins, holdout_rows, checks, real
+        )
 
     if champion is None:
-        return made(True, FIRST, f"promoted: no model is served yet, the candidate {candidate.version} becomes the first champion")
+        return made(
+            True,
+            FIRST,
+            f"promoted: no model is served yet, the candidate {candidate.version} becomes the first champion",
+        )
     if candidate.version == champion.version:
         return made(False, SAME, f"kept {champion.version}: the candidate has the same weights")
     same = candidate.configuration is not None and candidate.configuration == champion.configuration
@@ -205,25 +222,46 @@ def decide(
     gain = candidate.val_accuracy - champion.val_accuracy
     val = f"{candidate.val_accuracy:.2%} vs {champion.val_accuracy:.2%}"
     if same:
-        checks = [Check("validation", gain >= -max_val_drop - tolerance,
-                        f"validation {val}: a change of {gain:+.2%}, the allowed drop {max_val_drop:.2%}")]
+        checks = [
+            Check(
+                "validation",
+                gain >= -max_val_drop - tolerance,
+                f"validation {val}: a change of {gain:+.2%}, the allowed drop {max_val_drop:.2%}",
+            )
+        ]
     else:
-        checks = [Check("validation", gain > margins.champion_margin + tolerance,
-                        f"validation {val}: a gain of {gain:+.2%}, to exceed the seed study's margin"
-                        f" {margins.champion_margin:.2%}")]
+        checks = [
+            Check(
+                "validation",
+                gain > margins.champion_margin + tolerance,
+                f"validation {val}: a gain of {gain:+.2%}, to exceed the seed study's margin"
+                f" {margins.champion_margin:.2%}",
+            )
+        ]
     cand_holdout, champ_holdout = candidate.holdout_accuracy, champion.holdout_accuracy
     if cand_holdout is not None and champ_holdout is not None:
-        checks.append(Check("feedback holdout", cand_holdout >= champ_holdout - tolerance,
-                            f"feedback holdout {cand_holdout:.2%} vs {champ_holdout:.2%} of {holdout_rows}"))
+        checks.append(
+            Check(
+                "feedback holdout",
+                cand_holdout >= champ_holdout - tolerance,
+                f"feedback holdout {cand_holdout:.2%} vs {champ_holdout:.2%} of {holdout_rows}",
+            )
+        )
     else:
         checks.append(Check("feedback holdout", True, "feedback holdout empty"))
     if real is not None:
         interval = real.difference
-        checks.append(Check("real writers", interval.high >= -tolerance,
-                            f"real writers {real.candidate_accuracy:.2%} vs {real.champion_accuracy:.2%} on"
-                            f" {real.digits} digits of {len(real.writers)} writers the candidate never saw: a change of"
-                            f" {interval.estimate:+.2%} (95 % interval {interval.low:+.2%} to {interval.high:+.2%},"
-                            f" clustered by writer)" + ("; the champion trained on some of them" if real.champion_saw_them else "")))
+        checks.append(
+            Check(
+                "real writers",
+                interval.high >= -tolerance,
+                f"real writers {real.candidate_accuracy:.2%} vs {real.champion_accuracy:.2%} on"
+                f" {real.digits} digits of {len(real.writers)} writers the candidate never saw: a change of"
+                f" {interval.estimate:+.2%} (95 % interval {interval.low:+.2%} to {interval.high:+.2%},"
+                f" clustered by writer)"
+                + ("; the champion trained on some of them" if real.champion_saw_them else ""),
+            )
+        )
     else:
         checks.append(Check("real writers", True, "real writers: none held out from the candidate"))
     failed = [check.text for check in checks if not check.passed]
@@ -231,8 +269,10 @@ def decide(
     if failed:
         reason = f"kept {champion.version}: candidate {candidate.version}, {kind}, fails " + "; ".join(failed)
     else:
-        reason = (f"promoted: candidate {candidate.version}, {kind}, replaces {champion.version}: "
-                  + "; ".join(check.text for check in checks))
+        reason = (
+            f"promoted: candidate {candidate.version}, {kind}, replaces {champion.version}: "
+            + "; ".join(check.text for check in checks)
+        )
     return made(not failed, case, reason, tuple(checks))
 
 

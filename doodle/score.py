@@ -87,7 +87,9 @@ def image_column(names: list[str], source: str = "<input>") -> str:
     for name in IMAGE_COLUMNS:
         if name in names:
             return name
-    raise ScoreInputError(NO_IMAGE_COLUMN_MESSAGE.format(source=source, expected=list(IMAGE_COLUMNS), found=names))
+    raise ScoreInputError(
+        NO_IMAGE_COLUMN_MESSAGE.format(source=source, expected=list(IMAGE_COLUMNS), found=names)
+    )
 
 
 def to_input(value: bytes | None, kind: str, timings: Timings | None = None) -> np.ndarray:
@@ -229,7 +231,9 @@ def read_images(spark, path: str | os.PathLike):
     if not path.exists():
         raise ScoreInputError(MISSING_INPUT_MESSAGE.format(path=path))
     spark.conf.set("spark.sql.files.maxPartitionBytes", str(MAX_PARTITION_BYTES))
-    spark.conf.set("spark.sql.files.minPartitionNum", str(TASKS_PER_SLOT * spark.sparkContext.defaultParallelism))
+    spark.conf.set(
+        "spark.sql.files.minPartitionNum", str(TASKS_PER_SLOT * spark.sparkContext.defaultParallelism)
+    )
     is_parquet = path.is_file() or path.suffix == ".parquet" or any(path.glob("*.parquet"))
     if not is_parquet:
         spark.conf.set("spark.sql.files.openCostInBytes", str(FILE_OPEN_COST_BYTES))
@@ -260,8 +264,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("input", help="folder of .png/.jpg files, or Parquet with a png or pixels column")
     parser.add_argument("output", help="Parquet folder to write (one row per image)")
-    parser.add_argument("--model", default=os.environ.get("DOODLE_MODEL_PATH", "models"),
-                        help="model folder or .npz (default: $DOODLE_MODEL_PATH or models)")
+    parser.add_argument(
+        "--model",
+        default=os.environ.get("DOODLE_MODEL_PATH", "models"),
+        help="model folder or .npz (default: $DOODLE_MODEL_PATH or models)",
+    )
     parser.add_argument("--master", default="local[*]", help="Spark master URL (default local[*])")
     parser.add_argument("--driver-memory", default="2g", help="Spark driver memory (default 2g)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")

@@ -69,8 +69,7 @@ RIM_PX = 3
 
 TOO_MANY_MARKS_REASON = "{count} separate marks: too many for a written number"
 NO_CUT_REASON = (
-    "box {index} is {ratio:.1f} times wider than tall but has no narrow column to cut at:"
-    " read as one digit"
+    "box {index} is {ratio:.1f} times wider than tall but has no narrow column to cut at: read as one digit"
 )
 
 Point = tuple[float, float]
@@ -138,7 +137,9 @@ class Segmentation:
         _paste(mask, first, y0, x0)
         _paste(mask, second, y0, x0)
         union = DigitBox(x0, y0, x1 - x0, y1 - y0, mask)
-        return Segmentation(self.boxes[:index] + (union,) + self.boxes[index + 2 :], self.grey, self.background, self.reason)
+        return Segmentation(
+            self.boxes[:index] + (union,) + self.boxes[index + 2 :], self.grey, self.background, self.reason
+        )
 
     def close(self, index: int) -> bool:
         """Whether box ``index`` and the next one could be one digit drawn in pieces: their ink
@@ -258,8 +259,12 @@ def _dense(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _union_bounds(first: DigitBox, second: DigitBox) -> tuple[int, int, int, int]:
     """``(x0, y0, x1, y1)`` of the box holding both boxes (ends exclusive)."""
-    return (min(first.x, second.x), min(first.y, second.y),
-            max(first.x + first.w, second.x + second.w), max(first.y + first.h, second.y + second.h))
+    return (
+        min(first.x, second.x),
+        min(first.y, second.y),
+        max(first.x + first.w, second.x + second.w),
+        max(first.y + first.h, second.y + second.h),
+    )
 
 
 def _groups_of(pieces: np.ndarray) -> list[_Group]:

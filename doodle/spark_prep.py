@@ -22,8 +22,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from doodle.constants import BINARY_INK_BYTE
-from doodle.constants import N_CLASSES
+from doodle.constants import BINARY_INK_BYTE, N_CLASSES
 from doodle.constants import N_PIXELS as PIXELS_PER_IMAGE
 from doodle.data import binary_matrix
 from doodle.paths import ROOT
@@ -98,12 +97,18 @@ def arrays_to_dataframe(spark: SparkSession, images: np.ndarray, labels: np.ndar
     flat = images.reshape(len(images), -1)
     if flat.size and (flat.min() < 0 or flat.max() > 255):
         raise DataValidationError(
-            ARRAY_RANGE_MESSAGE.format(what="pixel values", low=0, high=255, found_low=flat.min(), found_high=flat.max())
+            ARRAY_RANGE_MESSAGE.format(
+                what="pixel values", low=0, high=255, found_low=flat.min(), found_high=flat.max()
+            )
         )
     if labels.size and (labels.min() < np.iinfo(np.int32).min or labels.max() > np.iinfo(np.int32).max):
         raise DataValidationError(
             ARRAY_RANGE_MESSAGE.format(
-                what="labels", low="int32 min", high="int32 max", found_low=labels.min(), found_high=labels.max()
+                what="labels",
+                low="int32 min",
+                high="int32 max",
+                found_low=labels.min(),
+                found_high=labels.max(),
             )
         )
     flat = np.ascontiguousarray(flat, dtype=np.uint8)
@@ -127,9 +132,15 @@ def validate(df: DataFrame, expected_count: int | None) -> list[dict]:
     row = df.agg(
         F.count(F.lit(1)).alias("rows"),
         F.countDistinct("index").alias("distinct_index"),
-        F.sum(F.when(F.col("index").isNull() | F.col("label").isNull() | F.col("pixels").isNull(), 1).otherwise(0)).alias("nulls"),
+        F.sum(
+            F.when(F.col("index").isNull() | F.col("label").isNull() | F.col("pixels").isNull(), 1).otherwise(
+                0
+            )
+        ).alias("nulls"),
         F.sum(F.when(F.length("pixels") != PIXELS_PER_IMAGE, 1).otherwise(0)).alias("bad_pixel_length"),
-        F.sum(F.when((F.col("label") < 0) | (F.col("label") >= N_CLASSES), 1).otherwise(0)).alias("bad_label"),
+        F.sum(F.when((F.col("label") < 0) | (F.col("label") >= N_CLASSES), 1).otherwise(0)).alias(
+            "bad_label"
+        ),
     ).first()
     rows = int(row["rows"])
     checks = [
@@ -139,7 +150,10 @@ def validate(df: DataFrame, expected_count: int | None) -> list[dict]:
         (f"rows whose pixels are not {PIXELS_PER_IMAGE} bytes", 0, int(row["bad_pixel_length"] or 0)),
         (f"labels outside 0..{N_CLASSES - 1}", 0, int(row["bad_label"] or 0)),
     ]
-    return [{"check": name, "expected": expected, "actual": actual, "ok": expected == actual} for name, expected, actual in checks]
+    return [
+        {"check": name, "expected": expected, "actual": actual, "ok": expected == actual}
+        for name, expected, actual in checks
+    ]
 
 
 def require_valid(name: str, checks: Sequence[Mapping]) -> None:

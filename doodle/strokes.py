@@ -94,7 +94,11 @@ def _two_curved(u):
     r = u.uniform(0.26, 0.34)
     top = _arc(0.5, r, r + 0.05, r, u.uniform(-190, -160), u.uniform(5, 30))
     end = top[-1]
-    return [_join(top, _bezier(tuple(end), (0.5, 0.7), (0.05, 1.0)), _line((0.05, 1.0), (u.uniform(0.8, 1.0), 1.0)))]
+    return [
+        _join(
+            top, _bezier(tuple(end), (0.5, 0.7), (0.05, 1.0)), _line((0.05, 1.0), (u.uniform(0.8, 1.0), 1.0))
+        )
+    ]
 
 
 def _two_looped(u):
@@ -105,7 +109,9 @@ def _two_looped(u):
 
 
 def _two_angular(u):
-    return [_line((0.1, 0.2), (0.45, 0.0), (0.85, 0.18), (0.8, 0.35), (0.05, 1.0), (u.uniform(0.8, 1.0), 1.0))]
+    return [
+        _line((0.1, 0.2), (0.45, 0.0), (0.85, 0.18), (0.8, 0.35), (0.05, 1.0), (u.uniform(0.8, 1.0), 1.0))
+    ]
 
 
 def _three_round(u):
@@ -169,7 +175,10 @@ def _seven_crossed(u):
     foot = u.uniform(0.25, 0.5)
     cross_y = u.uniform(0.45, 0.55)
     cross_x = 1.0 - (1.0 - foot) * cross_y
-    return [_line((0.0, 0.0), (1.0, 0.0), (foot, 1.0)), _line((cross_x - 0.3, cross_y), (cross_x + 0.25, cross_y))]
+    return [
+        _line((0.0, 0.0), (1.0, 0.0), (foot, 1.0)),
+        _line((cross_x - 0.3, cross_y), (cross_x + 0.25, cross_y)),
+    ]
 
 
 def _seven_hooked(u):
@@ -204,7 +213,9 @@ def _nine_straight(u):
 
 def _nine_curved(u):
     r = u.uniform(0.24, 0.32)
-    return [_join(_nine_loop(u, r), _bezier((0.78, r), (0.8, 0.75), (0.65, 1.0), (u.uniform(0.35, 0.5), 0.97)))]
+    return [
+        _join(_nine_loop(u, r), _bezier((0.78, r), (0.8, 0.75), (0.65, 1.0), (u.uniform(0.35, 0.5), 0.97)))
+    ]
 
 
 def _nine_curled(u):
@@ -312,7 +323,8 @@ def _tremor(points: Stroke, amount: float, rng: np.random.Generator) -> Stroke:
     frequency = rng.uniform(2.0, 5.0, size=2)
     wobble = np.stack(
         [
-            np.sin(frequency[0] * arc + phase[axis, 0]) + 0.5 * np.sin(frequency[1] * 2 * arc + phase[axis, 1])
+            np.sin(frequency[0] * arc + phase[axis, 0])
+            + 0.5 * np.sin(frequency[1] * 2 * arc + phase[axis, 1])
             for axis in range(2)
         ],
         axis=1,

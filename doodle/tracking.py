@@ -16,8 +16,8 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Mapping
-from importlib import metadata as package_metadata
 from dataclasses import dataclass
+from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,9 @@ def setup(uri: str | None = None, experiment_name: str = EXPERIMENT_NAME) -> str
     mlflow.set_tracking_uri(uri)
     experiment = mlflow.get_experiment_by_name(experiment_name)
     if experiment is None:
-        experiment_id = mlflow.create_experiment(experiment_name, artifact_location=default_artifact_location(uri))
+        experiment_id = mlflow.create_experiment(
+            experiment_name, artifact_location=default_artifact_location(uri)
+        )
     else:
         experiment_id = experiment.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
@@ -134,7 +136,11 @@ class LoggedRun:
 
 
 def promote_if_better(
-    client: MlflowClient, version: str, value: float, name: str = REGISTERED_MODEL_NAME, metric: str = SELECTION_METRIC
+    client: MlflowClient,
+    version: str,
+    value: float,
+    name: str = REGISTERED_MODEL_NAME,
+    metric: str = SELECTION_METRIC,
 ) -> tuple[bool, str]:
     """Move the champion alias to ``version`` if its ``metric`` beats the champion run's.
 
@@ -150,7 +156,9 @@ def promote_if_better(
     old = client.get_run(champion.run_id).data.metrics.get(metric, float("-inf"))
     if value > old:
         client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
-        return True, CHAMPION_MOVED.format(version=version, metric=metric, new=value, old=old, old_version=champion.version)
+        return True, CHAMPION_MOVED.format(
+            version=version, metric=metric, new=value, old=old, old_version=champion.version
+        )
     return False, CHAMPION_KEPT.format(old_version=champion.version, metric=metric, new=value, old=old)
 
 
@@ -188,7 +196,9 @@ def log_training(
     client = MlflowClient()
     with mlflow.start_run(run_name=run_name) as run:
         run_id = run.info.run_id
-        mlflow.log_params({key: str(value) if isinstance(value, (list, tuple)) else value for key, value in params.items()})
+        mlflow.log_params(
+            {key: str(value) if isinstance(value, (list, tuple)) else value for key, value in params.items()}
+        )
         if tags:
             mlflow.set_tags(dict(tags))
         log_history(history, client, run_id)
@@ -205,11 +215,15 @@ def log_training(
         )
         version = str(info.registered_model_version)
         if promote:
-            moved, message = promote_if_better(client, version, float(metrics[SELECTION_METRIC]), registered_model_name)
+            moved, message = promote_if_better(
+                client, version, float(metrics[SELECTION_METRIC]), registered_model_name
+            )
         else:
             moved, message = False, CANDIDATE.format(version=version)
         mlflow.set_tag("champion_decision", message)
-    return LoggedRun(run_id=run_id, model_uri=info.model_uri, version=version, champion_moved=moved, message=message)
+    return LoggedRun(
+        run_id=run_id, model_uri=info.model_uri, version=version, champion_moved=moved, message=message
+    )
 
 
 def set_champion(version: str, name: str = REGISTERED_MODEL_NAME) -> str | None:
@@ -225,7 +239,9 @@ def record_decision(run_id: str, metrics: Mapping[str, float | None], tags: Mapp
     """Add the promotion's figures (None values left out) and tags to the candidate's run."""
     client = MlflowClient()
     now = int(time.time() * 1000)
-    batch = [Metric(key=k, value=float(v), timestamp=now, step=0) for k, v in metrics.items() if v is not None]
+    batch = [
+        Metric(key=k, value=float(v), timestamp=now, step=0) for k, v in metrics.items() if v is not None
+    ]
     if batch:
         client.log_batch(run_id, metrics=batch)
     for key, value in tags.items():

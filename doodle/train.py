@@ -77,7 +77,9 @@ class TrainConfig:
     elastic_alpha: float = 0.0  # elastic distortion strength; 0 = off
     elastic_sigma: float = 4.0  # elastic smoothness in pixels
     stroke_share: float = 0.2  # share of every epoch's images that are generated pen-stroke digits; 0 = none
-    stroke_pool: int = 12000  # stroke digits generated once per run (doodle.strokes), re-augmented every epoch
+    stroke_pool: int = (
+        12000  # stroke digits generated once per run (doodle.strokes), re-augmented every epoch
+    )
     # Read by the training notebook, not by `train`: each feedback-train row (doodle.feedback_data)
     # is repeated this many times in the training set; 0 leaves people's corrections out.
     feedback_weight: int = 5
@@ -102,7 +104,7 @@ class TrainConfig:
             raise ValueError(STROKE_SHARE_OUT_OF_RANGE)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """Build from a dict (params.yaml's section, notebook parameters); unknown keys are errors."""
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(values) - known)
@@ -113,7 +115,7 @@ class TrainConfig:
     @classmethod
     def from_params_file(
         cls, path: str | Path, overrides: dict[str, Any] | None = None, section: str = "train"
-    ) -> "TrainConfig":
+    ) -> TrainConfig:
         """The config of a params file (params.yaml's layout: ``base.seed`` and a ``train``
         section), then ``overrides``; keys it does not name keep their defaults."""
         import yaml  # here, so that the API's model loading does not need PyYAML
@@ -178,7 +180,10 @@ class TrainResult:
 
     def history_columns(self) -> dict[str, list[float]]:
         """The history as columns: ``{"epoch": [...], "train_loss": [...], ...}``."""
-        return {name: [getattr(record, name) for record in self.history] for name in EpochRecord.__dataclass_fields__}
+        return {
+            name: [getattr(record, name) for record in self.history]
+            for name in EpochRecord.__dataclass_fields__
+        }
 
 
 Callback = Callable[[EpochRecord], None]
@@ -266,7 +271,9 @@ class EpochData:
         self.x, self.y, self.config, self.normalization = x, y, config, normalization
         self.pool = np.empty((0, IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32) if pool is None else pool
         self.labels = np.concatenate([y, np.arange(len(self.pool)) % N_CLASSES])
-        self.extra = int(round(config.stroke_share / (1.0 - config.stroke_share) * len(x))) if len(self.pool) else 0
+        self.extra = (
+            int(round(config.stroke_share / (1.0 - config.stroke_share) * len(x))) if len(self.pool) else 0
+        )
         shuffle_seed, augment_seed, stroke_seed = np.random.SeedSequence(config.seed).spawn(3)
         self.shuffle_rng = np.random.default_rng(shuffle_seed)
         self.augment_rng = np.random.default_rng(augment_seed)

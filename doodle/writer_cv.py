@@ -114,7 +114,9 @@ def read_predictions(folder: str | Path = DEFAULT_DIR, config: str = "default") 
     if not rows:
         raise NoResults(f"{path} has no rows of configuration {config!r}")
     rows.sort(key=lambda row: int(row["sample_id"]))
-    ints = {key: np.array([int(row[key]) for row in rows]) for key in ("label", "writer", "fold", "sample_id")}
+    ints = {
+        key: np.array([int(row[key]) for row in rows]) for key in ("label", "writer", "fold", "sample_id")
+    }
     probs = np.array([[float(row[column]) for column in PROBABILITY_COLUMNS] for row in rows])
     if len(np.unique(ints["sample_id"])) != len(rows):
         raise NoResults(f"{path}: configuration {config!r} reads some digits twice (a fold run twice?)")
@@ -143,7 +145,11 @@ class Summary:
 
     def to_dict(self) -> dict[str, Any]:
         def interval(value: stats.Interval) -> dict[str, float]:
-            return {"accuracy": round(value.estimate, 5), "low": round(value.low, 5), "high": round(value.high, 5)}
+            return {
+                "accuracy": round(value.estimate, 5),
+                "low": round(value.low, 5),
+                "high": round(value.high, 5),
+            }
 
         return {
             "accuracy": interval(self.overall),
@@ -169,14 +175,18 @@ def summarize(labels: np.ndarray, predicted: np.ndarray, writers: np.ndarray, to
         for digit in np.unique(labels)
     }
     per_writer = {
-        int(writer): stats.wilson_interval(int(correct[writers == writer].sum()), int((writers == writer).sum()))
+        int(writer): stats.wilson_interval(
+            int(correct[writers == writer].sum()), int((writers == writer).sum())
+        )
         for writer in np.unique(writers)
     }
     worst = min(per_writer, key=lambda writer: (per_writer[writer].estimate, writer))
     pairs: dict[tuple[int, int], int] = {}
     for true, read in zip(labels[~correct].tolist(), predicted[~correct].tolist()):
         pairs[(true, read)] = pairs.get((true, read), 0) + 1
-    confusions = sorted(((t, r, c) for (t, r), c in pairs.items()), key=lambda item: (-item[2], item[0], item[1]))[:top]
+    confusions = sorted(
+        ((t, r, c) for (t, r), c in pairs.items()), key=lambda item: (-item[2], item[0], item[1])
+    )[:top]
     return Summary(
         overall=stats.clustered_accuracy_interval(correct, writers),
         per_digit=per_digit,

@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -37,7 +37,7 @@ def _stop_time(text: str | None) -> datetime | None:
     if not text:
         return None
     hours, minutes = (int(part) for part in text.split(":"))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return now.replace(hour=hours, minute=minutes, second=0, microsecond=0)
 
 
@@ -47,12 +47,17 @@ def remeasure(args: argparse.Namespace, base_seed: int) -> int:
     rows = study_results.read_rows(args.results)
     chosen = []
     for index, row in enumerate(rows):
-        if (args.only and row["config"] not in args.only) or (args.pick is not None and int(row["seed"]) - base_seed not in args.pick):
+        if (args.only and row["config"] not in args.only) or (
+            args.pick is not None and int(row["seed"]) - base_seed not in args.pick
+        ):
             continue
         if (args.keep_models / f"{row['config']}-{row['seed']}").is_dir():
             chosen.append(index)
         else:
-            print(f"{row['config']} seed {row['seed']}: no kept model in {args.keep_models}, row left as it is", flush=True)
+            print(
+                f"{row['config']} seed {row['seed']}: no kept model in {args.keep_models}, row left as it is",
+                flush=True,
+            )
     print(f"{len(chosen)} kept models to measure again ({len(rows)} rows in {args.results})", flush=True)
     if not chosen:
         return 0
@@ -71,11 +76,16 @@ def remeasure(args: argparse.Namespace, base_seed: int) -> int:
         for column in differences:
             before, after = row[column], rows[index][column]
             if column == "test_wrong":  # only the images that left or joined the list
-                before, after = (" ".join(sorted(set(a.split()) - set(b.split()), key=int)) or "-"
-                                 for a, b in ((before, after), (after, before)))
+                before, after = (
+                    " ".join(sorted(set(a.split()) - set(b.split()), key=int)) or "-"
+                    for a, b in ((before, after), (after, before))
+                )
             print(f"  {column}: {before} -> {after}", flush=True)
-        print(f"{row['config']} seed {row['seed']}: {len(differences) or 'no'} figures changed "
-              f"({time.perf_counter() - started:.1f} s)", flush=True)
+        print(
+            f"{row['config']} seed {row['seed']}: {len(differences) or 'no'} figures changed "
+            f"({time.perf_counter() - started:.1f} s)",
+            flush=True,
+        )
         changed += bool(differences)
     if changed:
         study_results.write_rows(args.results, rows)
@@ -88,17 +98,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=study_results.DEFAULT_RESULTS)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--prepared-dir", type=Path, default=Path("data/prepared"))
-    parser.add_argument("--only", nargs="+", metavar="NAME", help="configs of the study to run (default: all)")
+    parser.add_argument(
+        "--only", nargs="+", metavar="NAME", help="configs of the study to run (default: all)"
+    )
     parser.add_argument("--config", help="name of a config given by -S instead of the study's")
-    parser.add_argument("-S", "--set", dest="settings", action="append", default=[], metavar="train.KEY=VALUE")
+    parser.add_argument(
+        "-S", "--set", dest="settings", action="append", default=[], metavar="train.KEY=VALUE"
+    )
     parser.add_argument("--seeds", type=int, help="seeds per config (default: 5 for default, 3 otherwise)")
-    parser.add_argument("--pick", type=int, nargs="+", metavar="K",
-                        help="run only these positions in each config's seed list (0 = base.seed), e.g. to split seeds between runners")
+    parser.add_argument(
+        "--pick",
+        type=int,
+        nargs="+",
+        metavar="K",
+        help="run only these positions in each config's seed list (0 = base.seed), e.g. to split seeds between runners",
+    )
     parser.add_argument("--stop-at", metavar="HH:MM", help="UTC time after which no new run starts")
-    parser.add_argument("--keep-models", type=Path, default=Path(".cache/study-models"),
-                        help="folder keeping each run's model, to measure it again later (ignored by git)")
-    parser.add_argument("--remeasure", action="store_true",
-                        help="train nothing: measure the kept models of the file's rows again and update their figures")
+    parser.add_argument(
+        "--keep-models",
+        type=Path,
+        default=Path(".cache/study-models"),
+        help="folder keeping each run's model, to measure it again later (ignored by git)",
+    )
+    parser.add_argument(
+        "--remeasure",
+        action="store_true",
+        help="train nothing: measure the kept models of the file's rows again and update their figures",
+    )
     args = parser.parse_args(argv)
 
     if args.remeasure:
@@ -115,7 +141,11 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(args.only or ()) - set(experiments.STUDY))
         if unknown:
             parser.error(f"not in the study: {', '.join(unknown)}")
-        plan = {name: overrides for name, overrides in experiments.STUDY.items() if not args.only or name in args.only}
+        plan = {
+            name: overrides
+            for name, overrides in experiments.STUDY.items()
+            if not args.only or name in args.only
+        }
     base_seed = int(yaml.safe_load(args.params.read_text())["base"]["seed"])
     stop = _stop_time(args.stop_at)
     finished = study_results.done(args.results)
@@ -123,10 +153,13 @@ def main(argv: list[str] | None = None) -> int:
     runs = [
         (position, name, overrides, seed)
         for name, overrides in plan.items()
-        for position, seed in enumerate(experiments.study_seeds(
-            base_seed,
-            args.seeds or (experiments.DEFAULT_SEED_COUNT if name == "default" else experiments.ABLATION_SEED_COUNT),
-        ))
+        for position, seed in enumerate(
+            experiments.study_seeds(
+                base_seed,
+                args.seeds
+                or (experiments.DEFAULT_SEED_COUNT if name == "default" else experiments.ABLATION_SEED_COUNT),
+            )
+        )
     ]
     queue = [
         (name, overrides, seed)
@@ -138,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     bench = experiments.load_benchmarks(args.prepared_dir, args.params)
     for name, overrides, seed in queue:
-        if stop and datetime.now(timezone.utc) >= stop:
+        if stop and datetime.now(UTC) >= stop:
             print(f"stopping: it is past {args.stop_at} UTC", flush=True)
             break
         if (name, seed) in study_results.done(args.results):  # another runner on the same file did it

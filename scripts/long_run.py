@@ -42,20 +42,30 @@ NOT_CALIBRATED = "{path}: the model carries no temperature; 03_train fits one on
 def run_notebook(name: str, output: Path, parameters: dict) -> None:
     print(f"== {name} -> {output}", flush=True)
     output.parent.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(f"notebooks/{name}.ipynb", str(output), parameters=parameters, cwd=str(ROOT),
-                               progress_bar=False)
+    papermill.execute_notebook(
+        f"notebooks/{name}.ipynb", str(output), parameters=parameters, cwd=str(ROOT), progress_bar=False
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params-long", type=Path, default=Path("params-long.yaml"))
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--study", type=Path, default=study_results.DEFAULT_RESULTS,
-                        help="the seed study's runs (results CSV): the champion and pen-stroke margins")
+    parser.add_argument(
+        "--study",
+        type=Path,
+        default=study_results.DEFAULT_RESULTS,
+        help="the seed study's runs (results CSV): the champion and pen-stroke margins",
+    )
     parser.add_argument("--served", type=Path, default=Path("models"), help="the served model (the champion)")
-    parser.add_argument("--reports", type=Path, default=DEFAULT_REPORTS, help="where the executed notebooks and results go")
-    parser.add_argument("--reuse-model", action="store_true",
-                        help="skip training: evaluate and judge the model the last run wrote")
+    parser.add_argument(
+        "--reports", type=Path, default=DEFAULT_REPORTS, help="where the executed notebooks and results go"
+    )
+    parser.add_argument(
+        "--reuse-model",
+        action="store_true",
+        help="skip training: evaluate and judge the model the last run wrote",
+    )
     args = parser.parse_args(argv)
     reports = args.reports
 
@@ -79,23 +89,33 @@ def main(argv: list[str] | None = None) -> int:
         print(NOT_CALIBRATED.format(path=model_dir), file=sys.stderr)
         return 1
     trained_with = json.loads((model_dir / model_io.METADATA_NAME).read_text()).get("hyperparameters", {})
-    print(f"== model {model.version}: temperature {model.temperature:.4f}, layers {model.layer_sizes},"
-          f" trained with {json.dumps({k: trained_with.get(k) for k in long_params['overrides']})}")
+    print(
+        f"== model {model.version}: temperature {model.temperature:.4f}, layers {model.layer_sizes},"
+        f" trained with {json.dumps({k: trained_with.get(k) for k in long_params['overrides']})}"
+    )
 
-    run_notebook("04_evaluate", reports / "04_evaluate_long.ipynb", {
-        "params_file": str(args.params),
-        "model_dir": str(model_dir),
-        "metrics_dir": str(reports / "metrics"),
-        "figures_dir": str(reports / "figures"),
-        "plots_dir": str(reports / "plots"),
-    })
-    run_notebook("05_promote", reports / "05_promote_long.ipynb", {
-        "params_file": str(args.params),
-        "candidate_dir": str(model_dir),
-        "model_dir": str(args.served),
-        "results_csv": str(args.study),
-        "metrics_path": str(reports / "promotion.json"),
-    })
+    run_notebook(
+        "04_evaluate",
+        reports / "04_evaluate_long.ipynb",
+        {
+            "params_file": str(args.params),
+            "model_dir": str(model_dir),
+            "metrics_dir": str(reports / "metrics"),
+            "figures_dir": str(reports / "figures"),
+            "plots_dir": str(reports / "plots"),
+        },
+    )
+    run_notebook(
+        "05_promote",
+        reports / "05_promote_long.ipynb",
+        {
+            "params_file": str(args.params),
+            "candidate_dir": str(model_dir),
+            "model_dir": str(args.served),
+            "results_csv": str(args.study),
+            "metrics_path": str(reports / "promotion.json"),
+        },
+    )
     decision = json.loads((reports / "promotion.json").read_text())
     print(f"{decision['case']}: {decision['decision']}")
     print(f"served model: {decision['served_version']}; registry: {decision['registry']}")

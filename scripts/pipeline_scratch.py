@@ -37,7 +37,9 @@ LOCK_FILE = "dvc.lock"
 MANIFEST = ".synced-files"
 
 
-def dvc(*args: str, cwd: Path, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def dvc(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
     command = [str(Path(sys.executable).with_name("dvc")), *args]
     return subprocess.run(command, cwd=cwd, env=env, check=check)
 
@@ -47,7 +49,10 @@ def up_to_date(root: Path) -> bool:
     `always_changed` (the feedback snapshot) is always listed; it counts as current when that
     is all DVC says about it."""
     listed = subprocess.run(
-        [str(Path(sys.executable).with_name("dvc")), "status", "--json"], cwd=root, capture_output=True, text=True
+        [str(Path(sys.executable).with_name("dvc")), "status", "--json"],
+        cwd=root,
+        capture_output=True,
+        text=True,
     )
     if listed.returncode != 0:
         return False
@@ -60,28 +65,45 @@ def up_to_date(root: Path) -> bool:
 
 def _entries(stage: dict, section: str) -> list[tuple[str, dict]]:
     """(path, options) of each entry of a stage's ``outs``, ``metrics`` or ``plots`` list."""
-    return [(entry, {}) if isinstance(entry, str) else next(iter(entry.items())) for entry in stage.get(section, [])]
+    return [
+        (entry, {}) if isinstance(entry, str) else next(iter(entry.items()))
+        for entry in stage.get(section, [])
+    ]
 
 
 def stage_outputs(root: Path) -> list[str]:
     """Every path a stage of `root`'s dvc.yaml writes (outs, metrics, plots), cached or not."""
     stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
-    return sorted({name for stage in stages.values() for section in ("outs", "metrics", "plots")
-                   for name, _ in _entries(stage, section)})
+    return sorted(
+        {
+            name
+            for stage in stages.values()
+            for section in ("outs", "metrics", "plots")
+            for name, _ in _entries(stage, section)
+        }
+    )
 
 
 def project_files(root: Path) -> list[str]:
     """Paths git tracks or would track (not ignored), relative to `root`, minus what the scratch
     copy owns: the lock and every stage output (committed reports included). Inputs that live
     under reports/, such as the seed study's results, are copied like any other file."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=root, check=True, capture_output=True,
-    ).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=root,
+            check=True,
+            capture_output=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     owned = stage_outputs(root)
 
     def is_owned(path: str) -> bool:
-        return path == LOCK_FILE or any(path == out or path.startswith(out.rstrip("/") + "/") for out in owned)
+        return path == LOCK_FILE or any(
+            path == out or path.startswith(out.rstrip("/") + "/") for out in owned
+        )
 
     return sorted(path for path in listed if path and (root / path).is_file() and not is_owned(path))
 
@@ -89,7 +111,8 @@ def project_files(root: Path) -> list[str]:
 def stale_files(root: Path, scratch: Path, files: list[str] | None = None) -> list[str]:
     """Project files of `root` (default: all of them) missing from `scratch` or different there."""
     return [
-        path for path in (project_files(root) if files is None else files)
+        path
+        for path in (project_files(root) if files is None else files)
         if not (scratch / path).is_file() or (scratch / path).read_bytes() != (root / path).read_bytes()
     ]
 
@@ -124,7 +147,11 @@ def current_run(root: Path = ROOT, scratch: Path = DEFAULT_SCRATCH) -> Path | No
         return root
     manifest = scratch / MANIFEST
     files = project_files(root)
-    if not manifest.is_file() or manifest.read_text().splitlines() != files or stale_files(root, scratch, files):
+    if (
+        not manifest.is_file()
+        or manifest.read_text().splitlines() != files
+        or stale_files(root, scratch, files)
+    ):
         return None
     return scratch if up_to_date(scratch) else None
 
@@ -190,7 +217,9 @@ def copy_back(scratch: Path, root: Path, outputs: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scratch", type=Path, default=DEFAULT_SCRATCH, help="folder of the scratch copy")
-    parser.add_argument("--force", action="store_true", help="use the scratch copy even if the tree is current")
+    parser.add_argument(
+        "--force", action="store_true", help="use the scratch copy even if the tree is current"
+    )
     args = parser.parse_args(argv)
 
     if not args.force and up_to_date(ROOT):
@@ -199,8 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     scratch = args.scratch.resolve()
     scratch.mkdir(parents=True, exist_ok=True)
     changed = sync(ROOT, scratch)
-    print(f"Running the pipeline in {scratch.relative_to(ROOT) if scratch.is_relative_to(ROOT) else scratch}"
-          f" ({changed} files updated); tracked files in the working tree stay as committed.")
+    print(
+        f"Running the pipeline in {scratch.relative_to(ROOT) if scratch.is_relative_to(ROOT) else scratch}"
+        f" ({changed} files updated); tracked files in the working tree stay as committed."
+    )
     dvc("repro", cwd=scratch, env=scratch_environment(scratch))
     outputs = cached_outputs(scratch)
     copy_back(scratch, ROOT, outputs)

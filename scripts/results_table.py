@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,38 +57,106 @@ class Row:
 ROWS = (
     # Real people's handwriting (reports/metrics/real_writers.json, read as evaluate's "real"): the
     # writer cross-validation's committed runs (no noise), then this run's held-out writers.
-    Row("Real handwriting: 30 writers, each read by a model that never saw them (writer-grouped 5-fold"
-        " cross-validation, the pad's pen; 95 % interval clustered by writer)", "evaluate", ("real.cv",),
-        "percent interval", 0.01),
-    Row("Real handwriting, worst of the 30 writers (cross-validation)", "evaluate", ("real.cv_worst_writer",),
-        "percent", 0.01),
-    Row("Real handwriting, worst digit (cross-validation)", "evaluate", ("real.cv_worst_digit",), "percent", 0.01),
-    Row("Real handwriting, this run's {held_out_writers_count} held-out writers (95 % interval clustered by writer)",
-        "evaluate", ("real.held_out",), "percent interval", 2.0),
+    Row(
+        "Real handwriting: 30 writers, each read by a model that never saw them (writer-grouped 5-fold"
+        " cross-validation, the pad's pen; 95 % interval clustered by writer)",
+        "evaluate",
+        ("real.cv",),
+        "percent interval",
+        0.01,
+    ),
+    Row(
+        "Real handwriting, worst of the 30 writers (cross-validation)",
+        "evaluate",
+        ("real.cv_worst_writer",),
+        "percent",
+        0.01,
+    ),
+    Row(
+        "Real handwriting, worst digit (cross-validation)",
+        "evaluate",
+        ("real.cv_worst_digit",),
+        "percent",
+        0.01,
+    ),
+    Row(
+        "Real handwriting, this run's {held_out_writers_count} held-out writers (95 % interval clustered by writer)",
+        "evaluate",
+        ("real.held_out",),
+        "percent interval",
+        2.0,
+    ),
     Row("MNIST test accuracy", "evaluate", ("test_accuracy",), "percent", 0.25),
     # doodle_split: where the digits come from ("validation": the development sample of doodle.development).
-    Row("Doodle benchmark accuracy ({doodle_count:,} {doodle_split} digits redrawn with a round pen)", "evaluate",
-        ("doodle_accuracy",), "percent", 1.5),
-    Row("Synthetic strokes ({stroke_count:,} digits from the training generator's styles, by writers it holds out,"
-        " pens 6-30 px; not people)", "evaluate", ("stroke_accuracy",), "percent", 1.5),
-    Row("Synthetic strokes, lowest per-digit accuracy", "evaluate", ("stroke_min_class_accuracy",), "percent", 3.0),
-    Row("Synthetic strokes, thickest pen (30 px) below the best pen width, points", "evaluate",
-        ("stroke_thickest_pen_gap",), "points", 2.0),
-    Row("Typed-digit accuracy ({font_count} digits in matplotlib's fonts)", "evaluate",
-        ("font_accuracy",), "percent", 1.5),
+    Row(
+        "Doodle benchmark accuracy ({doodle_count:,} {doodle_split} digits redrawn with a round pen)",
+        "evaluate",
+        ("doodle_accuracy",),
+        "percent",
+        1.5,
+    ),
+    Row(
+        "Synthetic strokes ({stroke_count:,} digits from the training generator's styles, by writers it holds out,"
+        " pens 6-30 px; not people)",
+        "evaluate",
+        ("stroke_accuracy",),
+        "percent",
+        1.5,
+    ),
+    Row(
+        "Synthetic strokes, lowest per-digit accuracy",
+        "evaluate",
+        ("stroke_min_class_accuracy",),
+        "percent",
+        3.0,
+    ),
+    Row(
+        "Synthetic strokes, thickest pen (30 px) below the best pen width, points",
+        "evaluate",
+        ("stroke_thickest_pen_gap",),
+        "points",
+        2.0,
+    ),
+    Row(
+        "Typed-digit accuracy ({font_count} digits in matplotlib's fonts)",
+        "evaluate",
+        ("font_accuracy",),
+        "percent",
+        1.5,
+    ),
     Row("Expected calibration error (15 bins)", "evaluate", ("ece",), "decimal", 0.005),
     Row("Macro F1 (MNIST test)", "evaluate", ("macro_f1",), "decimal", 0.0025),
     Row("Training time", "train", TRAIN_TIME_KEYS, "duration", None),
     # The seed study (06_experiments, from the committed reports/experiments/results.csv); the rows
     # appear when reports/metrics/experiments.json exists. Rebuilt from committed data: no noise.
-    Row("MNIST test accuracy, default configuration over {seeds} seeds (mean ± sd)", "experiments",
-        ("default.test_accuracy",), "percent ± sd", 0.01),
-    Row("Doodle benchmark accuracy over {seeds} seeds (mean ± sd)", "experiments",
-        ("default.doodle_accuracy",), "percent ± sd", 0.01),
-    Row("Synthetic strokes accuracy over {seeds} seeds (mean ± sd)", "experiments",
-        ("default.stroke_accuracy",), "percent ± sd", 0.01),
-    Row("Expected calibration error over {seeds} seeds (mean ± sd)", "experiments",
-        ("default.ece",), "decimal ± sd", 0.0001),
+    Row(
+        "MNIST test accuracy, default configuration over {seeds} seeds (mean ± sd)",
+        "experiments",
+        ("default.test_accuracy",),
+        "percent ± sd",
+        0.01,
+    ),
+    Row(
+        "Doodle benchmark accuracy over {seeds} seeds (mean ± sd)",
+        "experiments",
+        ("default.doodle_accuracy",),
+        "percent ± sd",
+        0.01,
+    ),
+    Row(
+        "Synthetic strokes accuracy over {seeds} seeds (mean ± sd)",
+        "experiments",
+        ("default.stroke_accuracy",),
+        "percent ± sd",
+        0.01,
+    ),
+    Row(
+        "Expected calibration error over {seeds} seeds (mean ± sd)",
+        "experiments",
+        ("default.ece",),
+        "decimal ± sd",
+        0.0001,
+    ),
 )
 
 
@@ -97,14 +165,21 @@ def _value(row: Row, metrics: dict) -> float | dict | None:
         if row.kind == "percent interval":  # "a.prefix": keys prefix_accuracy, prefix_low, prefix_high of a
             parent, _, prefix = key.rpartition(".")
             node = metrics.get(parent) if parent else metrics
-            ends = [node.get(f"{prefix}_{end}") if isinstance(node, dict) else None for end in ("accuracy", "low", "high")]
+            ends = [
+                node.get(f"{prefix}_{end}") if isinstance(node, dict) else None
+                for end in ("accuracy", "low", "high")
+            ]
             if all(isinstance(end, (int, float)) for end in ends):
                 return {"estimate": ends[0], "low": ends[1], "high": ends[2]}
             continue
         node = metrics
         for part in key.split("."):
             node = node.get(part) if isinstance(node, dict) else None
-        if row.kind.endswith("± sd") and isinstance(node, dict) and isinstance(node.get("mean"), (int, float)):
+        if (
+            row.kind.endswith("± sd")
+            and isinstance(node, dict)
+            and isinstance(node.get("mean"), (int, float))
+        ):
             return node
         if isinstance(node, (int, float)) and not isinstance(node, bool):
             return float(node)
@@ -179,7 +254,9 @@ def stale_rows(current: str, train: dict, evaluate: dict, experiments: dict | No
         elif row.tolerance is not None and written[label] != shown:
             old, new = _number(written[label]), _number(shown)
             if old is None or new is None or abs(old - new) > row.tolerance + 1e-9:
-                problems.append(f"'{label}': README {written[label]}, metrics {shown} (tolerance {row.tolerance})")
+                problems.append(
+                    f"'{label}': README {written[label]}, metrics {shown} (tolerance {row.tolerance})"
+                )
     extra = set(written) - {label for _, label, _ in expected}
     problems += [f"row '{label}' not in the metrics" for label in sorted(extra)]
     return problems
@@ -211,7 +288,11 @@ def main(argv: list[str] | None = None) -> int:
         real_details = args.metrics_dir / "real_writers_details.json"  # intervals, worst writer and digit
         if real_details.is_file():
             real_metrics = {**_load(real_details), **real_metrics}
-        evaluate = {**evaluate, "real": real_metrics, "held_out_writers_count": real_metrics.get("held_out_writers")}
+        evaluate = {
+            **evaluate,
+            "real": real_metrics,
+            "held_out_writers_count": real_metrics.get("held_out_writers"),
+        }
     study = args.metrics_dir / "experiments.json"
     experiments = _load(study) if study.is_file() else None
     table = render_table(train, evaluate, experiments)

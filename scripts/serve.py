@@ -43,11 +43,15 @@ PORT_WAIT_S = 5.0
 POLL_S = 0.2
 ORPHAN_REAP_EVERY = 25  # polls: exited orphans are collected every 5 s while serving
 
-PORT_IN_USE = "Port {host}:{port} is already in use; pass other ports: make run API_PORT=... DASHBOARD_PORT=..."
+PORT_IN_USE = (
+    "Port {host}:{port} is already in use; pass other ports: make run API_PORT=... DASHBOARD_PORT=..."
+)
 
 PR_SET_PDEATHSIG = 1  # prctl options (linux/prctl.h)
 PR_SET_CHILD_SUBREAPER = 36
-_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None  # loaded before any fork
+_LIBC = (
+    ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+)  # loaded before any fork
 
 _stop_requested: int | None = None  # the first stop signal received
 
@@ -197,7 +201,10 @@ def _wait_for(ready, server: subprocess.Popen, what: str) -> bool:
         if ready():
             return True
         if server.poll() is not None:
-            print(f"\n{what} exited during start-up (code {server.returncode}; see its log above).", file=sys.stderr)
+            print(
+                f"\n{what} exited during start-up (code {server.returncode}; see its log above).",
+                file=sys.stderr,
+            )
             return False
         if time.monotonic() > deadline:
             print(f"\n{what} was not ready within {START_TIMEOUT_S:.0f} s.", file=sys.stderr)
@@ -236,7 +243,10 @@ def serve(host: str, api_port: int, dashboard_port: int, servers: list[subproces
     while _stop_requested is None:
         for server in servers:
             if server.poll() is not None:
-                print(f"{server.args[0]} stopped (code {server.returncode}); shutting down the rest.", file=sys.stderr)
+                print(
+                    f"{server.args[0]} stopped (code {server.returncode}); shutting down the rest.",
+                    file=sys.stderr,
+                )
                 return 1
         polls += 1
         if polls % ORPHAN_REAP_EVERY == 0:
@@ -271,7 +281,11 @@ def shutdown(servers: list[subprocess.Popen], host: str, ports: tuple[int, ...])
     for _ in range(3):  # a process may fork while its siblings are being killed
         if not left:
             break
-        print(f"Killing {len(left)} process(es) still running after {GRACE_S:.0f} s.", file=sys.stderr, flush=True)
+        print(
+            f"Killing {len(left)} process(es) still running after {GRACE_S:.0f} s.",
+            file=sys.stderr,
+            flush=True,
+        )
         for pid in left:
             try:
                 os.kill(pid, signal.SIGKILL)

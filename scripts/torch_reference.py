@@ -25,7 +25,7 @@ import argparse
 import json
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +34,8 @@ from threadpoolctl import threadpool_limits
 
 from doodle import data, evaluate, experiments, mlp, optim, study_results
 from doodle.evaluate import fit_temperature
-from doodle.train import EpochData, TrainConfig, logits_of, normalization_of, stroke_pool
 from doodle.inputs import as_float_images, standardize
+from doodle.train import EpochData, TrainConfig, logits_of, normalization_of, stroke_pool
 
 DEFAULT_RESULTS = Path("reports/experiments/torch_reference.csv")
 SEED_COUNT = 3
@@ -60,7 +60,9 @@ COLUMNS = [
 ]
 
 
-def train_torch(config: TrainConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray):
+def train_torch(
+    config: TrainConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray
+):
     """Train ``config``'s MLP in PyTorch on ``(N, 784)`` uint8 images and ``(N,)`` labels; returns
     ``(params, normalization, best_epoch, epochs_run, best_val_accuracy, train_seconds)`` with
     ``params`` the best epoch's weights as `doodle.mlp` float32 arrays."""
@@ -78,7 +80,10 @@ def train_torch(config: TrainConfig, x_train: np.ndarray, y_train: np.ndarray, x
     tensors = {key: torch.tensor(value, requires_grad=True) for key, value in initial.items()}
     layers = mlp.n_layers(initial)
     groups = [
-        {"params": [tensors[key] for key in tensors if optim.decays(key)], "weight_decay": config.weight_decay},
+        {
+            "params": [tensors[key] for key in tensors if optim.decays(key)],
+            "weight_decay": config.weight_decay,
+        },
         {"params": [tensors[key] for key in tensors if not optim.decays(key)], "weight_decay": 0.0},
     ]
     if config.optimizer.lower() == "sgd":
@@ -119,7 +124,9 @@ def train_torch(config: TrainConfig, x_train: np.ndarray, y_train: np.ndarray, x
             epochs_run = epoch
             with torch.no_grad():
                 val_logits = forward(val_inputs)
-                val_loss = float(F.cross_entropy(val_logits, val_labels, label_smoothing=config.label_smoothing))
+                val_loss = float(
+                    F.cross_entropy(val_logits, val_labels, label_smoothing=config.label_smoothing)
+                )
                 val_accuracy = float((val_logits.argmax(dim=1) == val_labels).double().mean())
             if not np.isfinite(val_loss):
                 raise FloatingPointError(f"training diverged in epoch {epoch}")
@@ -171,7 +178,7 @@ def run_seed(seed: int, params_file: Path, prepared_dir: Path) -> dict:
         "torch_threads": torch.get_num_threads(),
         "numpy": np.__version__,
         "cpu_model": experiments.cpu_model(),
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "test_wrong": " ".join(str(int(i)) for i in np.flatnonzero(test_pred != y_test)),
     }
 

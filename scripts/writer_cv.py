@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -67,16 +67,26 @@ def run_fold(
         raise ValueError("fold -1 reads every writer, so none may train: set real_weight 0")
     x_real, y_real = pendigits.training_rows(inputs, held_out, config.real_pen_widths, config.real_weight)
     started = time.perf_counter()
-    result = train(config, (np.concatenate([x_train, x_real]), np.concatenate([y_train, y_real])), (x_val, y_val), progress=progress)
+    result = train(
+        config,
+        (np.concatenate([x_train, x_real]), np.concatenate([y_train, y_real])),
+        (x_val, y_val),
+        progress=progress,
+    )
     temperature = fit_temperature(logits_of(result.params, result.normalization, x_val), y_val)
-    test_accuracy = float((logits_of(result.params, result.normalization, x_test).argmax(axis=1) == y_test).mean())
+    test_accuracy = float(
+        (logits_of(result.params, result.normalization, x_test).argmax(axis=1) == y_test).mean()
+    )
 
     reading = inputs.where(np.isin(inputs.writers, list(held_out)))
     logits = logits_of(result.params, result.normalization, reading.images)
     probs = np.exp(logits / temperature - (logits / temperature).max(axis=1, keepdims=True))
     probs /= probs.sum(axis=1, keepdims=True)
     right = probs.argmax(axis=1) == reading.labels
-    by_pen = {int(pen): round(float(right[reading.pen_widths == pen].mean()), 6) for pen in np.unique(reading.pen_widths)}
+    by_pen = {
+        int(pen): round(float(right[reading.pen_widths == pen].mean()), 6)
+        for pen in np.unique(reading.pen_widths)
+    }
     at_pad = reading.pen_widths == PREDICTION_PEN
     run = {
         "config": name,
@@ -91,7 +101,7 @@ def run_fold(
         "temperature": round(temperature, 5),
         "epochs_run": result.epochs_run,
         "train_seconds": round(time.perf_counter() - started, 1),
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     predictions = [
         {
@@ -108,9 +118,10 @@ def run_fold(
     return run, predictions
 
 
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--only", nargs="*", help="configurations of the grid to run")
     parser.add_argument("--config", help="a configuration of your own (with -S)")
     parser.add_argument("-S", "--set", action="append", default=[], help="train.key=value (YAML value)")
@@ -130,7 +141,9 @@ def main() -> int:
         grid = {name: GRID[name] for name in args.only}
     folds_total = yaml.safe_load(Path(args.params).read_text())["pendigits"]["folds"]
     for name, overrides in grid.items():
-        folds = [writer_cv.NO_FOLD] if overrides.get("real_weight") == 0 else (args.folds or range(folds_total))
+        folds = (
+            [writer_cv.NO_FOLD] if overrides.get("real_weight") == 0 else (args.folds or range(folds_total))
+        )
         for fold in folds:
             if (name, fold) in writer_cv.done(args.out):  # read again: another runner may have done it
                 continue
@@ -138,8 +151,11 @@ def main() -> int:
             run, predictions = run_fold(name, overrides, fold, params_file=args.params)
             writer_cv.append_rows(args.out / writer_cv.PREDICTIONS, predictions, writer_cv.PREDICTION_COLUMNS)
             writer_cv.append_rows(args.out / writer_cv.RUNS, [run], writer_cv.RUN_COLUMNS)
-            print(f"{name} fold {fold}: real writers {run['real_accuracy']:.4f}, MNIST test {run['test_accuracy']:.4f}"
-                  f" ({time.perf_counter() - started:.0f} s)", flush=True)
+            print(
+                f"{name} fold {fold}: real writers {run['real_accuracy']:.4f}, MNIST test {run['test_accuracy']:.4f}"
+                f" ({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
     return 0
 
 

@@ -16,7 +16,9 @@ from doodle.feedback import is_postgres_url
 
 MODEL_ENV = paths.MODEL_DIR_ENV  # a directory / .npz path, or an MLflow URI `models:/name@alias`
 FEEDBACK_DB_ENV = paths.FEEDBACK_DB_ENV
-FEEDBACK_URL_ENV = paths.FEEDBACK_URL_ENV  # postgresql://...: replaces the SQLite file, never falls back to it
+FEEDBACK_URL_ENV = (
+    paths.FEEDBACK_URL_ENV
+)  # postgresql://...: replaces the SQLite file, never falls back to it
 CORS_ORIGINS_ENV = "DOODLE_CORS_ORIGINS"  # comma-separated
 MAX_BODY_BYTES_ENV = "DOODLE_MAX_BODY_BYTES"
 MAX_BATCH_ENV = "DOODLE_MAX_BATCH"
@@ -28,7 +30,10 @@ MODEL_POLL_ENV = "DOODLE_MODEL_POLL_SECONDS"  # 0 turns the hot swap off
 LIVE_WINDOW_ENV = "DOODLE_LIVE_ACCURACY_WINDOW"
 
 # The Voilà drawing dashboard's origin: the one browser page that calls the API cross-origin.
-DEFAULT_CORS_ORIGINS = (f"http://127.0.0.1:{DEFAULT_DASHBOARD_PORT}", f"http://localhost:{DEFAULT_DASHBOARD_PORT}")
+DEFAULT_CORS_ORIGINS = (
+    f"http://127.0.0.1:{DEFAULT_DASHBOARD_PORT}",
+    f"http://localhost:{DEFAULT_DASHBOARD_PORT}",
+)
 # A full batch of 1,024 images written with long decimals is about 13 MB of JSON; an image upload
 # from a large canvas is a few MB. Anything bigger is a mistake or an attack.
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024

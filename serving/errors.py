@@ -70,7 +70,11 @@ def describe_strokes_error(kind: str, where: tuple) -> str:
     if not where:
         return messages.NO_STROKES if kind == "too_short" else messages.STROKES_NOT_A_LIST
     if len(where) == 1:
-        return messages.EMPTY_STROKE.format(index=where[0]) if kind == "too_short" else messages.STROKES_NOT_A_LIST
+        return (
+            messages.EMPTY_STROKE.format(index=where[0])
+            if kind == "too_short"
+            else messages.STROKES_NOT_A_LIST
+        )
     if len(where) == 3 and kind == "finite_number":
         return messages.STROKES_NOT_FINITE.format(index=where[0], point=where[1])
     return messages.NOT_A_POINT.format(index=where[0], point=where[1])

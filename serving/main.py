@@ -15,11 +15,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from prometheus_client import disable_created_metrics
-from threadpoolctl import threadpool_limits
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import disable_created_metrics
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from threadpoolctl import threadpool_limits
 
 from doodle.feedback_data import open_store
 from doodle.model_watch import ModelWatcher
@@ -130,7 +130,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             load_state(app.state.serving)
             poller = None
             if settings.model_poll_seconds > 0:
-                poller = asyncio.create_task(poll_model_source(app.state.serving, settings.model_poll_seconds))
+                poller = asyncio.create_task(
+                    poll_model_source(app.state.serving, settings.model_poll_seconds)
+                )
             try:
                 yield
             finally:

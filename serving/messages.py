@@ -58,5 +58,7 @@ NOT_A_POINT = "strokes[{index}][{point}] must be a point [x, y] of two numbers"
 STROKES_NOT_A_LIST = "strokes must be a list of strokes, each a list of [x, y] points"
 STROKES_NOT_FINITE = "strokes[{index}][{point}] must hold finite numbers: NaN and Infinity are not allowed"
 TOO_MANY_POINTS = "the strokes hold {count} points: at most {limit} per drawing"
-FAR_OUTSIDE_PAD = ("strokes[{index}][{point}] = [{x:g}, {y:g}] lies far outside the {width} x {height} pad"
-                   " (coordinates are pad pixels, y down)")
+FAR_OUTSIDE_PAD = (
+    "strokes[{index}][{point}] = [{x:g}, {y:g}] lies far outside the {width} x {height} pad"
+    " (coordinates are pad pixels, y down)"
+)

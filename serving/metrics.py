@@ -22,6 +22,7 @@ INFERENCE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.0
 NUMBER_DIGIT_BUCKETS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16)
 CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 
+
 @dataclass(frozen=True)
 class Family:
     """One metric family of the app: the `Metrics` attribute that holds it, its kind and what Prometheus shows."""
@@ -35,42 +36,114 @@ class Family:
 
 
 FAMILIES = (
-    Family("http_requests", Counter, "doodle_http_requests_total",
-           "HTTP requests answered, by route template, method and status code.", ("route", "method", "status")),
-    Family("http_duration", Histogram, "doodle_http_request_duration_seconds",
-           "Time from receiving a request to sending the end of its response, by route template.", ("route",),
-           LATENCY_BUCKETS),
-    Family("inference_seconds", Histogram, "doodle_inference_seconds",
-           "Time spent in the model's forward pass per request (single or batch).", buckets=INFERENCE_BUCKETS),
-    Family("predictions", Counter, "doodle_predictions_total", "Predicted digits, one per image.", ("digit",)),
-    Family("confidence", Histogram, "doodle_prediction_confidence",
-           "Probability the model gave its predicted digit, one observation per image.", buckets=CONFIDENCE_BUCKETS),
-    Family("drift_score", Gauge, "doodle_input_drift_score",
-           "max(|z| of mean intensity, |z| of ink fraction) of the last prediction request's"
-           " images against the training images (see serving/metrics.py)."),
-    Family("drifted_requests", Counter, "doodle_drifted_requests_total",
-           "Prediction requests whose drift score exceeded the threshold."),
-    Family("feedback", Counter, "doodle_feedback_total",
-           "Feedback rows stored through the API, by predicted and actual digit.", ("predicted", "actual")),
-    Family("feedback_errors", Counter, "doodle_feedback_errors_total",
-           "Feedback rows where the prediction was wrong (predicted != actual).", ("predicted", "actual")),
-    Family("model_info", Gauge, "doodle_model_info",
-           "The served model: 1 with its version and SHA-256 as labels.", ("version", "sha256")),
-    Family("model_loaded", Gauge, "doodle_model_loaded", "1 when a model is loaded and predictions are served."),
-    Family("number_digits", Histogram, "doodle_number_digits",
-           "Digits read per /predict/number request.", buckets=NUMBER_DIGIT_BUCKETS),
-    Family("model_switch_time", Gauge, "doodle_model_switch_timestamp_seconds",
-           "When the served model was loaded or last switched (seconds since the epoch)."),
-    Family("model_switches", Counter, "doodle_model_switches_total",
-           "Switches to a new model found at the model source while serving."),
-    Family("model_load_failures", Counter, "doodle_model_load_failures_total",
-           "New models found at the model source and refused (unreadable, corrupt): the old one kept serving."),
-    Family("live_accuracy", Gauge, "doodle_live_accuracy",
-           "Share of the newest feedback rows about the served model version where it was right"
-           " (rolling window; NaN without feedback). People mostly report mistakes, so this is a"
-           " lower bound on accuracy, best read as a trend."),
-    Family("live_accuracy_rows", Gauge, "doodle_live_accuracy_rows",
-           "Feedback rows behind doodle_live_accuracy (at most the window size)."),
+    Family(
+        "http_requests",
+        Counter,
+        "doodle_http_requests_total",
+        "HTTP requests answered, by route template, method and status code.",
+        ("route", "method", "status"),
+    ),
+    Family(
+        "http_duration",
+        Histogram,
+        "doodle_http_request_duration_seconds",
+        "Time from receiving a request to sending the end of its response, by route template.",
+        ("route",),
+        LATENCY_BUCKETS,
+    ),
+    Family(
+        "inference_seconds",
+        Histogram,
+        "doodle_inference_seconds",
+        "Time spent in the model's forward pass per request (single or batch).",
+        buckets=INFERENCE_BUCKETS,
+    ),
+    Family(
+        "predictions", Counter, "doodle_predictions_total", "Predicted digits, one per image.", ("digit",)
+    ),
+    Family(
+        "confidence",
+        Histogram,
+        "doodle_prediction_confidence",
+        "Probability the model gave its predicted digit, one observation per image.",
+        buckets=CONFIDENCE_BUCKETS,
+    ),
+    Family(
+        "drift_score",
+        Gauge,
+        "doodle_input_drift_score",
+        "max(|z| of mean intensity, |z| of ink fraction) of the last prediction request's"
+        " images against the training images (see serving/metrics.py).",
+    ),
+    Family(
+        "drifted_requests",
+        Counter,
+        "doodle_drifted_requests_total",
+        "Prediction requests whose drift score exceeded the threshold.",
+    ),
+    Family(
+        "feedback",
+        Counter,
+        "doodle_feedback_total",
+        "Feedback rows stored through the API, by predicted and actual digit.",
+        ("predicted", "actual"),
+    ),
+    Family(
+        "feedback_errors",
+        Counter,
+        "doodle_feedback_errors_total",
+        "Feedback rows where the prediction was wrong (predicted != actual).",
+        ("predicted", "actual"),
+    ),
+    Family(
+        "model_info",
+        Gauge,
+        "doodle_model_info",
+        "The served model: 1 with its version and SHA-256 as labels.",
+        ("version", "sha256"),
+    ),
+    Family(
+        "model_loaded", Gauge, "doodle_model_loaded", "1 when a model is loaded and predictions are served."
+    ),
+    Family(
+        "number_digits",
+        Histogram,
+        "doodle_number_digits",
+        "Digits read per /predict/number request.",
+        buckets=NUMBER_DIGIT_BUCKETS,
+    ),
+    Family(
+        "model_switch_time",
+        Gauge,
+        "doodle_model_switch_timestamp_seconds",
+        "When the served model was loaded or last switched (seconds since the epoch).",
+    ),
+    Family(
+        "model_switches",
+        Counter,
+        "doodle_model_switches_total",
+        "Switches to a new model found at the model source while serving.",
+    ),
+    Family(
+        "model_load_failures",
+        Counter,
+        "doodle_model_load_failures_total",
+        "New models found at the model source and refused (unreadable, corrupt): the old one kept serving.",
+    ),
+    Family(
+        "live_accuracy",
+        Gauge,
+        "doodle_live_accuracy",
+        "Share of the newest feedback rows about the served model version where it was right"
+        " (rolling window; NaN without feedback). People mostly report mistakes, so this is a"
+        " lower bound on accuracy, best read as a trend.",
+    ),
+    Family(
+        "live_accuracy_rows",
+        Gauge,
+        "doodle_live_accuracy_rows",
+        "Feedback rows behind doodle_live_accuracy (at most the window size).",
+    ),
 )
 
 # Every metric name the app exports; the Grafana dashboard test checks its PromQL against these.

@@ -117,7 +117,9 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, recording_send)
         finally:
-            count, duration = self._series_for(self._route_template(scope), _method_label(scope["method"]), str(status))
+            count, duration = self._series_for(
+                self._route_template(scope), _method_label(scope["method"]), str(status)
+            )
             count.inc()
             duration.observe(time.perf_counter() - start)
 
@@ -125,8 +127,10 @@ class MetricsMiddleware:
         key = (route, method, status)
         series = self._series.get(key)
         if series is None:
-            series = (self.metrics.http_requests.labels(route=route, method=method, status=status),
-                      self.metrics.http_duration.labels(route=route))
+            series = (
+                self.metrics.http_requests.labels(route=route, method=method, status=status),
+                self.metrics.http_duration.labels(route=route),
+            )
             self._series[key] = series
         return series
 

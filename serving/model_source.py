@@ -86,7 +86,9 @@ def resolve_alias(uri: str) -> str:
         # No such model: RESOURCE_DOES_NOT_EXIST; a model without that alias: INVALID_PARAMETER_VALUE.
         missing_alias = exc.error_code == "INVALID_PARAMETER_VALUE" and "not found" in exc.message
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST" or missing_alias:
-            raise ModelFileError(NO_ALIAS.format(alias=alias, name=name, registry=registry_location())) from None
+            raise ModelFileError(
+                NO_ALIAS.format(alias=alias, name=name, registry=registry_location())
+            ) from None
         raise ModelFileError(
             REGISTRY_UNREACHABLE.format(registry=registry_location(), reason=exc.message.splitlines()[0])
         ) from None

@@ -221,7 +221,10 @@ async def predict(body: PredictRequest, request: Request) -> Response:
 
 
 @router.post(
-    "/predict/explain", response_model=ExplainResponse, responses=ERRORS, summary="Predict and explain one digit"
+    "/predict/explain",
+    response_model=ExplainResponse,
+    responses=ERRORS,
+    summary="Predict and explain one digit",
 )
 def predict_explain(body: PredictRequest, request: Request) -> Response:
     """Classify one image as `/predict` does, and say why: the runner-up digit and an
@@ -237,9 +240,7 @@ def predict_explain(body: PredictRequest, request: Request) -> Response:
     return json_response(payload)
 
 
-@router.post(
-    "/predict/batch", response_model=BatchPredictResponse, responses=ERRORS, summary="Predict many"
-)
+@router.post("/predict/batch", response_model=BatchPredictResponse, responses=ERRORS, summary="Predict many")
 def predict_batch(body: BatchPredictRequest, request: Request) -> Response:
     """Classify up to `DOODLE_MAX_BATCH` (default 1,024) images in one forward pass."""
     state = _state(request)
@@ -314,8 +315,13 @@ def predict_number(
     payload = {
         "number": "".join(str(int(d)) for d in digits),
         "digits": [
-            {"digit": int(d), "confidence": float(c), "box": box.xywh, "probabilities": p.tolist(),
-             "image_vector": image.tolist()}
+            {
+                "digit": int(d),
+                "confidence": float(c),
+                "box": box.xywh,
+                "probabilities": p.tolist(),
+                "image_vector": image.tolist(),
+            }
             for d, p, c, box, image in zip(digits, probs, confidences, found.boxes, images)
         ],
         "model_version": model.version,
@@ -338,11 +344,17 @@ def _checked_strokes(body: StrokesPredictRequest) -> list[np.ndarray]:
     strokes = [np.asarray(stroke, dtype=np.float64).reshape(-1, 2) for stroke in body.strokes]
     size = np.array([body.width, body.height], dtype=np.float64)
     for index, stroke in enumerate(strokes):
-        outside = np.flatnonzero(((stroke < -STROKES_MARGIN * size) | (stroke > (1 + STROKES_MARGIN) * size)).any(axis=1))
+        outside = np.flatnonzero(
+            ((stroke < -STROKES_MARGIN * size) | (stroke > (1 + STROKES_MARGIN) * size)).any(axis=1)
+        )
         if outside.size:
             x, y = stroke[outside[0]]
-            raise HTTPException(422, messages.FAR_OUTSIDE_PAD.format(
-                index=index, point=int(outside[0]), x=x, y=y, width=body.width, height=body.height))
+            raise HTTPException(
+                422,
+                messages.FAR_OUTSIDE_PAD.format(
+                    index=index, point=int(outside[0]), x=x, y=y, width=body.width, height=body.height
+                ),
+            )
     return strokes
 
 
@@ -351,7 +363,9 @@ def _pad_image(strokes: list[np.ndarray], width: int, height: int) -> np.ndarray
     `CANVAS_SIZE`), drawn with the pad's own pen (`render_strokes`, `PEN_WIDTH`) and made a
     28x28 input by `canvas_to_input`, exactly as the pad reads what is drawn on it: ``(1, 784)``."""
     scale = CANVAS_SIZE / max(width, height)
-    pad = render_strokes([[(float(x), float(y)) for x, y in stroke * scale] for stroke in strokes], pen_width=PEN_WIDTH)
+    pad = render_strokes(
+        [[(float(x), float(y)) for x, y in stroke * scale] for stroke in strokes], pen_width=PEN_WIDTH
+    )
     try:
         return canvas_to_input(pad).reshape(1, -1)
     except BlankCanvasError:  # every stroke off the pad's edge: nothing drawn on it
@@ -363,10 +377,14 @@ def _pad_image(strokes: list[np.ndarray], width: int, height: int) -> np.ndarray
     response_model=StrokesPredictResponse,
     responses={
         **ERRORS,
-        422: {"model": ErrorResponse, "description": (
-            "The strokes are not a drawing: no strokes, an empty stroke, a point that is not two finite"
-            f" numbers, a point far outside the pad, more than {MAX_STROKE_POINTS} points in all, or no ink"
-            " left on the pad.")},
+        422: {
+            "model": ErrorResponse,
+            "description": (
+                "The strokes are not a drawing: no strokes, an empty stroke, a point that is not two finite"
+                f" numbers, a point far outside the pad, more than {MAX_STROKE_POINTS} points in all, or no ink"
+                " left on the pad."
+            ),
+        },
     },
     summary="Predict one digit from its pen strokes",
 )

@@ -10,8 +10,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from serving.config import DEFAULT_MAX_BATCH
 from doodle.constants import N_PIXELS
+from serving.config import DEFAULT_MAX_BATCH
 
 Pixel = Annotated[float, Field(strict=True, ge=0.0, le=1.0, allow_inf_nan=False)]
 ImageVector = Annotated[
@@ -43,10 +43,21 @@ class PredictRequest(BaseModel):
 
 class PredictResponse(BaseModel):
     # "Result" is capitalised because existing clients read exactly that key.
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"Result": 7, "probabilities": [0.0] * 7 + [0.97, 0.0, 0.03], "confidence": 0.97,
-         "runner_up": 9, "runner_up_confidence": 0.03, "unsure": False, "model_version": "0123456789ab"},
-    ]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "Result": 7,
+                    "probabilities": [0.0] * 7 + [0.97, 0.0, 0.03],
+                    "confidence": 0.97,
+                    "runner_up": 9,
+                    "runner_up_confidence": 0.03,
+                    "unsure": False,
+                    "model_version": "0123456789ab",
+                },
+            ]
+        }
+    )
 
     Result: Digit = Field(description="The predicted digit.")
     probabilities: Probabilities
@@ -62,11 +73,22 @@ class PredictResponse(BaseModel):
 
 
 class ExplainResponse(PredictResponse):
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"Result": 7, "probabilities": [0.0] * 7 + [0.9, 0.0, 0.1], "confidence": 0.9,
-         "runner_up": 9, "runner_up_confidence": 0.1, "unsure": False, "model_version": "0123456789ab",
-         "attribution": [0.0] * N_PIXELS},
-    ]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "Result": 7,
+                    "probabilities": [0.0] * 7 + [0.9, 0.0, 0.1],
+                    "confidence": 0.9,
+                    "runner_up": 9,
+                    "runner_up_confidence": 0.1,
+                    "unsure": False,
+                    "model_version": "0123456789ab",
+                    "attribution": [0.0] * N_PIXELS,
+                },
+            ]
+        }
+    )
 
     attribution: list[float] = Field(
         min_length=N_PIXELS,
@@ -85,18 +107,25 @@ class ImagePredictResponse(PredictResponse):
     )
 
 
-
 # /predict/strokes: a drawing as the pad records it.
 MAX_STROKE_POINTS = 4000  # points in all strokes of one drawing (a slow digit on the pad has a few hundred)
 Coordinate = Annotated[float, Field(strict=False, allow_inf_nan=False)]
-StrokePoint = Annotated[list[Coordinate], Field(min_length=2, max_length=2, description="[x, y] in pad pixels, y down.")]
-Stroke = Annotated[list[StrokePoint], Field(min_length=1, description="One pen-down to pen-up; one point is a dot.")]
+StrokePoint = Annotated[
+    list[Coordinate], Field(min_length=2, max_length=2, description="[x, y] in pad pixels, y down.")
+]
+Stroke = Annotated[
+    list[StrokePoint], Field(min_length=1, description="One pen-down to pen-up; one point is a dot.")
+]
 
 
 class StrokesPredictRequest(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"strokes": [[[140, 40], [140, 240]], [[110, 70], [140, 40]]], "width": 280, "height": 280},
-    ]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"strokes": [[[140, 40], [140, 240]], [[110, 70], [140, 40]]], "width": 280, "height": 280},
+            ]
+        }
+    )
 
     strokes: list[Stroke] = Field(
         min_length=1,
@@ -113,11 +142,14 @@ class StrokesPredictResponse(ImagePredictResponse):
         ' model, ["pixels"] when it has none (a pixel-only model folder).'
     )
 
+
 class NumberDigit(BaseModel):
     digit: Digit = Field(description="The digit read in this box.")
     confidence: float = Field(description="The probability of that digit.")
     box: list[int] = Field(
-        min_length=4, max_length=4, description="The digit's ink on the upload: [x, y, width, height] in pixels."
+        min_length=4,
+        max_length=4,
+        description="The digit's ink on the upload: [x, y, width, height] in pixels.",
     )
     probabilities: Probabilities
     image_vector: ImageVector = Field(
@@ -126,12 +158,26 @@ class NumberDigit(BaseModel):
 
 
 class NumberPredictResponse(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"number": "7", "digits": [{"digit": 7, "confidence": 1.0, "box": [40, 30, 90, 150],
-                                    "probabilities": [0.0] * 7 + [1.0, 0.0, 0.0],
-                                    "image_vector": [0.0] * N_PIXELS}],
-         "model_version": "0123456789ab", "reason": None},
-    ]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "number": "7",
+                    "digits": [
+                        {
+                            "digit": 7,
+                            "confidence": 1.0,
+                            "box": [40, 30, 90, 150],
+                            "probabilities": [0.0] * 7 + [1.0, 0.0, 0.0],
+                            "image_vector": [0.0] * N_PIXELS,
+                        }
+                    ],
+                    "model_version": "0123456789ab",
+                    "reason": None,
+                },
+            ]
+        }
+    )
 
     number: str = Field(pattern="^[0-9]+$", description="The digits read, left to right.")
     digits: list[NumberDigit] = Field(min_length=1, description="One entry per digit, left to right.")
@@ -202,5 +248,6 @@ class ModelInfo(BaseModel):
     metrics: dict = Field(default_factory=dict, description="Training metrics from the metadata.")
     metadata: dict = Field(default_factory=dict, description="The rest of mlp.json.")
     switched_at: float | None = Field(
-        None, description="When this model started serving (seconds since the epoch): start-up or the last hot swap."
+        None,
+        description="When this model started serving (seconds since the epoch): start-up or the last hot swap.",
     )

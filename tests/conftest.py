@@ -32,6 +32,7 @@ def pytest_collection_modifyitems(config, items):
     once; other tests go to whichever worker is free. Slow modules come first, so that the long
     tests start at once and the quick ones fill the gaps at the end. A new module gets the same
     treatment without a mark."""
+
     def module_of(item) -> str:
         return item.nodeid.split("::")[0]
 
@@ -45,8 +46,11 @@ def pytest_collection_modifyitems(config, items):
 def _shares_module_setup(item) -> bool:
     """Whether a test uses a fixture made once per module or class (not per test, not per session)."""
     fixtures = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
-    return any(getattr(defs[-1], "scope", "function") in ("module", "class", "package")
-               for defs in fixtures.values() if defs)
+    return any(
+        getattr(defs[-1], "scope", "function") in ("module", "class", "package")
+        for defs in fixtures.values()
+        if defs
+    )
 
 
 @pytest.fixture(scope="session")
@@ -78,7 +82,9 @@ def spark():
 def tiny_model(tmp_path_factory) -> Model:
     """A seeded, untrained 784-16-10 MLP: what it says is arbitrary, how the app shows it is not."""
     folder = tmp_path_factory.mktemp("tiny_model")
-    return save_model(folder, mlp.init_params([784, 16, 10], seed=3), normalization={"mean": 0.13, "std": 0.31})
+    return save_model(
+        folder, mlp.init_params([784, 16, 10], seed=3), normalization={"mean": 0.13, "std": 0.31}
+    )
 
 
 @pytest.fixture(scope="session")

@@ -34,8 +34,12 @@ STROKE_PER_CLASS = 10
 MIN_STROKE_ACCURACY = 0.94
 MIN_STROKE_CLASS_ACCURACY = 0.84
 
-MISSING_MODEL_MESSAGE = "no usable trained model at {path} ({error}): run `dvc repro` (or `make pipeline`) first"
-MISSING_DATA_MESSAGE = "prepared validation split missing ({error}): run `dvc repro` (or `make pipeline`) first"
+MISSING_MODEL_MESSAGE = (
+    "no usable trained model at {path} ({error}): run `dvc repro` (or `make pipeline`) first"
+)
+MISSING_DATA_MESSAGE = (
+    "prepared validation split missing ({error}): run `dvc repro` (or `make pipeline`) first"
+)
 MISSING_STUDY_MESSAGE = "no seed study figures for {key!r}: {error}"
 
 
@@ -62,7 +66,9 @@ def development(validation_split):
     """The evaluate stage's development sets (doodles, robustness digits) from validation digits."""
     images, labels = validation_split
     settings = PARAMS["evaluate"]
-    return development_sets(images, labels, int(settings["doodle_count"]), int(settings["robustness_count"]), SEED)
+    return development_sets(
+        images, labels, int(settings["doodle_count"]), int(settings["robustness_count"]), SEED
+    )
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +103,15 @@ def test_reads_printed_digits(model):
     typed = fonts.font_digits()
     predicted, _ = model.predict(typed.images)
     accuracy = evaluate.accuracy(typed.labels, predicted)
-    wrong = sorted({f"{typed.fonts[i]}:{typed.labels[i]}->{predicted[i]}" for i in np.flatnonzero(predicted != typed.labels)})
-    assert accuracy >= MIN_FONT_ACCURACY, f"font-digit accuracy {accuracy:.3f}; wrong: {', '.join(wrong[:20])}"
+    wrong = sorted(
+        {
+            f"{typed.fonts[i]}:{typed.labels[i]}->{predicted[i]}"
+            for i in np.flatnonzero(predicted != typed.labels)
+        }
+    )
+    assert accuracy >= MIN_FONT_ACCURACY, (
+        f"font-digit accuracy {accuracy:.3f}; wrong: {', '.join(wrong[:20])}"
+    )
 
 
 def test_reads_validation_digits_within_the_seed_noise(model, validation_split):
@@ -106,14 +119,18 @@ def test_reads_validation_digits_within_the_seed_noise(model, validation_split):
     predicted, _ = model.predict(as_float_images(images))
     accuracy = evaluate.accuracy(labels, predicted)
     floor = study_floor("val_accuracy", len(labels))
-    assert accuracy >= floor, f"validation accuracy {accuracy:.4f} below {floor:.4f}, the seed study's noise floor"
+    assert accuracy >= floor, (
+        f"validation accuracy {accuracy:.4f} below {floor:.4f}, the seed study's noise floor"
+    )
 
 
 def test_reads_doodles_within_the_seed_noise(model, development):
     predicted, _ = model.predict(development.doodle_images)
     accuracy = evaluate.accuracy(development.doodle_labels, predicted)
     floor = study_floor("doodle_accuracy", len(predicted))
-    assert accuracy >= floor, f"doodle accuracy {accuracy:.4f} below {floor:.4f}, the seed study's noise floor"
+    assert accuracy >= floor, (
+        f"doodle accuracy {accuracy:.4f} below {floor:.4f}, the seed study's noise floor"
+    )
 
 
 # Measured on validation, where the train stage fits its temperature; without that temperature,
@@ -133,6 +150,12 @@ def test_reads_pen_strokes_of_held_out_writers_in_every_class(model):
     predicted, _ = model.predict(bench.images)
     accuracy = evaluate.accuracy(bench.labels, predicted)
     per_class = evaluate.per_class_report(bench.labels, predicted).recall
-    weak = {digit: round(float(value), 3) for digit, value in enumerate(per_class) if value < MIN_STROKE_CLASS_ACCURACY}
-    assert accuracy >= MIN_STROKE_ACCURACY, f"pen-stroke accuracy {accuracy:.3f}; per digit {np.round(per_class, 3)}"
+    weak = {
+        digit: round(float(value), 3)
+        for digit, value in enumerate(per_class)
+        if value < MIN_STROKE_CLASS_ACCURACY
+    }
+    assert accuracy >= MIN_STROKE_ACCURACY, (
+        f"pen-stroke accuracy {accuracy:.3f}; per digit {np.round(per_class, 3)}"
+    )
     assert not weak, f"digits below {MIN_STROKE_CLASS_ACCURACY}: {weak}"

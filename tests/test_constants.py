@@ -47,7 +47,9 @@ def test_ports_and_the_digit_limit_are_written_once():
             continue
         if path.suffix == ".py":
             for node in ast.walk(ast.parse(path.read_text())):
-                port = isinstance(node, ast.Constant) and type(node.value) is int and node.value in (8000, 8866)
+                port = (
+                    isinstance(node, ast.Constant) and type(node.value) is int and node.value in (8000, 8866)
+                )
                 limit = (
                     isinstance(node, ast.Assign)
                     and any("MAX_NUMBER_DIGITS" in ast.unparse(target) for target in node.targets)
@@ -58,7 +60,11 @@ def test_ports_and_the_digit_limit_are_written_once():
                     offenders.append(f"{path.relative_to(paths.ROOT)}:{node.lineno}")
         else:
             code = [line.split("#", 1)[0] for line in path.read_text().splitlines()]
-            offenders += [f"{path.relative_to(paths.ROOT)}: {line}" for line in code if re.search(r"\b(8000|8866)\b", line)]
+            offenders += [
+                f"{path.relative_to(paths.ROOT)}: {line}"
+                for line in code
+                if re.search(r"\b(8000|8866)\b", line)
+            ]
     assert not offenders, "use doodle.constants' ports and digit limit:\n" + "\n".join(offenders)
 
 

@@ -22,8 +22,8 @@ from doodle import dashboard_contract as page
 from doodle.dashboard import (
     CANVAS_SIZE,
     MODEL_MISSING_MESSAGE,
-    SAVE_FAILED_MESSAGE,
     PICK_DIGIT_MESSAGE,
+    SAVE_FAILED_MESSAGE,
     DoodleApp,
 )
 from doodle.drawing import render_strokes
@@ -105,7 +105,9 @@ def test_an_unsure_answer_names_the_runner_up(tmp_path, store):
     """Below the model's unsure margin the guess reads "7 or 2?" (answer first); above it, one digit."""
     params = mlp.init_params([784, 16, 10], seed=3)
     normalization = {"mean": 0.13, "std": 0.31}
-    unsure = save_model(tmp_path / "unsure", params, normalization=normalization, metadata={"unsure_margin": 1.01})
+    unsure = save_model(
+        tmp_path / "unsure", params, normalization=normalization, metadata={"unsure_margin": 1.01}
+    )
     sure = save_model(tmp_path / "sure", params, normalization=normalization, metadata={"unsure_margin": 0.0})
     for model, expect_unsure in ((unsure, True), (sure, False)):
         app = DoodleApp(model=model, feedback_store=store, live=False)
@@ -327,7 +329,10 @@ def test_prediction_shows_the_attribution_map_and_the_units(app, tiny_model):
     assert why.runner_up != why.digit
     seq = shown_state(app)[1]
     assert f"{page.DATA_SEQ}='{seq}'" in app.view.attribution_view.value
-    assert f"toward {why.digit}" in app.view.attribution_view.value and f"toward {why.runner_up}" in app.view.attribution_view.value
+    assert (
+        f"toward {why.digit}" in app.view.attribution_view.value
+        and f"toward {why.runner_up}" in app.view.attribution_view.value
+    )
     units = [int(u) for u in re.findall(rf"{page.DATA_UNIT}='(\d+)'", app.view.units_view.value)]
     assert units == why.units.tolist() and len(units) == dashboard.TOP_UNITS
     assert f"{page.DATA_SEQ}='{seq}'" in app.view.units_view.value
@@ -350,13 +355,17 @@ def test_attribution_png_is_red_for_the_guess_and_blue_for_the_runner_up():
 
 def test_a_promoted_model_is_picked_up_and_shown(tmp_path, monkeypatch, store):
     folder = tmp_path / "models"
-    first = save_model(folder, mlp.init_params([784, 16, 10], seed=1), normalization={"mean": 0.13, "std": 0.31})
+    first = save_model(
+        folder, mlp.init_params([784, 16, 10], seed=1), normalization={"mean": 0.13, "std": 0.31}
+    )
     monkeypatch.setenv("DOODLE_MODEL_PATH", str(folder))
     app = DoodleApp(feedback_store=store, live=False, model_poll_seconds=0.05)
     draw(app, SEVEN)
     assert app.predict().model_version == first.version
     assert f"data-version='{first.version}'" in app.view.version_label.value
-    second = save_model(folder, mlp.init_params([784, 16, 10], seed=2), normalization={"mean": 0.13, "std": 0.31})
+    second = save_model(
+        folder, mlp.init_params([784, 16, 10], seed=2), normalization={"mean": 0.13, "std": 0.31}
+    )
     deadline = time.monotonic() + 10
     while app.model.version != second.version and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -380,19 +389,33 @@ def test_a_model_with_a_path_model_reads_both_views(tiny_model, store, tmp_path)
     folder = tmp_path / "pair"
     save_model(folder, tiny_model.params, normalization=tiny_model.metadata["normalization"])
     pixel = load_model(folder)
-    save_path_model(folder, mlp.init_params([path_features.feature_size(8), 12, 10], seed=1),
-                            points=8, temperature=0.5, pool_weight=1.0, pixel_sha256=pixel.sha256)
+    save_path_model(
+        folder,
+        mlp.init_params([path_features.feature_size(8), 12, 10], seed=1),
+        points=8,
+        temperature=0.5,
+        pool_weight=1.0,
+        pixel_sha256=pixel.sha256,
+    )
     both = DoodleApp(model=load_model(folder), feedback_store=store, live=False)
     draw(both, SEVEN)
     prediction = both.predict()
     assert prediction.views == ("pixels", "path")
     strokes = [np.asarray(stroke, dtype=np.float64) for stroke in both.strokes]
-    expected = path_io.read_views(both.model, prediction.model_input.reshape(1, -1), [strokes]).probabilities[0]
+    expected = path_io.read_views(both.model, prediction.model_input.reshape(1, -1), [strokes]).probabilities[
+        0
+    ]
     np.testing.assert_allclose(prediction.probabilities, expected, rtol=1e-5)
     assert prediction.digit == int(np.argmax(expected))
-    assert f"{page.DATA_VIEWS}='pixels path'" in both.view.guess.value and "the pen&#x27;s path" in both.view.guess.value
+    assert (
+        f"{page.DATA_VIEWS}='pixels path'" in both.view.guess.value
+        and "the pen&#x27;s path" in both.view.guess.value
+    )
 
     pixels_only = DoodleApp(model=pixel, feedback_store=store, live=False)
     draw(pixels_only, SEVEN)
     assert pixels_only.predict().views == ("pixels",)
-    assert f"{page.DATA_VIEWS}='pixels'" in pixels_only.view.guess.value and "read from the ink<" in pixels_only.view.guess.value
+    assert (
+        f"{page.DATA_VIEWS}='pixels'" in pixels_only.view.guess.value
+        and "read from the ink<" in pixels_only.view.guess.value
+    )

@@ -136,7 +136,9 @@ def test_an_unsure_answer_shows_both_digits(tmp_path, browser):
     style text, answer first, the runner-up being the second-highest bar."""
     trained = trained_model_or_skip()
     chromium_or_skip()
-    metadata = {key: value for key, value in trained.metadata.items() if key not in {"normalization", "temperature"}}
+    metadata = {
+        key: value for key, value in trained.metadata.items() if key not in {"normalization", "temperature"}
+    }
     save_model(
         tmp_path / "model",
         trained.params,
@@ -167,6 +169,7 @@ def test_an_unsure_answer_shows_both_digits(tmp_path, browser):
     others = [p for digit, p in enumerate(shown.probabilities) if digit != answer]
     assert shown.probabilities[runner_up] == max(others)
 
+
 def _colours(data_url: str) -> tuple[int, int]:
     """Pixels of a data:image/png URL that are clearly red, and clearly blue."""
     import base64
@@ -175,7 +178,9 @@ def _colours(data_url: str) -> tuple[int, int]:
     import numpy as np
     from PIL import Image
 
-    rgb = np.asarray(Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))).convert("RGB")).astype(int)
+    rgb = np.asarray(
+        Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))).convert("RGB")
+    ).astype(int)
     red = (rgb[..., 0] - np.maximum(rgb[..., 1], rgb[..., 2]) > 60).sum()
     blue = (rgb[..., 2] - np.maximum(rgb[..., 0], rgb[..., 1]) > 60).sum()
     return int(red), int(blue)
@@ -206,8 +211,14 @@ def test_phone_width_page_stacks(voila, browser):
     try:
         dashboard = DashboardPage(page, voila.url).open()
         dashboard.draw(HAND_DRAWN_DIGITS[7])
-        boxes = {name: page.locator(sel).first.bounding_box() for name, sel in
-                 [("pad", SELECTORS["pad"]), ("attribution", SELECTORS["attribution"]), ("units", SELECTORS["units"])]}
+        boxes = {
+            name: page.locator(sel).first.bounding_box()
+            for name, sel in [
+                ("pad", SELECTORS["pad"]),
+                ("attribution", SELECTORS["attribution"]),
+                ("units", SELECTORS["units"]),
+            ]
+        }
         for name, box in boxes.items():
             assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390 + 1, (name, box)
         assert boxes["attribution"]["y"] >= boxes["pad"]["y"] + boxes["pad"]["height"]  # below, not beside
@@ -222,7 +233,7 @@ def _is_box_colour(rgb: tuple[int, int, int]) -> bool:
 
 
 def test_a_written_number_is_read_boxed_and_corrected_digit_by_digit(dashboard, feedback_db):
-    """"2026" drawn with the mouse, four strokes: the page reads 2026, lists four digits and
+    """ "2026" drawn with the mouse, four strokes: the page reads 2026, lists four digits and
     paints four boxes on the pad; a correction for the second digit lands in SQLite with that
     digit's own 28x28 input."""
     dashboard.draw(number_strokes("2026"))  # live: every pen lift re-reads the pad
@@ -240,7 +251,10 @@ def test_a_written_number_is_read_boxed_and_corrected_digit_by_digit(dashboard, 
     for digit in shown.digits:
         x, y, w, h = digit.box
         edge = [(x + w // 2 + dx, y - margin + dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1)]
-        assert any(_is_box_colour(rgb) for rgb in dashboard.pad_pixels(edge)), (digit, dashboard.pad_pixels(edge))
+        assert any(_is_box_colour(rgb) for rgb in dashboard.pad_pixels(edge)), (
+            digit,
+            dashboard.pad_pixels(edge),
+        )
     ARTIFACTS.mkdir(exist_ok=True)
     dashboard.page.screenshot(path=str(ARTIFACTS / "dashboard-number.png"))
     confirmation = dashboard.submit_correction(8, position=1)
@@ -248,7 +262,8 @@ def test_a_written_number_is_read_boxed_and_corrected_digit_by_digit(dashboard, 
     row_id = int(confirmation.split("#")[1].split(":")[0])
     with sqlite3.connect(feedback_db) as conn:
         row = conn.execute(
-            "SELECT predicted_digit, actual_digit, is_error, source, image FROM feedback WHERE id = ?", (row_id,)
+            "SELECT predicted_digit, actual_digit, is_error, source, image FROM feedback WHERE id = ?",
+            (row_id,),
         ).fetchone()
     assert row is not None
     assert row[:4] == (0, 8, 1, "dashboard")

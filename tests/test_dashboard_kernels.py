@@ -46,8 +46,15 @@ def test_defaults_are_sized_to_the_machine():
 
 
 def test_settings_come_from_the_environment_and_bad_ones_are_named():
-    chosen = settings({POOL_ENV: "3", MAX_KERNELS_ENV: "5", "DOODLE_DASHBOARD_CLOSED_TAB_S": "7", REFILL_ENV: "0"})
-    assert (chosen["pool_size"], chosen["max_kernels"], chosen["closed_tab_s"], chosen["idle_s"]) == (3, 5, 7, 600)
+    chosen = settings(
+        {POOL_ENV: "3", MAX_KERNELS_ENV: "5", "DOODLE_DASHBOARD_CLOSED_TAB_S": "7", REFILL_ENV: "0"}
+    )
+    assert (chosen["pool_size"], chosen["max_kernels"], chosen["closed_tab_s"], chosen["idle_s"]) == (
+        3,
+        5,
+        7,
+        600,
+    )
     assert chosen["refill_s"] == 0 and settings({})["refill_s"] == REFILL_DELAY_S
     for env, words in [
         ({POOL_ENV: "many"}, f"{POOL_ENV} must be a whole number"),
@@ -196,8 +203,14 @@ def test_a_tab_closed_normally_gives_its_kernel_back_at_once(capped_voila):
         context = browser.new_context()
         page = context.new_page()
         kernels = []
-        page.on("websocket", lambda ws: kernels.append(ws.url.split("/api/kernels/")[1].split("/")[0])
-                if "/api/kernels/" in ws.url else None)
+        page.on(
+            "websocket",
+            lambda ws: (
+                kernels.append(ws.url.split("/api/kernels/")[1].split("/")[0])
+                if "/api/kernels/" in ws.url
+                else None
+            ),
+        )
         DashboardPage(page, capped_voila.url).open()
         assert "_xsrf" in {cookie["name"] for cookie in context.cookies()}
         assert len(kernels) == 1

@@ -49,7 +49,9 @@ def test_a_written_year_is_four_boxes_left_to_right(tiny_model):
         assert abs(x + w / 2 - centre) < NUMBER_PITCH / 3  # each box sits on its own digit
         assert x + w <= (reading.digits[index + 1].box[0] if index < 3 else 280)  # boxes do not overlap
         assert digit.model_input.shape == (28, 28) and digit.model_input.dtype == np.float32
-        assert digit.probabilities.shape == (10,) and digit.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
+        assert digit.probabilities.shape == (10,) and digit.probabilities.sum() == pytest.approx(
+            1.0, abs=1e-5
+        )
         assert digit.confidence == pytest.approx(float(digit.probabilities.max()))
         assert digit.digit == int(digit.probabilities.argmax())
     assert reading.number == "".join(str(d.digit) for d in reading.digits)
@@ -108,8 +110,17 @@ def test_a_number_shows_the_number_the_digits_and_their_views(app):
     assert app.view.position_row.layout.display != "none"
     assert [value for _, value in app.view.position_picker.options] == [0, 1, 2, 3]
     # Every part of the answer moved on together (the browser waits on data-seq).
-    seqs = {int(s) for part in (app.view.guess, app.view.bars, app.view.number_view, app.view.attribution_view, app.view.units_view)
-            for s in re.findall(r"data-seq='(\d+)'", part.value)}
+    seqs = {
+        int(s)
+        for part in (
+            app.view.guess,
+            app.view.bars,
+            app.view.number_view,
+            app.view.attribution_view,
+            app.view.units_view,
+        )
+        for s in re.findall(r"data-seq='(\d+)'", part.value)
+    }
     assert seqs == {app.view.predictions_made}
 
 
@@ -119,8 +130,10 @@ def test_boxes_are_painted_on_the_pad_and_go_with_the_number(app, monkeypatch):
     draw(app, YEAR)
     reading = app.predict()
     margin = page.BOX_MARGIN
-    assert painted == [(x - margin, y - margin, w + 2 * margin, h + 2 * margin) for x, y, w, h in
-                       (d.box for d in reading.digits)]
+    assert painted == [
+        (x - margin, y - margin, w + 2 * margin, h + 2 * margin)
+        for x, y, w, h in (d.box for d in reading.digits)
+    ]
     repaints = []
     monkeypatch.setattr(app, "repaint", lambda: repaints.append(1))
     app.drawing.strokes[:] = app.drawing.strokes[:1]  # only the 2 left
@@ -147,11 +160,15 @@ def test_a_correction_names_its_digit_and_stores_that_digits_input(app, store):
     app.view.actual_picker.value = "2"
     row_id = app.submit_feedback()
     assert row_id is not None
-    assert "digit 3 of 4" in app.view.feedback_status.value and "data-state='saved'" in app.view.feedback_status.value
+    assert (
+        "digit 3 of 4" in app.view.feedback_status.value
+        and "data-state='saved'" in app.view.feedback_status.value
+    )
     third = reading.digits[2]
     with sqlite3.connect(store.path) as conn:
         predicted, actual, source, image, png = conn.execute(
-            "SELECT predicted_digit, actual_digit, source, image, drawing_png FROM feedback WHERE id = ?", (row_id,)
+            "SELECT predicted_digit, actual_digit, source, image, drawing_png FROM feedback WHERE id = ?",
+            (row_id,),
         ).fetchone()
     assert (predicted, actual, source) == (third.digit, 2, "dashboard")
     stored = np.frombuffer(image, dtype=np.float32).reshape(28, 28)

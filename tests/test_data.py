@@ -84,4 +84,6 @@ def test_unknown_and_missing_splits_are_explained(tmp_path):
         load_split("training", tmp_path)
     with pytest.raises(PreparedDataError) as caught:
         load_split("train", tmp_path)
-    assert str(caught.value) == data.MISSING_SPLIT_MESSAGE.format(name="train", path=tmp_path / "train.parquet")
+    assert str(caught.value) == data.MISSING_SPLIT_MESSAGE.format(
+        name="train", path=tmp_path / "train.parquet"
+    )

@@ -32,8 +32,11 @@ TERMINAL_COLUMNS = 200
 def declared_metrics(dvc_yaml: Path) -> list[str]:
     """The metrics files dvc.yaml declares, over every stage."""
     stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
-    return [next(iter(entry)) if isinstance(entry, dict) else entry
-            for stage in stages.values() for entry in stage.get("metrics", [])]
+    return [
+        next(iter(entry)) if isinstance(entry, dict) else entry
+        for stage in stages.values()
+        for entry in stage.get("metrics", [])
+    ]
 
 
 def experiments_arguments(makefile: Path = ROOT / "Makefile") -> list[str]:
@@ -94,6 +97,14 @@ def test_no_breakdown_is_declared_a_metric():
     # Breakdowns and study tables are stage outputs beside the headline files, never DVC metrics.
     declared = declared_metrics(ROOT / "dvc.yaml")
     assert declared, "dvc.yaml declares no metrics"
-    for name in ("evaluate_details.json", "real_writers_details.json", "numbers.json", "experiments.json",
-                 "promotion.json", "prepare.json", "pendigits.json", "feedback.json"):
+    for name in (
+        "evaluate_details.json",
+        "real_writers_details.json",
+        "numbers.json",
+        "experiments.json",
+        "promotion.json",
+        "prepare.json",
+        "pendigits.json",
+        "feedback.json",
+    ):
         assert not any(path.endswith(name) for path in declared), name

@@ -45,8 +45,13 @@ def test_per_class_report_by_hand():
     np.testing.assert_allclose(report.f1, [0.5, 2 / 3, 0.8])
     np.testing.assert_array_equal(report.support, [2, 1, 3])
     assert report.macro_f1 == pytest.approx((0.5 + 2 / 3 + 0.8) / 3)
-    assert report.rows()[2] == {"digit": 2, "precision": 1.0, "recall": pytest.approx(2 / 3),
-                                "f1": pytest.approx(0.8), "support": 3}
+    assert report.rows()[2] == {
+        "digit": 2,
+        "precision": 1.0,
+        "recall": pytest.approx(2 / 3),
+        "f1": pytest.approx(0.8),
+        "support": 3,
+    }
 
 
 def test_class_never_predicted_scores_zero_not_nan():
@@ -161,14 +166,21 @@ def _probs(rows):
 # Image 0 right; 1 confidently read as 7 with the label ruled out; 2 read as 4 with the label 9 a close
 # runner-up; 3 read as 3 with some weight on the label 5, not the runner-up; 4 confidently wrong but the
 # label keeps some weight.
-KIND_PROBS = _probs([{1: 0.95}, {7: 0.98, 1: 0.005}, {4: 0.5, 9: 0.4}, {3: 0.6, 8: 0.3, 5: 0.05}, {2: 0.93, 0: 0.05}])
+KIND_PROBS = _probs(
+    [{1: 0.95}, {7: 0.98, 1: 0.005}, {4: 0.5, 9: 0.4}, {3: 0.6, 8: 0.3, 5: 0.05}, {2: 0.93, 0: 0.05}]
+)
 KIND_LABELS = np.array([1, 1, 9, 5, 0])
 
 
 def test_mistake_kinds_from_the_model_alone():
     kinds = evaluate.mistake_kinds(KIND_PROBS, KIND_LABELS, [], unsure_margin=0.3)
     assert kinds.indices.tolist() == [1, 2, 3, 4]
-    assert [evaluate.MISTAKE_KINDS[k] for k in kinds.kinds] == ["label noise", "ambiguous", "genuine", "genuine"]
+    assert [evaluate.MISTAKE_KINDS[k] for k in kinds.kinds] == [
+        "label noise",
+        "ambiguous",
+        "genuine",
+        "genuine",
+    ]
     assert kinds.seed_count == 0 and np.isnan(kinds.seed_share).all()
     assert kinds.counts() == {"label noise": 1, "ambiguous": 1, "genuine": 2}
     assert kinds.of("genuine").tolist() == [3, 4]
@@ -182,7 +194,12 @@ def test_seed_runs_that_disagree_make_a_mistake_ambiguous_and_no_longer_label_no
     kinds = evaluate.mistake_kinds(KIND_PROBS, KIND_LABELS, seeds, unsure_margin=0.05)
     assert kinds.seed_count == 3
     assert kinds.seed_share.tolist() == pytest.approx([1.0, 0.0, 2 / 3, 1.0])
-    assert [evaluate.MISTAKE_KINDS[k] for k in kinds.kinds] == ["label noise", "ambiguous", "ambiguous", "genuine"]
+    assert [evaluate.MISTAKE_KINDS[k] for k in kinds.kinds] == [
+        "label noise",
+        "ambiguous",
+        "ambiguous",
+        "genuine",
+    ]
     # A seed run that read image 1 right: the runs no longer agree it is another digit.
     moved = evaluate.mistake_kinds(KIND_PROBS, KIND_LABELS, [[3, 4], [1, 4]], unsure_margin=0.05)
     assert evaluate.MISTAKE_KINDS[moved.kinds[0]] == "ambiguous"

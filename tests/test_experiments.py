@@ -46,14 +46,18 @@ def bench():
 
 
 def test_parse_settings_reads_dvc_style_values():
-    assert experiments.parse_settings(["+train.augment=false", "train.hidden_sizes=[256, 256]", "train.learning_rate=0.0003"]) == {
+    assert experiments.parse_settings(
+        ["+train.augment=false", "train.hidden_sizes=[256, 256]", "train.learning_rate=0.0003"]
+    ) == {
         "augment": False,
         "hidden_sizes": [256, 256],
         "learning_rate": 0.0003,
     }
 
 
-@pytest.mark.parametrize("setting", ["augment=false", "evaluate.doodle_count=10", "train.augment", "train.a.b=1"])
+@pytest.mark.parametrize(
+    "setting", ["augment=false", "evaluate.doodle_count=10", "train.augment", "train.a.b=1"]
+)
 def test_parse_settings_refuses_anything_but_train_keys(setting):
     with pytest.raises(ValueError, match="train.<key>=<value>"):
         experiments.parse_settings([setting])
@@ -76,14 +80,27 @@ def test_a_run_trains_as_the_train_stage_and_fills_every_column(bench):
     row = experiments.run_one("tiny", TINY, 5, bench, PARAMS)
     assert list(row) == study_results.COLUMNS
     # The same config and seed through doodle.train directly gives the same validation accuracy.
-    direct = train(TrainConfig.from_params_file(PARAMS, {**TINY, "seed": 5}), bench.train, bench.validation, progress=False)
+    direct = train(
+        TrainConfig.from_params_file(PARAMS, {**TINY, "seed": 5}),
+        bench.train,
+        bench.validation,
+        progress=False,
+    )
     assert row["val_accuracy"] == direct.best.val_accuracy
     assert json.loads(row["overrides"]) == TINY and row["seed"] == 5
     wrong = [int(i) for i in row["test_wrong"].split()]
     assert len(wrong) == round((1 - row["test_accuracy"]) * len(bench.test_labels))
-    for column in ("val_accuracy", "test_accuracy", "doodle_accuracy", "stroke_accuracy", *experiments.ROBUSTNESS):
+    for column in (
+        "val_accuracy",
+        "test_accuracy",
+        "doodle_accuracy",
+        "stroke_accuracy",
+        *experiments.ROBUSTNESS,
+    ):
         assert 0.0 <= row[column] <= 1.0, column
-    assert set(json.loads(row["stroke_pen_accuracy"])) == {f"{int(px)}px" for px in strokes.BENCHMARK_PEN_WIDTHS}
+    assert set(json.loads(row["stroke_pen_accuracy"])) == {
+        f"{int(px)}px" for px in strokes.BENCHMARK_PEN_WIDTHS
+    }
     assert row["blas_threads"] == 1 and row["cpu_model"]
 
 
@@ -110,13 +127,18 @@ def test_a_kept_model_measured_again_gives_its_row_back(tmp_path, bench):
     """A run's kept model, measured again, reproduces the row's figures as the CSV holds them; a
     figure that differs is replaced and training's columns are left alone."""
     path = tmp_path / "results.csv"
-    study_results.append_row(path, experiments.run_one("tiny", TINY, 5, bench, PARAMS, keep_models=tmp_path / "models"))
+    study_results.append_row(
+        path, experiments.run_one("tiny", TINY, 5, bench, PARAMS, keep_models=tmp_path / "models")
+    )
     [row] = study_results.read_rows(path)
     model = model_io.load_model(tmp_path / "models" / "tiny-5")
     assert experiments.remeasured(row, model, bench) == row
     stale = row | {"test_accuracy": "0.5", "rotation_plus_30deg": "0.25", "val_accuracy": "0.125"}
     again = experiments.remeasured(stale, model, bench)
-    assert again["test_accuracy"] == row["test_accuracy"] and again["rotation_plus_30deg"] == row["rotation_plus_30deg"]
+    assert (
+        again["test_accuracy"] == row["test_accuracy"]
+        and again["rotation_plus_30deg"] == row["rotation_plus_30deg"]
+    )
     assert again["val_accuracy"] == "0.125"
     study_results.write_rows(path, [again, row])
     assert study_results.read_rows(path) == [again, row]
@@ -131,22 +153,45 @@ def test_rows_of_a_file_with_other_columns_are_refused(tmp_path):
 
 def test_script_remeasure_leaves_rows_without_a_kept_model_untouched(tmp_path):
     path = tmp_path / "results.csv"
-    study_results.append_row(path, {column: "x" for column in study_results.COLUMNS} | {"config": "default", "seed": 3})
+    study_results.append_row(
+        path, {column: "x" for column in study_results.COLUMNS} | {"config": "default", "seed": 3}
+    )
     before = path.read_text()
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "experiments.py"), "--remeasure", "--results", str(path),
-         "--keep-models", str(tmp_path / "none")],
-        capture_output=True, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "experiments.py"),
+            "--remeasure",
+            "--results",
+            str(path),
+            "--keep-models",
+            str(tmp_path / "none"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
-    assert "default seed 3: no kept model" in result.stdout and "0 kept models to measure again" in result.stdout
+    assert (
+        "default seed 3: no kept model" in result.stdout and "0 kept models to measure again" in result.stdout
+    )
     assert path.read_text() == before
 
 
 def test_script_remeasure_refuses_a_config_to_train():
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "experiments.py"), "--remeasure", "--config", "x", "-S", "train.augment=false"],
-        capture_output=True, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "experiments.py"),
+            "--remeasure",
+            "--config",
+            "x",
+            "-S",
+            "train.augment=false",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert result.returncode == 2 and "--remeasure measures the file's rows" in result.stderr
 
@@ -154,7 +199,9 @@ def test_script_remeasure_refuses_a_config_to_train():
 def test_script_refuses_settings_without_a_config_name():
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "experiments.py"), "-S", "train.augment=false"],
-        capture_output=True, text=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert result.returncode == 2 and "-S needs --config NAME" in result.stderr
 
@@ -162,7 +209,9 @@ def test_script_refuses_settings_without_a_config_name():
 def test_script_refuses_unknown_study_names():
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "experiments.py"), "--only", "nonsense"],
-        capture_output=True, text=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert result.returncode == 2 and "not in the study: nonsense" in result.stderr
 
@@ -173,8 +222,14 @@ def test_the_notebook_summarises_a_results_file(tmp_path, bench):
     differences land in the metrics JSON, computed from the rows."""
     results = tmp_path / "results.csv"
     base = experiments.run_one("default", TINY, 1, bench, PARAMS)
-    for config, seed, shift in [("default", 1, 0.0), ("default", 2, 0.002), ("default", 3, 0.004),
-                                ("no-augment", 1, -0.01), ("no-augment", 2, -0.009), ("no-augment", 3, -0.005)]:
+    for config, seed, shift in [
+        ("default", 1, 0.0),
+        ("default", 2, 0.002),
+        ("default", 3, 0.004),
+        ("no-augment", 1, -0.01),
+        ("no-augment", 2, -0.009),
+        ("no-augment", 3, -0.005),
+    ]:
         row = dict(base, config=config, seed=seed, val_accuracy=0.9 + shift, test_accuracy=0.9 + shift)
         study_results.append_row(results, row)
     # The PyTorch reference at two of the default's seeds: +0.1 and +0.3 points on test, one image
@@ -182,15 +237,40 @@ def test_the_notebook_summarises_a_results_file(tmp_path, bench):
     torch_results = tmp_path / "torch.csv"
     for seed, shift in [(1, 0.001), (2, 0.005)]:
         row = {column: "" for column in TORCH_COLUMNS}
-        row.update(config="torch-default", seed=seed, val_accuracy=0.9 + shift, test_accuracy=0.9 + shift + 0.001 * seed,
-                   ece=0.002, torch="2.13.0+cpu", test_wrong=base["test_wrong"] + " 100000")
+        row.update(
+            config="torch-default",
+            seed=seed,
+            val_accuracy=0.9 + shift,
+            test_accuracy=0.9 + shift + 0.001 * seed,
+            ece=0.002,
+            torch="2.13.0+cpu",
+            test_wrong=base["test_wrong"] + " 100000",
+        )
         study_results.append_row(torch_results, row, TORCH_COLUMNS)
     metrics = tmp_path / "experiments.json"
     subprocess.run(
-        [sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "06_experiments.ipynb"), str(tmp_path / "out.ipynb"),
-         "-p", "results_csv", str(results), "-p", "metrics_path", str(metrics), "-p", "figures_dir", str(tmp_path),
-         "-p", "torch_csv", str(torch_results)],
-        check=True, capture_output=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            str(ROOT / "notebooks" / "06_experiments.ipynb"),
+            str(tmp_path / "out.ipynb"),
+            "-p",
+            "results_csv",
+            str(results),
+            "-p",
+            "metrics_path",
+            str(metrics),
+            "-p",
+            "figures_dir",
+            str(tmp_path),
+            "-p",
+            "torch_csv",
+            str(torch_results),
+        ],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
     )
     summary = json.loads(metrics.read_text())
     assert summary["seeds"] == 3
@@ -213,8 +293,15 @@ def test_seed_mistakes_reads_each_runs_misread_images_of_one_config(tmp_path):
     path = tmp_path / "results.csv"
     assert study_results.seed_mistakes(path) == []  # no study yet
     for config, seed, wrong in [("default", 1, "9 3 5"), ("no-augment", 1, "2"), ("default", 2, "")]:
-        study_results.append_row(path, {**{column: "" for column in study_results.COLUMNS},
-                                      "config": config, "seed": seed, "test_wrong": wrong})
+        study_results.append_row(
+            path,
+            {
+                **{column: "" for column in study_results.COLUMNS},
+                "config": config,
+                "seed": seed,
+                "test_wrong": wrong,
+            },
+        )
     runs = study_results.seed_mistakes(path)
     assert [run.tolist() for run in runs] == [[3, 5, 9], []]
     assert [run.tolist() for run in study_results.seed_mistakes(path, "no-augment")] == [[2]]
@@ -228,8 +315,16 @@ def test_study_figure_summarises_one_config_of_the_results_csv(tmp_path):
     path = tmp_path / "results.csv"
     path.write_text("config,seed,val_accuracy\ndefault,1,0.990\nother,1,0.5\ndefault,2,0.992\n")
     figure = study_results.study_figure(path, "val_accuracy")
-    assert figure["n"] == 2 and figure["mean"] == pytest.approx(0.991) and figure["sd"] == pytest.approx(0.0014142, rel=1e-4)
-    assert study_results.study_figure(path, "val_accuracy", config="other") == {"mean": 0.5, "sd": None, "n": 1}
+    assert (
+        figure["n"] == 2
+        and figure["mean"] == pytest.approx(0.991)
+        and figure["sd"] == pytest.approx(0.0014142, rel=1e-4)
+    )
+    assert study_results.study_figure(path, "val_accuracy", config="other") == {
+        "mean": 0.5,
+        "sd": None,
+        "n": 1,
+    }
     assert study_results.study_figure(path, "val_accuracy", config="absent") == {}
     assert study_results.study_figure(tmp_path / "missing.csv", "val_accuracy") == {}
 
@@ -242,7 +337,9 @@ def test_read_study_gives_the_margins_and_noise_floor_of_one_config(tmp_path):
     )
     study = study_results.read_study(path)
     assert (study.seeds, study.config, study.source) == (3, "default", str(path))
-    assert study.champion_margin == pytest.approx(2 * 0.001)  # the three validation figures have an sd of 0.001
+    assert study.champion_margin == pytest.approx(
+        2 * 0.001
+    )  # the three validation figures have an sd of 0.001
     assert study.stroke_margin == pytest.approx(2 * np.std([0.995, 0.998, 0.994], ddof=1))
     assert study.figure("val_accuracy") == study_results.study_figure(path, "val_accuracy")
     # What the checks gate on: the mean minus three times the larger of sd and the binomial error.

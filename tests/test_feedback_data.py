@@ -56,7 +56,11 @@ def run_spark(spark, db, holdout_fraction=0.5, seed=3):
     checked = feedback_spark.with_validity(feedback_spark.snapshot_dataframe(spark, snapshot)).cache()
     distinct = feedback_spark.deduplicate(checked)
     train, holdout = feedback_spark.split(distinct, holdout_fraction, seed)
-    return feedback_spark.invalid_counts(checked), feedback_spark.to_table(train), feedback_spark.to_table(holdout)
+    return (
+        feedback_spark.invalid_counts(checked),
+        feedback_spark.to_table(train),
+        feedback_spark.to_table(holdout),
+    )
 
 
 def test_spark_validates_deduplicates_and_splits_by_drawing(spark, tmp_path):
@@ -71,7 +75,13 @@ def test_spark_validates_deduplicates_and_splits_by_drawing(spark, tmp_path):
     insert_raw(db, b"\x00" * 100)  # truncated
 
     invalid, train, holdout = run_spark(spark, db)
-    assert invalid == {"image size": 1, "not finite": 1, "out of range": 1, "blank": 1, "digit out of range": 0}
+    assert invalid == {
+        "image size": 1,
+        "not finite": 1,
+        "out of range": 1,
+        "blank": 1,
+        "digit out of range": 0,
+    }
     assert train.num_rows + holdout.num_rows == 20  # 21 valid rows, one drawing twice
     assert 0 < holdout.num_rows < 20
     ids = train.column("index").to_pylist() + holdout.column("index").to_pylist()
@@ -79,7 +89,9 @@ def test_spark_validates_deduplicates_and_splits_by_drawing(spark, tmp_path):
     row = (train if duplicate_id in train.column("index").to_pylist() else holdout).to_pylist()
     kept = next(r for r in row if r["index"] == duplicate_id)
     assert (kept["label"], kept["predicted"], kept["model_version"]) == (7, 0, "v2")
-    np.testing.assert_array_equal(np.frombuffer(kept["pixels"], np.uint8), np.rint(drawing(0) * 255).astype(np.uint8))
+    np.testing.assert_array_equal(
+        np.frombuffer(kept["pixels"], np.uint8), np.rint(drawing(0) * 255).astype(np.uint8)
+    )
     assert train.column("index").to_pylist() == sorted(train.column("index").to_pylist())
 
     # New feedback never moves an old row from one side to the other.
@@ -87,7 +99,9 @@ def test_spark_validates_deduplicates_and_splits_by_drawing(spark, tmp_path):
         store.add(drawing(seed), 1, 2, source="api")
     _, train_after, holdout_after = run_spark(spark, db)
     old = set(ids)
-    assert {i for i in holdout_after.column("index").to_pylist() if i in old} == set(holdout.column("index").to_pylist())
+    assert {i for i in holdout_after.column("index").to_pylist() if i in old} == set(
+        holdout.column("index").to_pylist()
+    )
     assert train_after.num_rows + holdout_after.num_rows == 30
 
 

@@ -36,21 +36,52 @@ from doodle.model_io import load_model
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "serving"))
 from serving_helpers import run_server  # noqa: E402
+
 sys.path.insert(0, str(ROOT / "scripts"))
 from pipeline_scratch import scratch_environment as environment  # noqa: E402
+
 from support.digits import HAND_DRAWN_DIGITS, draw_on  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 NOT_COPIED = shutil.ignore_patterns(
-    ".git", ".venv", ".cache", "tmp", ".jupyter-data", ".pytest_cache", "__pycache__", "*.egg-info",
-    "node_modules", "test-artifacts", "mlflow.db", "mlflow.db-*", "mlruns", "mlartifacts", "models", "candidate",
-    "feedback", "feedback-snapshot", "feedback.sqlite*", "long-run", "dvc_plots",
+    ".git",
+    ".venv",
+    ".cache",
+    "tmp",
+    ".jupyter-data",
+    ".pytest_cache",
+    "__pycache__",
+    "*.egg-info",
+    "node_modules",
+    "test-artifacts",
+    "mlflow.db",
+    "mlflow.db-*",
+    "mlruns",
+    "mlartifacts",
+    "models",
+    "candidate",
+    "feedback",
+    "feedback-snapshot",
+    "feedback.sqlite*",
+    "long-run",
+    "dvc_plots",
 )
 SMALL = {
-    "train": {"hidden_sizes": [128], "epochs": 2, "patience": 0, "feedback_weight": 50, "augment": False,
-              "stroke_share": 0.0},
-    "evaluate": {"doodle_count": 200, "robustness_count": 100, "stroke_per_class": 2, "stroke_writers": 2,
-                 "number_count": 2},
+    "train": {
+        "hidden_sizes": [128],
+        "epochs": 2,
+        "patience": 0,
+        "feedback_weight": 50,
+        "augment": False,
+        "stroke_share": 0.0,
+    },
+    "evaluate": {
+        "doodle_count": 200,
+        "robustness_count": 100,
+        "stroke_per_class": 2,
+        "stroke_writers": 2,
+        "number_count": 2,
+    },
     # A 2-epoch network moves more from run to run than the real one: a wider margin here.
     "promote": {"max_val_drop": 0.02},
 }
@@ -63,7 +94,9 @@ def scratch_repository(destination: Path) -> Path:
     for section, values in SMALL.items():
         params[section].update(values)
     (destination / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    subprocess.run([VENV_BIN / "dvc", "config", "--local", "core.no_scm", "true"], cwd=destination, check=True)
+    subprocess.run(
+        [VENV_BIN / "dvc", "config", "--local", "core.no_scm", "true"], cwd=destination, check=True
+    )
     return destination
 
 
@@ -72,7 +105,11 @@ def retrain(scratch: Path) -> str:
     venv = VENV_BIN.parent
     completed = subprocess.run(
         ["make", "--no-print-directory", "retrain", f"VENV={venv}", "-o", f"{venv}/.installed-lock"],
-        cwd=scratch, env=environment(scratch), capture_output=True, text=True, timeout=3600,
+        cwd=scratch,
+        env=environment(scratch),
+        capture_output=True,
+        text=True,
+        timeout=3600,
     )
     assert completed.returncode == 0, f"{completed.stdout[-6000:]}\n{completed.stderr[-6000:]}"
     return completed.stdout
@@ -93,29 +130,55 @@ def test_corrections_teach_the_next_model_which_is_served_without_a_restart(tmp_
     assert json.loads((scratch / "reports/metrics/feedback.json").read_text())["snapshot_rows"] == 0
 
     # A second run with nothing new reruns only the snapshot, which finds the same bytes.
-    again = subprocess.run([VENV_BIN / "dvc", "repro"], cwd=scratch, env=environment(scratch),
-                           capture_output=True, text=True, timeout=600, check=True).stdout
+    again = subprocess.run(
+        [VENV_BIN / "dvc", "repro"],
+        cwd=scratch,
+        env=environment(scratch),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    ).stdout
     assert re.findall(r"Running stage '(\w+)'", again) == ["feedback_snapshot"], again
 
-    with run_server(tmp_path / "server", scratch / "models", DOODLE_MODEL_POLL_SECONDS="0.5",
-                    DOODLE_FEEDBACK_DB=str(scratch / "data" / "feedback.sqlite")) as server, server.client() as client:
+    with (
+        run_server(
+            tmp_path / "server",
+            scratch / "models",
+            DOODLE_MODEL_POLL_SECONDS="0.5",
+            DOODLE_FEEDBACK_DB=str(scratch / "data" / "feedback.sqlite"),
+        ) as server,
+        server.client() as client,
+    ):
         assert client.get("/model").json()["version"] == first.version
 
         # 2. Drawings the served model gets wrong: MNIST test digits redrawn with a round pen.
         images, labels = data.load_split("test", scratch / "data" / "prepared")
         drawn = doodles.make_doodles(images[:1500], seed=11).reshape(-1, 784)
-        said = np.concatenate([
-            [r["Result"] for r in client.post("/predict/batch", json={"image_vectors": chunk.tolist()}).json()["results"]]
-            for chunk in np.array_split(drawn, 30)
-        ])
+        said = np.concatenate(
+            [
+                [
+                    r["Result"]
+                    for r in client.post("/predict/batch", json={"image_vectors": chunk.tolist()}).json()[
+                        "results"
+                    ]
+                ]
+                for chunk in np.array_split(drawn, 30)
+            ]
+        )
         wrong = np.flatnonzero(said != labels[:1500])[:CORRECTIONS]
         assert len(wrong) >= 20, f"the model misread only {len(wrong)} doodles"
         for index in wrong:
-            body = {"image_vector": drawn[index].tolist(), "predicted_digit": int(said[index]),
-                    "actual_digit": int(labels[index])}
+            body = {
+                "image_vector": drawn[index].tolist(),
+                "predicted_digit": int(said[index]),
+                "actual_digit": int(labels[index]),
+            }
             assert client.post("/feedback", json=body).status_code == 200
         # One correction through the drawing app's own code path, into the same store.
-        app = DoodleApp(model=first, feedback_store=FeedbackStore(scratch / "data" / "feedback.sqlite"), live=False)
+        app = DoodleApp(
+            model=first, feedback_store=FeedbackStore(scratch / "data" / "feedback.sqlite"), live=False
+        )
         draw_on(app, HAND_DRAWN_DIGITS[7])
         assert app.submit_feedback(7) is not None
 
@@ -157,13 +220,17 @@ def test_corrections_teach_the_next_model_which_is_served_without_a_restart(tmp_
         assert set(versions) == {first.version, new_version}
 
         # 4. The new model reads most of the corrected drawings right.
-        answers = client.post("/predict/batch", json={"image_vectors": drawn[wrong].tolist()}).json()["results"]
+        answers = client.post("/predict/batch", json={"image_vectors": drawn[wrong].tolist()}).json()[
+            "results"
+        ]
         right = np.mean([a["Result"] == labels[i] for a, i in zip(answers, wrong)])
         # All of them were misread before; most must now be read right (the holdout part was not trained on).
         assert right > 0.5, f"only {right:.0%} of the corrected drawings read right"
 
     feedback = json.loads((scratch / "reports/metrics/feedback.json").read_text())
     assert feedback["train_rows"] + feedback["holdout_rows"] == len(wrong) + 1
-    assert feedback["error_rate_by_model_version"][first.version]["errors"] == len(wrong) + (app.prediction.digit != 7)
+    assert feedback["error_rate_by_model_version"][first.version]["errors"] == len(wrong) + (
+        app.prediction.digit != 7
+    )
     assert decision["candidate"]["holdout_accuracy"] >= decision["champion"]["holdout_accuracy"]
     print(f"{len(wrong)} corrections: {right:.0%} read right after retraining; {decision['decision']}")

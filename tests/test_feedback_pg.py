@@ -52,7 +52,9 @@ def test_bad_rows_are_refused_and_nothing_is_written(pg_store):
 
 def test_concurrent_writers_lose_nothing(pg_store):
     with ThreadPoolExecutor(max_workers=16) as pool:
-        ids = list(pool.map(lambda i: pg_store.add(np.zeros(784), i % 10, (i + 1) % 10, source="t"), range(300)))
+        ids = list(
+            pool.map(lambda i: pg_store.add(np.zeros(784), i % 10, (i + 1) % 10, source="t"), range(300))
+        )
     assert len(set(ids)) == 300
     assert pg_store.count() == pg_store.count(errors_only=True) == 300
 
@@ -73,7 +75,9 @@ def test_schema_is_versioned_and_created_once(postgres_url):
 
 def test_wrong_password_and_unreachable_server_fail_with_the_reason(postgres_server, postgres_url, tmp_path):
     wrong = postgres_server.url(postgres_url.rsplit("/", 1)[1], password="not-the-password")
-    with pytest.raises(FeedbackDatabaseError, match='password authentication failed for user "doodle"') as caught:
+    with pytest.raises(
+        FeedbackDatabaseError, match='password authentication failed for user "doodle"'
+    ) as caught:
         open_store(wrong, tmp_path / "feedback.sqlite")
     assert "not-the-password" not in str(caught.value)
     with pytest.raises(FeedbackDatabaseError, match="cannot open the feedback database .*:(?s:.*)refused"):
@@ -85,8 +89,14 @@ def _add_sample_rows(store):
     rng = np.random.default_rng(7)
     for i in range(25):
         png = bytes(rng.integers(0, 256, 40, dtype=np.uint8)) if i % 3 == 0 else None
-        store.add(rng.random(784, dtype=np.float32), i % 10, (i * 7) % 10, source=("api", "dashboard")[i % 2],
-                  model_version=None if i % 4 == 0 else f"v{i % 3}", drawing_png=png)
+        store.add(
+            rng.random(784, dtype=np.float32),
+            i % 10,
+            (i * 7) % 10,
+            source=("api", "dashboard")[i % 2],
+            model_version=None if i % 4 == 0 else f"v{i % 3}",
+            drawing_png=png,
+        )
 
 
 def test_snapshot_is_byte_identical_to_sqlites_for_the_same_rows(pg_store, postgres_url, tmp_path):
@@ -116,12 +126,17 @@ def test_the_drawing_app_writes_to_postgres_when_configured_and_says_when_it_can
     draw_on(app, HAND_DRAWN_DIGITS[7])
     row_id = app.submit_feedback(7)
     with psycopg.connect(postgres_url) as conn:
-        assert conn.execute("SELECT id, actual_digit, source FROM feedback").fetchall() == [(row_id, 7, "dashboard")]
+        assert conn.execute("SELECT id, actual_digit, source FROM feedback").fetchall() == [
+            (row_id, 7, "dashboard")
+        ]
     app.feedback_store.close()
 
     monkeypatch.setenv("DOODLE_FEEDBACK_URL", postgres_server.url(port=free_port()))
     app = DoodleApp(model=tiny_model, live=False)
     draw_on(app, HAND_DRAWN_DIGITS[7])
     assert app.submit_feedback(7) is None
-    assert SAVE_FAILED_MESSAGE in app.feedback_status.value and "cannot open the feedback database" in app.feedback_status.value
+    assert (
+        SAVE_FAILED_MESSAGE in app.feedback_status.value
+        and "cannot open the feedback database" in app.feedback_status.value
+    )
     assert not (tmp_path / "feedback.sqlite").exists()

@@ -104,7 +104,10 @@ def test_zero_dimensions_is_refused():
 
 def test_labels_file_mislabelled_as_images_is_refused(tmp_path):
     path = write_idx(tmp_path / "train-images-idx3-ubyte.gz", np.zeros(60, np.uint8))
-    with pytest.raises(IdxFormatError, match=r"train-images-idx3-ubyte\.gz: expected 3 dimension\(s\) \(magic 0x0803\), found 1 \(magic 0x0801\)"):
+    with pytest.raises(
+        IdxFormatError,
+        match=r"train-images-idx3-ubyte\.gz: expected 3 dimension\(s\) \(magic 0x0803\), found 1 \(magic 0x0801\)",
+    ):
         read_idx(path, expected_ndim=3)
 
 

@@ -69,7 +69,9 @@ def test_training_model_file_and_pyfunc_read_the_same_inputs(raw_images, tmp_pat
     # Validation and evaluation (logits_of) and the saved model.
     model = model_io.save_model(tmp_path, params, normalization=NORMALIZATION)
     assert np.array_equal(model.normalize(raw_images), reference)
-    assert np.array_equal(model_io.load_model(tmp_path).normalize(inputs.as_float_images(raw_images)), reference)
+    assert np.array_equal(
+        model_io.load_model(tmp_path).normalize(inputs.as_float_images(raw_images)), reference
+    )
     logits = mlp.forward(params, reference)
     assert np.array_equal(train.logits_of(params, NORMALIZATION, raw_images), logits)
     assert np.array_equal(model.predict_proba(raw_images), mlp.softmax(logits))

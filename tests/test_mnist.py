@@ -144,7 +144,9 @@ def test_corrupt_local_file_names_file_expected_and_actual(tmp_path, payloads, c
 
 def test_missing_local_file_is_named(tmp_path, payloads, checksums):
     source = write_folder(tmp_path / "source", {"alpha.gz": payloads["alpha.gz"]})
-    with pytest.raises(MissingFileError, match=r"beta\.gz: not found in .*expected SHA-256 " + checksums["beta.gz"]):
+    with pytest.raises(
+        MissingFileError, match=r"beta\.gz: not found in .*expected SHA-256 " + checksums["beta.gz"]
+    ):
         mnist.fetch(tmp_path / "raw", local_dir=source, checksums=checksums)
 
 
@@ -168,7 +170,9 @@ def test_present_corrupt_file_is_replaced(tmp_path, payloads, checksums):
 def test_verify_raises_checksum_error_for_a_flipped_byte(tmp_path):
     path = tmp_path / "t10k-labels-idx1-ubyte.gz"
     path.write_bytes(b"not the labels")
-    with pytest.raises(ChecksumError, match=r"t10k-labels-idx1-ubyte\.gz: SHA-256 mismatch: expected f7ae60f9"):
+    with pytest.raises(
+        ChecksumError, match=r"t10k-labels-idx1-ubyte\.gz: SHA-256 mismatch: expected f7ae60f9"
+    ):
         mnist.verify(path)
 
 
@@ -178,7 +182,9 @@ def test_verify_raises_checksum_error_for_a_flipped_byte(tmp_path):
 def test_download_skips_down_and_corrupt_mirrors(tmp_path, payloads, checksums, serve, down_mirror):
     corrupt = serve(write_folder(tmp_path / "corrupt", payloads, flip="alpha.gz"))
     good = serve(write_folder(tmp_path / "good", payloads))
-    result = mnist.fetch(tmp_path / "raw", local_dir=None, mirrors=(down_mirror, corrupt, good), checksums=checksums, timeout=5)
+    result = mnist.fetch(
+        tmp_path / "raw", local_dir=None, mirrors=(down_mirror, corrupt, good), checksums=checksums, timeout=5
+    )
     for name, data in payloads.items():
         assert result[name].read_bytes() == data
     assert leftovers(tmp_path / "raw") == []
@@ -186,7 +192,9 @@ def test_download_skips_down_and_corrupt_mirrors(tmp_path, payloads, checksums, 
 
 def test_download_moves_past_a_hanging_mirror(tmp_path, payloads, checksums, serve, hanging_mirror):
     good = serve(write_folder(tmp_path / "good", payloads))
-    result = mnist.fetch(tmp_path / "raw", local_dir=None, mirrors=(hanging_mirror, good), checksums=checksums, timeout=0.5)
+    result = mnist.fetch(
+        tmp_path / "raw", local_dir=None, mirrors=(hanging_mirror, good), checksums=checksums, timeout=0.5
+    )
     assert result["alpha.gz"].read_bytes() == payloads["alpha.gz"]
 
 
@@ -194,7 +202,9 @@ def test_download_failure_lists_every_mirror(tmp_path, payloads, checksums, serv
     corrupt_folder = write_folder(tmp_path / "corrupt", payloads, flip="alpha.gz")
     corrupt = serve(corrupt_folder)
     with pytest.raises(MissingFileError) as caught:
-        mnist.fetch(tmp_path / "raw", local_dir=None, mirrors=(down_mirror, corrupt), checksums=checksums, timeout=5)
+        mnist.fetch(
+            tmp_path / "raw", local_dir=None, mirrors=(down_mirror, corrupt), checksums=checksums, timeout=5
+        )
     message = str(caught.value)
     assert message.startswith(f"alpha.gz: every mirror failed (expected SHA-256 {checksums['alpha.gz']})")
     assert down_mirror + "alpha.gz" in message
@@ -242,5 +252,7 @@ def test_real_files_match_the_constants():
     folder = REAL_FOLDER
     if not folder or not Path(folder, "SHA256SUMS").is_file():
         pytest.skip("DOODLE_MNIST_DIR does not name a folder with the MNIST files and SHA256SUMS")
-    listed = dict(reversed(line.split()) for line in Path(folder, "SHA256SUMS").read_text().splitlines() if line)
+    listed = dict(
+        reversed(line.split()) for line in Path(folder, "SHA256SUMS").read_text().splitlines() if line
+    )
     assert listed == mnist.SHA256

@@ -78,7 +78,9 @@ def test_flipped_byte_in_weights_is_a_checksum_error(saved):
     blob = bytearray((directory / "mlp.npz").read_bytes())
     blob[len(blob) // 2] ^= 0xFF
     (directory / "mlp.npz").write_bytes(bytes(blob))
-    with pytest.raises(ModelFileError, match=f"SHA-256 mismatch, expected {model.sha256}, got [0-9a-f]{{64}}"):
+    with pytest.raises(
+        ModelFileError, match=f"SHA-256 mismatch, expected {model.sha256}, got [0-9a-f]{{64}}"
+    ):
         model_io.load_model(directory)
 
 

@@ -17,8 +17,11 @@ def save(directory, seed: int) -> model_io.Model:
 
 def watcher_for(directory) -> ModelWatcher:
     ticks = iter(range(1000, 2000))
-    return ModelWatcher(lambda: model_io.load_model(directory), lambda: file_fingerprint(directory),
-                        clock=lambda: float(next(ticks)))
+    return ModelWatcher(
+        lambda: model_io.load_model(directory),
+        lambda: file_fingerprint(directory),
+        clock=lambda: float(next(ticks)),
+    )
 
 
 def test_a_new_model_is_switched_to_after_it_settles(tmp_path):

@@ -59,8 +59,15 @@ replace: at <ADDRESS>
 
 # What nbval leaves out of a comparison (nbval.plugin.IPyNbFile.skip_compare, without nbdime).
 SKIP_COMPARE = {
-    "metadata", "traceback", "prompt_number", "output_type", "name", "execution_count",
-    "application/vnd.jupyter.widget-view+json", "image/png", "image/jpeg",
+    "metadata",
+    "traceback",
+    "prompt_number",
+    "output_type",
+    "name",
+    "execution_count",
+    "application/vnd.jupyter.widget-view+json",
+    "image/png",
+    "image/jpeg",
 }
 
 
@@ -73,6 +80,7 @@ def sanitize_patterns(*roots: Path) -> list[tuple[str, str]]:
 def comparable(outputs: list, patterns: list[tuple[str, str]]) -> dict[str, list]:
     """A cell's outputs as nbval compares them: streams coalesced and keyed by stream name, each
     MIME type of the data flattened to its own key, skipped keys dropped, strings sanitized."""
+
     def sanitize(value):
         if isinstance(value, str):
             for regex, replacement in patterns:
@@ -107,14 +115,21 @@ def differences(reference: dict, fresh: dict, patterns: list[tuple[str, str]]) -
         source = cell["source"]
         first_line = source.splitlines()[0] if source else ""
         if source not in by_source:
-            found.append(f"checked cell {number} ({first_line!r}) is not in the new run: the committed notebook "
-                         "is older than its source; rerun the pipeline and commit reports/notebooks")
+            found.append(
+                f"checked cell {number} ({first_line!r}) is not in the new run: the committed notebook "
+                "is older than its source; rerun the pipeline and commit reports/notebooks"
+            )
             continue
-        expected, got = comparable(cell.get("outputs", []), patterns), comparable(by_source[source].get("outputs", []), patterns)
+        expected, got = (
+            comparable(cell.get("outputs", []), patterns),
+            comparable(by_source[source].get("outputs", []), patterns),
+        )
         if not expected:
             found.append(f"checked cell {number} ({first_line!r}) has no stored output to compare")
         elif expected != got:
-            found.append(f"checked cell {number} ({first_line!r}):\n  stored: {json.dumps(expected)}\n  new:    {json.dumps(got)}")
+            found.append(
+                f"checked cell {number} ({first_line!r}):\n  stored: {json.dumps(expected)}\n  new:    {json.dumps(got)}"
+            )
     return found
 
 
@@ -129,9 +144,11 @@ def current_run() -> Path:
     found = pipeline_scratch.current_run(ROOT)
     if found is None:
         stale = pipeline_scratch.stale_files(ROOT, pipeline_scratch.DEFAULT_SCRATCH)
-        pytest.fail("no current pipeline run to check: run `make test-pipeline` (or `make test`) first"
-                    + (f"; the scratch copy lacks {len(stale)} of the project's files: {stale[:5]}" if stale else ""),
-                    pytrace=False)
+        pytest.fail(
+            "no current pipeline run to check: run `make test-pipeline` (or `make test`) first"
+            + (f"; the scratch copy lacks {len(stale)} of the project's files: {stale[:5]}" if stale else ""),
+            pytrace=False,
+        )
     return found
 
 
@@ -153,13 +170,17 @@ def test_pipeline_run_reproduces_the_checked_cells(executed: Path, current_run: 
 def probe(answer: str, root: Path, took: str = "1.5 s") -> dict:
     """A notebook as papermill leaves it: a plain cell, then a checked cell printing a path under
     `root`, a duration and an answer, and showing a figure."""
-    plain = nbformat.v4.new_code_cell("x = 6 * 7", outputs=[nbformat.v4.new_output("stream", name="stdout", text="anything\n")])
+    plain = nbformat.v4.new_code_cell(
+        "x = 6 * 7", outputs=[nbformat.v4.new_output("stream", name="stdout", text="anything\n")]
+    )
     check = nbformat.v4.new_code_cell("print(where, took)\nprint(x)\nfigure")
     check.metadata.update(tags=[CHECK_TAG], keep_output=True)
     check.outputs = [
         nbformat.v4.new_output("stream", name="stdout", text=f"{root}/data took {took}\n"),
         nbformat.v4.new_output("stream", name="stdout", text=f"{answer}\n"),
-        nbformat.v4.new_output("display_data", data={"image/png": f"png-of-{took}", "text/plain": "<Figure>"}),
+        nbformat.v4.new_output(
+            "display_data", data={"image/png": f"png-of-{took}", "text/plain": "<Figure>"}
+        ),
     ]
     return nbformat.v4.new_notebook(cells=[plain, check])
 

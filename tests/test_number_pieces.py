@@ -16,7 +16,10 @@ from support.digits import number_strokes
 
 
 def _loop(cx: float, cy: float, rx: float, ry: float, n: int = 28) -> list[tuple[float, float]]:
-    return [(cx + rx * math.cos(2 * math.pi * i / n), cy - ry * math.sin(2 * math.pi * i / n)) for i in range(n + 1)]
+    return [
+        (cx + rx * math.cos(2 * math.pi * i / n), cy - ry * math.sin(2 * math.pi * i / n))
+        for i in range(n + 1)
+    ]
 
 
 FIVE_BODY = [(95, 80), (85, 140), (130, 125), (165, 150), (170, 195), (150, 232), (110, 242), (80, 225)]
@@ -48,7 +51,10 @@ def test_an_l_and_a_stem_are_two_pieces_to_the_segmenter():
     assert len(seg.segment(render_strokes(strokes), strokes, pen_width=PEN_WIDTH)) == 2
 
 
-@pytest.mark.parametrize(("digits", "pitch", "touching"), [("47", 64, False), ("20", 64, False), ("17", 40, True), ("20", 46, True)])
+@pytest.mark.parametrize(
+    ("digits", "pitch", "touching"),
+    [("47", 64, False), ("20", 64, False), ("17", 40, True), ("20", 46, True)],
+)
 def test_digits_side_by_side_or_touching_stay_a_number(trained_model, digits, pitch, touching):
     strokes = number_strokes(digits, pitch=pitch)
     image = render_strokes(strokes)
@@ -83,8 +89,10 @@ def _shared(a: seg.DigitBox, b: seg.DigitBox) -> int:
 
 def _inside(box: seg.DigitBox, around: seg.DigitBox) -> bool:
     return (
-        around.x <= box.x and box.x + box.w <= around.x + around.w
-        and around.y <= box.y and box.y + box.h <= around.y + around.h
+        around.x <= box.x
+        and box.x + box.w <= around.x + around.w
+        and around.y <= box.y
+        and box.y + box.h <= around.y + around.h
     )
 
 

@@ -43,7 +43,9 @@ class ShapeReader:
 
     def __init__(self) -> None:
         self.labels = np.array(list(SHAPES))
-        self.templates = np.stack([canvas_to_input(shape_canvas(label)) for label in SHAPES]).reshape(len(SHAPES), -1)
+        self.templates = np.stack([canvas_to_input(shape_canvas(label)) for label in SHAPES]).reshape(
+            len(SHAPES), -1
+        )
 
     def predict_proba(self, inputs: np.ndarray) -> np.ndarray:
         flat = np.asarray(inputs).reshape(len(inputs), -1)
@@ -151,7 +153,9 @@ def test_stroke_drawings_compose_with_their_strokes_on_the_number():
     height, width = number.canvas.shape
     assert points[:, 0].min() >= 0 and points[:, 0].max() < width and points[:, 1].max() < height
     starts = np.cumsum([0] + [len(drawing.strokes) for drawing in drawings])
-    centres = [np.concatenate(number.strokes.strokes[a:b])[:, 0].mean() for a, b in zip(starts[:-1], starts[1:])]
+    centres = [
+        np.concatenate(number.strokes.strokes[a:b])[:, 0].mean() for a, b in zip(starts[:-1], starts[1:])
+    ]
     assert centres == sorted(centres)
     assert len(segment(number.canvas, number.strokes.strokes, pen_width=number.strokes.pen_width)) == 3
 
@@ -170,8 +174,14 @@ def test_the_single_digit_benchmark_counts_every_drawing(tiny_model):
 
 def test_whole_number_accuracy_counts_every_band_and_the_touching_numbers():
     result = {
-        "bands": {"clear": {"numbers": 10, "number_accuracy": 0.9}, "tight": {"numbers": 5, "number_accuracy": 0.6}},
-        "touching": {"clear": {"numbers": 0, "number_accuracy": None}, "tight": {"numbers": 5, "number_accuracy": 0.2}},
+        "bands": {
+            "clear": {"numbers": 10, "number_accuracy": 0.9},
+            "tight": {"numbers": 5, "number_accuracy": 0.6},
+        },
+        "touching": {
+            "clear": {"numbers": 0, "number_accuracy": None},
+            "tight": {"numbers": 5, "number_accuracy": 0.2},
+        },
     }
     found = numbers.whole_number_accuracy(result)
     assert found["numbers"] == 20

@@ -190,7 +190,10 @@ def test_thread_count_does_not_change_the_result(name):
         optimizer = optim.make_optimizer(name, params, lr=0.01, weight_decay=0.01, threads=threads)
         for seed in range(3):
             grads_rng = np.random.default_rng(seed)
-            grads = {key: grads_rng.standard_normal(value.shape).astype(np.float32) for key, value in params.items()}
+            grads = {
+                key: grads_rng.standard_normal(value.shape).astype(np.float32)
+                for key, value in params.items()
+            }
             optimizer.step(params, grads)
         results.append(params)
     assert not np.array_equal(results[0]["W1"], start["W1"])

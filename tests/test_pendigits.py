@@ -65,7 +65,11 @@ def test_parse_reads_samples_strokes_and_writers(tmp_path):
         # a sample cut off in the middle of a stroke
         (GOOD.split(" 240  100")[0], 24, "truncated"),
         # a point after .PEN_UP
-        (GOOD.replace(".PEN_UP\n.DT 100\n.SEGMENT DIGIT    1-2", ".PEN_UP\n 10 10\n.SEGMENT DIGIT    1-2"), 13, "outside a stroke"),
+        (
+            GOOD.replace(".PEN_UP\n.DT 100\n.SEGMENT DIGIT    1-2", ".PEN_UP\n 10 10\n.SEGMENT DIGIT    1-2"),
+            13,
+            "outside a stroke",
+        ),
         # the range says three strokes, the sample has two
         (GOOD.replace("1-2 ?", "1-3 ?"), 27, "its .SEGMENT range says 3"),
         # a coordinate outside the 500 x 500 box
@@ -144,7 +148,10 @@ def test_spark_checks_and_renders_as_the_pad_does(spark, tmp_path):
 
     digits = pendigits.parse(write(tmp_path, GOOD))
     df = pendigits_spark.digits_to_dataframe(spark, digits)
-    checks = {c["check"]: c for c in pendigits_spark.validate(df, class_counts=[0, 1, 0, 0, 1, 0, 0, 0, 0, 0], writers=2)}
+    checks = {
+        c["check"]: c
+        for c in pendigits_spark.validate(df, class_counts=[0, 1, 0, 0, 1, 0, 0, 0, 0, 0], writers=2)
+    }
     assert all(check["ok"] for check in checks.values()), checks
 
     # A point outside the box, smuggled past the parser, is caught by Spark's check.
@@ -154,7 +161,12 @@ def test_spark_checks_and_renders_as_the_pad_does(spark, tmp_path):
     assert (outside["actual"], outside["ok"]) == (1, False)
 
     rendered = pendigits_spark.render_inputs(df, [10, 20]).orderBy("sample_id", "pen_width").collect()
-    assert [(row.sample_id, row.pen_width, row.label) for row in rendered] == [(0, 10, 1), (0, 20, 1), (1, 10, 4), (1, 20, 4)]
+    assert [(row.sample_id, row.pen_width, row.label) for row in rendered] == [
+        (0, 10, 1),
+        (0, 20, 1),
+        (1, 10, 4),
+        (1, 20, 4),
+    ]
     for row in rendered:
         expected = pendigits.digit_input(digits[row.sample_id].strokes, row.pen_width)
         assert bytes(row.pixels) == expected.tobytes()
@@ -163,7 +175,9 @@ def test_spark_checks_and_renders_as_the_pad_does(spark, tmp_path):
     outputs = []
     for attempt in range(2):
         folder = tmp_path / f"out{attempt}"
-        spark_prep.write_parquet(df, f"{folder.resolve().as_uri()}/{pendigits.TRAJECTORIES}", order_by=("sample_id",))
+        spark_prep.write_parquet(
+            df, f"{folder.resolve().as_uri()}/{pendigits.TRAJECTORIES}", order_by=("sample_id",)
+        )
         outputs.append((folder / pendigits.TRAJECTORIES / "part-00000.parquet").read_bytes())
     assert outputs[0] == outputs[1]
     back = pendigits.load_trajectories(tmp_path / "out0")
@@ -175,7 +189,9 @@ def test_spark_checks_and_renders_as_the_pad_does(spark, tmp_path):
 def make_inputs(writers, pens=(10, 20)):
     rows = [(writer, pen) for writer in writers for pen in pens]
     return pendigits.PenInputs(
-        images=np.column_stack([np.arange(len(rows)) % 256, np.arange(len(rows)) // 256, np.zeros((len(rows), 782))]).astype(np.uint8),
+        images=np.column_stack(
+            [np.arange(len(rows)) % 256, np.arange(len(rows)) // 256, np.zeros((len(rows), 782))]
+        ).astype(np.uint8),
         labels=np.arange(len(rows)) % 10,
         writers=np.array([writer for writer, _ in rows]),
         sample_ids=np.arange(len(rows)),
@@ -190,7 +206,9 @@ def test_training_rows_never_hold_a_held_out_writer():
     for fold in range(5):
         held_out = pendigits.writers_of_fold(folds, fold)
         images, labels = pendigits.training_rows(inputs, held_out, [10], weight=2)
-        trained = inputs.writers[[np.flatnonzero((inputs.images == image).all(axis=1))[0] for image in images]]
+        trained = inputs.writers[
+            [np.flatnonzero((inputs.images == image).all(axis=1))[0] for image in images]
+        ]
         assert not set(trained.tolist()) & held_out
         assert set(trained.tolist()) | held_out == set(range(1, 31))
         assert len(images) == 2 * 24 * 3  # 24 writers x 3 digits at one pen, twice

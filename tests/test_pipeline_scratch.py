@@ -41,18 +41,21 @@ def write_files(root: Path, files: dict[str, str]) -> None:
 @pytest.fixture
 def project(tmp_path) -> Path:
     root = tmp_path / "project"
-    write_files(root, {
-        ".gitignore": "/data/\n/models/\n",
-        ".dvc/config": "[core]\n    analytics = false\n",
-        "dvc.yaml": DVC_YAML,
-        "dvc.lock": "committed lock\n",
-        "params.yaml": "seed: 1\n",
-        "doodle/mlp.py": "weights = 1\n",
-        "reports/metrics/prepare.json": '{"images": 70000}\n',
-        "reports/notebooks/01.ipynb": "{}\n",
-        "reports/experiments/results.csv": "config,seed\ndefault,1\n",
-        "data/prepared/train.parquet": "ignored by git\n",
-    })
+    write_files(
+        root,
+        {
+            ".gitignore": "/data/\n/models/\n",
+            ".dvc/config": "[core]\n    analytics = false\n",
+            "dvc.yaml": DVC_YAML,
+            "dvc.lock": "committed lock\n",
+            "params.yaml": "seed: 1\n",
+            "doodle/mlp.py": "weights = 1\n",
+            "reports/metrics/prepare.json": '{"images": 70000}\n',
+            "reports/notebooks/01.ipynb": "{}\n",
+            "reports/experiments/results.csv": "config,seed\ndefault,1\n",
+            "data/prepared/train.parquet": "ignored by git\n",
+        },
+    )
     git("init", "-q", cwd=root)
     git("add", ".", cwd=root)
     return root
@@ -67,8 +70,15 @@ def test_sync_copies_the_project_but_not_what_the_copy_owns(project, tmp_path):
     # Stage outputs (committed or not) and the lock stay the copy's own; an input under reports/
     # is copied like any other file.
     assert copied == [
-        ".dvc/config", ".dvc/config.local", ".gitignore", pipeline_scratch.MANIFEST,
-        "doodle/mlp.py", "dvc.yaml", "notes.md", "params.yaml", "reports/experiments/results.csv",
+        ".dvc/config",
+        ".dvc/config.local",
+        ".gitignore",
+        pipeline_scratch.MANIFEST,
+        "doodle/mlp.py",
+        "dvc.yaml",
+        "notes.md",
+        "params.yaml",
+        "reports/experiments/results.csv",
     ]
     assert "no_scm = True" in (scratch / ".dvc" / "config.local").read_text()
 
@@ -113,13 +123,16 @@ def test_current_run_is_the_copy_only_while_it_ran_the_projects_files(tmp_path):
     """What the notebook checks compare: the copy's outputs count only when its pipeline ran on
     exactly the project's files (a real DVC run of a one-stage pipeline)."""
     root = tmp_path / "project"
-    write_files(root, {
-        ".gitignore": "/out/\n",
-        ".dvc/config": "[core]\n    analytics = false\n",
-        "dvc.yaml": "stages:\n  copy:\n    cmd: mkdir -p out && cp source.txt out/copy.txt\n"
-                    "    deps:\n      - source.txt\n    outs:\n      - out\n",
-        "source.txt": "one\n",
-    })
+    write_files(
+        root,
+        {
+            ".gitignore": "/out/\n",
+            ".dvc/config": "[core]\n    analytics = false\n",
+            "dvc.yaml": "stages:\n  copy:\n    cmd: mkdir -p out && cp source.txt out/copy.txt\n"
+            "    deps:\n      - source.txt\n    outs:\n      - out\n",
+            "source.txt": "one\n",
+        },
+    )
     git("init", "-q", cwd=root)
     git("add", ".", cwd=root)
     scratch = tmp_path / "scratch"

@@ -39,7 +39,8 @@ def draw(strokes, size=(280, 280), width=18, ink=255, background=0, box=(0.0, 0.
     ``background``."""
     x0, y0, x1, y1 = box
     mapped = [
-        [((x0 + x * (x1 - x0)) * size[0], (y0 + y * (y1 - y0)) * size[1]) for x, y in stroke] for stroke in strokes
+        [((x0 + x * (x1 - x0)) * size[0], (y0 + y * (y1 - y0)) * size[1]) for x, y in stroke]
+        for stroke in strokes
     ]
     pen = render_strokes(mapped, (size[1], size[0]), width)
     return np.where(pen > 0, ink, background).astype(np.uint8)
@@ -243,7 +244,11 @@ def test_decode_png_modes_round_trip():
 
 
 def test_decoded_images_feed_canvas_to_input(seven):
-    for array, fmt in ((draw(SEVEN), "PNG"), (draw(SEVEN), "JPEG"), (draw(SEVEN, ink=0, background=255), "JPEG")):
+    for array, fmt in (
+        (draw(SEVEN), "PNG"),
+        (draw(SEVEN), "JPEG"),
+        (draw(SEVEN, ink=0, background=255), "JPEG"),
+    ):
         x = canvas_to_input(decode_image(png_bytes(array, fmt)))
         assert correlation(x, seven) > 0.97
 
@@ -261,7 +266,9 @@ def test_exif_orientation_is_applied():
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(np.rot90(upright))).save(buffer, format="JPEG", exif=exif, quality=95)
+    Image.fromarray(np.ascontiguousarray(np.rot90(upright))).save(
+        buffer, format="JPEG", exif=exif, quality=95
+    )
     decoded = decode_image(buffer.getvalue())
     assert decoded.shape == upright.shape
     assert correlation(decoded.astype(float), upright.astype(float)) > 0.95
@@ -275,7 +282,9 @@ def test_sixteen_bit_png_becomes_unit_floats():
     assert decoded.dtype == np.float32 and decoded.max() == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("data", [b"", b"hello, world", b"GIF89a" + b"\0" * 100, b"\x89PNG\r\n\x1a\n" + b"\0" * 20])
+@pytest.mark.parametrize(
+    "data", [b"", b"hello, world", b"GIF89a" + b"\0" * 100, b"\x89PNG\r\n\x1a\n" + b"\0" * 20]
+)
 def test_decode_non_images(data):
     with pytest.raises(ImageDecodeError) as error:
         decode_image(data)

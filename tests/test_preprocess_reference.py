@@ -48,8 +48,19 @@ def references(drawings) -> list[tuple[str, np.ndarray, np.ndarray | str, np.nda
 
 def test_the_set_holds_every_kind_of_drawing(drawings):
     names = " ".join(name for name, _ in drawings)
-    for kind in ("pad", "hand-drawn", "doodle", "upload", "noise and specks", "dark on light", "float",
-                 "rgb", "touching the edge", "tiny", "1000 px canvas"):
+    for kind in (
+        "pad",
+        "hand-drawn",
+        "doodle",
+        "upload",
+        "noise and specks",
+        "dark on light",
+        "float",
+        "rgb",
+        "touching the edge",
+        "tiny",
+        "1000 px canvas",
+    ):
         assert kind in names
     assert len(drawings) >= 200
 

@@ -21,15 +21,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "serving"))
 from serving_helpers import run_server  # noqa: E402
 
-
 MARGINS = promotion.StudyMargins(champion_margin=0.0005, stroke_margin=0.003, seeds=5, source="made-up")
 DEFAULT = "a" * 12  # configuration fingerprints
 LONG = "b" * 12
 
 
 def scores(version, val, holdout, stroke=0.99, configuration=DEFAULT):
-    return promotion.Scores(version=version, val_accuracy=val, holdout_accuracy=holdout, stroke_accuracy=stroke,
-                            configuration=configuration)
+    return promotion.Scores(
+        version=version,
+        val_accuracy=val,
+        holdout_accuracy=holdout,
+        stroke_accuracy=stroke,
+        configuration=configuration,
+    )
 
 
 def decide(candidate, champion):
@@ -44,17 +48,65 @@ def decide(candidate, champion):
         # A retraining (same configuration): within max_val_drop on validation is enough.
         (scores("new", 0.990, 0.50), scores("old", 0.992, 0.40), True, "retraining", "replaces old"),
         (scores("new", 0.990, 0.50), scores("old", 0.990, 0.50), True, "retraining", "replaces old"),
-        (scores("new", 0.990, None), scores("old", 0.991, None), True, "retraining", "feedback holdout empty"),
+        (
+            scores("new", 0.990, None),
+            scores("old", 0.991, None),
+            True,
+            "retraining",
+            "feedback holdout empty",
+        ),
         (scores("new", 0.985, 0.90), scores("old", 0.990, 0.40), False, "retraining", "allowed drop 0.30%"),
-        (scores("new", 0.995, 0.45), scores("old", 0.990, 0.50), False, "retraining", "feedback holdout 45.00% vs 50.00%"),
+        (
+            scores("new", 0.995, 0.45),
+            scores("old", 0.990, 0.50),
+            False,
+            "retraining",
+            "feedback holdout 45.00% vs 50.00%",
+        ),
         # A challenger (another configuration) must gain more than the study's champion margin (0.05 points).
-        (scores("long", 0.9920, 0.5, configuration=LONG), scores("old", 0.9910, 0.5), True, "challenger", "replaces old"),
-        (scores("long", 0.9914, 0.5, configuration=LONG), scores("old", 0.9910, 0.5), False, "challenger", "margin 0.05%"),
-        (scores("long", 0.9915, 0.5, configuration=LONG), scores("old", 0.9910, 0.5), False, "challenger", "margin 0.05%"),
-        (scores("long", 0.9905, 0.5, configuration=LONG), scores("old", 0.9910, 0.5), False, "challenger", "margin 0.05%"),
-        (scores("long", 0.9930, 0.4, configuration=LONG), scores("old", 0.9910, 0.5), False, "challenger", "feedback holdout"),
+        (
+            scores("long", 0.9920, 0.5, configuration=LONG),
+            scores("old", 0.9910, 0.5),
+            True,
+            "challenger",
+            "replaces old",
+        ),
+        (
+            scores("long", 0.9914, 0.5, configuration=LONG),
+            scores("old", 0.9910, 0.5),
+            False,
+            "challenger",
+            "margin 0.05%",
+        ),
+        (
+            scores("long", 0.9915, 0.5, configuration=LONG),
+            scores("old", 0.9910, 0.5),
+            False,
+            "challenger",
+            "margin 0.05%",
+        ),
+        (
+            scores("long", 0.9905, 0.5, configuration=LONG),
+            scores("old", 0.9910, 0.5),
+            False,
+            "challenger",
+            "margin 0.05%",
+        ),
+        (
+            scores("long", 0.9930, 0.4, configuration=LONG),
+            scores("old", 0.9910, 0.5),
+            False,
+            "challenger",
+            "feedback holdout",
+        ),
         # The generated pen-stroke benchmark gates nothing: training draws from the same generator.
-        (scores("new", 0.990, 0.5, stroke=0.90), scores("old", 0.990, 0.5, stroke=0.990), True, "retraining", "replaces"),
+        (
+            scores("new", 0.990, 0.5, stroke=0.90),
+            scores("old", 0.990, 0.5, stroke=0.990),
+            True,
+            "retraining",
+            "replaces",
+        ),
     ],
 )
 def test_the_rule(candidate, champion, promoted, case, reason):
@@ -71,19 +123,32 @@ def test_the_rule(candidate, champion, promoted, case, reason):
 def comparison(candidate_right, champion_right, writers, champion_saw_them=False):
     candidate_right, champion_right = np.asarray(candidate_right, float), np.asarray(champion_right, float)
     return promotion.WriterComparison(
-        writers=tuple(sorted(set(writers))), digits=len(writers), candidate_accuracy=candidate_right.mean(),
+        writers=tuple(sorted(set(writers))),
+        digits=len(writers),
+        candidate_accuracy=candidate_right.mean(),
         champion_accuracy=champion_right.mean(),
         difference=stats.clustered_mean_interval(candidate_right - champion_right, writers),
-        champion_saw_them=champion_saw_them)
+        champion_saw_them=champion_saw_them,
+    )
 
 
 def test_real_writers_read_worse_beyond_their_noise_keep_the_champion():
     writers = np.repeat([1, 2, 3, 4, 5, 6], 50)
-    everywhere_worse = comparison(np.arange(300) % 10 != 0, np.ones(300), writers)  # 10 points down on every writer
-    one_writer_worse = comparison(writers != 3, np.ones(300), writers)  # only writer 3 changed: within the noise
+    everywhere_worse = comparison(
+        np.arange(300) % 10 != 0, np.ones(300), writers
+    )  # 10 points down on every writer
+    one_writer_worse = comparison(
+        writers != 3, np.ones(300), writers
+    )  # only writer 3 changed: within the noise
     for real, promoted in ((everywhere_worse, False), (one_writer_worse, True)):
-        decision = promotion.decide(scores("new", 0.990, 0.5), scores("old", 0.990, 0.5), margins=MARGINS,
-                                    max_val_drop=0.003, holdout_rows=20, real=real)
+        decision = promotion.decide(
+            scores("new", 0.990, 0.5),
+            scores("old", 0.990, 0.5),
+            margins=MARGINS,
+            max_val_drop=0.003,
+            holdout_rows=20,
+            real=real,
+        )
         check = decision.checks[-1]
         assert (check.name, check.passed, decision.promote) == ("real writers", promoted, promoted)
         assert "300 digits of 6 writers" in check.text
@@ -103,11 +168,15 @@ def test_compare_on_writers_pairs_the_two_models_on_the_same_digits(tiny_model):
 def test_a_model_without_a_recorded_configuration_is_a_challenger():
     """Unknown on either side: the stricter case, a validation gain past the margin is needed."""
     for candidate_configuration, champion_configuration in ((None, DEFAULT), (DEFAULT, None), (None, None)):
-        tie = decide(scores("new", 0.990, 0.5, configuration=candidate_configuration),
-                     scores("old", 0.990, 0.5, configuration=champion_configuration))
+        tie = decide(
+            scores("new", 0.990, 0.5, configuration=candidate_configuration),
+            scores("old", 0.990, 0.5, configuration=champion_configuration),
+        )
         assert (tie.promote, tie.case) == (False, "challenger")
-        gain = decide(scores("new", 0.992, 0.5, configuration=candidate_configuration),
-                      scores("old", 0.990, 0.5, configuration=champion_configuration))
+        gain = decide(
+            scores("new", 0.992, 0.5, configuration=candidate_configuration),
+            scores("old", 0.990, 0.5, configuration=champion_configuration),
+        )
         assert (gain.promote, gain.case) == (True, "challenger")
 
 
@@ -116,8 +185,13 @@ def test_the_configuration_is_the_recorded_hyperparameters_and_layers_without_th
     meta = {"hyperparameters": hyperparameters, "layer_sizes": [784, 512, 512, 10]}
     fingerprint = promotion.configuration_of(meta)
     assert len(fingerprint) == 12
-    assert promotion.configuration_of({**meta, "hyperparameters": {**hyperparameters, "seed": 2}}) == fingerprint
-    assert promotion.configuration_of({**meta, "hyperparameters": {**hyperparameters, "epochs": 40}}) != fingerprint
+    assert (
+        promotion.configuration_of({**meta, "hyperparameters": {**hyperparameters, "seed": 2}}) == fingerprint
+    )
+    assert (
+        promotion.configuration_of({**meta, "hyperparameters": {**hyperparameters, "epochs": 40}})
+        != fingerprint
+    )
     assert promotion.configuration_of({**meta, "layer_sizes": [784, 256, 10]}) != fingerprint
     assert promotion.configuration_of({"layer_sizes": [784, 16, 10]}) is None
     assert promotion.configuration_of({"hyperparameters": {}, "layer_sizes": [784, 16, 10]}) is None
@@ -133,7 +207,9 @@ def test_the_margins_must_be_non_negative_numbers():
 
 def test_the_margins_come_from_the_study_csv(tmp_path):
     path = tmp_path / "results.csv"
-    path.write_text("config,seed,val_accuracy,stroke_accuracy\ndefault,1,0.990,0.995\ndefault,2,0.992,0.999\n")
+    path.write_text(
+        "config,seed,val_accuracy,stroke_accuracy\ndefault,1,0.990,0.995\ndefault,2,0.992,0.999\n"
+    )
     margins = promotion.StudyMargins.of(study_results.read_study(path))
     assert margins.champion_margin == pytest.approx(2 * 0.0014142, rel=1e-4)
     assert margins.stroke_margin == pytest.approx(2 * 0.0028284, rel=1e-4)
@@ -148,7 +224,9 @@ TRAINED_WITH = {"hyperparameters": {"hidden_sizes": [16], "epochs": 15, "seed": 
 
 def save(directory: Path, seed: int, metadata: dict | None = None) -> model_io.Model:
     return model_io.save_model(
-        directory, mlp.init_params([784, 16, 10], seed=seed), normalization={"mean": 0.13, "std": 0.3},
+        directory,
+        mlp.init_params([784, 16, 10], seed=seed),
+        normalization={"mean": 0.13, "std": 0.3},
         metadata=metadata,
     )
 
@@ -193,22 +271,31 @@ def write_study(root: Path, stroke_values: tuple[float, float] = (0.0, 1.0)) -> 
     and, by default, a pen-stroke margin (1.41) that no pair of models can exceed."""
     path = root / "reports" / "experiments" / "results.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("config,seed,val_accuracy,stroke_accuracy\n"
-                    f"default,1,0.9900,{stroke_values[0]}\ndefault,2,0.99028284,{stroke_values[1]}\n")
+    path.write_text(
+        "config,seed,val_accuracy,stroke_accuracy\n"
+        f"default,1,0.9900,{stroke_values[0]}\ndefault,2,0.99028284,{stroke_values[1]}\n"
+    )
     return path
 
 
-def two_models(tmp_path: Path, candidate_better: bool,
-               candidate_trained_with: dict = TRAINED_WITH) -> tuple[model_io.Model, model_io.Model]:
+def two_models(
+    tmp_path: Path, candidate_better: bool, candidate_trained_with: dict = TRAINED_WITH
+) -> tuple[model_io.Model, model_io.Model]:
     """A champion in models/ and a candidate in data/candidate/ that agree on the validation
     images and disagree on the feedback holdout, whose labels say which one is right there. Both
     record the same training configuration unless ``candidate_trained_with`` says otherwise."""
     champion = save(tmp_path / "models", seed=0, metadata=TRAINED_WITH)
     rng = np.random.default_rng(0)
-    nudged = {name: value + rng.normal(0, value.std() / 2, value.shape).astype(np.float32)
-              for name, value in champion.params.items()}
-    candidate = model_io.save_model(tmp_path / "data" / "candidate", nudged, normalization={"mean": 0.13, "std": 0.3},
-                                    metadata=candidate_trained_with)
+    nudged = {
+        name: value + rng.normal(0, value.std() / 2, value.shape).astype(np.float32)
+        for name, value in champion.params.items()
+    }
+    candidate = model_io.save_model(
+        tmp_path / "data" / "candidate",
+        nudged,
+        normalization={"mean": 0.13, "std": 0.3},
+        metadata=candidate_trained_with,
+    )
     write_study(tmp_path)
     pool = rng.integers(0, 256, size=(4000, 784), dtype=np.uint8)
     said_by_champion, said_by_candidate = champion.predict(pool)[0], candidate.predict(pool)[0]
@@ -216,34 +303,52 @@ def two_models(tmp_path: Path, candidate_better: bool,
     disagree = np.flatnonzero(said_by_champion != said_by_candidate)[:40]
     assert len(agree) == 200 and len(disagree) == 40
     holdout_labels = (said_by_candidate if candidate_better else said_by_champion)[disagree]
-    feedback_data.write_table(split_table(pool[agree], said_by_champion[agree]), tmp_path / "data/prepared/validation.parquet")
-    feedback_data.write_table(split_table(pool[disagree], holdout_labels), tmp_path / "data/feedback/holdout.parquet")
+    feedback_data.write_table(
+        split_table(pool[agree], said_by_champion[agree]), tmp_path / "data/prepared/validation.parquet"
+    )
+    feedback_data.write_table(
+        split_table(pool[disagree], holdout_labels), tmp_path / "data/feedback/holdout.parquet"
+    )
     return champion, candidate
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("candidate_better", [False, True], ids=["worse-on-holdout", "better-on-holdout"])
-def test_promote_notebook_moves_alias_and_served_model_only_for_a_better_candidate(tmp_path, mlflow_uri, candidate_better):
+def test_promote_notebook_moves_alias_and_served_model_only_for_a_better_candidate(
+    tmp_path, mlflow_uri, candidate_better
+):
     champion, candidate = two_models(tmp_path, candidate_better)
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    register = f"""
+    register = """
 import json, sys
 from doodle import tracking
 tracking.setup()
 for folder, promote in (("models", True), ("data/candidate", False)):
-    logged = tracking.log_training(params={{}}, history=[], metrics={{tracking.SELECTION_METRIC: 0.5}},
+    logged = tracking.log_training(params={}, history=[], metrics={tracking.SELECTION_METRIC: 0.5},
                                    model_dir=folder, promote=promote)
     print(logged.version)
-json.dump({{"run_id": logged.run_id, "version": logged.version}}, open("data/candidate/registered.json", "w"))
+json.dump({"run_id": logged.run_id, "version": logged.version}, open("data/candidate/registered.json", "w"))
 """
     subprocess.run([sys.executable, "-c", register], cwd=tmp_path, env=env, check=True, capture_output=True)
 
-    with run_server(tmp_path / "server", tmp_path / "models", DOODLE_MODEL_POLL_SECONDS="0.2") as server, server.client() as client:
+    with (
+        run_server(tmp_path / "server", tmp_path / "models", DOODLE_MODEL_POLL_SECONDS="0.2") as server,
+        server.client() as client,
+    ):
         assert client.get("/model").json()["version"] == champion.version
         subprocess.run(
-            [sys.executable, "-m", "papermill", str(ROOT / "notebooks/05_promote.ipynb"), str(tmp_path / "out.ipynb"),
-             *small_strokes(max_val_drop=0.003)],
-            cwd=tmp_path, env=env, check=True, capture_output=True,
+            [
+                sys.executable,
+                "-m",
+                "papermill",
+                str(ROOT / "notebooks/05_promote.ipynb"),
+                str(tmp_path / "out.ipynb"),
+                *small_strokes(max_val_drop=0.003),
+            ],
+            cwd=tmp_path,
+            env=env,
+            check=True,
+            capture_output=True,
         )
         decision = json.loads((tmp_path / "reports/metrics/promotion.json").read_text())
         expected = candidate.version if candidate_better else champion.version
@@ -256,7 +361,11 @@ json.dump({{"run_id": logged.run_id, "version": logged.version}}, open("data/can
         for name, model in (("candidate", candidate), ("champion", champion)):
             assert decision[name]["stroke_accuracy"] == promotion.accuracy(model, bench.images, bench.labels)
         assert decision["stroke_margin"] == pytest.approx(2 * np.std([0.0, 1.0], ddof=1))
-        assert [check["name"] for check in decision["checks"]] == ["validation", "feedback holdout", "real writers"]
+        assert [check["name"] for check in decision["checks"]] == [
+            "validation",
+            "feedback holdout",
+            "real writers",
+        ]
         assert decision["served_version"] == expected
         assert decision["candidate"]["val_accuracy"] == decision["champion"]["val_accuracy"] == 1.0
         assert decision["candidate"]["holdout_accuracy"] == (1.0 if candidate_better else 0.0)
@@ -277,7 +386,9 @@ champion = client.get_model_version_by_alias(tracking.REGISTERED_MODEL_NAME, tra
 run = client.get_run(client.get_model_version(tracking.REGISTERED_MODEL_NAME, "2").run_id)
 print(champion.version, run.data.tags["promotion_decision"][:4], run.data.metrics["promotion_holdout_accuracy"])
 """
-    out = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, env=env, check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", check], cwd=tmp_path, env=env, check=True, capture_output=True, text=True
+    )
     version, verdict, holdout = out.stdout.split()
     assert version == ("2" if candidate_better else "1")
     assert verdict == ("prom" if candidate_better else "kept")
@@ -290,12 +401,28 @@ def test_a_challenger_equal_on_validation_stays_out_and_no_study_stops_the_noteb
     """The candidate reads the holdout better and ties on validation, but was trained with another
     configuration: a challenger must beat the champion by the study's margin and does not. Without
     the study's results the notebook stops before anything moves."""
-    champion, candidate = two_models(tmp_path, candidate_better=True,
-                                     candidate_trained_with={"hyperparameters": {"hidden_sizes": [16], "epochs": 40}})
+    champion, candidate = two_models(
+        tmp_path,
+        candidate_better=True,
+        candidate_trained_with={"hyperparameters": {"hidden_sizes": [16], "epochs": 40}},
+    )
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    promote = [sys.executable, "-m", "papermill", str(ROOT / "notebooks/05_promote.ipynb"), str(tmp_path / "out.ipynb"),
-               "-p", "metrics_path", "long/promotion.json", *small_strokes(), "-p", "results_csv"]
-    subprocess.run([*promote, "reports/experiments/results.csv"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    promote = [
+        sys.executable,
+        "-m",
+        "papermill",
+        str(ROOT / "notebooks/05_promote.ipynb"),
+        str(tmp_path / "out.ipynb"),
+        "-p",
+        "metrics_path",
+        "long/promotion.json",
+        *small_strokes(),
+        "-p",
+        "results_csv",
+    ]
+    subprocess.run(
+        [*promote, "reports/experiments/results.csv"], cwd=tmp_path, env=env, check=True, capture_output=True
+    )
     decision = json.loads((tmp_path / "long/promotion.json").read_text())
     assert decision["promoted"] is False and decision["served_version"] == champion.version
     assert decision["case"] == "challenger"
@@ -305,7 +432,9 @@ def test_a_challenger_equal_on_validation_stays_out_and_no_study_stops_the_noteb
     assert model_io.load_model(tmp_path / "models").version == champion.version
 
     (tmp_path / "long/promotion.json").unlink()
-    failed = subprocess.run([*promote, str(tmp_path / "none.csv")], cwd=tmp_path, env=env, capture_output=True, text=True)
+    failed = subprocess.run(
+        [*promote, str(tmp_path / "none.csv")], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
     assert failed.returncode != 0 and "no seed study results" in failed.stdout + failed.stderr
     assert not (tmp_path / "long/promotion.json").exists()
     assert model_io.load_model(tmp_path / "models").version == champion.version != candidate.version

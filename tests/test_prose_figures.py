@@ -74,7 +74,7 @@ def metric_values(folder: Path = METRICS_DIR) -> list[float]:
 
 def is_current(value: float, decimals: int, measured: list[float]) -> bool:
     """Whether a measured number rounds to ``value`` at ``decimals`` decimals."""
-    half = 0.5 * 10.0 ** -decimals + 1e-12
+    half = 0.5 * 10.0**-decimals + 1e-12
     return any(abs(number - value) <= half for number in measured)
 
 
@@ -157,7 +157,9 @@ def test_stale_quotes_are_reported_with_their_place(tmp_path):
 
 def test_python_prose_reads_comments_and_docstrings_not_code(tmp_path):
     module = tmp_path / "test_example.py"
-    module.write_text('"""Module: 0.951."""\n\nFLOOR = 0.952  # gate: 0.953\n\ndef f():\n    """Doc 0.954."""\n')
+    module.write_text(
+        '"""Module: 0.951."""\n\nFLOOR = 0.952  # gate: 0.953\n\ndef f():\n    """Doc 0.954."""\n'
+    )
     prose = " ".join(text for _, text in python_prose(module, tmp_path))
     assert [value for _, value, _ in quotes(prose)] == pytest.approx([0.953, 0.951, 0.954])
 
@@ -166,7 +168,9 @@ def test_notebook_markdown_and_test_comments_quote_current_figures():
     measured = metric_values()
     if not measured:
         pytest.skip("no reports/metrics/*.json: run `dvc repro` first")
-    texts = [text for path in sorted((ROOT / "notebooks").glob("*.ipynb")) for text in notebook_markdown(path)]
+    texts = [
+        text for path in sorted((ROOT / "notebooks").glob("*.ipynb")) for text in notebook_markdown(path)
+    ]
     texts += [text for path in sorted((ROOT / "tests").rglob("*.py")) for text in python_prose(path)]
     assert stale_quotes(texts, measured) == []
 
@@ -184,9 +188,7 @@ PARAMS = ROOT / "params.yaml"
 SENTENCE = re.compile(r"[^.!?\n]*(?:\n(?!\n)[^.!?\n]*)*[.!?]?")
 # Words that make a sentence about early stopping conditional or negative rather than a report of it.
 # (and sentences naming the rule or its setting, which say how a run may stop, not that it did).
-HEDGE = re.compile(
-    r"\b(not|never|no|would|if|unless|could|might|rule|patience)\b|n't\b", re.IGNORECASE
-)
+HEDGE = re.compile(r"\b(not|never|no|would|if|unless|could|might|rule|patience)\b|n't\b", re.IGNORECASE)
 EARLY_STOP = re.compile(r"early[ -]stopping|stop(?:s|ped)? early|stopped (?:after|at) epoch", re.IGNORECASE)
 
 
@@ -196,13 +198,18 @@ def sentences(text: str) -> list[str]:
 
 def early_stopping_claims(text: str) -> list[str]:
     """Sentences that state, unhedged, that early stopping acted (picked, stopped, cut a run short)."""
-    return [sentence for sentence in sentences(text) if EARLY_STOP.search(sentence) and not HEDGE.search(sentence)]
+    return [
+        sentence for sentence in sentences(text) if EARLY_STOP.search(sentence) and not HEDGE.search(sentence)
+    ]
 
 
 TRAIN_VS_VALIDATION = re.compile(
-    r"train(?:ing)? accuracy\b[^.]*?\b(below|under|lower than|above|over|higher than)\b[^.]*?\bvalidation", re.IGNORECASE
+    r"train(?:ing)? accuracy\b[^.]*?\b(below|under|lower than|above|over|higher than)\b[^.]*?\bvalidation",
+    re.IGNORECASE,
 )
-TENDENCY = re.compile(r"\b(tends?|not at every|not always|usually|often|most|counts|in \d+ of)\b", re.IGNORECASE)
+TENDENCY = re.compile(
+    r"\b(tends?|not at every|not always|usually|often|most|counts|in \d+ of)\b", re.IGNORECASE
+)
 
 
 def train_validation_claims(text: str) -> list[tuple[str, str]]:
@@ -217,9 +224,13 @@ def train_validation_claims(text: str) -> list[tuple[str, str]]:
     return found
 
 
-NUMBER_WORDS = {word: value for value, word in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-    "seventeen eighteen nineteen twenty".split())}
+NUMBER_WORDS = {
+    word: value
+    for value, word in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+        "seventeen eighteen nineteen twenty".split()
+    )
+}
 LINE_COUNT = re.compile(r"\b(\w+) lines from `([^`]+)` to `([^`]+)`", re.IGNORECASE)
 
 
@@ -227,6 +238,7 @@ def counted_lines(code: str, first: str, last: str) -> int | None:
     """Code lines (blank and comment-only lines left out) from the first line that starts with ``first``
     to the last line that starts with ``last``, in ``code``; None when either is missing."""
     lines = [line.strip() for line in code.splitlines() if line.strip() and not line.strip().startswith("#")]
+
     def names(line: str, name: str) -> bool:  # `dlogits` names `dlogits += ...`, not `dlogits_fused = ...`
         return re.match(rf"{re.escape(name)}\b", line) is not None
 
@@ -252,7 +264,9 @@ def line_count_claims(cells: list[dict]) -> list[str]:
                 continue
             counted = counted_lines(code_so_far, first, last)
             if counted != said:
-                wrong.append(f"cell {index}: says {word} lines from `{first}` to `{last}`, the code has {counted}")
+                wrong.append(
+                    f"cell {index}: says {word} lines from `{first}` to `{last}`, the code has {counted}"
+                )
     return wrong
 
 
@@ -298,7 +312,10 @@ def test_early_stopping_claims_are_found(text, claims):
 @pytest.mark.parametrize(
     ("text", "claims"),
     [
-        ("Training accuracy is measured on augmented images, so it sits below validation accuracy.", [("below",)]),
+        (
+            "Training accuracy is measured on augmented images, so it sits below validation accuracy.",
+            [("below",)],
+        ),
         ("Training accuracy tends to sit below validation, but not at every epoch.", []),
         ("Training accuracy is above the validation accuracy once the model overfits.", [("above",)]),
     ],
@@ -309,7 +326,10 @@ def test_train_validation_claims_are_found(text, claims):
 
 def test_line_counts_are_checked_against_the_code_before_them():
     cells = [
-        {"cell_type": "code", "source": ["a = 1\n", "# a comment\n", "b = a\n", "\n", "c = b\n", "d = c\n", "d_2 = d\n"]},
+        {
+            "cell_type": "code",
+            "source": ["a = 1\n", "# a comment\n", "b = a\n", "\n", "c = b\n", "d = c\n", "d_2 = d\n"],
+        },
         {"cell_type": "markdown", "source": ["The three lines from `a` to `c` become one."]},
         {"cell_type": "markdown", "source": ["The twelve lines from `a` to `d` become one."]},
     ]
@@ -317,7 +337,9 @@ def test_line_counts_are_checked_against_the_code_before_them():
 
 
 def notebook_cells() -> list[tuple[Path, list[dict]]]:
-    return [(path, json.loads(path.read_text())["cells"]) for path in sorted((ROOT / "notebooks").glob("*.ipynb"))]
+    return [
+        (path, json.loads(path.read_text())["cells"]) for path in sorted((ROOT / "notebooks").glob("*.ipynb"))
+    ]
 
 
 def test_no_notebook_reports_early_stopping_that_no_run_did():
@@ -356,7 +378,9 @@ def test_train_against_validation_accuracy_claims_hold_at_every_epoch():
 
 
 def test_line_counts_in_markdown_match_the_code():
-    assert [f"{path.name} {problem}" for path, cells in notebook_cells() for problem in line_count_claims(cells)] == []
+    assert [
+        f"{path.name} {problem}" for path, cells in notebook_cells() for problem in line_count_claims(cells)
+    ] == []
 
 
 def test_the_number_tables_index_labels_each_row_by_its_length_not_its_digit_count():
@@ -366,12 +390,27 @@ def test_the_number_tables_index_labels_each_row_by_its_length_not_its_digit_cou
     from doodle import numbers
 
     numbers_json = METRICS_DIR / "numbers.json"
-    result = json.loads(numbers_json.read_text()) if numbers_json.is_file() else {
-        "bands": {"clear": {"numbers": 3, "number_accuracy": 1.0, "digits": 7, "digit_accuracy": 1.0,
-                            "by_count": {"2": {"numbers": 2, "number_accuracy": 1.0, "digits": 4, "digit_accuracy": 1.0},
-                                         "3": {"numbers": 1, "number_accuracy": 1.0, "digits": 3, "digit_accuracy": 1.0}}}},
-        "touching": {"clear": {"numbers": 0, "number_accuracy": None, "digits": 0, "digit_accuracy": None}},
-    }
+    result = (
+        json.loads(numbers_json.read_text())
+        if numbers_json.is_file()
+        else {
+            "bands": {
+                "clear": {
+                    "numbers": 3,
+                    "number_accuracy": 1.0,
+                    "digits": 7,
+                    "digit_accuracy": 1.0,
+                    "by_count": {
+                        "2": {"numbers": 2, "number_accuracy": 1.0, "digits": 4, "digit_accuracy": 1.0},
+                        "3": {"numbers": 1, "number_accuracy": 1.0, "digits": 3, "digit_accuracy": 1.0},
+                    },
+                }
+            },
+            "touching": {
+                "clear": {"numbers": 0, "number_accuracy": None, "digits": 0, "digit_accuracy": None}
+            },
+        }
+    )
     rows = numbers.table_rows(result)
     assert rows, "no rows"
     for row in rows:

@@ -55,7 +55,9 @@ def test_rewrites_only_between_the_markers(project):
     assert text.endswith("<!-- results:end -->\n\n## After\n")
     assert "old table" not in text
     assert "| MNIST test accuracy | 98.12 % |" in text
-    assert "| Doodle benchmark accuracy (3,000 validation digits redrawn with a round pen) | 94.76 % |" in text
+    assert (
+        "| Doodle benchmark accuracy (3,000 validation digits redrawn with a round pen) | 94.76 % |" in text
+    )
     assert "| Typed-digit accuracy (570 digits in matplotlib's fonts) | 91.23 % |" in text
     assert (
         "| Synthetic strokes (2,100 digits from the training generator's styles, by writers it holds out,"
@@ -149,12 +151,19 @@ def test_seed_study_rows_appear_with_the_experiments_metrics(project):
     readme, metrics = project
     run("--readme", str(readme), "--metrics-dir", str(metrics))
     assert "over" not in readme.read_text()  # no experiments.json: no study rows
-    study = {"seeds": 5, "default": {"test_accuracy": {"mean": 0.99102, "sd": 0.00031, "n": 5},
-                                     "doodle_accuracy": {"mean": 0.9661, "sd": 0.0021, "n": 5},
-                                     "stroke_accuracy": {"mean": 0.9945, "sd": 0.0012, "n": 5},
-                                     "ece": {"mean": 0.00151, "sd": 0.00042, "n": 5}}}
+    study = {
+        "seeds": 5,
+        "default": {
+            "test_accuracy": {"mean": 0.99102, "sd": 0.00031, "n": 5},
+            "doodle_accuracy": {"mean": 0.9661, "sd": 0.0021, "n": 5},
+            "stroke_accuracy": {"mean": 0.9945, "sd": 0.0012, "n": 5},
+            "ece": {"mean": 0.00151, "sd": 0.00042, "n": 5},
+        },
+    }
     (metrics / "experiments.json").write_text(json.dumps(study))
-    assert run("--check", "--readme", str(readme), "--metrics-dir", str(metrics)).returncode == 1  # rows missing
+    assert (
+        run("--check", "--readme", str(readme), "--metrics-dir", str(metrics)).returncode == 1
+    )  # rows missing
     run("--readme", str(readme), "--metrics-dir", str(metrics))
     text = readme.read_text()
     assert "| MNIST test accuracy, default configuration over 5 seeds (mean ± sd) | 99.10 ± 0.03 % |" in text
@@ -186,21 +195,47 @@ def test_breakdowns_are_read_from_the_details_file_beside_the_headline(tmp_path)
 
 def test_real_handwriting_leads_the_table_with_its_interval(project):
     readme, metrics = project
-    (metrics / "real_writers.json").write_text(json.dumps({
-        "cv_accuracy": 0.97912, "cv_low": 0.9712, "cv_high": 0.98501, "cv_worst_writer": 0.9104, "cv_worst_digit": 0.9533,
-        "held_out_accuracy": 0.981, "held_out_low": 0.96, "held_out_high": 0.99, "held_out_worst_writer": 0.95,
-        "held_out_worst_digit": 0.94, "held_out_writers": 6,
-    }))
+    (metrics / "real_writers.json").write_text(
+        json.dumps(
+            {
+                "cv_accuracy": 0.97912,
+                "cv_low": 0.9712,
+                "cv_high": 0.98501,
+                "cv_worst_writer": 0.9104,
+                "cv_worst_digit": 0.9533,
+                "held_out_accuracy": 0.981,
+                "held_out_low": 0.96,
+                "held_out_high": 0.99,
+                "held_out_worst_writer": 0.95,
+                "held_out_worst_digit": 0.94,
+                "held_out_writers": 6,
+            }
+        )
+    )
     assert run("--readme", str(readme), "--metrics-dir", str(metrics)).returncode == 0
     rows = readme.read_text().split("| --- | --- |\n")[1].splitlines()
     assert rows[0].startswith("| Real handwriting: 30 writers, each read by a model that never saw them")
     assert rows[0].endswith("| 97.91 % (97.12-98.50) |")
     assert "| Real handwriting, worst of the 30 writers (cross-validation) | 91.04 % |" in rows
-    assert rows[3] == "| Real handwriting, this run's 6 held-out writers (95 % interval clustered by writer) | 98.10 % (96.00-99.00) |"
+    assert (
+        rows[3]
+        == "| Real handwriting, this run's 6 held-out writers (95 % interval clustered by writer) | 98.10 % (96.00-99.00) |"
+    )
     assert run("--check", "--readme", str(readme), "--metrics-dir", str(metrics)).returncode == 0
-    (metrics / "real_writers.json").write_text(json.dumps({
-        "cv_accuracy": 0.96912, "cv_low": 0.9612, "cv_high": 0.97501, "cv_worst_writer": 0.9104, "cv_worst_digit": 0.9533,
-        "held_out_accuracy": 0.981, "held_out_low": 0.96, "held_out_high": 0.99, "held_out_writers": 6,
-    }))
+    (metrics / "real_writers.json").write_text(
+        json.dumps(
+            {
+                "cv_accuracy": 0.96912,
+                "cv_low": 0.9612,
+                "cv_high": 0.97501,
+                "cv_worst_writer": 0.9104,
+                "cv_worst_digit": 0.9533,
+                "held_out_accuracy": 0.981,
+                "held_out_low": 0.96,
+                "held_out_high": 0.99,
+                "held_out_writers": 6,
+            }
+        )
+    )
     stale = run("--check", "--readme", str(readme), "--metrics-dir", str(metrics))
     assert stale.returncode == 1 and "97.91 %" in stale.stderr

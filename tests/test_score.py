@@ -13,8 +13,13 @@ import pytest
 from drawing_helpers import synthetic_drawings
 
 from doodle import mlp, model_io, score
-from doodle.preprocess import BLANK_CANVAS_MESSAGE, CORRUPT_IMAGE_MESSAGE, NOT_AN_IMAGE_MESSAGE, canvas_to_input
 from doodle.paths import ROOT
+from doodle.preprocess import (
+    BLANK_CANVAS_MESSAGE,
+    CORRUPT_IMAGE_MESSAGE,
+    NOT_AN_IMAGE_MESSAGE,
+    canvas_to_input,
+)
 
 SEED = 20261123
 COUNT = 60
@@ -23,7 +28,9 @@ COUNT = 60
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> model_io.Model:
     params = mlp.init_params([784, 32, 10], seed=3)
-    return model_io.save_model(tmp_path_factory.mktemp("model"), params, normalization={"mean": 0.13, "std": 0.31})
+    return model_io.save_model(
+        tmp_path_factory.mktemp("model"), params, normalization={"mean": 0.13, "std": 0.31}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +78,12 @@ def test_score_batch_rows_runner_up_and_errors(model, drawings):
         assert row["runner_up"] != row["digit"]
         assert 1.0 >= row["confidence"] >= row["runner_up_confidence"] >= 0.0
     errors = [row["error"] for row in rows[10:]]
-    assert errors == [BLANK_CANVAS_MESSAGE, CORRUPT_IMAGE_MESSAGE, NOT_AN_IMAGE_MESSAGE, score.NO_IMAGE_DATA_MESSAGE]
+    assert errors == [
+        BLANK_CANVAS_MESSAGE,
+        CORRUPT_IMAGE_MESSAGE,
+        NOT_AN_IMAGE_MESSAGE,
+        score.NO_IMAGE_DATA_MESSAGE,
+    ]
     assert all(row["digit"] is None and row["confidence"] is None for row in rows[10:])
     digits, probs = model.predict(np.stack([score.to_input(v, "png") for v in values[:10]]))
     assert [row["digit"] for row in rows[:10]] == digits.tolist()
@@ -108,13 +120,20 @@ def test_parquet_pixels_column_without_ids(spark, model, drawings, tmp_path):
     named by file and position; a short row is an error row."""
     from doodle.preprocess import decode_image
 
-    pixels = [(canvas_to_input(decode_image(d)) * 255).round().astype(np.uint8).tobytes() for _, d in drawings]
+    pixels = [
+        (canvas_to_input(decode_image(d)) * 255).round().astype(np.uint8).tobytes() for _, d in drawings
+    ]
     pixels.append(pixels[0][:783])
     path = tmp_path / "pixels.parquet"
     pq.write_table(pa.table({"pixels": pa.array(pixels, pa.binary())}), path)
     got = as_dict(score.score_images(score.read_images(spark, path), model).toArrow())
-    assert got == expected_rows(model, [f"pixels.parquet:{i}" for i in range(len(pixels))], pixels, kind="pixels")
-    assert got[f"pixels.parquet:{len(drawings)}"] == (None, score.PIXELS_LENGTH_MESSAGE.format(expected=784, actual=783))
+    assert got == expected_rows(
+        model, [f"pixels.parquet:{i}" for i in range(len(pixels))], pixels, kind="pixels"
+    )
+    assert got[f"pixels.parquet:{len(drawings)}"] == (
+        None,
+        score.PIXELS_LENGTH_MESSAGE.format(expected=784, actual=783),
+    )
     assert sum(error is None for _, error in got.values()) == len(drawings)
 
 
@@ -126,8 +145,13 @@ def test_prepared_split_layout_is_accepted(spark, model, tmp_path):
         image[6:22, rng.integers(8, 18) : 20] = 255
     folder = tmp_path / "test.parquet"
     folder.mkdir()
-    table = pa.table({"index": pa.array(np.arange(5, 10)), "label": pa.array(np.ones(5, np.int32)),
-                      "pixels": pa.array([image.tobytes() for image in images], pa.binary())})
+    table = pa.table(
+        {
+            "index": pa.array(np.arange(5, 10)),
+            "label": pa.array(np.ones(5, np.int32)),
+            "pixels": pa.array([image.tobytes() for image in images], pa.binary()),
+        }
+    )
     pq.write_table(table, folder / "part-00000.parquet")
     got = as_dict(score.score_images(score.read_images(spark, folder), model).toArrow())
     assert sorted(got) == ["5", "6", "7", "8", "9"]
@@ -142,8 +166,9 @@ def test_parquet_without_image_column_is_refused(spark, tmp_path):
 
 
 def run_command(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "doodle.score", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "doodle.score", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_command_refuses_missing_input_and_taken_output(model, tmp_path):
@@ -160,5 +185,7 @@ def test_command_refuses_missing_input_and_taken_output(model, tmp_path):
     assert refused.returncode == 2
     assert "already exists" in refused.stderr
     assert (taken / "keep.txt").read_text() == "mine"
-    bad_model = run_command(str(tmp_path / "in"), str(tmp_path / "out"), "--model", str(tmp_path / "no-model"))
+    bad_model = run_command(
+        str(tmp_path / "in"), str(tmp_path / "out"), "--model", str(tmp_path / "no-model")
+    )
     assert bad_model.returncode == 2 and "error:" in bad_model.stderr

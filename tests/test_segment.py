@@ -16,13 +16,16 @@ SEVEN = [[(0.1, 0.1), (0.9, 0.1), (0.4, 0.95)]]
 TWO = [[(0.1, 0.25), (0.5, 0.05), (0.9, 0.25), (0.1, 0.95), (0.9, 0.95)]]
 SIX = [[(0.8, 0.05), (0.2, 0.6), (0.5, 0.95), (0.8, 0.7), (0.2, 0.6)]]
 FOUR_TWO_STROKES = [[(0.2, 0.05), (0.1, 0.6), (0.9, 0.6)], [(0.7, 0.05), (0.7, 0.95)]]
-FIVE_WITH_FLAG = [[(0.25, 0.1), (0.2, 0.5), (0.7, 0.45), (0.8, 0.75), (0.5, 0.95), (0.15, 0.85)],
-                  [(0.3, -0.02), (0.9, -0.02)]]
+FIVE_WITH_FLAG = [
+    [(0.25, 0.1), (0.2, 0.5), (0.7, 0.45), (0.8, 0.75), (0.5, 0.95), (0.15, 0.85)],
+    [(0.3, -0.02), (0.9, -0.02)],
+]
 ZERO = "ellipse"
 
 
-def draw_number(digits, *, height=120, width_frac=0.6, gap=0.4, pen=12, size=None, lift=None,
-                canvas_colour=255, ink=0):
+def draw_number(
+    digits, *, height=120, width_frac=0.6, gap=0.4, pen=12, size=None, lift=None, canvas_colour=255, ink=0
+):
     """Digits side by side, ``height`` px tall, ``gap`` (fraction of height) apart, dark on white.
 
     ``lift``: per-digit vertical offsets in px. Returns the canvas and the drawn strokes as
@@ -73,7 +76,9 @@ def test_boxes_are_canvas_pixels_around_the_ink():
 
 
 @pytest.mark.parametrize(
-    ("digit", "pieces"), [(FOUR_TWO_STROKES, 3), (FIVE_WITH_FLAG, 4)], ids=["4 in two strokes", "5 with a flag"]
+    ("digit", "pieces"),
+    [(FOUR_TWO_STROKES, 3), (FIVE_WITH_FLAG, 4)],
+    ids=["4 in two strokes", "5 with a flag"],
 )
 def test_pieces_of_one_digit_are_joined(digit, pieces):
     canvas, strokes = draw_number([ONE, digit, ONE], pen=10)

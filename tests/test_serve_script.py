@@ -34,8 +34,21 @@ def _start(tmp_path, api_port: int, dashboard_port: int) -> tuple[subprocess.Pop
         "JUPYTER_DATA_DIR": str(tmp_path / "jupyter-data"),
     }
     process = subprocess.Popen(
-        [sys.executable, str(SCRIPT), "--host", HOST, "--api-port", str(api_port), "--dashboard-port", str(dashboard_port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--host",
+            HOST,
+            "--api-port",
+            str(api_port),
+            "--dashboard-port",
+            str(dashboard_port),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     return process, log
 
@@ -137,8 +150,20 @@ def test_a_taken_port_is_refused_before_anything_starts(tmp_path):
         taken.listen()
         port = taken.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, str(SCRIPT), "--host", HOST, "--api-port", str(free_port(HOST)), "--dashboard-port", str(port)],
-            cwd=ROOT, capture_output=True, text=True, timeout=60,
+            [
+                sys.executable,
+                str(SCRIPT),
+                "--host",
+                HOST,
+                "--api-port",
+                str(free_port(HOST)),
+                "--dashboard-port",
+                str(port),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     assert result.returncode == 1
     assert f"Port {HOST}:{port} is already in use" in result.stderr

@@ -49,15 +49,43 @@ def test_prepare_notebook_on_the_cluster_matches_local(cluster, tmp_path):
     if not all((Path(mnist_dir) / name).is_file() for files in SOURCES.values() for name in files[:2]):
         pytest.fail(MISSING_PIPELINE_MESSAGE.format(path=mnist_dir), pytrace=False)
     prepared = tmp_path / "prepared"
-    env = {**os.environ, "DOODLE_MNIST_DIR": mnist_dir, "PYSPARK_PYTHON": sys.executable,
-           "SPARK_CONF_DIR": str(ROOT / "conf" / "spark")}
+    env = {
+        **os.environ,
+        "DOODLE_MNIST_DIR": mnist_dir,
+        "PYSPARK_PYTHON": sys.executable,
+        "SPARK_CONF_DIR": str(ROOT / "conf" / "spark"),
+    }
     completed = subprocess.run(
-        [sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "01_prepare.ipynb"), str(tmp_path / "out.ipynb"),
-         "--cwd", str(tmp_path), "-p", "params_file", str(ROOT / "params.yaml"),
-         "-y", f"overrides: {{spark_master: '{cluster.master_url}', spark_driver_memory: 2g}}",
-         "-p", "raw_dir", str(tmp_path / "raw"), "-p", "prepared_dir", str(prepared),
-         "-p", "metrics_path", str(tmp_path / "prepare.json"), "-p", "samples_figure", str(tmp_path / "samples.png")],
-        env=env, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            str(ROOT / "notebooks" / "01_prepare.ipynb"),
+            str(tmp_path / "out.ipynb"),
+            "--cwd",
+            str(tmp_path),
+            "-p",
+            "params_file",
+            str(ROOT / "params.yaml"),
+            "-y",
+            f"overrides: {{spark_master: '{cluster.master_url}', spark_driver_memory: 2g}}",
+            "-p",
+            "raw_dir",
+            str(tmp_path / "raw"),
+            "-p",
+            "prepared_dir",
+            str(prepared),
+            "-p",
+            "metrics_path",
+            str(tmp_path / "prepare.json"),
+            "-p",
+            "samples_figure",
+            str(tmp_path / "samples.png"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
 
@@ -78,13 +106,29 @@ def test_score_command_on_the_cluster(cluster, spark, tmp_path):
     for name, data in drawings:
         (folder / name).write_bytes(data)
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    model = model_io.save_model(tmp_path / "model", mlp.init_params([784, 16, 10], seed=1),
-                                normalization={"mean": 0.13, "std": 0.31})
+    model = model_io.save_model(
+        tmp_path / "model", mlp.init_params([784, 16, 10], seed=1), normalization={"mean": 0.13, "std": 0.31}
+    )
     output = tmp_path / "cluster.parquet"
     completed = subprocess.run(
-        [sys.executable, "-m", "doodle.score", str(folder), str(output), "--model",
-         str(tmp_path / "model"), "--master", cluster.master_url, "--driver-memory", "1g"],
-        cwd=ROOT, env={**os.environ, "PYSPARK_PYTHON": sys.executable}, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "doodle.score",
+            str(folder),
+            str(output),
+            "--model",
+            str(tmp_path / "model"),
+            "--master",
+            cluster.master_url,
+            "--driver-memory",
+            "1g",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYSPARK_PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
     assert "doodle-score" in cluster.application_names()

@@ -55,13 +55,16 @@ def test_validation_catches_bad_labels_and_wrong_count(spark, source):
     images, labels = source
     bad_labels = labels.astype(np.int64)
     bad_labels[[3, 7]] = [10, -1]
-    checks = spark_prep.validate(spark_prep.arrays_to_dataframe(spark, images, bad_labels), expected_count=60_000)
+    checks = spark_prep.validate(
+        spark_prep.arrays_to_dataframe(spark, images, bad_labels), expected_count=60_000
+    )
     failed = {check["check"]: check["actual"] for check in checks if not check["ok"]}
     assert failed == {"row count": 400, "labels outside 0..9": 2}
     with pytest.raises(DataValidationError) as caught:
         spark_prep.require_valid("train", checks)
     assert str(caught.value) == spark_prep.VALIDATION_FAILED_MESSAGE.format(
-        name="train", failures="row count: expected 60000, found 400; labels outside 0..9: expected 0, found 2"
+        name="train",
+        failures="row count: expected 60000, found 400; labels outside 0..9: expected 0, found 2",
     )
 
 
@@ -74,7 +77,9 @@ def test_validation_catches_short_pixels_and_duplicate_indices(spark, train_df):
 
 
 def test_out_of_range_pixels_and_mismatched_shapes_are_refused(spark):
-    with pytest.raises(DataValidationError, match="pixel values out of range: expected 0..255, found -1..256"):
+    with pytest.raises(
+        DataValidationError, match="pixel values out of range: expected 0..255, found -1..256"
+    ):
         spark_prep.arrays_to_dataframe(spark, np.array([[0] * 783 + [256], [-1] + [0] * 783]), np.zeros(2))
     with pytest.raises(DataValidationError, match="images must be"):
         spark_prep.arrays_to_dataframe(spark, np.zeros((3, 784), np.uint8), np.zeros(2))
@@ -89,7 +94,9 @@ def test_stratified_quotas_are_proportional_and_exact():
     quotas = spark_prep.stratified_quotas(histogram, 5000)
     assert sum(quotas) == 5000
     assert all(abs(q - h * 5000 / 60000) < 1 for q, h in zip(quotas, histogram))
-    with pytest.raises(DataValidationError, match="validation_size must be between 1 and 60000 - 1, got 60000"):
+    with pytest.raises(
+        DataValidationError, match="validation_size must be between 1 and 60000 - 1, got 60000"
+    ):
         spark_prep.stratified_quotas(histogram, 60000)
 
 
@@ -173,7 +180,19 @@ def test_split_and_parquet_bytes_are_identical_under_another_master(tmp_path, tr
     train, validation = spark_prep.split_validation(train_df, 60, SEED)
     spark_prep.write_parquet(train, (tmp_path / "here").resolve().as_uri())
     environment = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
-    command = [sys.executable, "-c", SPLIT_SCRIPT, "local[2]", str(synthetic_raw_dir), str(SEED), str(tmp_path / "there")]
-    completed = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300, check=True)
+    command = [
+        sys.executable,
+        "-c",
+        SPLIT_SCRIPT,
+        "local[2]",
+        str(synthetic_raw_dir),
+        str(SEED),
+        str(tmp_path / "there"),
+    ]
+    completed = subprocess.run(
+        command, capture_output=True, text=True, env=environment, timeout=300, check=True
+    )
     assert json.loads(completed.stdout.strip().splitlines()[-1]) == indices(validation)
-    assert (tmp_path / "there" / "part-00000.parquet").read_bytes() == (tmp_path / "here" / "part-00000.parquet").read_bytes()
+    assert (tmp_path / "there" / "part-00000.parquet").read_bytes() == (
+        tmp_path / "here" / "part-00000.parquet"
+    ).read_bytes()

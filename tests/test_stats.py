@@ -62,7 +62,9 @@ def test_noise_floor_takes_the_wider_of_the_seed_sd_and_the_binomial_error():
     assert stats.noise_floor(0.99, 0.0001, 5000) == pytest.approx(0.99 - 3 * se)  # a tiny sd from few seeds
     assert stats.noise_floor(0.99, 0.004, 5000) == pytest.approx(0.99 - 3 * 0.004)  # a real seed spread
     assert stats.noise_floor(0.99, float("nan"), 5000, widths=2.0) == pytest.approx(0.99 - 2 * se)
-    assert stats.noise_floor(0.97, 0.001, 300) < stats.noise_floor(0.97, 0.001, 3000)  # fewer images, lower floor
+    assert stats.noise_floor(0.97, 0.001, 300) < stats.noise_floor(
+        0.97, 0.001, 3000
+    )  # fewer images, lower floor
 
 
 @pytest.mark.parametrize(("mean", "count"), [(0.99, 0), (1.2, 100), (-0.1, 100)])
@@ -72,7 +74,9 @@ def test_noise_floor_refuses_what_is_not_an_accuracy_on_images(mean, count):
 
 
 def test_study_noise_floor_reads_the_experiments_stage_figures():
-    assert stats.study_noise_floor({"mean": 0.99, "sd": 0.004, "n": 5}, 5000) == pytest.approx(0.99 - 3 * 0.004)
+    assert stats.study_noise_floor({"mean": 0.99, "sd": 0.004, "n": 5}, 5000) == pytest.approx(
+        0.99 - 3 * 0.004
+    )
     one_seed = stats.study_noise_floor({"mean": 0.99, "sd": None, "n": 1}, 5000)
     assert one_seed == pytest.approx(stats.noise_floor(0.99, float("nan"), 5000))
 
@@ -98,7 +102,9 @@ def test_wilson_interval_narrows_with_more_trials_and_widens_with_confidence():
     assert low_bar > 0 and high_bar > 0
 
 
-@pytest.mark.parametrize(("successes", "total", "confidence"), [(1, 0, 0.95), (5, 4, 0.95), (-1, 4, 0.95), (2, 4, 1.0)])
+@pytest.mark.parametrize(
+    ("successes", "total", "confidence"), [(1, 0, 0.95), (5, 4, 0.95), (-1, 4, 0.95), (2, 4, 1.0)]
+)
 def test_wilson_interval_refuses_what_is_not_a_proportion(successes, total, confidence):
     with pytest.raises(ValueError):
         stats.wilson_interval(successes, total, confidence)
@@ -144,14 +150,18 @@ def test_holm_adjusts_in_step_down_order_and_keeps_the_input_order():
 
 def test_holm_leaves_untested_comparisons_out_of_the_family():
     adjusted = stats.holm([0.02, float("nan"), 0.5])
-    assert adjusted[0] == pytest.approx(0.04) and math.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.5)
+    assert (
+        adjusted[0] == pytest.approx(0.04) and math.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.5)
+    )
     with pytest.raises(ValueError):
         stats.holm([1.5])
 
 
 def test_paired_t_p_value_and_identical_seeds():
     differences = [0.1, 0.3, 0.2, 0.25, 0.15]
-    assert stats.paired_t_p_value(differences) == pytest.approx(scipy_stats.ttest_1samp(differences, 0.0).pvalue)
+    assert stats.paired_t_p_value(differences) == pytest.approx(
+        scipy_stats.ttest_1samp(differences, 0.0).pvalue
+    )
     assert math.isnan(stats.paired_t_p_value([0.0, 0.0, 0.0]))
     assert stats.identical_on_every_seed([0.0, 0.0, 0.0])
     assert not stats.identical_on_every_seed([0.0, 0.001, 0.0])

@@ -23,9 +23,15 @@ def test_every_class_and_style_renders_inside_the_pad_at_thin_and_thick_pens():
             for pen, height in ((6.0, 0.9), (30.0, 0.3), (34.0, 0.9)):
                 rng = np.random.default_rng([digit, int(pen)])
                 writer = strokes.TRAINING_WRITERS.sample(rng)
-                pad_strokes = strokes.draw_strokes(digit, style, writer, rng, pen_width=pen, height_fraction=height)
+                pad_strokes = strokes.draw_strokes(
+                    digit, style, writer, rng, pen_width=pen, height_fraction=height
+                )
                 points = np.concatenate(pad_strokes)
-                assert points.min() >= pen / 2 and points.max() <= strokes.CANVAS_SIZE - pen / 2, (digit, style, pen)
+                assert points.min() >= pen / 2 and points.max() <= strokes.CANVAS_SIZE - pen / 2, (
+                    digit,
+                    style,
+                    pen,
+                )
                 pad = render_strokes(pad_strokes, strokes.CANVAS_SIZE, pen)
                 assert pad.shape == (280, 280) and pad.dtype == np.uint8
                 # Ink, and none on the pad's outermost ring (the drawing stays inside).

@@ -24,8 +24,16 @@ def test_pytorch_training_follows_the_numpy_run(optimizer, learning_rate):
     torch.set_num_threads(1)
     images, labels = synthetic_mnist(400, 1)
     val_images, val_labels = synthetic_mnist(100, 2)
-    config = TrainConfig(seed=3, hidden_sizes=[32, 16], epochs=2, batch_size=64, optimizer=optimizer,
-                         learning_rate=learning_rate, weight_decay=0.01, stroke_pool=40)
+    config = TrainConfig(
+        seed=3,
+        hidden_sizes=[32, 16],
+        epochs=2,
+        batch_size=64,
+        optimizer=optimizer,
+        learning_rate=learning_rate,
+        weight_decay=0.01,
+        stroke_pool=40,
+    )
     numpy_run = train(config, (images, labels), (val_images, val_labels), progress=False)
     params, normalization, best_epoch, epochs_run, val_accuracy, _ = train_torch(
         config, images.reshape(-1, 784), labels, val_images.reshape(-1, 784), val_labels

@@ -26,7 +26,9 @@ def _tiny_training(tmp_path, seed: int, epochs: int = 2):
     rng = np.random.default_rng(seed)
     images = (rng.random((120, 784)) < 0.2).astype(np.uint8) * 255
     labels = rng.integers(0, 10, 120)
-    config = train.TrainConfig(seed=seed, hidden_sizes=[8], epochs=epochs, batch_size=40, augment=False, patience=0, stroke_share=0.0)
+    config = train.TrainConfig(
+        seed=seed, hidden_sizes=[8], epochs=epochs, batch_size=40, augment=False, patience=0, stroke_share=0.0
+    )
     result = train.train(config, (images[:80], labels[:80]), (images[80:], labels[80:]), progress=False)
     model_dir = tmp_path / f"model-{seed}"
     model_io.save_model(model_dir, result.params, normalization=result.normalization, metadata={"seed": seed})
@@ -76,11 +78,23 @@ def test_champion_moves_only_on_better_validation_accuracy(tmp_path, store):
     assert first.champion_moved and first.version == "1"
     worse, _, _ = _log(tmp_path, seed=2, val_accuracy=0.4)
     assert not worse.champion_moved and worse.version == "2"
-    assert worse.message == tracking.CHAMPION_KEPT.format(old_version="1", metric="model_val_accuracy", new=0.4, old=0.5)
-    assert str(client.get_model_version_by_alias(tracking.REGISTERED_MODEL_NAME, tracking.CHAMPION_ALIAS).version) == "1"
+    assert worse.message == tracking.CHAMPION_KEPT.format(
+        old_version="1", metric="model_val_accuracy", new=0.4, old=0.5
+    )
+    assert (
+        str(
+            client.get_model_version_by_alias(tracking.REGISTERED_MODEL_NAME, tracking.CHAMPION_ALIAS).version
+        )
+        == "1"
+    )
     better, _, _ = _log(tmp_path, seed=3, val_accuracy=0.6)
     assert better.champion_moved and better.version == "3"
-    assert str(client.get_model_version_by_alias(tracking.REGISTERED_MODEL_NAME, tracking.CHAMPION_ALIAS).version) == "3"
+    assert (
+        str(
+            client.get_model_version_by_alias(tracking.REGISTERED_MODEL_NAME, tracking.CHAMPION_ALIAS).version
+        )
+        == "3"
+    )
     assert client.get_run(better.run_id).data.tags["champion_decision"] == better.message
     versions = client.search_model_versions(f"name='{tracking.REGISTERED_MODEL_NAME}'")
     assert len(versions) == 3
@@ -96,7 +110,10 @@ def test_champion_pyfunc_predicts_as_model_io(tmp_path, store):
     assert list(pyfunc.predict(sample.tolist())) == expected.tolist()
     # The weights travel as the verified model files, not as a pickle.
     local = Path(mlflow.artifacts.download_artifacts(logged.model_uri, dst_path=str(tmp_path / "dl")))
-    assert json.loads((local / "artifacts" / "mlp.json").read_text())["sha256"] == model_io.load_model(model_dir).sha256
+    assert (
+        json.loads((local / "artifacts" / "mlp.json").read_text())["sha256"]
+        == model_io.load_model(model_dir).sha256
+    )
     assert not list(local.rglob("*.pkl"))
 
 
@@ -110,10 +127,16 @@ def test_logged_requirements_are_what_mlflow_infers_from_the_pyfunc(tmp_path, st
     assert given == tracking.pyfunc_requirements()
     with mlflow.start_run():
         inferred_info = mlflow.pyfunc.log_model(
-            name="inferred", python_model=str(tracking.PYFUNC_CODE),
-            artifacts={"weights": str(model_dir / model_io.WEIGHTS_NAME), "metadata": str(model_dir / model_io.METADATA_NAME)},
+            name="inferred",
+            python_model=str(tracking.PYFUNC_CODE),
+            artifacts={
+                "weights": str(model_dir / model_io.WEIGHTS_NAME),
+                "metadata": str(model_dir / model_io.METADATA_NAME),
+            },
         )
-    inferred = Path(mlflow.artifacts.download_artifacts(inferred_info.model_uri, dst_path=str(tmp_path / "inferred")))
+    inferred = Path(
+        mlflow.artifacts.download_artifacts(inferred_info.model_uri, dst_path=str(tmp_path / "inferred"))
+    )
     names = {line.split("==")[0] for line in (inferred / "requirements.txt").read_text().split()}
     assert names == set(tracking.PYFUNC_PACKAGES)
 

@@ -59,7 +59,9 @@ def test_early_stopping_keeps_the_best_epochs_weights():
     assert result.epochs_run == result.best_epoch + 2
     assert seen == result.history
     # The returned weights are the best epoch's: they reproduce its validation loss.
-    x_val = (train.as_float_images(val[0]).reshape(-1, 784) - result.normalization["mean"]) / result.normalization["std"]
+    x_val = (
+        train.as_float_images(val[0]).reshape(-1, 784) - result.normalization["mean"]
+    ) / result.normalization["std"]
     loss, _ = train.evaluate_loss_accuracy(result.params, x_val.astype(np.float32), val[1])
     assert loss == pytest.approx(result.best.val_loss, rel=1e-5)
 
@@ -72,7 +74,13 @@ def test_normalisation_comes_from_the_training_pixels():
     assert result.normalization["std"] == pytest.approx(pixels.std(), rel=1e-6)
     assert mlp.layer_sizes_of(result.params) == [784, 32, 10]
     assert list(result.history_columns()) == [
-        "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds",
+        "epoch",
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+        "learning_rate",
+        "seconds",
     ]
 
 
@@ -80,7 +88,9 @@ def test_float_and_square_images_give_the_same_run_as_uint8():
     images, labels = _toy_data(60, seed=0)
     val = _toy_data(20, seed=1)
     as_uint8 = train.train(_config(epochs=1), (images, labels), val, progress=False)
-    as_float = train.train(_config(epochs=1), (images.reshape(-1, 28, 28) / 255.0, labels), val, progress=False)
+    as_float = train.train(
+        _config(epochs=1), (images.reshape(-1, 28, 28) / 255.0, labels), val, progress=False
+    )
     np.testing.assert_allclose(as_uint8.params["W1"], as_float.params["W1"], atol=1e-6)
 
 
@@ -117,12 +127,16 @@ def test_config_defaults_are_params_yaml_and_the_notebook_takes_no_hyper_paramet
 
     notebook = json.loads((ROOT / "notebooks" / "03_train.ipynb").read_text())
     (cell,) = [c for c in notebook["cells"] if "parameters" in c["metadata"].get("tags", [])]
-    names = {node.target.id for node in ast.parse("".join(cell["source"])).body if isinstance(node, ast.AnnAssign)}
+    names = {
+        node.target.id for node in ast.parse("".join(cell["source"])).body if isinstance(node, ast.AnnAssign)
+    }
     assert not names & set(train.TrainConfig.__dataclass_fields__)
     long_run = yaml.safe_load((ROOT / "params-long.yaml").read_text())
     assert set(long_run) <= names
     long_config = train.TrainConfig.from_params_file(ROOT / "params.yaml", long_run["overrides"])
-    assert long_config.hidden_sizes == [1024, 1024] and long_config.label_smoothing == from_file.label_smoothing
+    assert (
+        long_config.hidden_sizes == [1024, 1024] and long_config.label_smoothing == from_file.label_smoothing
+    )
 
 
 def test_config_from_a_params_file_with_overrides_and_unknown_keys(tmp_path):
@@ -138,7 +152,9 @@ def test_config_from_a_params_file_with_overrides_and_unknown_keys(tmp_path):
 
 def test_a_diverged_run_raises_instead_of_returning_untrained_weights():
     data, val = _toy_data(100, seed=0), _toy_data(50, seed=1)
-    with pytest.raises(FloatingPointError, match=r"training diverged in epoch 1: .*\(try a lower learning_rate\)"):
+    with pytest.raises(
+        FloatingPointError, match=r"training diverged in epoch 1: .*\(try a lower learning_rate\)"
+    ):
         with np.errstate(all="ignore"):
             train.train(_config(learning_rate=1e30, lr_schedule="constant"), data, val, progress=False)
 
@@ -160,9 +176,7 @@ def test_stroke_digits_take_their_share_of_every_epoch():
     pool = train.stroke_pool(config)
     assert pool.shape == (40, 28, 28) and pool.dtype == np.float32
     assert 0.0 <= pool.min() and pool.max() == 1.0
-    data = train.EpochData(
-        train.as_float_images(images), labels, config, {"mean": 0.0, "std": 1.0}, pool
-    )
+    data = train.EpochData(train.as_float_images(images), labels, config, {"mean": 0.0, "std": 1.0}, pool)
     try:
         x_epoch, y_epoch = data.next_epoch(prefetch=False)
     finally:
@@ -171,7 +185,9 @@ def test_stroke_digits_take_their_share_of_every_epoch():
     # Every stroke row of the epoch is a pool digit, with that digit's label.
     pool_labels = {image.tobytes(): index % 10 for index, image in enumerate(pool.reshape(-1, 784))}
     pairs = [
-        (pool_labels[row.tobytes()], label) for row, label in zip(x_epoch, y_epoch) if row.tobytes() in pool_labels
+        (pool_labels[row.tobytes()], label)
+        for row, label in zip(x_epoch, y_epoch)
+        if row.tobytes() in pool_labels
     ]
     assert len(pairs) == 30 and all(expected == label for expected, label in pairs)
     first = train.train(config, (images, labels), (images, labels), progress=False)

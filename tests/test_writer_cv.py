@@ -29,8 +29,15 @@ def test_summary_names_the_worst_writer_and_clusters_by_writer():
 
 def test_results_files_round_trip(tmp_path):
     rows = [
-        {"config": "default", "fold": fold, "sample_id": sample, "writer": writer, "label": sample % 10,
-         "pen_width": 20, **{f"p{d}": f"{1.0 if d == sample % 10 else 0.0:.5f}" for d in range(10)}}
+        {
+            "config": "default",
+            "fold": fold,
+            "sample_id": sample,
+            "writer": writer,
+            "label": sample % 10,
+            "pen_width": 20,
+            **{f"p{d}": f"{1.0 if d == sample % 10 else 0.0:.5f}" for d in range(10)},
+        }
         for fold, (sample, writer) in enumerate([(4, 2), (1, 1), (3, 2)])
     ]
     writer_cv.append_rows(tmp_path / writer_cv.PREDICTIONS, rows[:2], writer_cv.PREDICTION_COLUMNS)

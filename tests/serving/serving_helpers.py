@@ -14,9 +14,9 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
-from support.servers import UvicornServer, free_port  # noqa: F401  (free_port: for the tests)
 
 from doodle import mlp, model_io
+from support.servers import UvicornServer, free_port  # noqa: F401  (free_port: for the tests)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LAYER_SIZES = [784, 32, 10]
@@ -117,6 +117,9 @@ def drawing(size: int = 280, mode: str = "RGBA") -> np.ndarray:
     canvas = Image.new(mode, (size, size), "white")
     pen = ImageDraw.Draw(canvas)
     width = max(2, size // 14)
-    pen.line([(size * 0.25, size * 0.2), (size * 0.75, size * 0.2), (size * 0.4, size * 0.85)],
-             fill="black", width=width)
+    pen.line(
+        [(size * 0.25, size * 0.2), (size * 0.75, size * 0.2), (size * 0.4, size * 0.85)],
+        fill="black",
+        width=width,
+    )
     return np.asarray(canvas)

@@ -7,7 +7,15 @@ import json
 
 import numpy as np
 import pytest
-from serving_helpers import ANSWER_KEYS, DIGIT_VECTOR, PREDICT_KEYS, TEST_MAX_BATCH, assert_runner_up, drawing, png_bytes
+from serving_helpers import (
+    ANSWER_KEYS,
+    DIGIT_VECTOR,
+    PREDICT_KEYS,
+    TEST_MAX_BATCH,
+    assert_runner_up,
+    drawing,
+    png_bytes,
+)
 
 from doodle.preprocess import BLANK_CANVAS_MESSAGE, IMAGE_TOO_LARGE_MESSAGE, canvas_to_input, decode_image
 from serving import messages
@@ -128,14 +136,26 @@ BAD_JSON_BODIES = [
     ("too short", body_with([0.0] * 783), 422, messages.WRONG_LENGTH.format(field="image_vector")),
     ("too long", body_with([0.0] * 785), 422, messages.WRONG_LENGTH.format(field="image_vector")),
     ("empty list", body_with([]), 422, messages.WRONG_LENGTH.format(field="image_vector")),
-    ("NaN literal", b'{"image_vector": [NaN' + b", 0" * 783 + b"]}", 422,
-     messages.NOT_FINITE.format(field="image_vector")),
-    ("Infinity literal", b'{"image_vector": [0' + b", 0" * 782 + b", -Infinity]}", 422,
-     messages.NOT_FINITE.format(field="image_vector")),
+    (
+        "NaN literal",
+        b'{"image_vector": [NaN' + b", 0" * 783 + b"]}",
+        422,
+        messages.NOT_FINITE.format(field="image_vector"),
+    ),
+    (
+        "Infinity literal",
+        b'{"image_vector": [0' + b", 0" * 782 + b", -Infinity]}",
+        422,
+        messages.NOT_FINITE.format(field="image_vector"),
+    ),
     ("above 1", body_with([0.0] * 783 + [1.5]), 422, messages.OUT_OF_RANGE.format(field="image_vector")),
     ("below 0", body_with([-0.1] + [0.0] * 783), 422, messages.OUT_OF_RANGE.format(field="image_vector")),
-    ("huge number", b'{"image_vector": [1e400' + b", 0" * 783 + b"]}", 422,
-     messages.NOT_FINITE.format(field="image_vector")),
+    (
+        "huge number",
+        b'{"image_vector": [1e400' + b", 0" * 783 + b"]}",
+        422,
+        messages.NOT_FINITE.format(field="image_vector"),
+    ),
     ("string pixel", body_with(["0.5"] + [0.0] * 783), 422, NOT_A_NUMBER),
     ("boolean pixel", body_with([True] + [0.0] * 783), 422, NOT_A_NUMBER),
     ("null pixel", body_with([None] + [0.0] * 783), 422, NOT_A_NUMBER),
@@ -184,18 +204,24 @@ def test_batch_limits(client):
 
 BAD_UPLOADS = [
     ("empty file", b"", 400, messages.EMPTY_UPLOAD),
-    ("text file", b"this is not an image", 415,
-     messages.NOT_AN_IMAGE.format(reason="not a PNG or JPEG image")),
+    (
+        "text file",
+        b"this is not an image",
+        415,
+        messages.NOT_AN_IMAGE.format(reason="not a PNG or JPEG image"),
+    ),
     ("truncated PNG", None, None, None),  # filled in below: status 415 or 422, message prefix
     ("blank canvas", png_bytes(np.full((280, 280), 255, dtype=np.uint8)), 422, messages.BLANK_CANVAS),
-    ("blank transparent canvas", png_bytes(np.zeros((100, 100, 4), dtype=np.uint8)), 422,
-     messages.BLANK_CANVAS),
+    (
+        "blank transparent canvas",
+        png_bytes(np.zeros((100, 100, 4), dtype=np.uint8)),
+        422,
+        messages.BLANK_CANVAS,
+    ),
 ]
 
 
-@pytest.mark.parametrize(
-    ("what", "data", "status", "message"), BAD_UPLOADS, ids=[u[0] for u in BAD_UPLOADS]
-)
+@pytest.mark.parametrize(("what", "data", "status", "message"), BAD_UPLOADS, ids=[u[0] for u in BAD_UPLOADS])
 def test_bad_uploads_get_a_message(client, what, data, status, message):
     if data is None:
         data = png_bytes(drawing())[:200]
@@ -234,7 +260,9 @@ def test_cors_allows_the_dashboard_origin_only(client):
     refused = client.options("/predict", headers={"Origin": "http://evil.example", **preflight})
     assert refused.status_code == 400
     assert "access-control-allow-origin" not in refused.headers
-    simple = client.post("/predict", json={"image_vector": VALID}, headers={"Origin": "http://localhost:8866"})
+    simple = client.post(
+        "/predict", json={"image_vector": VALID}, headers={"Origin": "http://localhost:8866"}
+    )
     assert simple.headers["access-control-allow-origin"] == "http://localhost:8866"
     other = client.post("/predict", json={"image_vector": VALID}, headers={"Origin": "http://evil.example"})
     assert "access-control-allow-origin" not in other.headers
@@ -259,7 +287,9 @@ def test_blank_vector_is_reported_not_guessed(client, route):
 
 
 def test_batch_names_the_first_blank_image(client):
-    response = client.post("/predict/batch", json={"image_vectors": [DIGIT_VECTOR, DIGIT_VECTOR, [0.0] * 784]})
+    response = client.post(
+        "/predict/batch", json={"image_vectors": [DIGIT_VECTOR, DIGIT_VECTOR, [0.0] * 784]}
+    )
     assert response.status_code == 422
     assert response.json() == {"detail": messages.BLANK_IN_BATCH.format(index=2)}
     assert client.post("/predict/batch", json={"image_vectors": [DIGIT_VECTOR] * 2}).status_code == 200

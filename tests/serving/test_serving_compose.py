@@ -15,7 +15,9 @@ from serving.config import Settings
 COMPOSE = yaml.safe_load((REPO_ROOT / "compose.yaml").read_text())
 SERVICES = COMPOSE["services"]
 API_SERVICES = ("api-1", "api-2")
-LOCK = dict(line.split("==") for line in (REPO_ROOT / "requirements.lock").read_text().splitlines() if "==" in line)
+LOCK = dict(
+    line.split("==") for line in (REPO_ROOT / "requirements.lock").read_text().splitlines() if "==" in line
+)
 
 
 def _interpolate(value: str) -> str:
@@ -56,7 +58,9 @@ def test_mlflow_keeps_its_registry_in_postgres_and_serves_the_artifacts():
     backend = _interpolate(command[command.index("--backend-store-uri") + 1])
     database = backend.rsplit("/", 1)[1]
     assert backend.startswith("postgresql+psycopg://doodle:<DOODLE_DB_PASSWORD>@postgres:5432/")
-    assert database != SERVICES["postgres"]["environment"]["POSTGRES_DB"], "MLflow's tables in a database of their own"
+    assert database != SERVICES["postgres"]["environment"]["POSTGRES_DB"], (
+        "MLflow's tables in a database of their own"
+    )
     assert f"CREATE DATABASE {database}" in (REPO_ROOT / "deploy" / "postgres-init.sql").read_text()
     destination = command[command.index("--artifacts-destination") + 1]
     assert any(volume.endswith(f":{destination}") for volume in SERVICES["mlflow"]["volumes"])
@@ -66,9 +70,13 @@ def test_mlflow_keeps_its_registry_in_postgres_and_serves_the_artifacts():
 
 
 def test_prometheus_scrapes_both_replicas_and_grafana_reads_that_prometheus():
-    config_mount = next(v for v in SERVICES["prometheus"]["volumes"] if v.endswith("/etc/prometheus/prometheus.yml:ro"))
+    config_mount = next(
+        v for v in SERVICES["prometheus"]["volumes"] if v.endswith("/etc/prometheus/prometheus.yml:ro")
+    )
     config = yaml.safe_load((REPO_ROOT / config_mount.split(":")[0]).read_text())
-    targets = [t for job in config["scrape_configs"] for group in job["static_configs"] for t in group["targets"]]
+    targets = [
+        t for job in config["scrape_configs"] for group in job["static_configs"] for t in group["targets"]
+    ]
     assert sorted(targets) == [f"{name}:{_uvicorn_port()}" for name in API_SERVICES]
     datasource_mount = next(v for v in SERVICES["grafana"]["volumes"] if "/datasources/" in v)
     datasource = yaml.safe_load((REPO_ROOT / datasource_mount.split(":")[0]).read_text())["datasources"][0]
@@ -85,5 +93,8 @@ def test_every_mounted_file_exists_and_no_password_is_written_down():
                 assert (REPO_ROOT / source).exists(), f"{name} mounts a missing {source}"
     text = (REPO_ROOT / "compose.yaml").read_text()
     assert "doodle-test-password" not in text
-    assert all("${DOODLE_DB_PASSWORD:?" in line for line in text.splitlines() if "DOODLE_DB_PASSWORD" in line
-               and not line.lstrip().startswith("#"))
+    assert all(
+        "${DOODLE_DB_PASSWORD:?" in line
+        for line in text.splitlines()
+        if "DOODLE_DB_PASSWORD" in line and not line.lstrip().startswith("#")
+    )

@@ -21,8 +21,11 @@ def feedback_body(i: int) -> dict:
     image = np.zeros(784)
     image[i % 784] = 1.0
     # Every third row is a correction (predicted != actual); the rest confirm the prediction.
-    return {"image_vector": image.tolist(), "predicted_digit": i % 10,
-            "actual_digit": (i + 1) % 10 if i % 3 == 0 else i % 10}
+    return {
+        "image_vector": image.tolist(),
+        "predicted_digit": i % 10,
+        "actual_digit": (i + 1) % 10 if i % 3 == 0 else i % 10,
+    }
 
 
 def counter_samples(client, name: str) -> dict[tuple[str, str], float]:
@@ -72,7 +75,9 @@ def test_bad_feedback_is_refused_and_not_stored(server, client, what, change, me
 
 
 def test_integral_floats_are_integers_as_json_schema_says(server, client):
-    response = client.post("/feedback", json={**feedback_body(2), "predicted_digit": 2.0, "actual_digit": 5.0})
+    response = client.post(
+        "/feedback", json={**feedback_body(2), "predicted_digit": 2.0, "actual_digit": 5.0}
+    )
     assert response.status_code == 200, response.text
     row = next(r for r in FeedbackStore(server.feedback_db).recent(50) if r.id == response.json()["id"])
     assert (row.predicted_digit, row.actual_digit) == (2, 5)
@@ -80,9 +85,10 @@ def test_integral_floats_are_integers_as_json_schema_says(server, client):
 
 @pytest.mark.slow
 def test_one_thousand_concurrent_feedback_posts(tmp_path, model_dir):
-    with run_server(tmp_path, model_dir) as server, server.client(
-        limits=httpx.Limits(max_connections=64)
-    ) as client:
+    with (
+        run_server(tmp_path, model_dir) as server,
+        server.client(limits=httpx.Limits(max_connections=64)) as client,
+    ):
         bodies = [feedback_body(i) for i in range(1000)]
         with ThreadPoolExecutor(max_workers=64) as pool:
             responses = list(pool.map(lambda body: client.post("/feedback", json=body), bodies))

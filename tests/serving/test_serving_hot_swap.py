@@ -41,7 +41,10 @@ def test_a_new_model_is_switched_to_under_load_without_a_failed_request(tmp_path
     served = tmp_path / "models"
     shutil.copytree(model_dir, served)
     old = model_io.load_model(served)
-    with run_server(tmp_path / "run", served, DOODLE_MODEL_POLL_SECONDS=POLL) as server, server.client() as client:
+    with (
+        run_server(tmp_path / "run", served, DOODLE_MODEL_POLL_SECONDS=POLL) as server,
+        server.client() as client,
+    ):
         assert client.get("/model").json()["version"] == old.version
         started_at = samples(client)["doodle_model_switch_timestamp_seconds"][0][1]
         stop = threading.Event()
@@ -76,12 +79,17 @@ def test_a_new_model_is_switched_to_under_load_without_a_failed_request(tmp_path
         assert set(statuses) == {200}, statuses
         assert set(versions) == {old.version, new.version}
         assert client.get("/readyz").json() == {"ready": True, "model_version": new.version, "reason": None}
-        assert client.post("/predict", json={"image_vector": DIGIT_VECTOR}).json()["model_version"] == new.version
+        assert (
+            client.post("/predict", json={"image_vector": DIGIT_VECTOR}).json()["model_version"]
+            == new.version
+        )
         found = samples(client)
         assert found["doodle_model_switches_total"] == [({}, 1.0)]
         switched_at = found["doodle_model_switch_timestamp_seconds"][0][1]
         assert switched_at >= before_write > started_at
-        assert [labels["version"] for labels, value in found["doodle_model_info"] if value == 1] == [new.version]
+        assert [labels["version"] for labels, value in found["doodle_model_info"] if value == 1] == [
+            new.version
+        ]
         assert client.get("/model").json()["switched_at"] == switched_at
         assert f"switched model {old.version} -> {new.version}" in server.log()
 
@@ -90,7 +98,10 @@ def test_a_corrupt_model_file_is_refused_and_the_old_model_keeps_serving(tmp_pat
     served = tmp_path / "models"
     shutil.copytree(model_dir, served)
     old = model_io.load_model(served)
-    with run_server(tmp_path / "run", served, DOODLE_MODEL_POLL_SECONDS=POLL) as server, server.client() as client:
+    with (
+        run_server(tmp_path / "run", served, DOODLE_MODEL_POLL_SECONDS=POLL) as server,
+        server.client() as client,
+    ):
         weights = served / model_io.WEIGHTS_NAME
         data = bytearray(weights.read_bytes())
         data[len(data) // 2] ^= 0xFF  # one flipped byte: the checksum no longer matches
@@ -107,7 +118,9 @@ def test_a_corrupt_model_file_is_refused_and_the_old_model_keeps_serving(tmp_pat
         assert found["doodle_model_loaded"] == [({}, 1.0)]
         # Garbage in place of the metadata is refused the same way.
         (served / model_io.METADATA_NAME).write_text("{not json")
-        wait_for(lambda: samples(client)["doodle_model_load_failures_total"] == [({}, 2.0)], what="second refusal")
+        wait_for(
+            lambda: samples(client)["doodle_model_load_failures_total"] == [({}, 2.0)], what="second refusal"
+        )
         assert client.get("/readyz").status_code == 200
         # A good model written over the broken files is then served.
         new = write_model(served, seed=9)

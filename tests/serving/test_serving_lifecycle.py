@@ -31,7 +31,9 @@ def test_without_a_model_the_server_is_alive_but_not_ready(tmp_path):
         predict = client.post("/predict", json=VALID)
         assert predict.status_code == 503
         assert predict.json() == {"detail": messages.MODEL_NOT_LOADED.format(reason=reason)}
-        assert client.post("/predict/batch", json={"image_vectors": [VALID["image_vector"]]}).status_code == 503
+        assert (
+            client.post("/predict/batch", json={"image_vectors": [VALID["image_vector"]]}).status_code == 503
+        )
         assert client.get("/model").status_code == 503
         # Feedback does not need the model, and metrics still work.
         stored = client.post("/feedback", json={**VALID, "predicted_digit": 1, "actual_digit": 7})
@@ -104,7 +106,10 @@ def test_drift_reference_reads_the_prepare_stage_metrics():
 
 def test_drift_reference_refuses_a_zero_spread(tmp_path):
     stats = tmp_path / "prepare.json"
-    stats.write_text(json.dumps({"image_mean_mean": 0.1, "image_mean_std": 0.0,
-                                 "ink_fraction_mean": 0.1, "ink_fraction_std": 0.1}))
+    stats.write_text(
+        json.dumps(
+            {"image_mean_mean": 0.1, "image_mean_std": 0.0, "ink_fraction_mean": 0.1, "ink_fraction_std": 0.1}
+        )
+    )
     with pytest.raises(ValueError, match="positive"):
         DriftReference.from_prepare_metrics(stats)

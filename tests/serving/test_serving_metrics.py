@@ -62,16 +62,24 @@ def test_predictions_are_counted_by_digit_route_and_status(client, model, digit_
         )
         assert delta == expected[digit]
     route = {"route": "/predict", "method": "POST"}
-    assert value(after, "doodle_http_requests_total", status="200", **route) - value(
-        before, "doodle_http_requests_total", status="200", **route
-    ) == 7  # /predict and /predict/ share one route label
-    assert value(after, "doodle_http_requests_total", status="422", **route) - value(
-        before, "doodle_http_requests_total", status="422", **route
-    ) == 1
-    assert value(after, "doodle_inference_seconds_count") - value(before, "doodle_inference_seconds_count") == 8
-    assert value(after, "doodle_prediction_confidence_count") - value(
-        before, "doodle_prediction_confidence_count"
-    ) == 13
+    assert (
+        value(after, "doodle_http_requests_total", status="200", **route)
+        - value(before, "doodle_http_requests_total", status="200", **route)
+        == 7
+    )  # /predict and /predict/ share one route label
+    assert (
+        value(after, "doodle_http_requests_total", status="422", **route)
+        - value(before, "doodle_http_requests_total", status="422", **route)
+        == 1
+    )
+    assert (
+        value(after, "doodle_inference_seconds_count") - value(before, "doodle_inference_seconds_count") == 8
+    )
+    assert (
+        value(after, "doodle_prediction_confidence_count")
+        - value(before, "doodle_prediction_confidence_count")
+        == 13
+    )
     assert value(after, "doodle_http_request_duration_seconds_count", route="/predict/batch") >= 1
 
 
@@ -91,9 +99,11 @@ def test_oversized_bodies_are_counted_under_their_route(client):
     assert response.status_code == 413
     after = scrape(client)
     labels = {"route": "/predict", "method": "POST", "status": "413"}
-    assert value(after, "doodle_http_requests_total", **labels) - value(
-        before, "doodle_http_requests_total", **labels
-    ) == 1
+    assert (
+        value(after, "doodle_http_requests_total", **labels)
+        - value(before, "doodle_http_requests_total", **labels)
+        == 1
+    )
 
 
 def test_drift_score_is_the_larger_z_of_mean_intensity_and_ink_fraction(client):

@@ -60,11 +60,17 @@ def test_server_follows_the_champion_alias_when_it_moves(tmp_path, mlflow_uri):
         models.append(write_model(tmp_path / f"model-{seed}", seed=seed))
         client.log_artifacts(run.info.run_id, str(tmp_path / f"model-{seed}"), artifact_path="model")
         client.set_terminated(run.info.run_id)
-        versions.append(client.create_model_version(MODEL_NAME, source=f"{run.info.artifact_uri}/model",
-                                                    run_id=run.info.run_id).version)
+        versions.append(
+            client.create_model_version(
+                MODEL_NAME, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id
+            ).version
+        )
     client.set_registered_model_alias(MODEL_NAME, "champion", versions[0])
     env = {"MLFLOW_TRACKING_URI": tracking_uri, "DOODLE_MODEL_POLL_SECONDS": "0.3"}
-    with run_server(tmp_path / "run", f"models:/{MODEL_NAME}@champion", **env) as server, server.client() as http:
+    with (
+        run_server(tmp_path / "run", f"models:/{MODEL_NAME}@champion", **env) as server,
+        server.client() as http,
+    ):
         assert http.get("/model").json()["version"] == models[0].version
         client.set_registered_model_alias(MODEL_NAME, "champion", versions[1])
         deadline = time.monotonic() + 60

@@ -37,8 +37,11 @@ def exported_series(client) -> dict[str, set[str]]:
         if family.type == "counter":
             names = {f"{family.name}_total": labels}
         elif family.type == "histogram":
-            names = {f"{family.name}_count": labels, f"{family.name}_sum": labels,
-                     f"{family.name}_bucket": labels | {"le"}}
+            names = {
+                f"{family.name}_count": labels,
+                f"{family.name}_sum": labels,
+                f"{family.name}_bucket": labels | {"le"},
+            }
         else:
             names = {family.name: labels}
         series.update(names)
@@ -48,7 +51,9 @@ def exported_series(client) -> dict[str, set[str]]:
 def test_dashboard_panels_query_only_exported_metrics_and_labels(client, digit_images):
     # Give every labelled metric a child so its label names show in the exposition.
     client.post("/predict", json={"image_vector": digit_images[0].tolist()})
-    client.post("/feedback", json={"image_vector": digit_images[0].tolist(), "predicted_digit": 1, "actual_digit": 2})
+    client.post(
+        "/feedback", json={"image_vector": digit_images[0].tolist(), "predicted_digit": 1, "actual_digit": 2}
+    )
     series = exported_series(client)
     queries = dashboard_queries()
     assert len(queries) >= 10
@@ -67,11 +72,19 @@ def test_dashboard_panels_query_only_exported_metrics_and_labels(client, digit_i
             for label in filter(None, (part.strip() for part in group.split(","))):
                 assert label in metric_labels | TARGET_LABELS, f"{title}: no label {label} to group by"
     # The panels the monitoring brief asks for are all there.
-    for name in ("doodle_http_requests_total", "doodle_http_request_duration_seconds_bucket",
-                 "doodle_predictions_total", "doodle_prediction_confidence_bucket",
-                 "doodle_input_drift_score", "doodle_feedback_errors_total", "doodle_feedback_total"):
+    for name in (
+        "doodle_http_requests_total",
+        "doodle_http_request_duration_seconds_bucket",
+        "doodle_predictions_total",
+        "doodle_prediction_confidence_bucket",
+        "doodle_input_drift_score",
+        "doodle_feedback_errors_total",
+        "doodle_feedback_total",
+    ):
         assert name in used
-    quantiles = {float(q) for q in re.findall(r"histogram_quantile\(([0-9.]+)", " ".join(e for _, e in queries))}
+    quantiles = {
+        float(q) for q in re.findall(r"histogram_quantile\(([0-9.]+)", " ".join(e for _, e in queries))
+    }
     assert {0.5, 0.95, 0.99} <= quantiles
 
 
@@ -106,9 +119,14 @@ def test_real_prometheus_scrapes_the_app(tmp_path, model_dir, digit_images):
         prometheus_url = f"http://127.0.0.1:{port}"
         log = open(tmp_path / "prometheus.log", "wb")
         process = subprocess.Popen(
-            ["prometheus", f"--config.file={config_path}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT,
+            [
+                "prometheus",
+                f"--config.file={config_path}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         try:
             with server.client() as client:
@@ -118,8 +136,11 @@ def test_real_prometheus_scrapes_the_app(tmp_path, model_dir, digit_images):
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 try:
-                    answer = httpx.get(f"{prometheus_url}/api/v1/query",
-                                       params={"query": "sum(doodle_predictions_total)"}, timeout=5).json()
+                    answer = httpx.get(
+                        f"{prometheus_url}/api/v1/query",
+                        params={"query": "sum(doodle_predictions_total)"},
+                        timeout=5,
+                    ).json()
                     result = answer["data"]["result"]
                     if result and float(result[0]["value"][1]) >= 5:
                         break
@@ -143,4 +164,3 @@ def test_real_prometheus_scrapes_the_app(tmp_path, model_dir, digit_images):
                 process.kill()
                 process.wait()
             log.close()
-

@@ -132,10 +132,18 @@ def test_blank_upload_is_reported_not_guessed(client):
 @pytest.mark.parametrize(
     ("what", "data", "status", "message"),
     [
-        ("text file", b"this is not an image", 415,
-         messages.NOT_AN_IMAGE.format(reason="not a PNG or JPEG image")),
-        ("truncated PNG", number_png("12")[:300], 422,
-         messages.NOT_AN_IMAGE.format(reason="image is truncated or corrupt")),
+        (
+            "text file",
+            b"this is not an image",
+            415,
+            messages.NOT_AN_IMAGE.format(reason="not a PNG or JPEG image"),
+        ),
+        (
+            "truncated PNG",
+            number_png("12")[:300],
+            422,
+            messages.NOT_AN_IMAGE.format(reason="image is truncated or corrupt"),
+        ),
         ("empty file", b"", 400, messages.EMPTY_UPLOAD),
     ],
     ids=lambda value: value if isinstance(value, str) and len(value) < 20 else "",

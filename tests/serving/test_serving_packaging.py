@@ -16,13 +16,24 @@ import tomllib
 import httpx
 import pytest
 from serving_helpers import DIGIT_VECTOR, REPO_ROOT, write_model
+
 from support.servers import UvicornServer, free_port
 
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
 EXTRAS = PYPROJECT["project"]["optional-dependencies"]
 LOCK = REPO_ROOT / "requirements.lock"
 # Import names the API must run without.
-HEAVY = ("pyspark", "dvc", "jupyterlab", "jupyter_server", "notebook", "voila", "ipykernel", "papermill", "mlflow")
+HEAVY = (
+    "pyspark",
+    "dvc",
+    "jupyterlab",
+    "jupyter_server",
+    "notebook",
+    "voila",
+    "ipykernel",
+    "papermill",
+    "mlflow",
+)
 
 
 def _name(requirement: str) -> str:
@@ -32,12 +43,23 @@ def _name(requirement: str) -> str:
 def test_serve_extra_names_nothing_of_spark_dvc_or_jupyter():
     serve = {_name(r) for r in PYPROJECT["project"]["dependencies"] + EXTRAS["serve"]}
     assert {"fastapi", "uvicorn", "numpy"} <= serve
-    assert not serve & {"pyspark", "dvc", "jupyterlab", "voila", "ipykernel", "papermill", "mlflow", "pyarrow"}
+    assert not serve & {
+        "pyspark",
+        "dvc",
+        "jupyterlab",
+        "voila",
+        "ipykernel",
+        "papermill",
+        "mlflow",
+        "pyarrow",
+    }
 
 
 def test_dev_extra_is_everything_make_installs_and_the_lock_pins_it():
     assert EXTRAS["dev"] == ["doodle-digits[serve,pipeline,dashboard,test]"]
-    pinned = {_name(line) for line in LOCK.read_text().splitlines() if "==" in line and not line.startswith("#")}
+    pinned = {
+        _name(line) for line in LOCK.read_text().splitlines() if "==" in line and not line.startswith("#")
+    }
     wanted = {_name(r) for r in PYPROJECT["project"]["dependencies"]}
     for extra in ("serve", "pipeline", "dashboard", "test"):
         wanted |= {_name(r) for r in EXTRAS[extra]}
@@ -46,7 +68,9 @@ def test_dev_extra_is_everything_make_installs_and_the_lock_pins_it():
 
 def _instructions(dockerfile: str) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
-    joined = re.sub(r"\\\n", " ", "\n".join(line for line in dockerfile.splitlines() if not line.lstrip().startswith("#")))
+    joined = re.sub(
+        r"\\\n", " ", "\n".join(line for line in dockerfile.splitlines() if not line.lstrip().startswith("#"))
+    )
     pairs = []
     for line in joined.splitlines():
         if line.strip():
@@ -63,11 +87,13 @@ def final_stage() -> list[tuple[str, str]]:
     for keyword, args in instructions:
         if keyword == "FROM":
             image = args.split()[0]
-            assert re.fullmatch(r"python:3\.11(\.\d+)?-slim(-\w+)?", image), f"not a slim Python 3.11 base: {image}"
+            assert re.fullmatch(r"python:3\.11(\.\d+)?-slim(-\w+)?", image), (
+                f"not a slim Python 3.11 base: {image}"
+            )
         if keyword == "COPY" and not args.startswith("--from"):
             for source in shlex.split(args)[:-1]:
                 assert (REPO_ROOT / source).exists(), f"COPY source missing: {source}"
-    return instructions[starts[-1]:]
+    return instructions[starts[-1] :]
 
 
 def _exec_form(args: str) -> list[str]:
@@ -88,7 +114,9 @@ def test_dockerfile_runs_as_a_non_root_user(final_stage):
     users = [args for keyword, args in final_stage if keyword == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0")
     assert keywords.index("USER") < keywords.index("CMD")
-    assert not any(keyword == "RUN" for keyword in keywords[keywords.index("USER"):]), "RUN after USER runs as the user"
+    assert not any(keyword == "RUN" for keyword in keywords[keywords.index("USER") :]), (
+        "RUN after USER runs as the user"
+    )
 
 
 def test_dockerfile_serves_the_app_factory_on_the_exposed_port_with_a_health_check(final_stage):
@@ -125,7 +153,9 @@ def test_serve_extra_in_a_fresh_venv_serves_predict_over_http(tmp_path):
     python = str(venv / "bin" / "python")
     install = subprocess.run(
         [python, "-m", "pip", "install", "--quiet", "--constraint", str(LOCK), f"{source}[serve]"],
-        capture_output=True, text=True, timeout=1200,
+        capture_output=True,
+        text=True,
+        timeout=1200,
     )
     assert install.returncode == 0, install.stderr[-3000:]
     assert subprocess.run([python, "-m", "pip", "check"], capture_output=True, timeout=120).returncode == 0
@@ -133,9 +163,16 @@ def test_serve_extra_in_a_fresh_venv_serves_predict_over_http(tmp_path):
     outside = tmp_path / "elsewhere"  # not the repository: `serving` must come from site-packages
     outside.mkdir()
     found = subprocess.run(
-        [python, "-c", "import importlib.util as u, sys, serving.main; print(serving.main.__file__);"
-         f" print(*[n for n in {HEAVY!r} if u.find_spec(n)])"],
-        cwd=outside, capture_output=True, text=True, timeout=120,
+        [
+            python,
+            "-c",
+            "import importlib.util as u, sys, serving.main; print(serving.main.__file__);"
+            f" print(*[n for n in {HEAVY!r} if u.find_spec(n)])",
+        ],
+        cwd=outside,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert found.returncode == 0, found.stderr
     location, heavy = found.stdout.splitlines()
@@ -143,7 +180,10 @@ def test_serve_extra_in_a_fresh_venv_serves_predict_over_http(tmp_path):
     assert heavy == "", f"the serve extra pulled in: {heavy}"
 
     write_model(tmp_path / "model")
-    env = {"DOODLE_MODEL_PATH": str(tmp_path / "model"), "DOODLE_FEEDBACK_DB": str(tmp_path / "feedback.sqlite")}
+    env = {
+        "DOODLE_MODEL_PATH": str(tmp_path / "model"),
+        "DOODLE_FEEDBACK_DB": str(tmp_path / "feedback.sqlite"),
+    }
     with UvicornServer(env=env, log_path=tmp_path / "server.log", python=python, cwd=outside) as server:
         response = httpx.post(server.url + "/predict", json={"image_vector": DIGIT_VECTOR}, timeout=30)
         assert response.status_code == 200, response.text

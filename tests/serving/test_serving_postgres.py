@@ -17,7 +17,11 @@ CORRECTION = {"image_vector": DIGIT_VECTOR, "predicted_digit": 7, "actual_digit"
 
 
 def _client(tmp_path, model_dir, feedback_url):
-    env = {**server_env(tmp_path, model_dir), FEEDBACK_URL_ENV: feedback_url, "DOODLE_MODEL_POLL_SECONDS": "0"}
+    env = {
+        **server_env(tmp_path, model_dir),
+        FEEDBACK_URL_ENV: feedback_url,
+        "DOODLE_MODEL_POLL_SECONDS": "0",
+    }
     return TestClient(create_app(Settings.from_env(env)), base_url="http://testserver")
 
 
@@ -26,23 +30,31 @@ def test_corrections_are_committed_to_postgres_and_not_to_sqlite(tmp_path, model
         assert http.get("/readyz").status_code == 200
         ids = [http.post("/feedback", json=CORRECTION).json()["id"] for _ in range(3)]
     with psycopg.connect(postgres_url) as conn:
-        stored = conn.execute("SELECT id, predicted_digit, actual_digit, source FROM feedback ORDER BY id").fetchall()
+        stored = conn.execute(
+            "SELECT id, predicted_digit, actual_digit, source FROM feedback ORDER BY id"
+        ).fetchall()
     assert stored == [(row_id, 7, 1, "api") for row_id in ids]
     assert not (tmp_path / "feedback.sqlite").exists()
 
 
 @pytest.mark.parametrize("problem", ["wrong password", "nothing listening"])
-def test_an_unusable_database_makes_the_server_unready_with_the_reason(tmp_path, model_dir, postgres_server,
-                                                                       postgres_url, problem):
+def test_an_unusable_database_makes_the_server_unready_with_the_reason(
+    tmp_path, model_dir, postgres_server, postgres_url, problem
+):
     dbname = postgres_url.rsplit("/", 1)[1]
     if problem == "wrong password":
-        url, reason = postgres_server.url(dbname, password="wrong"), 'password authentication failed for user "doodle"'
+        url, reason = (
+            postgres_server.url(dbname, password="wrong"),
+            'password authentication failed for user "doodle"',
+        )
     else:
         url, reason = postgres_server.url(dbname, port=free_port()), "refused"
     with _client(tmp_path, model_dir, url) as http:
         ready = http.get("/readyz")
         assert ready.status_code == 503
-        assert ready.json()["reason"].startswith("feedback store unavailable: FeedbackDatabaseError: cannot open")
+        assert ready.json()["reason"].startswith(
+            "feedback store unavailable: FeedbackDatabaseError: cannot open"
+        )
         assert reason in ready.json()["reason"]
         assert "wrong" not in ready.json()["reason"] and "doodle-test-password" not in ready.json()["reason"]
         refused = http.post("/feedback", json=CORRECTION)
@@ -51,7 +63,9 @@ def test_an_unusable_database_makes_the_server_unready_with_the_reason(tmp_path,
     assert not (tmp_path / "feedback.sqlite").exists()
 
 
-@pytest.mark.parametrize("value", ["sqlite:///data/feedback.sqlite", "data/feedback.sqlite", "mysql://db/doodle"])
+@pytest.mark.parametrize(
+    "value", ["sqlite:///data/feedback.sqlite", "data/feedback.sqlite", "mysql://db/doodle"]
+)
 def test_a_feedback_url_that_is_not_postgres_stops_the_server_at_start(value):
     with pytest.raises(ValueError, match="DOODLE_FEEDBACK_URL must be a postgresql:// URL"):
         Settings.from_env({FEEDBACK_URL_ENV: value})
@@ -74,7 +88,10 @@ def test_a_registry_without_the_model_or_the_alias_is_named(tmp_path, mlflow_uri
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
     client = MlflowClient(mlflow_uri)
     client.create_registered_model("doodle-mlp")
-    for uri, name in (("models:/doodle-mlp@champion", "doodle-mlp"), ("models:/elsewhere@champion", "elsewhere")):
+    for uri, name in (
+        ("models:/doodle-mlp@champion", "doodle-mlp"),
+        ("models:/elsewhere@champion", "elsewhere"),
+    ):
         with pytest.raises(ModelFileError, match=f"has no version of '{name}' with the alias 'champion'"):
             resolve_alias(uri)
     version = client.create_model_version("doodle-mlp", source=(tmp_path / "model").as_uri()).version

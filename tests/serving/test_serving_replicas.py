@@ -51,8 +51,14 @@ print("champion:", run.version)
 
 def register_and_crown(model_dir: Path, tracking_uri: str, log_dir: Path) -> None:
     env = {**os.environ, tracking.TRACKING_URI_ENV: tracking_uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    done = subprocess.run([sys.executable, "-c", REGISTER_AND_CROWN, str(model_dir)], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", REGISTER_AND_CROWN, str(model_dir)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     (log_dir / "register.log").write_text(done.stdout + done.stderr)
     assert done.returncode == 0, done.stderr[-3000:]
 
@@ -78,8 +84,11 @@ class Stack:
         old = self.replicas.get(index)
         workdir = self.root / f"replica-{index}"
         workdir.mkdir(exist_ok=True)
-        server = UvicornServer(env=self.env(workdir), log_path=workdir / f"server-{time.monotonic_ns()}.log",
-                               port=old.port if old else None)
+        server = UvicornServer(
+            env=self.env(workdir),
+            log_path=workdir / f"server-{time.monotonic_ns()}.log",
+            port=old.port if old else None,
+        )
         server.__enter__()
         self.replicas[index] = server
         wait_until_ready(server)
@@ -121,7 +130,9 @@ def stack(tmp_path_factory, postgres_server):
 def post_correction(http: httpx.Client) -> int | None:
     """The row id a replica acknowledged, or None when the request failed."""
     try:
-        response = http.post("/feedback", content=CORRECTION_BODY, headers={"Content-Type": "application/json"})
+        response = http.post(
+            "/feedback", content=CORRECTION_BODY, headers={"Content-Type": "application/json"}
+        )
     except httpx.HTTPError:
         return None
     return response.json()["id"] if response.status_code == 200 else None
@@ -197,7 +208,10 @@ def test_a_new_champion_reaches_both_replicas_with_no_failed_predict(stack):
         served: dict[int, float] = {}
         while len(served) < 2 and time.monotonic() - crowned < 120:
             for index, server in enumerate(replicas):
-                if index not in served and httpx.get(server.url + "/model").json()["version"] == new_model.version:
+                if (
+                    index not in served
+                    and httpx.get(server.url + "/model").json()["version"] == new_model.version
+                ):
                     served[index] = time.monotonic() - crowned
             time.sleep(0.05)
         time.sleep(1.0)  # keep predicting on the new model a little
@@ -212,16 +226,22 @@ def test_a_new_champion_reaches_both_replicas_with_no_failed_predict(stack):
         info = httpx.get(server.url + "/model").json()
         assert (info["version"], info["sha256"]) == (new_model.version, new_model.sha256)
         assert httpx.get(server.url + "/readyz").status_code == 200
-    print(f"switch after the alias moved: {', '.join(f'{served[i]:.2f} s' for i in sorted(served))};"
-          f" /predict calls during it: {calls}")
+    print(
+        f"switch after the alias moved: {', '.join(f'{served[i]:.2f} s' for i in sorted(served))};"
+        f" /predict calls during it: {calls}"
+    )
 
 
 def test_a_registry_without_a_champion_or_out_of_reach_is_named_by_readyz(stack, tmp_path):
     cases = {
-        "no champion": ({"DOODLE_MODEL_PATH": "models:/no-such-model@champion"},
-                        "has no version of 'no-such-model' with the alias 'champion'"),
-        "unreachable": ({tracking.TRACKING_URI_ENV: f"http://127.0.0.1:{free_port()}"},
-                        "cannot read the model registry at http://127.0.0.1"),
+        "no champion": (
+            {"DOODLE_MODEL_PATH": "models:/no-such-model@champion"},
+            "has no version of 'no-such-model' with the alias 'champion'",
+        ),
+        "unreachable": (
+            {tracking.TRACKING_URI_ENV: f"http://127.0.0.1:{free_port()}"},
+            "cannot read the model registry at http://127.0.0.1",
+        ),
     }
     for name, (extra, reason) in cases.items():
         workdir = tmp_path / name.replace(" ", "-")

@@ -54,8 +54,12 @@ def test_every_operation_is_covered(api_schema):
 
 
 # Negative cases need something to break: a body. The GET routes take no input at all.
-CASES = [(method, path, mode) for method, path in OPERATIONS for mode in GenerationMode
-         if mode is GenerationMode.POSITIVE or method == "POST"]
+CASES = [
+    (method, path, mode)
+    for method, path in OPERATIONS
+    for mode in GenerationMode
+    if mode is GenerationMode.POSITIVE or method == "POST"
+]
 
 
 @pytest.mark.slow

@@ -39,9 +39,23 @@ def folder(tmp_path_factory):
 def scored(folder, model_dir, tmp_path_factory):
     output = tmp_path_factory.mktemp("scored") / "scores.parquet"
     completed = subprocess.run(
-        [sys.executable, "-m", "doodle.score", str(folder), str(output), "--model", str(model_dir),
-         "--master", "local[2]", "--driver-memory", "1g"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "doodle.score",
+            str(folder),
+            str(output),
+            "--model",
+            str(model_dir),
+            "--master",
+            "local[2]",
+            "--driver-memory",
+            "1g",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert f"scored {COUNT + 2} images" in completed.stdout
@@ -74,5 +88,8 @@ def test_score_gives_the_api_digits_and_errors_where_it_refuses(folder, scored, 
     assert scored["corrupt.png"]["error"] == "image is truncated or corrupt"
     assert scored["not-an-image.jpg"]["error"] == "not a PNG or JPEG image"
     runner_ups = [row for row in scored.values() if row["error"] is None]
-    assert all(row["runner_up"] != row["digit"] and row["runner_up_confidence"] <= row["confidence"] for row in runner_ups)
+    assert all(
+        row["runner_up"] != row["digit"] and row["runner_up_confidence"] <= row["confidence"]
+        for row in runner_ups
+    )
     assert score.RESULT_SCHEMA.names == list(next(iter(scored.values())))

@@ -224,7 +224,11 @@ class DashboardPage:
     """
 
     answer_parts: tuple[str, ...] = (
-        SELECTORS["result"], SELECTORS["bars"], SELECTORS["attribution"], SELECTORS["units"], SELECTORS["number"]
+        SELECTORS["result"],
+        SELECTORS["bars"],
+        SELECTORS["attribution"],
+        SELECTORS["units"],
+        SELECTORS["number"],
     )
 
     def __init__(self, page: Page, url: str, *, load_timeout_ms: float = 120_000, route_remote: bool = True):
@@ -235,7 +239,9 @@ class DashboardPage:
             # Voilà's page links a few CDN resources it can do without: refused here at once (the
             # resolver rule in CHROMIUM_ARGS also stops them). Routing turns the browser's HTTP
             # cache off, so a benchmark of return visits passes ``route_remote=False``.
-            page.route("**/*", lambda route: route.continue_() if _is_local(route.request.url) else route.abort())
+            page.route(
+                "**/*", lambda route: route.continue_() if _is_local(route.request.url) else route.abort()
+            )
 
     def open(self) -> DashboardPage:
         """Load the page; return once the pad is drawn and the kernel has answered."""
@@ -250,8 +256,12 @@ class DashboardPage:
         One check inside the page on every animation frame (no Playwright round trip per part)."""
         handle = self.page.wait_for_function(
             _READY_JS,
-            arg={"pad": SELECTORS["pad"], "result": SELECTORS["result"], "dataState": contract.DATA_STATE,
-                 "parts": list(self.answer_parts)},
+            arg={
+                "pad": SELECTORS["pad"],
+                "result": SELECTORS["result"],
+                "dataState": contract.DATA_STATE,
+                "parts": list(self.answer_parts),
+            },
             polling="raf",
             timeout=self.load_timeout_ms if timeout_ms is None else timeout_ms,
         )
@@ -284,18 +294,23 @@ class DashboardPage:
 
     def read_number(self) -> ShownNumber:
         raw = self.page.evaluate(_READ_NUMBER_JS, SELECTORS)
-        digits = [ShownDigit(int(i), int(d), float(c), tuple(int(v) for v in box)) for i, d, c, box in raw["digits"]]
+        digits = [
+            ShownDigit(int(i), int(d), float(c), tuple(int(v) for v in box)) for i, d, c, box in raw["digits"]
+        ]
         return ShownNumber(raw["state"], int(raw["seq"]), raw["text"].strip(), raw["number"], digits)
 
     def pad_pixels(self, points: Sequence[tuple[int, int]]) -> list[tuple[int, int, int]]:
         """The pad's RGB colour at each ``(x, y)`` pad pixel, read from the <canvas>."""
-        return [tuple(rgb) for rgb in self.page.locator(f"canvas{SELECTORS['pad']}").evaluate(
-            """(canvas, points) => {
+        return [
+            tuple(rgb)
+            for rgb in self.page.locator(f"canvas{SELECTORS['pad']}").evaluate(
+                """(canvas, points) => {
                  const ctx = canvas.getContext('2d');
                  return points.map(([x, y]) => Array.from(ctx.getImageData(x, y, 1, 1).data.slice(0, 3)));
                }""",
-            [list(point) for point in points],
-        )]
+                [list(point) for point in points],
+            )
+        ]
 
     def wait_for_seq_above(self, seq: int, timeout_ms: float = 30_000) -> ShownResult:
         self.page.wait_for_function(
@@ -363,15 +378,17 @@ class DashboardPage:
 
     def pad_ink_fraction(self) -> float:
         """Share of the pad's pixels that are not background black, read from the <canvas>."""
-        return float(self.page.locator(f"canvas{SELECTORS['pad']}").evaluate(
-            """(canvas) => {
+        return float(
+            self.page.locator(f"canvas{SELECTORS['pad']}").evaluate(
+                """(canvas) => {
                  const ctx = canvas.getContext('2d');
                  const data = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
                  let ink = 0;
                  for (let i = 0; i < data.length; i += 4) { if (data[i] > 127) ink++; }
                  return ink / (canvas.width * canvas.height);
                }"""
-        ))
+            )
+        )
 
     def wait_for_empty_pad(self, timeout_ms: float = 30_000) -> None:
         """Wait until no pixel of the pad is ink (after Clear: the kernel repaints it)."""
@@ -398,5 +415,14 @@ class DashboardPage:
 
 
 def _is_local(url: str) -> bool:
-    return url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "http://localhost", "ws://localhost",
-                           "data:", "blob:", "about:"))
+    return url.startswith(
+        (
+            "http://127.0.0.1",
+            "ws://127.0.0.1",
+            "http://localhost",
+            "ws://localhost",
+            "data:",
+            "blob:",
+            "about:",
+        )
+    )

@@ -20,16 +20,25 @@ class MlflowServer:
     """``with MlflowServer(backend_uri, artifacts_dir, log_path=...) as server:``; ``server.url``
     is the tracking URI clients use (``MLFLOW_TRACKING_URI``)."""
 
-    def __init__(self, backend_uri: str, artifacts_dir: Path, *, log_path: Path, env: dict[str, str] | None = None):
+    def __init__(
+        self, backend_uri: str, artifacts_dir: Path, *, log_path: Path, env: dict[str, str] | None = None
+    ):
         self.port = free_port()
         self.log_path = Path(log_path)
         self.env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", **(env or {})}
         self.command = [
-            str(Path(sys.executable).parent / "mlflow"), "server",
-            "--backend-store-uri", backend_uri,
-            "--artifacts-destination", str(artifacts_dir),
-            "--host", HOST, "--port", str(self.port),
-            "--workers", "1",
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            backend_uri,
+            "--artifacts-destination",
+            str(artifacts_dir),
+            "--host",
+            HOST,
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
         ]
         self.process: subprocess.Popen | None = None
 
@@ -42,8 +51,9 @@ class MlflowServer:
 
     def __enter__(self) -> MlflowServer:
         with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         try:
             self._wait_until_healthy()
         except BaseException:

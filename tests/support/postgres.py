@@ -50,7 +50,9 @@ def _as_service_user() -> dict:
 class PostgresServer:
     """``with PostgresServer() as pg:``; ``pg.create_database("name")`` returns its URL."""
 
-    def __init__(self, *, user: str = "doodle", password: str = "doodle-test-password", log_path: Path | None = None):
+    def __init__(
+        self, *, user: str = "doodle", password: str = "doodle-test-password", log_path: Path | None = None
+    ):
         self.user = user
         self.password = password
         self.port = free_port()
@@ -59,9 +61,18 @@ class PostgresServer:
         self.root: Path | None = None
         self.process: subprocess.Popen | None = None
 
-    def url(self, dbname: str = "postgres", *, user: str | None = None, password: str | None = None,
-            port: int | None = None, driver: str = "postgresql") -> str:
-        return (f"{driver}://{user or self.user}:{password or self.password}@{HOST}:{port or self.port}/{dbname}")
+    def url(
+        self,
+        dbname: str = "postgres",
+        *,
+        user: str | None = None,
+        password: str | None = None,
+        port: int | None = None,
+        driver: str = "postgresql",
+    ) -> str:
+        return (
+            f"{driver}://{user or self.user}:{password or self.password}@{HOST}:{port or self.port}/{dbname}"
+        )
 
     def log(self) -> str:
         path = self.log_path or (self.root / "postgres.log" if self.root else None)
@@ -90,16 +101,41 @@ class PostgresServer:
             shutil.chown(password_file, SERVICE_USER)
         data = self.root / "data"
         subprocess.run(
-            [str(self.bindir / "initdb"), "-D", str(data), "-U", self.user, f"--pwfile={password_file}",
-             "--auth=scram-sha-256", "--encoding=UTF8", "--no-locale"],
-            check=True, capture_output=True, cwd=self.root, **as_user,
+            [
+                str(self.bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                self.user,
+                f"--pwfile={password_file}",
+                "--auth=scram-sha-256",
+                "--encoding=UTF8",
+                "--no-locale",
+            ],
+            check=True,
+            capture_output=True,
+            cwd=self.root,
+            **as_user,
         )
         log_path = self.log_path or self.root / "postgres.log"
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [str(self.bindir / "postgres"), "-D", str(data), "-h", HOST, "-p", str(self.port),
-                 "-k", str(self.root)],  # the Unix socket stays in the temporary folder
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.root, **as_user,
+                [
+                    str(self.bindir / "postgres"),
+                    "-D",
+                    str(data),
+                    "-h",
+                    HOST,
+                    "-p",
+                    str(self.port),
+                    "-k",
+                    str(self.root),
+                ],  # the Unix socket stays in the temporary folder
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=self.root,
+                **as_user,
             )
         self._wait_until_ready()
 

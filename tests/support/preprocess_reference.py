@@ -10,6 +10,7 @@ the uploads are decoded with its `decode_image`), so a change there cannot chang
 from __future__ import annotations
 
 import numpy as np
+from drawing_helpers import synthetic_drawings
 from PIL import Image
 from scipy import ndimage
 
@@ -17,7 +18,6 @@ from doodle import strokes
 from doodle.doodles import draw_doodle
 from doodle.drawing import render_strokes
 from doodle.preprocess import decode_image
-from drawing_helpers import synthetic_drawings
 from support.digits import HAND_DRAWN_DIGITS
 from support.synthetic import synthetic_mnist
 
@@ -75,7 +75,9 @@ def reference_ink_to_input(ink: np.ndarray) -> np.ndarray:
     factor = DIGIT_BOX / max(height, width)
     size = (max(1, min(DIGIT_BOX, round(width * factor))), max(1, min(DIGIT_BOX, round(height * factor))))
     resample = Image.Resampling.BOX if factor < 1 else Image.Resampling.BILINEAR
-    digit = np.clip(np.asarray(Image.fromarray(crop.astype(np.float32), mode="F").resize(size, resample)), 0.0, None)
+    digit = np.clip(
+        np.asarray(Image.fromarray(crop.astype(np.float32), mode="F").resize(size, resample)), 0.0, None
+    )
     peak = float(digit.max())
     if peak <= 0.0:
         raise ReferenceBlank()
@@ -148,8 +150,12 @@ def reference_drawings() -> list[tuple[str, np.ndarray]]:
         styles = list(strokes.STYLES[digit])
         pen = float(pens[(i // 10 + digit) % len(pens)])
         pad_strokes = strokes.draw_strokes(
-            digit, styles[i % len(styles)], strokes.TRAINING_WRITERS.sample(rng), rng,
-            pen_width=pen, height_fraction=float(rng.uniform(0.25, 0.9)),
+            digit,
+            styles[i % len(styles)],
+            strokes.TRAINING_WRITERS.sample(rng),
+            rng,
+            pen_width=pen,
+            height_fraction=float(rng.uniform(0.25, 0.9)),
         )
         drawings.append((f"pad digit {digit} pen {pen:g}", strokes.render(pad_strokes, pen)))
     for digit, digit_strokes in HAND_DRAWN_DIGITS.items():

@@ -63,18 +63,37 @@ class UvicornServer:
     unless a benchmark brings a baseline of its own; it must answer ``/healthz``).
     """
 
-    def __init__(self, *, env: dict[str, str] | None = None, log_path: Path | None = None, host: str = HOST,
-                 port: int | None = None, extra_args: tuple[str, ...] = ("--no-access-log",),
-                 python: str = sys.executable, command_prefix: list[str] | None = None,
-                 start_timeout_s: float = 60.0, stop_signal: int = signal.SIGTERM, cwd: Path = ROOT,
-                 app: str = "serving.main:create_app"):
+    def __init__(
+        self,
+        *,
+        env: dict[str, str] | None = None,
+        log_path: Path | None = None,
+        host: str = HOST,
+        port: int | None = None,
+        extra_args: tuple[str, ...] = ("--no-access-log",),
+        python: str = sys.executable,
+        command_prefix: list[str] | None = None,
+        start_timeout_s: float = 60.0,
+        stop_signal: int = signal.SIGTERM,
+        cwd: Path = ROOT,
+        app: str = "serving.main:create_app",
+    ):
         self.host = host
         self.port = port or free_port(host)
         self.env = {**os.environ, **(env or {})}
         self.log_path = Path(log_path) if log_path is not None else None
         prefix = command_prefix if command_prefix is not None else [python, "-m"]
-        self.command = [*prefix, "uvicorn", app, "--factory",
-                        "--host", host, "--port", str(self.port), *extra_args]
+        self.command = [
+            *prefix,
+            "uvicorn",
+            app,
+            "--factory",
+            "--host",
+            host,
+            "--port",
+            str(self.port),
+            *extra_args,
+        ]
         self.start_timeout_s = start_timeout_s
         self.stop_signal = stop_signal
         self.cwd = cwd
@@ -90,8 +109,14 @@ class UvicornServer:
     def __enter__(self) -> UvicornServer:
         output = self.log_path.open("wb") if self.log_path else None
         try:
-            self.process = subprocess.Popen(self.command, cwd=self.cwd, env=self.env, stdout=output,
-                                            stderr=subprocess.STDOUT if output else None, start_new_session=True)
+            self.process = subprocess.Popen(
+                self.command,
+                cwd=self.cwd,
+                env=self.env,
+                stdout=output,
+                stderr=subprocess.STDOUT if output else None,
+                start_new_session=True,
+            )
         finally:
             if output:
                 output.close()

@@ -80,7 +80,12 @@ def _daemon(command: list[str], env: dict[str, str], log_path: Path, what: str) 
     """Run ``command`` in its own process group; on exit, SIGTERM the group, then SIGKILL it."""
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            command,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     try:
         yield process
@@ -109,7 +114,9 @@ def _wait_for(check, process: subprocess.Popen, log_path: Path, what: str) -> No
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while True:
         if process.poll() is not None:
-            raise RuntimeError(EXITED_MESSAGE.format(what=what, code=process.returncode, log=log_path, tail=_tail(log_path)))
+            raise RuntimeError(
+                EXITED_MESSAGE.format(what=what, code=process.returncode, log=log_path, tail=_tail(log_path))
+            )
         try:
             if check():
                 return
@@ -117,7 +124,9 @@ def _wait_for(check, process: subprocess.Popen, log_path: Path, what: str) -> No
             pass
         if time.monotonic() > deadline:
             raise RuntimeError(
-                NOT_STARTED_MESSAGE.format(what=what, seconds=START_TIMEOUT_SECONDS, log=log_path, tail=_tail(log_path))
+                NOT_STARTED_MESSAGE.format(
+                    what=what, seconds=START_TIMEOUT_SECONDS, log=log_path, tail=_tail(log_path)
+                )
             )
         time.sleep(0.5)
 
@@ -148,25 +157,53 @@ def standalone_cluster(workdir: Path, *, cores: int = 2, memory: str = "2g") -> 
     master_port, master_ui_port, worker_ui_port = free_port(), free_port(), free_port()
     master_url = f"spark://{HOST}:{master_port}"
     cluster = Cluster(
-        master_url=master_url, web_url=f"http://{HOST}:{master_ui_port}", cores=cores, memory=memory, log_dir=workdir
+        master_url=master_url,
+        web_url=f"http://{HOST}:{master_ui_port}",
+        cores=cores,
+        memory=memory,
+        log_dir=workdir,
     )
     with ExitStack() as stack:
         master_log = workdir / "master.log"
         master = stack.enter_context(
             _daemon(
-                [spark_class, "org.apache.spark.deploy.master.Master",
-                 "--host", HOST, "--port", str(master_port), "--webui-port", str(master_ui_port)],
-                env, master_log, "Spark master",
+                [
+                    spark_class,
+                    "org.apache.spark.deploy.master.Master",
+                    "--host",
+                    HOST,
+                    "--port",
+                    str(master_port),
+                    "--webui-port",
+                    str(master_ui_port),
+                ],
+                env,
+                master_log,
+                "Spark master",
             )
         )
         _wait_for(lambda: cluster.state().get("status") == "ALIVE", master, master_log, "Spark master")
         worker_log = workdir / "worker.log"
         worker = stack.enter_context(
             _daemon(
-                [spark_class, "org.apache.spark.deploy.worker.Worker", master_url,
-                 "--host", HOST, "--cores", str(cores), "--memory", memory,
-                 "--webui-port", str(worker_ui_port), "--work-dir", str(workdir / "work")],
-                env, worker_log, "Spark worker",
+                [
+                    spark_class,
+                    "org.apache.spark.deploy.worker.Worker",
+                    master_url,
+                    "--host",
+                    HOST,
+                    "--cores",
+                    str(cores),
+                    "--memory",
+                    memory,
+                    "--webui-port",
+                    str(worker_ui_port),
+                    "--work-dir",
+                    str(workdir / "work"),
+                ],
+                env,
+                worker_log,
+                "Spark worker",
             )
         )
         _wait_for(lambda: cluster.state().get("aliveworkers", 0) >= 1, worker, worker_log, "Spark worker")

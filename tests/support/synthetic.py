@@ -12,6 +12,8 @@ def synthetic_mnist(n_images: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     images = rng.integers(0, 256, size=(n_images, 28, 28), dtype=np.uint8)
     images[images < 150] = 0
     images[:, :4, :] = 0
-    labels = rng.choice(10, size=n_images, p=np.linspace(1, 2, 10) / np.linspace(1, 2, 10).sum()).astype(np.uint8)
+    labels = rng.choice(10, size=n_images, p=np.linspace(1, 2, 10) / np.linspace(1, 2, 10).sum()).astype(
+        np.uint8
+    )
     labels[:10] = np.arange(10)
     return images, labels

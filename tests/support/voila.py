@@ -58,8 +58,15 @@ class VoilaServer:
     ``log_path``.
     """
 
-    def __init__(self, log_path: Path, *, host: str = "127.0.0.1", port: int | None = None,
-                 env: dict[str, str] | None = None, start_timeout_s: float = 60.0):
+    def __init__(
+        self,
+        log_path: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        start_timeout_s: float = 60.0,
+    ):
         self.host = host
         self.port = port or free_port(host)
         self.log_path = Path(log_path)
