@@ -66,6 +66,27 @@ ROWS = (
         0.01,
     ),
     Row(
+        "Real handwriting, the pixels and the pen's path pooled (the pad and /predict/strokes; the same folds)",
+        "evaluate",
+        ("real.pooled_cv",),
+        "percent interval",
+        0.01,
+    ),
+    Row(
+        "Real handwriting, pixels and path pooled: worst of the 30 writers (cross-validation)",
+        "evaluate",
+        ("real.pooled_cv_worst_writer",),
+        "percent",
+        0.01,
+    ),
+    Row(
+        "Real handwriting, pixels and path pooled: worst digit (cross-validation)",
+        "evaluate",
+        ("real.pooled_cv_worst_digit",),
+        "percent",
+        0.01,
+    ),
+    Row(
         "Real handwriting, worst of the 30 writers (cross-validation)",
         "evaluate",
         ("real.cv_worst_writer",),

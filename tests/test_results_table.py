@@ -218,8 +218,8 @@ def test_real_handwriting_leads_the_table_with_its_interval(project):
     assert rows[0].endswith("| 97.91 % (97.12-98.50) |")
     assert "| Real handwriting, worst of the 30 writers (cross-validation) | 91.04 % |" in rows
     assert (
-        rows[3]
-        == "| Real handwriting, this run's 6 held-out writers (95 % interval clustered by writer) | 98.10 % (96.00-99.00) |"
+        "| Real handwriting, this run's 6 held-out writers (95 % interval clustered by writer) | 98.10 % (96.00-99.00) |"
+        in rows
     )
     assert run("--check", "--readme", str(readme), "--metrics-dir", str(metrics)).returncode == 0
     (metrics / "real_writers.json").write_text(
