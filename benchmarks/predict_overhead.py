@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from load_predict import body_for, cpu_seconds, model_dir, run_wrk, sample_images  # noqa: E402
 
+from doodle.constants import DEFAULT_API_PORT  # noqa: E402
 from support.servers import UvicornServer  # noqa: E402
 
 N_BODIES = 64
@@ -121,10 +122,10 @@ async def asgi_call(app, body: bytes) -> None:
         "query_string": b"",
         "root_path": "",
         "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
+        "server": ("127.0.0.1", DEFAULT_API_PORT),
         "state": {},
         "headers": [
-            (b"host", b"127.0.0.1:8000"),
+            (b"host", f"127.0.0.1:{DEFAULT_API_PORT}".encode()),
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
         ],

@@ -36,7 +36,7 @@ from doodle.dashboard_widgets import DashboardWidgets
 from doodle.drawing import PEN_WIDTH, Drawing, Point, Stroke
 from doodle.explain import Explanation, explain, unit_pattern
 from doodle.feedback import FeedbackDatabaseError, FeedbackNotStored, FeedbackStore
-from doodle.feedback_data import open_store
+from doodle.feedback_store import open_store
 from doodle.model_io import Model, ModelFileError, load_model, top_two
 from doodle.model_watch import ModelWatcher, file_fingerprint
 from doodle.number_reading import NumberReading, TooManyDigitsError, read_number

@@ -1,5 +1,5 @@
 """The durable store of corrections that the dashboard and the API share (SQLite; PostgreSQL for
-several machines is `doodle.feedback_pg`, chosen by `doodle.feedback_data.open_store`).
+several machines is `doodle.feedback_pg`, chosen by `doodle.feedback_store.open_store`).
 
 Every write is committed before it is acknowledged (WAL journal, ``synchronous=FULL``), so a
 feedback row that a caller was told about survives the process being killed. Each call opens
@@ -57,7 +57,7 @@ class FeedbackRecord:
 
 
 def is_postgres_url(value: str) -> bool:
-    """True for a ``postgresql://`` (or ``postgres://``) URL: the store `doodle.feedback_data.open_store` opens in PostgreSQL."""
+    """True for a ``postgresql://`` (or ``postgres://``) URL: the store `doodle.feedback_store.open_store` opens in PostgreSQL."""
     return value.startswith(POSTGRES_URL_SCHEMES)
 
 

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from doodle import data
 from doodle.constants import N_PIXELS
-from doodle.feedback import FeedbackStore, is_postgres_url
+from doodle.feedback import is_postgres_url
 from doodle.paths import feedback_db_path, feedback_url
 
 SNAPSHOT_PATH = Path("data/feedback-snapshot/store.parquet")
@@ -192,16 +192,6 @@ def most_confused(matrix: np.ndarray, top: int = 5) -> list[dict[str, int]]:
     first): ``[{"actual", "predicted", "count"}]``, zero counts left out."""
     cells = [(-int(matrix[a, p]), a, p) for a in range(10) for p in range(10) if a != p and matrix[a, p] > 0]
     return [{"actual": a, "predicted": p, "count": -n} for n, a, p in sorted(cells)[:top]]
-
-
-def open_store(url: str | None, db_path: str | Path) -> FeedbackStore:
-    """The configured store: PostgreSQL when ``url`` is set (``DOODLE_FEEDBACK_URL``; raises when
-    it cannot be opened, never falling back to a local file), else the SQLite file at ``db_path``."""
-    if not url:
-        return FeedbackStore(db_path)
-    from doodle.feedback_pg import PostgresFeedbackStore  # noqa: PLC0415 - psycopg only when configured
-
-    return PostgresFeedbackStore(url)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

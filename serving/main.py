@@ -21,7 +21,7 @@ from prometheus_client import disable_created_metrics
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from threadpoolctl import threadpool_limits
 
-from doodle.feedback_data import open_store
+from doodle.feedback_store import open_store
 from doodle.model_watch import ModelWatcher
 from serving.config import Settings
 from serving.drift import DriftReference

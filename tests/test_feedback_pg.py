@@ -12,8 +12,8 @@ import pytest
 
 from doodle import feedback_data
 from doodle.feedback import FeedbackStore
-from doodle.feedback_data import open_store
 from doodle.feedback_pg import SCHEMA_VERSION, FeedbackDatabaseError, PostgresFeedbackStore
+from doodle.feedback_store import open_store
 from support.servers import free_port
 
 
@@ -136,7 +136,7 @@ def test_the_drawing_app_writes_to_postgres_when_configured_and_says_when_it_can
     draw_on(app, HAND_DRAWN_DIGITS[7])
     assert app.submit_feedback(7) is None
     assert (
-        SAVE_FAILED_MESSAGE in app.feedback_status.value
-        and "cannot open the feedback database" in app.feedback_status.value
+        SAVE_FAILED_MESSAGE in app.view.feedback_status.value
+        and "cannot open the feedback database" in app.view.feedback_status.value
     )
     assert not (tmp_path / "feedback.sqlite").exists()

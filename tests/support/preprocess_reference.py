@@ -157,7 +157,7 @@ def reference_drawings() -> list[tuple[str, np.ndarray]]:
             pen_width=pen,
             height_fraction=float(rng.uniform(0.25, 0.9)),
         )
-        drawings.append((f"pad digit {digit} pen {pen:g}", strokes.render(pad_strokes, pen)))
+        drawings.append((f"pad digit {digit} pen {pen:g}", render_strokes(pad_strokes, pen_width=pen)))
     for digit, digit_strokes in HAND_DRAWN_DIGITS.items():
         drawings.append((f"hand-drawn {digit}", render_strokes(digit_strokes)))
     images, _ = synthetic_mnist(30, seed=5)
