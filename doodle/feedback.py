@@ -55,6 +55,26 @@ class FeedbackRecord:
     image: np.ndarray  # (28, 28) float32 in [0, 1], the input the model saw
     drawing_png: bytes | None
 
+    # The columns `from_row` reads, in order: both stores select them so.
+    COLUMNS = (
+        "id, created_at, source, predicted_digit, actual_digit, is_error, model_version, image, drawing_png"
+    )
+
+    @classmethod
+    def from_row(cls, row) -> FeedbackRecord:
+        """A stored row (`COLUMNS`, from either store) -> a record, the image back as (28, 28) float32."""
+        return cls(
+            id=row[0],
+            created_at=row[1],
+            source=row[2],
+            predicted_digit=row[3],
+            actual_digit=row[4],
+            is_error=bool(row[5]),
+            model_version=row[6],
+            image=np.frombuffer(row[7], dtype=np.float32).reshape(IMAGE_SIDE, IMAGE_SIDE).copy(),
+            drawing_png=row[8],
+        )
+
 
 def is_postgres_url(value: str) -> bool:
     """True for a ``postgresql://`` (or ``postgres://``) URL: the store `doodle.feedback_store.open_store` opens in PostgreSQL."""
@@ -160,23 +180,9 @@ class FeedbackStore:
         conn = self._connect()
         try:
             rows = conn.execute(
-                "SELECT id, created_at, source, predicted_digit, actual_digit, is_error,"
-                " model_version, image, drawing_png FROM feedback ORDER BY id DESC LIMIT ?",
+                f"SELECT {FeedbackRecord.COLUMNS} FROM feedback ORDER BY id DESC LIMIT ?",
                 (int(limit),),
             ).fetchall()
         finally:
             conn.close()
-        return [
-            FeedbackRecord(
-                id=row[0],
-                created_at=row[1],
-                source=row[2],
-                predicted_digit=row[3],
-                actual_digit=row[4],
-                is_error=bool(row[5]),
-                model_version=row[6],
-                image=np.frombuffer(row[7], dtype=np.float32).reshape(IMAGE_SIDE, IMAGE_SIDE).copy(),
-                drawing_png=row[8],
-            )
-            for row in rows
-        ]
+        return [FeedbackRecord.from_row(row) for row in rows]

@@ -18,7 +18,6 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from doodle.constants import IMAGE_SIDE
 from doodle.feedback import (
     FeedbackDatabaseError,
     FeedbackNotStored,
@@ -203,24 +202,10 @@ class PostgresFeedbackStore:
         """The newest ``limit`` rows, newest first."""
         with self._pool.connection() as conn:
             rows = conn.execute(
-                "SELECT id, created_at, source, predicted_digit, actual_digit, is_error,"
-                " model_version, image, drawing_png FROM feedback ORDER BY id DESC LIMIT %s",
+                f"SELECT {FeedbackRecord.COLUMNS} FROM feedback ORDER BY id DESC LIMIT %s",
                 (int(limit),),
             ).fetchall()
-        return [
-            FeedbackRecord(
-                id=row[0],
-                created_at=row[1],
-                source=row[2],
-                predicted_digit=row[3],
-                actual_digit=row[4],
-                is_error=bool(row[5]),
-                model_version=row[6],
-                image=np.frombuffer(row[7], dtype=np.float32).reshape(IMAGE_SIDE, IMAGE_SIDE).copy(),
-                drawing_png=row[8],
-            )
-            for row in rows
-        ]
+        return [FeedbackRecord.from_row(row) for row in rows]
 
     def snapshot_rows(self, columns: list[str]) -> list[tuple]:
         """Every row's ``columns``, ordered by id, read in one repeatable-read transaction (a
