@@ -276,7 +276,11 @@ class DirectPredictMiddleware:
             body += message.get("body", b"")
             if not message.get("more_body", False):
                 break
-        answer = _direct_answer(scope["app"].state.serving, body) if messages_read[-1]["type"] == "http.request" else None
+        answer = (
+            _direct_answer(scope["app"].state.serving, body)
+            if messages_read[-1]["type"] == "http.request"
+            else None
+        )
         if answer is None:
             await self.app(scope, _replay(messages_read, receive), send)
             return
