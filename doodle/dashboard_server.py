@@ -21,9 +21,9 @@ its own pre-heating manager). Settings, read when Voilà starts:
 
 Refilling runs ahead of demand (`DashboardKernelManager.pace_refill`): a replacement waits out the
 refill delay only while at least half the pool is warm; once fewer are, it starts at once. At most
-one kernel per CPU core warms up at a time, so each is ready as soon as it can be (ten started
-together would all be ready late), and a page that takes a kernel still waiting to start has it
-started at once, ahead of the others.
+one kernel per CPU core but one warms up at a time (a core is left to the pages loading), so each
+is ready as soon as it can be (ten started together would all be ready late), and a page that
+takes a kernel still waiting to start has it started at once, ahead of the others.
 
 The page is Voilà's, drawn with the template ``doodle`` (share/jupyter/voila/templates/doodle/):
 Voilà's lab template with one small script (built from dashboard-frontend/ by ``make``) in place of
@@ -212,7 +212,9 @@ class DashboardKernelManager(AsyncMappingKernelManager):
         config=True,
         help="Seconds a replacement for a taken warm kernel may wait while half the pool is still warm.",
     )
-    warming_at_once = Integer(0, config=True, help="Pool kernels warming up at a time (0: one per CPU core).")
+    warming_at_once = Integer(
+        0, config=True, help="Pool kernels warming up at a time (0: one per CPU core but one, at least one)."
+    )
 
     @default("cull_interval")
     def _cull_interval_default(self) -> int:
@@ -242,7 +244,7 @@ class DashboardKernelManager(AsyncMappingKernelManager):
         return len(self._warming)
 
     def _warming_limit(self) -> int:
-        return self.warming_at_once or os.cpu_count() or 1
+        return self.warming_at_once or max(1, (os.cpu_count() or 1) - 1)
 
     async def pace_refill(self) -> str:
         """Hold a pool kernel's start, called from the pool's own task: until a page takes it
