@@ -4,6 +4,10 @@ only validates the same request schema (`benchmarks/bare_predict_app.py`), each 
 
     .venv/bin/python benchmarks/predict_overhead.py [--seconds 8] [--rounds 2] [--connections 32]
     .venv/bin/python benchmarks/predict_overhead.py --breakdown   # + where a request's CPU goes
+    .venv/bin/python benchmarks/predict_overhead.py --baseline ../before  # + another checkout's API
+
+``--baseline DIR`` also serves the API of another checkout of the project (``git worktree add
+../before main``) in the same rounds, so a change is measured before and after under one load.
 
 Prints each app's requests/s, p50 and p99 latency and server CPU per request (the median of the
 rounds; the apps alternate, so a change in the machine's load reaches both), and the API's rate
@@ -42,7 +46,9 @@ N_BODIES = 64
 UVICORN_ARGS = ("--workers", "1", "--no-access-log", "--log-level", "warning")
 
 
-def start(work: Path, model: Path, bare: bool) -> UvicornServer:
+def start(work: Path, model: Path, bare: bool, checkout: Path = ROOT) -> UvicornServer:
+    """One app under uvicorn: the bare app, or the API of ``checkout`` (uvicorn runs there, so
+    that checkout's ``serving`` and ``doodle`` are the ones imported)."""
     env = {"DOODLE_MODEL_PATH": str(model), "DOODLE_FEEDBACK_DB": str(work / "feedback.sqlite")}
     if bare:
         server = UvicornServer(
@@ -52,7 +58,7 @@ def start(work: Path, model: Path, bare: bool) -> UvicornServer:
             stop_signal=signal.SIGINT,
         )
     else:
-        server = UvicornServer(env=env, extra_args=UVICORN_ARGS, stop_signal=signal.SIGINT)
+        server = UvicornServer(env=env, extra_args=UVICORN_ARGS, stop_signal=signal.SIGINT, cwd=checkout)
     return server.__enter__()
 
 
@@ -80,25 +86,31 @@ def over_http(args: argparse.Namespace, bodies: list[str]) -> None:
             f"model: {which}; {os.cpu_count()} CPUs; load average before: {os.getloadavg()[0]:.1f}; "
             f"wrk, {args.connections} connections, {args.seconds:g} s, {args.rounds} rounds per app"
         )
-        results: dict[str, list[dict]] = {"API /predict": [], "bare FastAPI, validation only": []}
+        apps = [("API /predict", False, ROOT), ("bare FastAPI, validation only", True, ROOT)]
+        if args.baseline is not None:
+            apps.insert(1, (f"API /predict of {args.baseline.name}", False, args.baseline.resolve()))
+        results: dict[str, list[dict]] = {name: [] for name, _, _ in apps}
         for _ in range(args.rounds):
-            for name, bare in (("API /predict", False), ("bare FastAPI, validation only", True)):
-                server = start(work, model, bare)
+            for name, bare, checkout in apps:
+                server = start(work, model, bare, checkout)
                 try:
                     results[name].append(measure(server, bodies, args.connections, args.seconds))
                 finally:
                     server.stop()
-        print(f"{'app':<32}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}{'errors':>8}")
+        print(f"{'app':<40}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}{'errors':>8}")
         medians = {name: median_of(rows) for name, rows in results.items()}
         for name, m in medians.items():
             print(
-                f"{name:<32}{m['rate']:>8.0f}{m['p50_ms']:>9.2f}{m['p99_ms']:>9.2f}{m['cpu_ms']:>12.3f}{m['errors']:>8.0f}"
+                f"{name:<40}{m['rate']:>8.0f}{m['p50_ms']:>9.2f}{m['p99_ms']:>9.2f}{m['cpu_ms']:>12.3f}{m['errors']:>8.0f}"
             )
-        api, bare = medians["API /predict"], medians["bare FastAPI, validation only"]
-        print(
-            f"API / bare: {api['rate'] / bare['rate']:.2f}x the rate; "
-            f"{api['cpu_ms'] - bare['cpu_ms']:+.3f} ms of server CPU per request"
-        )
+        bare = medians["bare FastAPI, validation only"]
+        for name, _, _ in apps:
+            if name.startswith("API"):
+                api = medians[name]
+                print(
+                    f"{name} / bare: {api['rate'] / bare['rate']:.2f}x the rate; "
+                    f"{api['cpu_ms'] - bare['cpu_ms']:+.3f} ms of server CPU per request"
+                )
         print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
@@ -216,6 +228,7 @@ def breakdown(args: argparse.Namespace, bodies: list[str], images: np.ndarray) -
 
     from serving import main as serving_main
     from serving.config import Settings
+    from serving.schemas import PredictRequest
 
     encoded = [body.encode() for body in bodies]
     count = args.calls
@@ -278,6 +291,13 @@ def breakdown(args: argparse.Namespace, bodies: list[str], images: np.ndarray) -
                         part_us(lambda i: orjson.loads(encoded[i % len(encoded)]), count),
                     )
                 )
+                parsed = [orjson.loads(body) for body in encoded]
+                rows.append(
+                    (
+                        "  PredictRequest validation",
+                        part_us(lambda i: PredictRequest.model_validate(parsed[i % len(parsed)]), count),
+                    )
+                )
             return rows
 
         rows = asyncio.run(run())
@@ -300,6 +320,12 @@ def main() -> None:
     )
     parser.add_argument("--rounds-in-process", type=int, default=5, help="rounds over the apps (--breakdown)")
     parser.add_argument("--no-http", action="store_true", help="skip the wrk runs (with --breakdown)")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="another checkout whose API is measured in the same rounds",
+    )
     args = parser.parse_args()
     images = sample_images(N_BODIES)
     bodies = [body_for(images[i : i + 1]) for i in range(N_BODIES)]

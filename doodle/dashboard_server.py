@@ -5,17 +5,25 @@ it, and prompt reclaiming of kernels whose page has gone.
 `conf/voila/voila.py` calls `configure`; Voilà then runs `DashboardKernelManager` (wrapped in
 its own pre-heating manager). Settings, read when Voilà starts:
 
-- ``DOODLE_DASHBOARD_POOL``: kernels kept warm (default `default_pool_size()`: one per CPU
-  core, at most 4).
+- ``DOODLE_DASHBOARD_POOL_MB``: the memory the warm pool may hold, in MiB (default
+  `default_pool_budget_bytes()`: 2 GiB, at most an eighth of the machine's memory); the pool is as
+  many kernels as it holds at `KERNEL_MEMORY_BYTES` a kernel (`pool_size_for`).
+- ``DOODLE_DASHBOARD_POOL``: kernels kept warm, in place of the budget's count (0: no pool).
 - ``DOODLE_DASHBOARD_MAX_KERNELS``: live kernels at most, warm ones included (default
   `default_max_kernels()`: what a quarter of the machine's memory holds at 150 MB a kernel,
   between pool + 2 and 32).
 - ``DOODLE_DASHBOARD_CLOSED_TAB_S``: seconds a kernel is kept after its page disconnects
   without saying goodbye (default 20), ``DOODLE_DASHBOARD_IDLE_S``: seconds an open but
   untouched page keeps its kernel (default 600).
-- ``DOODLE_DASHBOARD_REFILL_S``: seconds after a page takes a warm kernel before its replacement
-  starts (default `REFILL_DELAY_S`): starting a kernel and running the notebook costs a core for
+- ``DOODLE_DASHBOARD_REFILL_S``: seconds a replacement for a taken warm kernel may wait before
+  it starts (default `REFILL_DELAY_S`): starting a kernel and running the notebook costs a core for
   a few seconds, which the page's own loading needs more on a small machine.
+
+Refilling runs ahead of demand (`DashboardKernelManager.pace_refill`): a replacement waits out the
+refill delay only while at least half the pool is warm; once fewer are, it starts at once. At most
+one kernel per CPU core but one warms up at a time (a core is left to the pages loading), so each
+is ready as soon as it can be (ten started together would all be ready late), and a page that
+takes a kernel still waiting to start has it started at once, ahead of the others.
 
 The page is Voilà's, drawn with the template ``doodle`` (share/jupyter/voila/templates/doodle/):
 Voilà's lab template with one small script (built from dashboard-frontend/ by ``make``) in place of
@@ -30,6 +38,7 @@ warm pool: `DashboardIdentityProvider` sets it on every page response.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import uuid
@@ -40,9 +49,10 @@ from jupyter_core.utils import ensure_async
 from jupyter_server.auth.identity import PasswordIdentityProvider
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from tornado.web import HTTPError
-from traitlets import Integer, default
+from traitlets import Float, Integer, default
 
 POOL_ENV = "DOODLE_DASHBOARD_POOL"
+POOL_MEMORY_ENV = "DOODLE_DASHBOARD_POOL_MB"
 MAX_KERNELS_ENV = "DOODLE_DASHBOARD_MAX_KERNELS"
 CLOSED_TAB_ENV = "DOODLE_DASHBOARD_CLOSED_TAB_S"
 IDLE_ENV = "DOODLE_DASHBOARD_IDLE_S"
@@ -52,6 +62,8 @@ BUSY_MESSAGE = "The drawing app is busy: try again in a moment"
 KERNEL_MEMORY_BYTES = 150 * 2**20  # a dashboard kernel measured 100-120 MB resident, with margin
 CULL_INTERVAL_S = 5  # how often kernels are checked; closed tabs are reclaimed within this of their timeout
 REFILL_DELAY_S = 5  # a page is ready 1.5-3 s after it takes its kernel; its replacement starts after that
+POOL_BUDGET_BYTES = 2 * 2**30  # the default warm pool's memory: 13 kernels, a class opening the app at once
+REFILL_CHECK_S = 0.1  # how often a waiting replacement looks at the pool again
 TEMPLATE = "doodle"
 JUPYTER_DATA = Path(__file__).resolve().parent.parent / "share" / "jupyter"  # holds voila/templates/doodle
 TEMPLATE_STATIC = JUPYTER_DATA / "voila" / "templates" / TEMPLATE / "static"
@@ -60,10 +72,21 @@ BUNDLE_FILES = ("doodle.js", "doodle.css")  # what `make frontend` builds into T
 UNUSED_EXTENSIONS = ["jupyterlab_pygments"]
 
 
-def default_pool_size(cpus: int | None = None) -> int:
-    """One warm kernel per CPU core, 1 to 4: a warm kernel costs memory only, but refilling the
-    pool after a page takes one costs a core for a few seconds."""
-    return max(1, min(4, cpus if cpus is not None else os.cpu_count() or 1))
+def default_pool_budget_bytes(memory_bytes: int | None = None) -> int:
+    """The warm pool's default memory: `POOL_BUDGET_BYTES`, at most an eighth of the memory."""
+    memory = total_memory_bytes() if memory_bytes is None else memory_bytes
+    return min(POOL_BUDGET_BYTES, memory // 8)
+
+
+def pool_size_for(budget_bytes: int) -> int:
+    """Warm kernels a memory budget holds at `KERNEL_MEMORY_BYTES` a kernel (one at least: a
+    budget under one kernel still keeps one warm; turn the pool off with ``DOODLE_DASHBOARD_POOL=0``)."""
+    return max(1, budget_bytes // KERNEL_MEMORY_BYTES)
+
+
+def default_pool_size(memory_bytes: int | None = None) -> int:
+    """The warm pool the default budget holds on a machine with ``memory_bytes`` (this one's)."""
+    return pool_size_for(default_pool_budget_bytes(memory_bytes))
 
 
 def total_memory_bytes() -> int:
@@ -94,14 +117,16 @@ def _int_setting(env: Mapping[str, str], name: str, default_value: int, minimum:
 
 
 def settings(env: Mapping[str, str] = os.environ) -> dict[str, int]:
-    """The five settings above from ``env``, with their defaults; a bad value is a ValueError
-    naming the variable."""
-    pool = _int_setting(env, POOL_ENV, default_pool_size(), 0)
+    """The settings above from ``env``, with their defaults (``pool_size``: from the budget unless
+    ``DOODLE_DASHBOARD_POOL`` is set); a bad value is a ValueError naming the variable."""
+    budget_mib = _int_setting(env, POOL_MEMORY_ENV, default_pool_budget_bytes() // 2**20, 1)
+    pool = _int_setting(env, POOL_ENV, pool_size_for(budget_mib * 2**20), 0)
     max_kernels = _int_setting(env, MAX_KERNELS_ENV, default_max_kernels(pool), 1)
     if max_kernels < pool:
         raise ValueError(f"{MAX_KERNELS_ENV} ({max_kernels}) must be at least {POOL_ENV} ({pool})")
     return {
         "pool_size": pool,
+        "pool_budget_mib": budget_mib,
         "max_kernels": max_kernels,
         "closed_tab_s": _int_setting(env, CLOSED_TAB_ENV, 20, 1),
         "idle_s": _int_setting(env, IDLE_ENV, 600, 1),
@@ -136,7 +161,10 @@ def configure(c, env: Mapping[str, str] = os.environ) -> dict[str, int]:
     c.VoilaConfiguration.show_tracebacks = True
     c.VoilaConfiguration.extension_denylist = UNUSED_EXTENSIONS
     c.Voila.identity_provider_class = f"{__name__}.DashboardIdentityProvider"
-    c.DashboardKernelManager.fill_delay = float(chosen["refill_s"])  # a trait of Voilà's pre-heating subclass
+    # Voilà's own refill delay (a trait of its pre-heating subclass) would hold back a replacement a
+    # page may already be waiting for; `DashboardKernelManager.pace_refill` paces refills instead.
+    c.DashboardKernelManager.fill_delay = 0.0
+    c.DashboardKernelManager.refill_delay = float(chosen["refill_s"])
     c.DashboardKernelManager.max_kernels = chosen["max_kernels"]
     c.DashboardKernelManager.closed_tab_timeout = chosen["closed_tab_s"]
     c.DashboardKernelManager.unconnected_timeout = max(60, chosen["closed_tab_s"])
@@ -179,6 +207,14 @@ class DashboardKernelManager(AsyncMappingKernelManager):
     unconnected_timeout = Integer(
         60, config=True, help="Seconds a kernel handed to a page is kept if the page never connects."
     )
+    refill_delay = Float(
+        REFILL_DELAY_S,
+        config=True,
+        help="Seconds a replacement for a taken warm kernel may wait while half the pool is still warm.",
+    )
+    warming_at_once = Integer(
+        0, config=True, help="Pool kernels warming up at a time (0: one per CPU core but one, at least one)."
+    )
 
     @default("cull_interval")
     def _cull_interval_default(self) -> int:
@@ -190,15 +226,57 @@ class DashboardKernelManager(AsyncMappingKernelManager):
         self._was_connected: set[str] = set()
         # kernel id -> (monotonic time it was first seen without a connection, last check)
         self._alone: dict[str, tuple[float, float]] = {}
+        self._warming: set[asyncio.Task] = set()  # pool tasks past `pace_refill`, not yet warm
 
     def live_kernel_count(self) -> int:
         return len(set(self._kernels) | self._starting)
+
+    def _pool_holding(self, task: asyncio.Task | None) -> list[asyncio.Task] | None:
+        """The warm pool ``task`` is waiting in (None once a page has taken it, or for a page's own
+        kernel)."""
+        for pool in (getattr(self, "_pools", None) or {}).values():
+            if task in pool:
+                return pool
+        return None
+
+    def warming_count(self) -> int:
+        self._warming = {task for task in self._warming if not task.done()}
+        return len(self._warming)
+
+    def _warming_limit(self) -> int:
+        return self.warming_at_once or max(1, (os.cpu_count() or 1) - 1)
+
+    async def pace_refill(self) -> str:
+        """Hold a pool kernel's start, called from the pool's own task: until a page takes it
+        ("taken"), or, with a free warming slot (`warming_at_once`), once fewer than half the pool
+        is warm ("low") or `refill_delay` has passed ("delay"). A page's own kernel starts at once
+        ("page"). Returns why it went ahead."""
+        task = asyncio.current_task()
+        if self._pool_holding(task) is None:
+            return "page"
+        waited_until = time.monotonic() + self.refill_delay
+        while True:
+            pool = self._pool_holding(task)
+            if pool is None:
+                return "taken"
+            if self.warming_count() < self._warming_limit():
+                warm = sum(1 for queued in pool if queued.done())
+                if 2 * warm < len(pool):
+                    reason = "low"
+                    break
+                if time.monotonic() >= waited_until:
+                    reason = "delay"
+                    break
+            await asyncio.sleep(REFILL_CHECK_S)
+        self._warming.add(task)
+        return reason
 
     async def start_kernel(self, *, kernel_id: str | None = None, **kwargs) -> str:
         """Start a kernel unless ``max_kernels`` are live: then a 503 with `BUSY_MESSAGE`, which
         Voilà shows as the page (or, for a pool refill, keeps until a page asks for it)."""
         if kernel_id is not None and kernel_id in self:
             return await super().start_kernel(kernel_id=kernel_id, **kwargs)
+        await self.pace_refill()
         if self.live_kernel_count() >= self.max_kernels:
             self.log.warning("%d live kernels, the cap: not starting another", self.live_kernel_count())
             raise HTTPError(503, reason=BUSY_MESSAGE)

@@ -29,7 +29,7 @@ from serving.errors import http_error_handler, validation_error_handler
 from serving.metrics import Metrics
 from serving.middleware import BodyLimitMiddleware, MetricsMiddleware
 from serving.model_source import load_served_model, source_fingerprint
-from serving.routes import router
+from serving.routes import DirectPredictMiddleware, router
 from serving.state import ServingState
 
 log = logging.getLogger("serving")
@@ -153,8 +153,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(router)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
-    # Innermost first: the size check runs before any parsing; CORS headers go on every answer,
-    # 413s included; the metrics see everything, CORS preflights and 413s too.
+    # Innermost first: well-formed /predict requests are answered directly, inside the size check,
+    # which runs before any parsing; CORS headers go on every answer, 413s included; the metrics see
+    # everything, CORS preflights and 413s too.
+    app.add_middleware(DirectPredictMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         CORSMiddleware,

@@ -180,14 +180,14 @@ class Metrics:
         self.live_accuracy.set(float("nan"))
         self.drift_score.set(float("nan"))
         self.model_loaded.set(0)
-        # Pre-create the per-digit series so rate() and dashboards see zeros, not gaps.
-        for digit in range(10):
-            self.predictions.labels(digit=str(digit))
+        # Pre-create the per-digit series so rate() and dashboards see zeros, not gaps; kept, as
+        # `labels()` takes a lock and builds a key on every call.
+        self._digit_series = [self.predictions.labels(digit=str(digit)) for digit in range(10)]
 
     def observe_predictions(self, digits, confidences) -> None:
         """Count ``(N,)`` predicted digits and observe their ``(N,)`` confidences."""
         for digit, confidence in zip(digits.tolist(), confidences.tolist()):
-            self.predictions.labels(digit=str(digit)).inc()
+            self._digit_series[digit].inc()
             self.confidence.observe(confidence)
 
     def observe_feedback(self, predicted: int, actual: int) -> None:

@@ -3,7 +3,9 @@ model information and the Prometheus scrape endpoint.
 
 Prediction routes share `_predict`, so single, batch and image requests count, time and drift-check
 the same way. Request JSON is parsed with orjson (`OrjsonRoute`): on a 784-number body the standard library's
-parser cost several times the rest of the request.
+parser cost several times the rest of the request. `DirectPredictMiddleware` answers a well-formed
+``POST /predict`` without FastAPI's per-request machinery, which cost more than the model; every
+other request, and any ``/predict`` it would not answer 200, takes the route below.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ import orjson
 from fastapi import APIRouter, File, HTTPException, Request, UploadFile
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from doodle.constants import CANVAS_SIZE, N_PIXELS
 from doodle.drawing import PEN_WIDTH, render_strokes
@@ -212,12 +216,101 @@ def _predictions(
 @router.post("/predict/", response_model=PredictResponse, include_in_schema=False)
 async def predict(body: PredictRequest, request: Request) -> Response:
     """Classify one 28x28 image given as 784 numbers (0 = background, 1 = ink)."""
-    state = _state(request)
+    return _single_answer(_state(request), body)
+
+
+def _single_answer(state: ServingState, body: PredictRequest) -> Response:
+    """`/predict`'s answer to a validated body (503 without a model, 422 for a blank image)."""
     images = np.asarray(body.image_vector, dtype=np.float32).reshape(1, -1)
     digits, probs, confidences, model = _predict(state, images)
     (payload,) = _predictions(model, digits, probs, confidences)
     payload["model_version"] = model.version
     return json_response(payload)
+
+
+PREDICT_PATH = "/predict"
+PREDICT_ROUTE = next(route for route in router.routes if getattr(route, "path", None) == PREDICT_PATH)
+
+
+def _is_json(scope: Scope) -> bool:
+    """The request says its body is ``application/json`` (any parameters): the one content type
+    the direct path takes; FastAPI's own rules decide every other."""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return value.split(b";", 1)[0].strip().lower() == b"application/json"
+    return False
+
+
+class DirectPredictMiddleware:
+    """Answer ``POST /predict`` with a JSON body that validates and an image that is not blank
+    while a model is loaded, with the route's own code (`PredictRequest` as FastAPI validates it,
+    `_single_answer`), but without FastAPI's per-request machinery: matching the path against
+    every route, solving the endpoint's parameters, its exception and exit-stack layers. In-process
+    that machinery cost more than the model's forward pass (`benchmarks/predict_overhead.py`).
+
+    Everything else goes on to the app unchanged, the body it has read replayed: other paths, a
+    body that is not JSON or does not validate, no model, a blank image; so every error answer
+    (400, 413, 422, 503), with its message, comes from the route and its handlers as before.
+    Sits inside the body limit, CORS and the HTTP metrics, which see this path's requests as the
+    route's (``scope["route"]`` is the ``/predict`` route). The route keeps the OpenAPI schema."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["path"] != PREDICT_PATH
+            or scope["method"] != "POST"
+            or not _is_json(scope)
+        ):
+            await self.app(scope, receive, send)
+            return
+        messages_read: list[Message] = []
+        body = b""
+        while True:
+            message = await receive()
+            messages_read.append(message)
+            if message["type"] != "http.request":
+                break  # the client went away: the app handles that as it would have
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        answer = (
+            _direct_answer(scope["app"].state.serving, body)
+            if messages_read[-1]["type"] == "http.request"
+            else None
+        )
+        if answer is None:
+            await self.app(scope, _replay(messages_read, receive), send)
+            return
+        scope["route"] = PREDICT_ROUTE
+        await answer(scope, receive, send)
+
+
+def _direct_answer(state: ServingState, body: bytes) -> Response | None:
+    """The 200 answer to a ``/predict`` body, or None when the route should answer instead (not
+    JSON, not valid, no model, a blank image). `_predict` raises those before it records anything."""
+    try:
+        request = PredictRequest.model_validate(orjson.loads(body))
+    except (orjson.JSONDecodeError, ValidationError):
+        return None
+    try:
+        return _single_answer(state, request)
+    except HTTPException:
+        return None
+
+
+def _replay(messages_read: list[Message], receive: Receive) -> Receive:
+    """A ``receive`` that gives ``messages_read`` again, in order, then the client's own."""
+    pending = list(messages_read)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
 
 
 @router.post(

@@ -35,7 +35,11 @@ def voila(tmp_path_factory, feedback_db):
     trained_model_or_skip()
     chromium_or_skip()
     workdir = tmp_path_factory.mktemp("voila")
-    env = {"DOODLE_FEEDBACK_DB": str(feedback_db), "JUPYTER_RUNTIME_DIR": str(workdir / "runtime")}
+    env = {
+        "DOODLE_FEEDBACK_DB": str(feedback_db),
+        "JUPYTER_RUNTIME_DIR": str(workdir / "runtime"),
+        "DOODLE_DASHBOARD_POOL": "2",  # a few pages at a time: the default budget's pool would cost CPU
+    }
     with VoilaServer(workdir / "voila.log", env=env) as server:
         yield server
     ARTIFACTS.mkdir(exist_ok=True)

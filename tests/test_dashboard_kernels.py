@@ -4,6 +4,7 @@ processes), and the settings that size them."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -18,13 +19,17 @@ from doodle.dashboard_server import (
     JUPYTER_DATA,
     KERNEL_MEMORY_BYTES,
     MAX_KERNELS_ENV,
+    POOL_BUDGET_BYTES,
     POOL_ENV,
+    POOL_MEMORY_ENV,
     REFILL_DELAY_S,
     REFILL_ENV,
     TEMPLATE,
+    DashboardKernelManager,
     configure,
     default_max_kernels,
     default_pool_size,
+    pool_size_for,
     settings,
 )
 from support.browser import DashboardPage, chromium_or_skip, launch_chromium, trained_model_or_skip
@@ -36,8 +41,12 @@ CLOSED_TAB_S = 3
 
 
 def test_defaults_are_sized_to_the_machine():
-    assert default_pool_size(1) == 1 and default_pool_size(2) == 2 and default_pool_size(64) == 4
     gib = 2**30
+    # The warm pool is what its memory budget holds: 2 GiB, at most an eighth of the memory.
+    assert default_pool_size(64 * gib) == POOL_BUDGET_BYTES // KERNEL_MEMORY_BYTES == 13
+    assert default_pool_size(8 * gib) == gib // KERNEL_MEMORY_BYTES == 6
+    assert default_pool_size(1 * gib) == 1  # a budget under one kernel still keeps one warm
+    assert pool_size_for(3 * KERNEL_MEMORY_BYTES - 1) == 2
     assert default_max_kernels(2, memory_bytes=1 * gib) == 4  # never below pool + 2
     assert default_max_kernels(2, memory_bytes=8 * gib) == 8 * gib // 4 // KERNEL_MEMORY_BYTES
     assert default_max_kernels(2, memory_bytes=512 * gib) == 32
@@ -56,7 +65,12 @@ def test_settings_come_from_the_environment_and_bad_ones_are_named():
         600,
     )
     assert chosen["refill_s"] == 0 and settings({})["refill_s"] == REFILL_DELAY_S
+    # The budget sizes the pool; an explicit pool size wins over it.
+    budget = {POOL_MEMORY_ENV: str(5 * KERNEL_MEMORY_BYTES // 2**20)}
+    assert settings(budget)["pool_size"] == 5 and settings(budget)["pool_budget_mib"] == 750
+    assert settings({**budget, POOL_ENV: "0"})["pool_size"] == 0
     for env, words in [
+        ({POOL_MEMORY_ENV: "0"}, f"{POOL_MEMORY_ENV} must be at least 1"),
         ({POOL_ENV: "many"}, f"{POOL_ENV} must be a whole number"),
         ({MAX_KERNELS_ENV: "0"}, f"{MAX_KERNELS_ENV} must be at least 1"),
         ({REFILL_ENV: "-1"}, f"{REFILL_ENV} must be at least 0"),
@@ -77,8 +91,9 @@ def test_voila_config_preheats_caps_and_still_culls_idle_kernels(monkeypatch):
     # Open pages nobody touches are still reclaimed after the idle timeout.
     assert manager.cull_idle_timeout == 600 and manager.cull_connected is True
     assert 0 < manager.cull_interval <= 5
-    # A used warm kernel is replaced only after a delay, not while its page is still loading.
-    assert manager.fill_delay == REFILL_DELAY_S > 1
+    # A used warm kernel's replacement may wait, while half the pool is warm, until its page has
+    # loaded; Voilà's own delay, which a page taking the replacement would wait out too, is off.
+    assert manager.refill_delay == REFILL_DELAY_S > 1 and manager.fill_delay == 0
     # Pages from the warm pool get the _xsrf cookie that the unload beacon needs.
     assert c.Voila.identity_provider_class == "doodle.dashboard_server.DashboardIdentityProvider"
     assert "jupyterlab_pygments" in c.VoilaConfiguration.extension_denylist
@@ -112,6 +127,62 @@ def test_an_unbuilt_page_script_is_named_with_the_command_that_builds_it(monkeyp
     assert environ == {"JUPYTER_PATH": "kept"}
 
 
+def test_refills_wait_while_half_the_pool_is_warm_and_a_taken_one_starts_at_once():
+    """`DashboardKernelManager.pace_refill` in the pool's own tasks, as Voilà runs them: each task
+    asks it when to start, then warms its kernel (here: waits for the test to say it is warm)."""
+
+    async def scenario() -> None:
+        manager = DashboardKernelManager(refill_delay=3600, warming_at_once=1)
+        manager._pools = {"app.ipynb": []}
+        pool = manager._pools["app.ipynb"]
+        went_ahead: dict[int, str] = {}
+        warm_now = {n: asyncio.Event() for n in range(6)}
+
+        async def pool_kernel(n: int) -> None:
+            went_ahead[n] = await manager.pace_refill()
+            await warm_now[n].wait()
+
+        async def settle() -> None:
+            for _ in range(5):
+                await asyncio.sleep(0.1)
+
+        tasks = {n: asyncio.create_task(pool_kernel(n)) for n in range(4)}
+        pool.extend(tasks.values())
+        await settle()
+        # Starting up, the pool is empty: one kernel warms at a time, the others queue.
+        assert list(went_ahead.values()) == ["low"]
+        warm_now[next(iter(went_ahead))].set()
+        await settle()
+        assert list(went_ahead.values()) == ["low", "low"]
+        for n in went_ahead:
+            warm_now[n].set()
+        await settle()
+        # Half the pool is warm: the other two wait out the (here hour-long) refill delay.
+        assert len(went_ahead) == 2
+        waiting = [n for n in tasks if n not in went_ahead]
+        # A page takes a waiting one: it starts at once, ahead of the queue.
+        pool.remove(tasks[waiting[0]])
+        await settle()
+        assert went_ahead[waiting[0]] == "taken" and waiting[1] not in went_ahead
+        # A page takes a warm kernel: under half of the pool is warm, so one replacement starts.
+        pool.remove(next(task for task in pool if task.done()))
+        tasks[4] = asyncio.create_task(pool_kernel(4))
+        pool.append(tasks[4])
+        await settle()
+        started = [n for n in (waiting[1], 4) if n in went_ahead]
+        assert len(started) == 1 and went_ahead[started[0]] == "low"
+        # Pages take the rest: the one still waiting starts at once.
+        pool.clear()
+        for event in warm_now.values():
+            event.set()
+        await asyncio.gather(*tasks.values())
+        assert sorted(went_ahead.values()) == ["low", "low", "low", "taken", "taken"]
+        # A page's own kernel (no pool task) starts at once.
+        assert await manager.pace_refill() == "page"
+
+    asyncio.run(scenario())
+
+
 @pytest.fixture(scope="module")
 def capped_voila(tmp_path_factory):
     trained_model_or_skip()
@@ -120,7 +191,8 @@ def capped_voila(tmp_path_factory):
     env = {
         "DOODLE_FEEDBACK_DB": str(workdir / "feedback.sqlite"),
         "JUPYTER_RUNTIME_DIR": str(workdir / "runtime"),
-        POOL_ENV: str(POOL),
+        # The pool's memory budget, not its size: the server's pool is what the budget holds.
+        POOL_MEMORY_ENV: str(POOL * KERNEL_MEMORY_BYTES // 2**20),
         MAX_KERNELS_ENV: str(CAP),
         "DOODLE_DASHBOARD_CLOSED_TAB_S": str(CLOSED_TAB_S),
     }

@@ -45,6 +45,7 @@ def dashboard(tmp_path_factory, pair_folder):
         "DOODLE_MODEL_PATH": str(pair_folder),
         "DOODLE_FEEDBACK_DB": str(workdir / "feedback.sqlite"),
         "JUPYTER_RUNTIME_DIR": str(workdir / "runtime"),
+        "DOODLE_DASHBOARD_POOL": "2",  # a few pages at a time: the default budget's pool would cost CPU
     }
     with VoilaServer(workdir / "voila.log", env=env) as server, sync_playwright() as playwright:
         browser = launch_chromium(playwright)
