@@ -139,8 +139,9 @@ def _ink_window(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int], tuple[i
     top, bottom = max(int(rows[0]) - NEAR_STROKES_PX, 0), min(int(rows[-1]) + 1 + NEAR_STROKES_PX, height)
     left, right = max(int(cols[0]) - NEAR_STROKES_PX, 0), min(int(cols[-1]) + 1 + NEAR_STROKES_PX, width)
     grey = source[top:bottom, left:right]
-    # polarity * (grey - background), in place: multiplying by +-1 is exact, so is negating.
-    signed = _to_unit_float(grey) if as_bytes else grey.copy()
+    # polarity * (grey - background), in place: multiplying by +-1 is exact, so is negating. A
+    # byte's result depends on the byte alone: bytes get it for their 256 levels, then look it up.
+    signed = _BYTE_LEVELS.copy() if as_bytes else grey.copy()
     signed -= np.float32(background)
     if polarity < 0:
         np.negative(signed, out=signed)
@@ -149,14 +150,16 @@ def _ink_window(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int], tuple[i
     if kept_count < max(MIN_INK_PIXELS, MIN_INK_FRACTION * source.size):
         raise BlankCanvasError()
     # The strong end of the real strokes is "full ink"; a percentile ignores one hot pixel.
-    peak = _percentile(signed[kept], 99)
+    peak = _percentile(signed.take(grey[kept]) if as_bytes else signed[kept], 99)
     floor = min(threshold, peak) * 0.5
-    # ink = clip((signed - floor) / (peak - floor), 0, 1), in place.
+    # ink = clip((signed - floor) / (peak - floor), 0, 1), in place (on the 256 levels for bytes).
     ink = signed
     ink -= floor
     ink /= max(peak - floor, 1e-6)
     np.maximum(ink, 0.0, out=ink)
     np.minimum(ink, 1.0, out=ink)
+    if as_bytes:
+        ink = ink.take(grey)
     # Keep faint anti-aliasing next to the strokes, drop everything else (specks, noise). The
     # kept strokes are all ink; when nothing else is (a pad's clean strokes), nothing is dropped.
     if np.count_nonzero(ink) > kept_count:
