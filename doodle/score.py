@@ -97,25 +97,37 @@ def to_input(value: bytes | None, kind: str, timings: Timings | None = None) -> 
     makes it. ``kind`` is ``"png"`` (PNG/JPEG bytes, decoded by `decode_image`) or ``"pixels"``
     (784 bytes, a 28x28 grey image of either polarity). Raises ValueError (`ImageDecodeError`,
     `BlankCanvasError`, ...) with the sentence that goes into the ``error`` column."""
-    if value is None or len(value) == 0:
-        raise ValueError(NO_IMAGE_DATA_MESSAGE)
-    started = time.perf_counter()
-    if kind == "png":
-        canvas = decode_image(value)
-    else:
-        if len(value) != N_PIXELS:
-            raise ValueError(PIXELS_LENGTH_MESSAGE.format(expected=N_PIXELS, actual=len(value)))
-        canvas = np.frombuffer(value, dtype=np.uint8).reshape(28, 28)
-    decoded = time.perf_counter()
-    image = canvas_to_input(canvas).reshape(-1)
-    if timings is not None:
-        timings.decode += decoded - started
-        timings.preprocess += time.perf_counter() - decoded
+    image = _canvas_input(value, kind, timings).reshape(-1)
     # canvas_to_input's own blank check looks at the canvas; the API also refuses a 28x28
     # result too faint to be a digit, and so does this.
     if blank_inputs(image[None, :])[0]:
         raise ValueError(BLANK_CANVAS_MESSAGE)
     return image
+
+
+def _canvas_input(value: bytes | None, kind: str, timings: Timings | None = None) -> np.ndarray:
+    """`to_input` up to its last check: ``(28, 28)`` float32, not yet checked for a 28x28
+    result too faint to be a digit (`score_batch` checks a whole batch at once)."""
+    if value is None or len(value) == 0:
+        raise ValueError(NO_IMAGE_DATA_MESSAGE)
+    if timings is None:
+        return canvas_to_input(_canvas(value, kind))
+    started = time.perf_counter()
+    canvas = _canvas(value, kind)
+    decoded = time.perf_counter()
+    image = canvas_to_input(canvas)
+    timings.decode += decoded - started
+    timings.preprocess += time.perf_counter() - decoded
+    return image
+
+
+def _canvas(value: bytes, kind: str) -> np.ndarray:
+    """PNG/JPEG bytes decoded, or 784 bytes as the 28x28 grey image they hold."""
+    if kind == "png":
+        return decode_image(value)
+    if len(value) != N_PIXELS:
+        raise ValueError(PIXELS_LENGTH_MESSAGE.format(expected=N_PIXELS, actual=len(value)))
+    return np.frombuffer(value, dtype=np.uint8).reshape(28, 28)
 
 
 def score_batch(model: Model, batch: pa.RecordBatch, timings: Timings | None = None) -> pa.RecordBatch:
@@ -132,14 +144,20 @@ def score_batch(model: Model, batch: pa.RecordBatch, timings: Timings | None = N
     if timings is not None:
         timings.arrow += time.perf_counter() - started
     n = len(values)
-    inputs = np.zeros((n, N_PIXELS), dtype=np.float32)
+    inputs = np.zeros((n, 28, 28), dtype=np.float32)
     errors: list[str | None] = [None] * n
     for row, value in enumerate(values):
         try:
-            inputs[row] = to_input(value, kind, timings)
+            inputs[row] = _canvas_input(value, kind, timings)
         except Exception as exc:  # one bad image is one error row, never a failed job
             errors[row] = str(exc) or type(exc).__name__
+    inputs = inputs.reshape(n, N_PIXELS)
     ok = np.array([error is None for error in errors], dtype=bool)
+    # `to_input`'s last check, on the whole batch: a row that failed before is all zeros and
+    # blank too, and keeps its first error.
+    for row in np.flatnonzero(ok & blank_inputs(inputs)):
+        errors[row] = BLANK_CANVAS_MESSAGE
+        ok[row] = False
     digit = np.zeros(n, dtype=np.int32)
     confidence = np.zeros(n, dtype=np.float32)
     runner_up = np.zeros(n, dtype=np.int32)
