@@ -86,18 +86,22 @@ def drawings_parquet(count: int, seed: int) -> Path:
     return path
 
 
-def tree_cpu_seconds() -> float:
-    """CPU seconds (user + system) of this process and every process below it: the Spark
-    driver's JVM and its Python workers, with the workers that have already exited."""
-    total = 0.0
+def tree_cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) of this process and every process below it, by kind: this
+    driver, the JVM, the Python workers (PySpark's daemon and the workers it forks, with those
+    that have already exited)."""
+    seconds = {"driver": 0.0, "JVM": 0.0, "Python workers": 0.0}
     me = psutil.Process()
     for process in [me, *me.children(recursive=True)]:
         try:
             times = process.cpu_times()
+            kind = (
+                "driver" if process.pid == me.pid else "JVM" if "java" in process.name() else "Python workers"
+            )
         except psutil.NoSuchProcess:
             continue
-        total += times.user + times.system + times.children_user + times.children_system
-    return total
+        seconds[kind] += times.user + times.system + times.children_user + times.children_system
+    return seconds
 
 
 def single_process(model, path: Path) -> tuple[float, float, score.Timings, float]:
@@ -123,22 +127,25 @@ def _floor_partition(batches):
         yield pa.record_batch({"n": pa.array([batch.num_rows], pa.int64())})
 
 
-def spark_run(spark, model, path: Path, floor: bool = False) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of the driver, its JVM and Python workers) to score (or, for
-    the floor, just stream to Python) every row; a noop sink runs the whole plan without writing."""
+def spark_run(spark, model, path: Path, floor: bool = False) -> tuple[float, dict[str, float]]:
+    """(wall seconds, CPU seconds of the driver, its JVM and the Python workers) to score (or,
+    for the floor, just stream to Python) every row; a noop sink runs the whole plan without
+    writing."""
     images = score.read_images(spark, path)
     if path.stat().st_size > 10 << 20:
         print(f"  {spark.sparkContext.master}: {images.rdd.getNumPartitions()} tasks", flush=True)
     result = images.mapInArrow(_floor_partition, "n long") if floor else score.score_images(images, model)
     started, cpu_started = time.perf_counter(), tree_cpu_seconds()
     result.write.format("noop").mode("overwrite").save()
-    return time.perf_counter() - started, tree_cpu_seconds() - cpu_started
+    cpu_ended = tree_cpu_seconds()
+    return time.perf_counter() - started, {kind: cpu_ended[kind] - cpu_started[kind] for kind in cpu_ended}
 
 
 def spark_mode(
     master: str, model, path: Path, warmup: Path, floor: bool = False
-) -> tuple[float, tuple[float, float], int]:
-    """(session start seconds, (scoring seconds, their CPU seconds), task slots) for one master."""
+) -> tuple[float, tuple[float, dict[str, float]], int]:
+    """(session start seconds, (scoring seconds, their CPU seconds by process), task slots) for
+    one master."""
     from doodle.spark_prep import spark_session
 
     started = time.perf_counter()
@@ -210,8 +217,12 @@ def main() -> None:
     rows: list[tuple[str, int, float, float, str]] = []
     rates: dict[str, float] = {}
     cpu_per_image: dict[str, float] = {}
+    cpu_split: dict[str, dict[str, float]] = {}
 
-    def record(name: str, slots: int, seconds: float, cpu_seconds: float, note: str = "") -> None:
+    def record(name: str, slots: int, seconds: float, cpu: float | dict[str, float], note: str = "") -> None:
+        if isinstance(cpu, dict):
+            cpu_split[name] = cpu
+        cpu_seconds = sum(cpu.values()) if isinstance(cpu, dict) else cpu
         rates[name] = args.count / seconds
         cpu_per_image[name] = cpu_seconds / args.count
         rows.append((name, slots, seconds, cpu_seconds, note))
@@ -224,12 +235,12 @@ def main() -> None:
         seconds, cpu_seconds, timings, read_seconds = single_process(model, path)
         record("single process (NumPy)", 1, seconds, cpu_seconds)
     if "floor" in modes:
-        start, (seconds, cpu_seconds), slots = spark_mode("local[2]", model, path, warmup, floor=True)
-        record("Spark floor, local[2] (no scoring)", slots, seconds, cpu_seconds)
+        start, (seconds, cpu), slots = spark_mode("local[2]", model, path, warmup, floor=True)
+        record("Spark floor, local[2] (no scoring)", slots, seconds, cpu)
     for mode, master in (("local1", "local[1]"), ("local2", "local[2]")):
         if mode in modes:
-            start, (seconds, cpu_seconds), slots = spark_mode(master, model, path, warmup)
-            record(f"Spark {master}", slots, seconds, cpu_seconds, f"session start {start:.1f} s")
+            start, (seconds, cpu), slots = spark_mode(master, model, path, warmup)
+            record(f"Spark {master}", slots, seconds, cpu, f"session start {start:.1f} s")
     if "cluster" in modes:
         sys.path.insert(0, str(ROOT / "tests"))  # support: the standalone cluster the cluster test starts
         from support.spark_cluster import standalone_cluster
@@ -238,12 +249,12 @@ def main() -> None:
             tempfile.TemporaryDirectory() as tmp,
             standalone_cluster(Path(tmp), cores=2, memory="2g") as cluster,
         ):
-            start, (seconds, cpu_seconds), slots = spark_mode(cluster.master_url, model, path, warmup)
+            start, (seconds, cpu), slots = spark_mode(cluster.master_url, model, path, warmup)
         record(
             "Spark standalone, 1 worker x 2 cores",
             slots,
             seconds,
-            cpu_seconds,
+            cpu,
             f"session start {start:.1f} s",
         )
     if "api" in modes:
@@ -293,6 +304,9 @@ def main() -> None:
                 extra = cpu_per_image[name] * 1e6 - (0 if "floor" in name else cpu_us)
                 what = "scan + Arrow to Python and back" if "floor" in name else "beyond the single process"
                 print(f"  {name}: {extra:.0f} us of CPU per image {what}")
+    for name, split in cpu_split.items():
+        parts = ", ".join(f"{kind} {value / args.count * 1e6:.0f} us" for kind, value in split.items())
+        print(f"  {name}, CPU per image by process: {parts}")
 
 
 if __name__ == "__main__":
