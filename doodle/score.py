@@ -124,7 +124,7 @@ def _canvas_input(value: bytes | None, kind: str, timings: Timings | None = None
 def _canvas(value: bytes, kind: str) -> np.ndarray:
     """PNG/JPEG bytes decoded, or 784 bytes as the 28x28 grey image they hold."""
     if kind == "png":
-        return decode_image(value)
+        return decode_image(value, transparent_as_alpha=True)
     if len(value) != N_PIXELS:
         raise ValueError(PIXELS_LENGTH_MESSAGE.format(expected=N_PIXELS, actual=len(value)))
     return np.frombuffer(value, dtype=np.uint8).reshape(28, 28)

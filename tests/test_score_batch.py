@@ -214,3 +214,18 @@ def test_spark_in_small_arrow_batches_gives_the_same_rows(spark, model, pngs, pn
     by_id = {row["id"]: row for row in rows}
     assert len(rows) == len(by_id) == len(pngs)
     assert_matches([by_id[name] for name, _ in pngs], png_references, model)
+
+
+def test_transparent_canvas_decodes_to_its_alpha_with_the_same_input():
+    """Scoring decodes a drawing on a transparent canvas to its alpha channel: the same input as
+    the RGBA image gives; an opaque RGBA image stays RGBA."""
+    ink = strokes_canvas((300, 300), 8)
+    transparent = encode(Image.fromarray(np.dstack([np.zeros((300, 300, 3), np.uint8), ink]), "RGBA"))
+    alpha = decode_image(transparent, transparent_as_alpha=True)
+    rgba = decode_image(transparent)
+    assert rgba.shape == (300, 300, 4) and alpha.shape == (300, 300)
+    np.testing.assert_array_equal(alpha, rgba[:, :, 3])
+    np.testing.assert_array_equal(canvas_to_input(alpha), canvas_to_input(rgba))
+    opaque = np.dstack([np.repeat((255 - ink)[:, :, None], 3, axis=2), np.full((300, 300), 255, np.uint8)])
+    kept = decode_image(encode(Image.fromarray(opaque, "RGBA")), transparent_as_alpha=True)
+    assert kept.shape == (300, 300, 4)
