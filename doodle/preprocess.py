@@ -293,14 +293,14 @@ def decode_image(
             converted = _convert_mode(img)
             if transparent_as_alpha and converted.mode == "RGBA":
                 alpha = np.asarray(converted.getchannel("A"))
-                if _alpha_holds_drawing(alpha):
+                if alpha_holds_drawing(alpha):
                     return alpha.copy()
             return np.asarray(converted).copy() if converted.mode != "I" else _wide_grey(converted)
         except (OSError, SyntaxError, ValueError, EOFError):
             raise ImageDecodeError(CORRUPT_IMAGE_MESSAGE) from None
 
 
-def _alpha_holds_drawing(alpha: np.ndarray) -> bool:
+def alpha_holds_drawing(alpha: np.ndarray) -> bool:
     """`to_grey`'s test on an RGBA image's ``(H, W)`` uint8 alpha channel: a mostly transparent
     border, so the drawing is in the alpha."""
     return bool(np.median(border_pixels(_to_unit_float(alpha))) < 0.5)

@@ -68,6 +68,37 @@ def strokes_canvas(size: tuple[int, int], seed: int) -> np.ndarray:
     return canvas
 
 
+def special_pngs() -> list[tuple[str, bytes, bool]]:
+    """PNGs that only Pillow may decode, beside plain ones: ``(name, bytes, plain)``."""
+    grey = Image.fromarray(255 - strokes_canvas((280, 280), 9))
+    plain = encode(grey)
+    buffer = io.BytesIO()
+    grey.save(buffer, format="PNG", dpi=(96, 96))
+    with_phys = buffer.getvalue()
+    buffer = io.BytesIO()
+    grey.save(buffer, format="PNG", transparency=0)  # black is transparent: Pillow makes it RGBA
+    with_trns = buffer.getvalue()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees": Pillow turns the drawing
+    buffer = io.BytesIO()
+    Image.fromarray(255 - strokes_canvas((320, 240), 10)).save(buffer, format="PNG", exif=exif)
+    with_exif = buffer.getvalue()
+    bad_crc = bytearray(plain)
+    bad_crc[-5] ^= 0xFF  # IEND's CRC
+    buffer = io.BytesIO()
+    grey.convert("LA").save(buffer, format="PNG")
+    grey_alpha = buffer.getvalue()
+    return [
+        ("plain grey", plain, True),
+        ("grey with pHYs", with_phys, True),
+        ("grey with tRNS", with_trns, False),
+        ("EXIF rotated", with_exif, False),
+        ("bad CRC", bytes(bad_crc), False),
+        ("grey and alpha", grey_alpha, False),
+        ("trailing bytes", plain + b"more", False),
+    ]
+
+
 def varied_pngs() -> list[tuple[str, bytes | None]]:
     """Drawings of many kinds, then the values scoring must turn into error rows."""
     rows = [(name, data) for name, data in synthetic_drawings(36, SEED)]
@@ -82,6 +113,7 @@ def varied_pngs() -> list[tuple[str, bytes | None]]:
     rows.append(("16-bit grey", encode(Image.fromarray(wide))))
     rows.append(("palette", encode(Image.fromarray(255 - strokes_canvas((280, 280), 6)).convert("P"))))
     rows.append(("grey JPEG", encode(Image.fromarray(255 - strokes_canvas((280, 280), 7)), "JPEG")))
+    rows += [(name, data) for name, data, _ in special_pngs()]
     specks = np.full((280, 280), 255, np.uint8)
     specks[[40, 100, 200], [50, 150, 60]] = 0
     rows.append(("blank", encode(Image.new("L", (280, 280), 255))))
@@ -229,3 +261,16 @@ def test_transparent_canvas_decodes_to_its_alpha_with_the_same_input():
     opaque = np.dstack([np.repeat((255 - ink)[:, :, None], 3, axis=2), np.full((300, 300), 255, np.uint8)])
     kept = decode_image(encode(Image.fromarray(opaque, "RGBA")), transparent_as_alpha=True)
     assert kept.shape == (300, 300, 4)
+
+
+def test_plain_pngs_go_to_libpng_and_the_rest_to_pillow():
+    """Which files the faster decoder may take: the set above holds both kinds, and RGB and RGBA
+    drawings are plain too."""
+    for name, data, plain in special_pngs():
+        assert (score.plain_png_size(data) is not None) == plain, name
+    assert score.plain_png_size(special_pngs()[0][1]) == (280, 280)
+    drawings = dict(synthetic_drawings(12, SEED))
+    kinds = {Image.open(io.BytesIO(data)).mode for name, data in drawings.items() if name.endswith(".png")}
+    assert kinds == {"L", "RGBA"}
+    assert all(score.plain_png_size(data) for name, data in drawings.items() if name.endswith(".png"))
+    assert score.imagecodecs is not None, "imagecodecs (the pipeline extra) is installed"
