@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
@@ -85,15 +86,40 @@ def drawings_parquet(count: int, seed: int) -> Path:
     return path
 
 
-def single_process(model, path: Path) -> tuple[float, float, score.Timings]:
+def tree_cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) of this process and every process below it, by kind: this
+    driver, the JVM, the Python workers (PySpark's daemon and the workers it forks, with those
+    that have already exited)."""
+    seconds = {"driver": 0.0, "JVM": 0.0, "Python workers": 0.0}
+    me = psutil.Process()
+    for process in [me, *me.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+            kind = (
+                "driver" if process.pid == me.pid else "JVM" if "java" in process.name() else "Python workers"
+            )
+        except psutil.NoSuchProcess:
+            continue
+        seconds[kind] += times.user + times.system + times.children_user + times.children_system
+    return seconds
+
+
+def single_process(model, path: Path) -> tuple[float, float, score.Timings, float]:
     """score_batch over the file in one process, BLAS on one thread -> (wall seconds, CPU
-    seconds, phase timings)."""
+    seconds, phase timings, seconds reading the Parquet)."""
     timings = score.Timings()
+    read_seconds = 0.0
     started, cpu_started = time.perf_counter(), time.process_time()
     with threadpool_limits(limits=1, user_api="blas"):
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS):
+        batches = pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS)
+        while True:
+            reading = time.perf_counter()
+            batch = next(batches, None)
+            read_seconds += time.perf_counter() - reading
+            if batch is None:
+                break
             score.score_batch(model, batch, timings)
-    return time.perf_counter() - started, time.process_time() - cpu_started, timings
+    return time.perf_counter() - started, time.process_time() - cpu_started, timings, read_seconds
 
 
 def _floor_partition(batches):
@@ -101,20 +127,25 @@ def _floor_partition(batches):
         yield pa.record_batch({"n": pa.array([batch.num_rows], pa.int64())})
 
 
-def spark_run(spark, model, path: Path, floor: bool = False) -> float:
-    """Seconds to score (or, for the floor, just stream to Python) every row; a noop sink runs
-    the whole plan without writing."""
+def spark_run(spark, model, path: Path, floor: bool = False) -> tuple[float, dict[str, float]]:
+    """(wall seconds, CPU seconds of the driver, its JVM and the Python workers) to score (or,
+    for the floor, just stream to Python) every row; a noop sink runs the whole plan without
+    writing."""
     images = score.read_images(spark, path)
     if path.stat().st_size > 10 << 20:
         print(f"  {spark.sparkContext.master}: {images.rdd.getNumPartitions()} tasks", flush=True)
     result = images.mapInArrow(_floor_partition, "n long") if floor else score.score_images(images, model)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), tree_cpu_seconds()
     result.write.format("noop").mode("overwrite").save()
-    return time.perf_counter() - started
+    cpu_ended = tree_cpu_seconds()
+    return time.perf_counter() - started, {kind: cpu_ended[kind] - cpu_started[kind] for kind in cpu_ended}
 
 
-def spark_mode(master: str, model, path: Path, warmup: Path, floor: bool = False) -> tuple[float, float, int]:
-    """(session start seconds, scoring seconds, task slots) for one master."""
+def spark_mode(
+    master: str, model, path: Path, warmup: Path, floor: bool = False
+) -> tuple[float, tuple[float, dict[str, float]], int]:
+    """(session start seconds, (scoring seconds, their CPU seconds by process), task slots) for
+    one master."""
     from doodle.spark_prep import spark_session
 
     started = time.perf_counter()
@@ -183,24 +214,33 @@ def main() -> None:
     model = load_model(args.model)
     path = drawings_parquet(args.count, args.seed)
     warmup = drawings_parquet(1000, args.seed)
-    rows: list[tuple[str, int, float, str]] = []
+    rows: list[tuple[str, int, float, float, str]] = []
     rates: dict[str, float] = {}
+    cpu_per_image: dict[str, float] = {}
+    cpu_split: dict[str, dict[str, float]] = {}
 
-    def record(name: str, slots: int, seconds: float, note: str = "") -> None:
+    def record(name: str, slots: int, seconds: float, cpu: float | dict[str, float], note: str = "") -> None:
+        if isinstance(cpu, dict):
+            cpu_split[name] = cpu
+        cpu_seconds = sum(cpu.values()) if isinstance(cpu, dict) else cpu
         rates[name] = args.count / seconds
-        rows.append((name, slots, seconds, note))
-        print(f"  {name}: {args.count / seconds:,.0f} images/s", flush=True)
+        cpu_per_image[name] = cpu_seconds / args.count
+        rows.append((name, slots, seconds, cpu_seconds, note))
+        print(
+            f"  {name}: {args.count / seconds:,.0f} images/s, {args.count / cpu_seconds:,.0f} per CPU second",
+            flush=True,
+        )
 
     if "single" in modes:
-        seconds, cpu_seconds, timings = single_process(model, path)
-        record("single process (NumPy)", 1, seconds, f"CPU {cpu_seconds / args.count * 1e3:.2f} ms per image")
+        seconds, cpu_seconds, timings, read_seconds = single_process(model, path)
+        record("single process (NumPy)", 1, seconds, cpu_seconds)
     if "floor" in modes:
-        start, seconds, slots = spark_mode("local[2]", model, path, warmup, floor=True)
-        record("Spark floor, local[2] (no scoring)", slots, seconds)
+        start, (seconds, cpu), slots = spark_mode("local[2]", model, path, warmup, floor=True)
+        record("Spark floor, local[2] (no scoring)", slots, seconds, cpu)
     for mode, master in (("local1", "local[1]"), ("local2", "local[2]")):
         if mode in modes:
-            start, seconds, slots = spark_mode(master, model, path, warmup)
-            record(f"Spark {master}", slots, seconds, f"session start {start:.1f} s")
+            start, (seconds, cpu), slots = spark_mode(master, model, path, warmup)
+            record(f"Spark {master}", slots, seconds, cpu, f"session start {start:.1f} s")
     if "cluster" in modes:
         sys.path.insert(0, str(ROOT / "tests"))  # support: the standalone cluster the cluster test starts
         from support.spark_cluster import standalone_cluster
@@ -209,12 +249,18 @@ def main() -> None:
             tempfile.TemporaryDirectory() as tmp,
             standalone_cluster(Path(tmp), cores=2, memory="2g") as cluster,
         ):
-            start, seconds, slots = spark_mode(cluster.master_url, model, path, warmup)
-        record("Spark standalone, 1 worker x 2 cores", slots, seconds, f"session start {start:.1f} s")
+            start, (seconds, cpu), slots = spark_mode(cluster.master_url, model, path, warmup)
+        record(
+            "Spark standalone, 1 worker x 2 cores",
+            slots,
+            seconds,
+            cpu,
+            f"session start {start:.1f} s",
+        )
     if "api" in modes:
         rate = api_batch(Path(args.model), path)
         rows.append(
-            ("/predict/batch, 2 clients (vectors: no decode/preprocessing)", 1, args.count / rate, "")
+            ("/predict/batch, 2 clients (vectors: no decode/preprocessing)", 1, args.count / rate, 0.0, "")
         )
         rates["api"] = rate
         print(f"  api: {rate:,.0f} images/s", flush=True)
@@ -223,31 +269,44 @@ def main() -> None:
         f"\nload average: {' '.join(f'{value:.2f}' for value in os.getloadavg())}; CPUs: {os.cpu_count()};"
         f" {args.count:,} doodles, model {model.version} {model.layer_sizes}"
     )
-    print(f"{'run':<62}{'slots':>6}{'seconds':>9}{'images/s':>10}")
-    for name, slots, seconds, note in rows:
-        print(f"{name:<62}{slots:>6}{seconds:>9.1f}{args.count / seconds:>10,.0f}  {note}")
+    # Per core: images per CPU second of every process the run used (for Spark the driver, its JVM
+    # and the Python workers), which a loaded machine distorts far less than wall-clock rates.
+    print(f"{'run':<62}{'slots':>6}{'seconds':>9}{'images/s':>10}{'CPU ms/image':>14}{'per core':>10}")
+    for name, slots, seconds, cpu_seconds, note in rows:
+        per_core = f"{args.count / cpu_seconds:>10,.0f}" if cpu_seconds else f"{'':>10}"
+        cpu_ms = f"{cpu_seconds / args.count * 1e3:>14.3f}" if cpu_seconds else f"{'':>14}"
+        print(f"{name:<62}{slots:>6}{seconds:>9.1f}{args.count / seconds:>10,.0f}{cpu_ms}{per_core}  {note}")
     base = rates.get("single process (NumPy)")
     if base:
-        print("\nratio to single-process preprocessing + predict:")
+        print("\nratio to single-process preprocessing + predict (wall clock):")
         for name, rate in rates.items():
             print(f"  {name:<60}{rate / base:>6.2f}x")
     if "single" in modes:
-        total = timings.decode + timings.preprocess + timings.predict + timings.arrow
-        print("\nwhere a single process spends its time (per image):")
-        for name, value in (
+        # The phases' shares of the wall clock, applied to the CPU time per image.
+        stages = (
+            ("read (Parquet -> Arrow batch)", read_seconds),
             ("decode (PNG -> array)", timings.decode),
             ("preprocess (canvas_to_input)", timings.preprocess),
             ("matmul (forward pass, softmax, top two)", timings.predict),
-            ("Arrow (columns in and out)", timings.arrow),
-        ):
-            print(f"  {name:<42}{value / timings.images * 1e6:>8.0f} us  {value / total:>5.1%}")
-        print(
-            f"  CPU time per image {cpu_seconds / args.count * 1e3:.2f} ms: one idle core would score"
-            f" {args.count / cpu_seconds:,.0f} images/s"
+            ("Arrow (columns in and out), the loop's own work", timings.arrow),
         )
-        if "floor" in modes:
-            floor = rates["Spark floor, local[2] (no scoring)"]
-            print(f"  Spark floor (scan + Arrow to Python, 2 slots): {2e6 / floor:.0f} us per image per slot")
+        total = sum(value for _, value in stages)
+        cpu_us = cpu_per_image["single process (NumPy)"] * 1e6
+        print("\nwhere a single process spends its CPU (per image):")
+        for name, value in stages:
+            print(f"  {name:<50}{value / total * cpu_us:>8.0f} us  {value / total:>5.1%}")
+        print(
+            f"  CPU time per image {cpu_us / 1e3:.3f} ms: one idle core would score"
+            f" {args.count / (cpu_us * args.count / 1e6):,.0f} images/s"
+        )
+        for name in ("Spark floor, local[2] (no scoring)", "Spark local[1]", "Spark local[2]"):
+            if name in cpu_per_image:
+                extra = cpu_per_image[name] * 1e6 - (0 if "floor" in name else cpu_us)
+                what = "scan + Arrow to Python and back" if "floor" in name else "beyond the single process"
+                print(f"  {name}: {extra:.0f} us of CPU per image {what}")
+    for name, split in cpu_split.items():
+        parts = ", ".join(f"{kind} {value / args.count * 1e6:.0f} us" for kind, value in split.items())
+        print(f"  {name}, CPU per image by process: {parts}")
 
 
 if __name__ == "__main__":

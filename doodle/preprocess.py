@@ -139,8 +139,9 @@ def _ink_window(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int], tuple[i
     top, bottom = max(int(rows[0]) - NEAR_STROKES_PX, 0), min(int(rows[-1]) + 1 + NEAR_STROKES_PX, height)
     left, right = max(int(cols[0]) - NEAR_STROKES_PX, 0), min(int(cols[-1]) + 1 + NEAR_STROKES_PX, width)
     grey = source[top:bottom, left:right]
-    # polarity * (grey - background), in place: multiplying by +-1 is exact, so is negating.
-    signed = _to_unit_float(grey) if as_bytes else grey.copy()
+    # polarity * (grey - background), in place: multiplying by +-1 is exact, so is negating. A
+    # byte's result depends on the byte alone: bytes get it for their 256 levels, then look it up.
+    signed = _BYTE_LEVELS.copy() if as_bytes else grey.copy()
     signed -= np.float32(background)
     if polarity < 0:
         np.negative(signed, out=signed)
@@ -149,14 +150,16 @@ def _ink_window(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int], tuple[i
     if kept_count < max(MIN_INK_PIXELS, MIN_INK_FRACTION * source.size):
         raise BlankCanvasError()
     # The strong end of the real strokes is "full ink"; a percentile ignores one hot pixel.
-    peak = _percentile(signed[kept], 99)
+    peak = _percentile(signed.take(grey[kept]) if as_bytes else signed[kept], 99)
     floor = min(threshold, peak) * 0.5
-    # ink = clip((signed - floor) / (peak - floor), 0, 1), in place.
+    # ink = clip((signed - floor) / (peak - floor), 0, 1), in place (on the 256 levels for bytes).
     ink = signed
     ink -= floor
     ink /= max(peak - floor, 1e-6)
     np.maximum(ink, 0.0, out=ink)
     np.minimum(ink, 1.0, out=ink)
+    if as_bytes:
+        ink = ink.take(grey)
     # Keep faint anti-aliasing next to the strokes, drop everything else (specks, noise). The
     # kept strokes are all ink; when nothing else is (a pad's clean strokes), nothing is dropped.
     if np.count_nonzero(ink) > kept_count:
@@ -250,12 +253,17 @@ def ink_to_input(ink: np.ndarray) -> np.ndarray:
     return _paste_centred(digit)
 
 
-def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def decode_image(
+    data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, *, transparent_as_alpha: bool = False
+) -> np.ndarray:
     """PNG/JPEG bytes -> ``(H, W)`` uint8 grey, ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA uint8.
 
-    16-bit greyscale becomes ``(H, W)`` float32 in [0, 1]; an EXIF orientation is applied. The
-    size is checked from the header before any pixel is decoded, so a decompression bomb costs
-    nothing. Raises
+    16-bit greyscale becomes ``(H, W)`` float32 in [0, 1]; an EXIF orientation is applied. With
+    ``transparent_as_alpha``, an RGBA image whose border is mostly transparent comes back as
+    its alpha channel, ``(H, W)`` uint8: the drawing `to_grey` would read from it, and
+    `canvas_to_input` gives the same input for both, at a quarter of the copying and on its
+    byte path. The size is checked from the header before any pixel is decoded, so a
+    decompression bomb costs nothing. Raises
     `ImageDecodeError` for non-images, other formats, truncated or corrupt files, and images
     with more than ``max_pixels`` pixels.
     """
@@ -283,9 +291,19 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
             # image is ours, and a copy of every upload's pixels is not needed.
             ImageOps.exif_transpose(img, in_place=True)
             converted = _convert_mode(img)
+            if transparent_as_alpha and converted.mode == "RGBA":
+                alpha = np.asarray(converted.getchannel("A"))
+                if alpha_holds_drawing(alpha):
+                    return alpha.copy()
             return np.asarray(converted).copy() if converted.mode != "I" else _wide_grey(converted)
         except (OSError, SyntaxError, ValueError, EOFError):
             raise ImageDecodeError(CORRUPT_IMAGE_MESSAGE) from None
+
+
+def alpha_holds_drawing(alpha: np.ndarray) -> bool:
+    """`to_grey`'s test on an RGBA image's ``(H, W)`` uint8 alpha channel: a mostly transparent
+    border, so the drawing is in the alpha."""
+    return bool(np.median(border_pixels(_to_unit_float(alpha))) < 0.5)
 
 
 def _to_unit_float(array: np.ndarray) -> np.ndarray:
