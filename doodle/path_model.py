@@ -3,8 +3,9 @@
 Same maths as the pixel model (`mlp.loss_and_grads`), same AdamW and cosine schedule
 (`doodle.optim`), same temperature calibration (`doodle.evaluate.fit_temperature`); only the input
 differs: ``5 * points`` path features in place of 784 pixels. Training data are the real writers'
-trajectories (MNIST has no paths). `train_path_model` takes feature arrays; augmentation happens on
-the strokes before (`augmented_features`), so each epoch sees a few distorted copies of every digit.
+trajectories and people's corrections made on the pad with their strokes (MNIST has no paths).
+`train_path_model` takes feature arrays; augmentation happens on the strokes before
+(`augmented_features`), so each epoch sees a few distorted copies of every digit.
 """
 
 from __future__ import annotations
@@ -204,6 +205,8 @@ def train_calibrated(
     held_out: int,
     config: PathConfig,
     seed: int,
+    *,
+    extra: tuple[Sequence[Sequence[np.ndarray]], np.ndarray] | None = None,
 ) -> tuple[PathTrainResult, float]:
     """The path model of every writer fold but ``held_out``, calibrated without touching it.
 
@@ -211,8 +214,10 @@ def train_calibrated(
     three). Its temperature comes from a twin trained the same way without one more fold (the next
     one round), fitted on that fold's digits, writers neither twin saw: temperatures of one
     configuration barely move between such twins, and no digit of ``held_out`` is used. ``folds``:
-    ``(N,)`` fold of each drawing. Returns the model (its ``temperature`` set) and the twin's accuracy
-    on the fold it was calibrated on."""
+    ``(N,)`` fold of each drawing. ``extra``: ``(drawings, labels)`` from outside the writer folds
+    (people's corrections made on the pad, `doodle.feedback_data.path_training_rows`), trained on by
+    the model and its twin alike, never calibrated on. Returns the model (its ``temperature`` set) and
+    the twin's accuracy on the fold it was calibrated on."""
     labels = np.asarray(labels, dtype=np.int64)
     folds = np.asarray(folds)
     count = int(folds.max()) + 1
@@ -220,10 +225,19 @@ def train_calibrated(
     twin_rows = np.flatnonzero((folds != held_out) & (folds != val_fold))
     val_rows = np.flatnonzero(folds == val_fold)
     train_rows = np.flatnonzero(folds != held_out)
+    extra_drawings, extra_labels = ([], np.empty(0, np.int64)) if extra is None else extra
+    extra_drawings = list(extra_drawings)
+    extra_labels = np.asarray(extra_labels, dtype=np.int64)
+    if len(extra_drawings) != len(extra_labels):
+        raise ValueError(f"{len(extra_drawings)} extra drawings for {len(extra_labels)} labels")
+
+    def training_set(rows: np.ndarray) -> tuple[list, np.ndarray]:
+        return [drawings[i] for i in rows] + extra_drawings, np.concatenate([labels[rows], extra_labels])
+
     val_features = path_features.features_of([drawings[i] for i in val_rows], config.points)
-    x, y = augmented_features([drawings[i] for i in twin_rows], labels[twin_rows], config, seed)
+    x, y = augmented_features(*training_set(twin_rows), config, seed)
     twin = train_path_model(x, y, config, seed + 1, val=(val_features, labels[val_rows]))
-    x, y = augmented_features([drawings[i] for i in train_rows], labels[train_rows], config, seed + 2)
+    x, y = augmented_features(*training_set(train_rows), config, seed + 2)
     model = train_path_model(x, y, config, seed + 3)
     model.temperature = twin.temperature
     return model, float(twin.history[-1]["val_accuracy"])

@@ -215,6 +215,19 @@ class FeedbackRequest(BaseModel):
     image_vector: ImageVector
     predicted_digit: Digit = Field(description="What the model answered.")
     actual_digit: Digit = Field(description="What the drawing really is.")
+    strokes: list[Stroke] | None = Field(
+        default=None,
+        min_length=1,
+        description="Optional: the pen's strokes the drawing was made with, as /predict/strokes takes them"
+        f" (pad pixels, y down, drawing order, at most {MAX_STROKE_POINTS} points in all). A correction sent"
+        " with them also teaches the path model; without them it is pixel-only.",
+    )
+    width: int = Field(
+        default=280, ge=16, le=4096, strict=True, description="The pad's width in pixels (with strokes)."
+    )
+    height: int = Field(
+        default=280, ge=16, le=4096, strict=True, description="The pad's height in pixels (with strokes)."
+    )
 
 
 class FeedbackResponse(BaseModel):
