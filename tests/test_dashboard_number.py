@@ -15,10 +15,10 @@ from PIL import Image
 from doodle import dashboard_contract as page
 from doodle import dashboard_view as view
 from doodle import mlp, model_io, path_features
-from doodle.path_io import pool
 from doodle.dashboard import PICK_POSITION_MESSAGE, DoodleApp, NumberReading, Prediction
 from doodle.drawing import PEN_WIDTH, render_strokes
 from doodle.number_reading import TooManyDigitsError, read_number
+from doodle.path_io import pool
 from doodle.preprocess import BlankCanvasError, canvas_to_input
 from support.digits import HAND_DRAWN_DIGITS, NUMBER_PITCH, number_strokes
 from support.digits import draw_on as draw

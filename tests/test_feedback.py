@@ -129,7 +129,13 @@ def test_a_store_from_before_strokes_gains_the_column_and_keeps_its_rows(tmp_pat
     stores = [FeedbackStore(path) for _ in range(2)]  # opened twice: the column is added once
     new_id = stores[1].add(np.zeros(784), 1, 7, source="api", strokes=SEVEN)
     newest, old = stores[0].recent(10)
-    assert (old.id, old.source, old.model_version, old.drawing_png, old.strokes) == (1, "dashboard", "old", b"png", None)
+    assert (old.id, old.source, old.model_version, old.drawing_png, old.strokes) == (
+        1,
+        "dashboard",
+        "old",
+        b"png",
+        None,
+    )
     np.testing.assert_array_equal(old.image.reshape(-1), image)
     assert newest.id == new_id == 2 and len(newest.strokes) == 2
     with sqlite3.connect(path) as conn:

@@ -146,7 +146,10 @@ def test_a_schema_1_database_is_migrated_and_keeps_its_rows(postgres_url):
         store.close()
     table = feedback_data.read_store(postgres_url)
     assert table.column("strokes").to_pylist()[0] is None
-    assert table.column("strokes").to_pylist()[1] == '[[[60.0,50.0],[220.0,50.0],[120.0,240.0]],[[100.0,140.0],[190.5,140.25]],[[30.0,30.0]]]'
+    assert (
+        table.column("strokes").to_pylist()[1]
+        == "[[[60.0,50.0],[220.0,50.0],[120.0,240.0]],[[100.0,140.0],[190.5,140.25]],[[30.0,30.0]]]"
+    )
 
 
 def test_snapshot_is_byte_identical_to_sqlites_for_the_same_rows(pg_store, postgres_url, tmp_path):

@@ -205,9 +205,7 @@ def test_the_registered_version_holds_the_path_model_and_serves_both_views(tmp_p
     _add_path_model(other_dir, "0" * 64)
     runs_before = len(mlflow.search_runs())
     with pytest.raises(model_io.ModelFileError, match="pixel"):
-        tracking.log_training(
-            params={}, history=[], metrics={"model_val_accuracy": 0.9}, model_dir=other_dir
-        )
+        tracking.log_training(params={}, history=[], metrics={"model_val_accuracy": 0.9}, model_dir=other_dir)
     assert len(mlflow.search_runs()) == runs_before
 
 
