@@ -41,11 +41,14 @@ class PathConfig:
     scale_min: float = 0.85  # x and y scaled separately within this range
     scale_max: float = 1.15
     jitter: float = 0.01  # sd of point noise, in units of the drawing's size
+    # MLPs trained from different seeds (and distortions), their logits averaged: one MLP of the same
+    # format, hidden layers side by side (`stack_ensemble`).
+    ensemble: int = 1
 
     def __post_init__(self) -> None:
         self.hidden_sizes = [int(size) for size in self.hidden_sizes]
-        if self.epochs < 1 or self.batch_size < 1 or self.points < 2:
-            raise ValueError("epochs and batch_size must be >= 1 and points >= 2")
+        if self.epochs < 1 or self.batch_size < 1 or self.points < 2 or self.ensemble < 1:
+            raise ValueError("epochs, batch_size and ensemble must be >= 1 and points >= 2")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PathConfig:
@@ -198,6 +201,71 @@ def choose_pool_weight(
     return float(max(weights, key=score))
 
 
+def stack_ensemble(members: Sequence[mlp.Params]) -> mlp.Params:
+    """MLPs of one shape -> one MLP whose logits are their mean: the hidden layers side by side
+    (the first layer's weights concatenated, the later hidden layers' block-diagonal), the output
+    layer's weights stacked and, with its biases, divided by their number. The same forward pass and
+    file format as any MLP; one member is returned as it is."""
+    if len(members) == 1:
+        return dict(members[0])
+    count = mlp.n_layers(members[0])
+    share = np.float32(1.0 / len(members))
+    stacked: mlp.Params = {}
+    for i in range(1, count + 1):
+        weights = [member[f"W{i}"] for member in members]
+        biases = [member[f"b{i}"] for member in members]
+        if i == count:  # the members' hidden units side by side (no hidden layer: the inputs, shared)
+            together = np.mean(weights, axis=0) if count == 1 else np.concatenate(weights, axis=0) * share
+            stacked[f"W{i}"] = together.astype(weights[0].dtype)
+            stacked[f"b{i}"] = (np.sum(biases, axis=0) * share).astype(biases[0].dtype)
+        else:
+            if i == 1:
+                stacked["W1"] = np.concatenate(weights, axis=1)
+            else:
+                block = np.zeros(
+                    (sum(w.shape[0] for w in weights), sum(w.shape[1] for w in weights)), weights[0].dtype
+                )
+                row = col = 0
+                for weight in weights:
+                    block[row : row + weight.shape[0], col : col + weight.shape[1]] = weight
+                    row, col = row + weight.shape[0], col + weight.shape[1]
+                stacked[f"W{i}"] = block
+            stacked[f"b{i}"] = np.concatenate(biases)
+    return stacked
+
+
+def train_ensemble(
+    drawings: Sequence[Sequence[np.ndarray]],
+    labels: np.ndarray,
+    config: PathConfig,
+    seed: int,
+    *,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+) -> PathTrainResult:
+    """``config.ensemble`` path MLPs, each on its own distorted copies (`augmented_features`) and
+    shuffle, stacked into one (`stack_ensemble`). Member 0 uses ``seed`` and ``seed + 1`` exactly as a
+    single model does. With ``val`` the temperature is fitted on the stacked model's logits and the
+    history's last record holds its validation figures."""
+    members, seconds, history = [], 0.0, []
+    for member in range(config.ensemble):
+        offset = 7919 * member
+        x, y = augmented_features(drawings, labels, config, seed + offset)
+        result = train_path_model(x, y, config, seed + 1 + offset, val=val)
+        members.append(result.params)
+        seconds += result.train_seconds
+        history = history or result.history
+    if len(members) == 1:
+        return result
+    params = stack_ensemble(members)
+    temperature = 1.0
+    history = [dict(record) for record in history]
+    if val is not None:
+        logits = mlp.forward(params, np.asarray(val[0], dtype=np.float32))
+        temperature = fit_temperature(logits, val[1])
+        history[-1]["val_accuracy"] = float((logits.argmax(axis=1) == val[1]).mean())
+    return PathTrainResult(params, temperature, history, config.epochs, seconds, config)
+
+
 def train_calibrated(
     drawings: Sequence[Sequence[np.ndarray]],
     labels: np.ndarray,
@@ -235,9 +303,7 @@ def train_calibrated(
         return [drawings[i] for i in rows] + extra_drawings, np.concatenate([labels[rows], extra_labels])
 
     val_features = path_features.features_of([drawings[i] for i in val_rows], config.points)
-    x, y = augmented_features(*training_set(twin_rows), config, seed)
-    twin = train_path_model(x, y, config, seed + 1, val=(val_features, labels[val_rows]))
-    x, y = augmented_features(*training_set(train_rows), config, seed + 2)
-    model = train_path_model(x, y, config, seed + 3)
+    twin = train_ensemble(*training_set(twin_rows), config, seed, val=(val_features, labels[val_rows]))
+    model = train_ensemble(*training_set(train_rows), config, seed + 2)
     model.temperature = twin.temperature
     return model, float(twin.history[-1]["val_accuracy"])

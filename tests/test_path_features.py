@@ -209,3 +209,18 @@ def test_corrections_with_strokes_teach_the_path_model_a_shape_the_writers_never
     assert not (path_model.path_proba(plain.params, unseen).argmax(axis=1) == 9).any()
     with pytest.raises(ValueError, match="3 extra drawings for 2 labels"):
         path_model.train_calibrated(drawings, labels, folds, 2, config, seed=3, extra=([ring()] * 3, [9, 9]))
+
+
+@pytest.mark.parametrize("sizes", [[12, 7, 5, 10], [12, 10]])
+def test_stacked_members_are_one_mlp_whose_logits_are_their_mean(sizes):
+    members = [mlp.init_params(sizes, seed=seed) for seed in range(3)]
+    for member in members:
+        for name in member:
+            if name.startswith("b"):
+                member[name] += np.random.default_rng(len(name)).normal(size=member[name].shape).astype(np.float32)
+    x = np.random.default_rng(4).normal(size=(6, 12)).astype(np.float32)
+    stacked = path_model.stack_ensemble(members)
+    expected = np.mean([mlp.forward(member, x) for member in members], axis=0)
+    np.testing.assert_allclose(mlp.forward(stacked, x), expected, rtol=1e-5, atol=1e-5)
+    assert mlp.layer_sizes_of(stacked)[0] == 12 and mlp.layer_sizes_of(stacked)[-1] == 10
+    assert path_model.stack_ensemble(members[:1]) == members[0]
