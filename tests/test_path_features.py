@@ -217,7 +217,9 @@ def test_stacked_members_are_one_mlp_whose_logits_are_their_mean(sizes):
     for member in members:
         for name in member:
             if name.startswith("b"):
-                member[name] += np.random.default_rng(len(name)).normal(size=member[name].shape).astype(np.float32)
+                member[name] += (
+                    np.random.default_rng(len(name)).normal(size=member[name].shape).astype(np.float32)
+                )
     x = np.random.default_rng(4).normal(size=(6, 12)).astype(np.float32)
     stacked = path_model.stack_ensemble(members)
     expected = np.mean([mlp.forward(member, x) for member in members], axis=0)
