@@ -42,8 +42,8 @@ class PathConfig:
     scale_max: float = 1.15
     jitter: float = 0.01  # sd of point noise, in units of the drawing's size
     # MLPs trained from different seeds (and distortions), their logits averaged: one MLP of the same
-    # format, hidden layers side by side (`stack_ensemble`).
-    ensemble: int = 1
+    # format, hidden layers side by side (`stack_ensemble`). 1: a single MLP.
+    ensemble: int = 3
 
     def __post_init__(self) -> None:
         self.hidden_sizes = [int(size) for size in self.hidden_sizes]
