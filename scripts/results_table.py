@@ -45,7 +45,7 @@ class Row:
     label: str  # may name other keys of the same file in braces, e.g. "{doodle_count:,}"
     source: str  # "train", "evaluate" or "experiments": reports/metrics/<source>.json
     keys: tuple[str, ...]  # the first key present is used; "a.b" reads key b of object a
-    # "percent", "points" (a difference of fractions, in percentage points), "decimal", "duration",
+    # "percent", "percent3" (three decimals), "points" (a difference of fractions, in percentage points), "decimal", "duration",
     # or "percent ± sd" / "decimal ± sd" (an object {"mean", "sd"} over seeds, from the experiments stage)
     kind: str
     tolerance: float | None  # in displayed units (points for percent); None: never compared
@@ -76,28 +76,28 @@ ROWS = (
         "Real handwriting, pixels and path pooled: worst of the 30 writers (cross-validation)",
         "evaluate",
         ("real.pooled_cv_worst_writer",),
-        "percent",
+        "percent3",
         0.01,
     ),
     Row(
         "Real handwriting, pixels and path pooled: worst digit (cross-validation)",
         "evaluate",
         ("real.pooled_cv_worst_digit",),
-        "percent",
+        "percent3",
         0.01,
     ),
     Row(
         "Real handwriting, worst of the 30 writers (cross-validation)",
         "evaluate",
         ("real.cv_worst_writer",),
-        "percent",
+        "percent3",
         0.01,
     ),
     Row(
         "Real handwriting, worst digit (cross-validation)",
         "evaluate",
         ("real.cv_worst_digit",),
-        "percent",
+        "percent3",
         0.01,
     ),
     Row(
@@ -219,6 +219,8 @@ def _shown(row: Row, value: float | dict | None) -> str:
         return f"{scale * mean:.{digits}f} ± {spread}{unit}"
     if row.kind == "percent":
         return f"{100 * value:.2f} %"
+    if row.kind == "percent3":  # a worst digit or writer, read against a bar: not rounded onto it
+        return f"{100 * value:.3f} %"
     if row.kind == "points":
         return f"{100 * value:.2f}"
     if row.kind == "decimal":

@@ -23,14 +23,29 @@ _DATABASE_NUMBERS = itertools.count(1)  # postgres_url's database names, one per
 # Small stand-ins for the MNIST source files: same names, headers and layout, few images.
 SYNTHETIC_COUNTS = {"train": 400, "test": 120}
 
+# The modules that take longest, longest first (their tests' seconds in one `make test` on two
+# busy cores): handed out before every other module, so that no long module starts last and
+# the two workers finish together. A module missing here runs after them, slow ones first.
+LONGEST_MODULES = (
+    "tests/test_feedback_loop.py",
+    "tests/serving/test_serving_replicas.py",
+    "tests/test_spark_cluster.py",
+    "tests/test_promotion.py",
+    "tests/serving/test_serving_score.py",
+    "tests/test_dashboard_kernels.py",
+    "tests/test_spark_prep.py",
+)
+
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """For `make test`'s parallel run (pytest-xdist, ``--dist loadgroup``): the tests of a module
     with slow tests, and the tests that share a module-scoped fixture (a server, a trained
     model's predictions), stay on one worker (``xdist_group`` by module), so that setup is made
-    once; other tests go to whichever worker is free. Slow modules come first, so that the long
-    tests start at once and the quick ones fill the gaps at the end. A new module gets the same
+    once; other tests go to whichever worker is free. LONGEST_MODULES come first, longest first,
+    then the other slow modules, so that the long tests start at once and the quick ones fill the
+    gaps at the end (the Makefile's ``--no-loadscope-reorder`` keeps this order: xdist would
+    otherwise hand out the groups with the most tests first). A new module gets the same
     treatment without a mark."""
 
     def module_of(item) -> str:
@@ -40,7 +55,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if module_of(item) in slow_modules or _shares_module_setup(item):
             item.add_marker(pytest.mark.xdist_group(module_of(item)))
-    items.sort(key=lambda item: module_of(item) not in slow_modules)  # stable: file order kept
+
+    def start_order(item) -> tuple[int, bool]:
+        module = module_of(item)
+        rank = LONGEST_MODULES.index(module) if module in LONGEST_MODULES else len(LONGEST_MODULES)
+        return rank, module not in slow_modules
+
+    items.sort(key=start_order)  # stable: file order kept within each rank
 
 
 def _shares_module_setup(item) -> bool:

@@ -216,7 +216,7 @@ def test_real_handwriting_leads_the_table_with_its_interval(project):
     rows = readme.read_text().split("| --- | --- |\n")[1].splitlines()
     assert rows[0].startswith("| Real handwriting: 30 writers, each read by a model that never saw them")
     assert rows[0].endswith("| 97.91 % (97.12-98.50) |")
-    assert "| Real handwriting, worst of the 30 writers (cross-validation) | 91.04 % |" in rows
+    assert "| Real handwriting, worst of the 30 writers (cross-validation) | 91.040 % |" in rows
     assert (
         "| Real handwriting, this run's 6 held-out writers (95 % interval clustered by writer) | 98.10 % (96.00-99.00) |"
         in rows
