@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from doodle import mlp, path_features, path_io, pendigits  # noqa: E402
+from doodle import mlp, path_features, path_io, path_model, pendigits  # noqa: E402
 from doodle.drawing import PEN_WIDTH, render_strokes  # noqa: E402
 from doodle.model_io import Model, load_model  # noqa: E402
 from doodle.preprocess import canvas_to_input  # noqa: E402
@@ -43,10 +43,17 @@ def models(folder: Path | None) -> Model:
         params=mlp.init_params([784, 512, 512, 10], seed=0),
         metadata={"normalization": {"mean": 0.13, "std": 0.31}, "sha256": "0" * 64, "version": "untrained"},
     )
+    config = path_model.PathConfig()  # the pipeline's sizes: its ensemble stacked into one MLP
+    members = [
+        mlp.init_params(
+            [path_features.feature_size(config.points), *config.hidden_sizes, 10], seed=1 + member
+        )
+        for member in range(config.ensemble)
+    ]
     path = path_io.PathModel(
-        params=mlp.init_params([path_features.feature_size(), 256, 256, 10], seed=1),
+        params=path_model.stack_ensemble(members),
         metadata={
-            "points": path_features.POINTS,
+            "points": config.points,
             "temperature": 1.0,
             "pool_weight": 1.0,
             "sha256": "1" * 64,

@@ -325,8 +325,9 @@ class DoodleApp:
         """Store the current drawing with the model's guess and the digit the person says they
         drew (``actual_digit``, default: the picker's value). When the pad holds a number,
         ``position`` (0-based, left to right; default: the position picker's value) says which
-        digit: that digit's own 28x28 input and its crop of the pad are stored. Returns the row
-        id, or ``None`` with a message saying what is missing."""
+        digit: that digit's own 28x28 input, its crop of the pad and its own strokes are stored
+        (a single digit: the pad's strokes), so the path model can learn from the correction too.
+        Returns the row id, or ``None`` with a message saying what is missing."""
         if actual_digit is None and self.view.actual_picker.value is not None:
             actual_digit = int(self.view.actual_picker.value)
         if actual_digit is None:
@@ -349,9 +350,11 @@ class DoodleApp:
                 return None
             digit = reading.digits[position]
             said, model_input, drawing_png = digit.digit, digit.model_input, view.png_bytes(digit.canvas)
+            strokes = digit.strokes
             which = f"digit {position + 1} of {len(reading)}: "
         else:
             said, model_input, drawing_png = reading.digit, reading.model_input, reading.drawing_png
+            strokes = [stroke for stroke in self.drawing.strokes if len(stroke)] or None
             which = ""
         try:
             row_id = self.feedback_store.add(
@@ -361,6 +364,7 @@ class DoodleApp:
                 source=FEEDBACK_SOURCE,
                 model_version=reading.model_version,
                 drawing_png=drawing_png,
+                strokes=strokes,
             )
         except (sqlite3.Error, OSError, FeedbackDatabaseError, FeedbackNotStored) as error:
             # A widget callback's exception would only reach the server log: say it on the page.

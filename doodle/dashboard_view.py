@@ -106,14 +106,20 @@ def guess_html(answer: int | str, confidence: float, seq: int, views: tuple[str,
     )
 
 
-def number_guess_html(number: str, lowest_confidence: float, seq: int) -> str:
-    """The number read (``"2026"``) and its least sure digit's confidence."""
+def number_guess_html(
+    number: str, lowest_confidence: float, seq: int, views: tuple[str, ...] = ("pixels",)
+) -> str:
+    """The number read (``"2026"``), its least sure digit's confidence and the views its digits
+    were read from."""
     size = _number_font_px(len(number))
+    said = " and ".join(VIEW_NAMES.get(name, name) for name in views)
     return _result_html(
         page.STATE_NUMBER,
         seq,
         f"<div class='{page.GUESS_DIGIT}' style='font-size:{size}px'>{html.escape(number)}</div>"
-        f"<div class='{page.GUESS_TEXT}'>{len(number)} digits; least sure {format_percent(lowest_confidence)}</div>",
+        f"<div class='{page.GUESS_TEXT}'>{len(number)} digits; least sure {format_percent(lowest_confidence)}</div>"
+        f"<div class='{page.GUESS_VIEWS} doodle-muted' {page.DATA_VIEWS}='{html.escape(' '.join(views))}'>"
+        f"read from {html.escape(said)}</div>",
     )
 
 

@@ -203,7 +203,9 @@ class DashboardWidgets:
             self.position_picker.value = None
         self.position_row.layout.display = "flex"
         self.feedback_status.value = ""
-        self.guess.value = view.number_guess_html(reading.number, reading.lowest_confidence, seq)
+        self.guess.value = view.number_guess_html(
+            reading.number, reading.lowest_confidence, seq, reading.views
+        )
 
     def _hide_number(self, seq: int) -> None:
         self.number_view.value = view.number_html("", [], seq)

@@ -4,12 +4,19 @@ several machines is `doodle.feedback_pg`, chosen by `doodle.feedback_store.open_
 Every write is committed before it is acknowledged (WAL journal, ``synchronous=FULL``), so a
 feedback row that a caller was told about survives the process being killed. Each call opens
 its own connection: safe from many threads and from several processes at once.
+
+A correction made on the pad keeps its strokes (``strokes``: JSON text, the pen's points in pad
+pixels, y down, in drawing order), so the path model can learn from it; rows stored without them
+(uploads, older stores) stay pixel-only with ``NULL``. A store made before the column existed gains
+it when first opened (`FeedbackStore`), its rows kept.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,9 +36,12 @@ CREATE TABLE IF NOT EXISTS feedback (
     is_error        INTEGER NOT NULL,
     model_version   TEXT,
     image           BLOB    NOT NULL,
-    drawing_png     BLOB
+    drawing_png     BLOB,
+    strokes         TEXT
 )
 """
+# Stores made before corrections kept their strokes gain the column (NULL for their rows).
+_ADD_STROKES = "ALTER TABLE feedback ADD COLUMN strokes TEXT"
 
 
 class FeedbackDatabaseError(RuntimeError):
@@ -54,10 +64,13 @@ class FeedbackRecord:
     model_version: str | None
     image: np.ndarray  # (28, 28) float32 in [0, 1], the input the model saw
     drawing_png: bytes | None
+    # The pen's strokes, each (K, 2) float64 [x, y] in pad pixels, in drawing order; None: pixel-only.
+    strokes: tuple[np.ndarray, ...] | None = None
 
     # The columns `from_row` reads, in order: both stores select them so.
     COLUMNS = (
-        "id, created_at, source, predicted_digit, actual_digit, is_error, model_version, image, drawing_png"
+        "id, created_at, source, predicted_digit, actual_digit, is_error, model_version, image, drawing_png,"
+        " strokes"
     )
 
     @classmethod
@@ -73,12 +86,48 @@ class FeedbackRecord:
             model_version=row[6],
             image=np.frombuffer(row[7], dtype=np.float32).reshape(IMAGE_SIDE, IMAGE_SIDE).copy(),
             drawing_png=row[8],
+            strokes=strokes_from_json(row[9]),
         )
 
 
 def is_postgres_url(value: str) -> bool:
     """True for a ``postgresql://`` (or ``postgres://``) URL: the store `doodle.feedback_store.open_store` opens in PostgreSQL."""
     return value.startswith(POSTGRES_URL_SCHEMES)
+
+
+def check_strokes(strokes: Sequence[Sequence[Sequence[float]]]) -> list[np.ndarray]:
+    """A drawing's strokes as ``(K, 2)`` float64 arrays, or `ValueError` naming what is wrong: no
+    strokes, an empty stroke, a point that is not two finite numbers (one point is a dot)."""
+    if len(strokes) == 0:
+        raise ValueError("strokes must hold at least one stroke")
+    checked = []
+    for index, stroke in enumerate(strokes):
+        try:
+            points = np.asarray(stroke, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"stroke {index} is not a list of [x, y] points") from None
+        if points.ndim != 2 or points.shape[1] != 2 or len(points) == 0:
+            raise ValueError(f"stroke {index} must be one or more [x, y] points, got shape {points.shape}")
+        if not np.isfinite(points).all():
+            raise ValueError(f"stroke {index} holds NaN or infinite coordinates")
+        checked.append(points)
+    return checked
+
+
+def strokes_to_json(strokes: Sequence[np.ndarray] | None) -> str | None:
+    """Checked strokes -> the JSON text both stores keep, ``[[[x, y], ...], ...]`` (None stays None)."""
+    if strokes is None:
+        return None
+    return json.dumps([stroke.tolist() for stroke in strokes], separators=(",", ":"))
+
+
+def strokes_from_json(value: str | list | None) -> tuple[np.ndarray, ...] | None:
+    """A stored ``strokes`` value (JSON text, or the list PostgreSQL's driver has already parsed) ->
+    ``(K, 2)`` float64 arrays; None for a pixel-only row."""
+    if value is None:
+        return None
+    parsed = json.loads(value) if isinstance(value, (str, bytes)) else value
+    return tuple(np.asarray(stroke, dtype=np.float64).reshape(-1, 2) for stroke in parsed)
 
 
 def check_feedback_row(image: np.ndarray, predicted_digit: int, actual_digit: int) -> np.ndarray:
@@ -105,7 +154,18 @@ class FeedbackStore:
         conn = self._connect()
         try:
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(_SCHEMA)
+            # One writer at a time brings the schema up, so processes opening an old store together
+            # add the strokes column once.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(_SCHEMA)
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(feedback)")}
+                if "strokes" not in columns:
+                    conn.execute(_ADD_STROKES)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
         finally:
             conn.close()
 
@@ -126,17 +186,20 @@ class FeedbackStore:
         source: str,
         model_version: str | None = None,
         drawing_png: bytes | None = None,
+        strokes: Sequence[Sequence[Sequence[float]]] | None = None,
     ) -> int:
         """Store one correction and return its id once it is committed to disk.
 
-        ``image`` is the 784-pixel model input (any shape with 784 elements) in [0, 1].
+        ``image`` is the 784-pixel model input (any shape with 784 elements) in [0, 1];
+        ``strokes`` the pen's strokes it was drawn with (`check_strokes`), None when unknown.
         """
         pixels = check_feedback_row(image, predicted_digit, actual_digit)
+        strokes_json = strokes_to_json(None if strokes is None else check_strokes(strokes))
         conn = self._connect()
         try:
             cursor = conn.execute(
                 "INSERT INTO feedback (created_at, source, predicted_digit, actual_digit, is_error,"
-                " model_version, image, drawing_png) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " model_version, image, drawing_png, strokes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     time.time(),
                     source,
@@ -146,6 +209,7 @@ class FeedbackStore:
                     model_version,
                     pixels.tobytes(),
                     drawing_png,
+                    strokes_json,
                 ),
             )
             return int(cursor.lastrowid)

@@ -11,7 +11,9 @@ Files (all under ``data/``):
 - ``feedback/{train,holdout}.parquet``: validated, de-duplicated rows split by a hash of the
   drawing (the `feedback` stage), with the columns of the prepared MNIST splits (``index`` = the
   store's row id, ``label`` = the digit the person drew, ``pixels`` = 784 bytes) plus
-  ``predicted``, ``model_version``, ``source`` and ``created_at``.
+  ``predicted``, ``model_version``, ``source``, ``created_at`` and ``strokes`` (the pen's strokes as
+  JSON text, null for a pixel-only row): the path model trains on the train rows that have them
+  (`path_training_rows`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import pyarrow.parquet as pq
 
 from doodle import data
 from doodle.constants import N_PIXELS
-from doodle.feedback import is_postgres_url
+from doodle.feedback import is_postgres_url, strokes_from_json
 from doodle.paths import feedback_db_path, feedback_url
 
 SNAPSHOT_PATH = Path("data/feedback-snapshot/store.parquet")
@@ -47,6 +49,7 @@ SNAPSHOT_SCHEMA = pa.schema(
         pa.field("model_version", pa.string()),
         pa.field("image", pa.binary()),  # 784 float32 (3,136 bytes) when valid
         pa.field("drawing_png", pa.binary()),
+        pa.field("strokes", pa.string()),  # JSON [[[x, y], ...], ...] in pad pixels; null: pixel-only
     ]
 )
 SPLIT_SCHEMA = pa.schema(
@@ -58,6 +61,7 @@ SPLIT_SCHEMA = pa.schema(
         pa.field("model_version", pa.string()),
         pa.field("source", pa.string()),
         pa.field("created_at", pa.float64()),
+        pa.field("strokes", pa.string()),
     ]
 )
 UNKNOWN_SPLIT_MESSAGE = "unknown feedback split {name!r}: expected one of {splits}"
@@ -78,12 +82,13 @@ def read_store(db_path: str | Path) -> pa.Table:
         return SNAPSHOT_SCHEMA.empty_table()
     conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
     try:
-        has_table = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='feedback'"
-        ).fetchone()
+        stored = {row[1] for row in conn.execute("PRAGMA table_info(feedback)")}
+        # A store no writer has opened since corrections kept their strokes has no such column:
+        # its rows are pixel-only.
+        selected = [name if name in stored else f"NULL AS {name}" for name in columns]
         rows = (
-            conn.execute(f"SELECT {', '.join(columns)} FROM feedback ORDER BY id").fetchall()
-            if has_table
+            conn.execute(f"SELECT {', '.join(selected)} FROM feedback ORDER BY id").fetchall()
+            if stored
             else []
         )
     finally:
@@ -160,6 +165,27 @@ def training_rows(root: str | Path, weight: int) -> tuple[np.ndarray, np.ndarray
         return np.empty((0, N_PIXELS), np.uint8), np.empty(0, np.int64)
     images, labels = load_split("train", root)
     return np.tile(images, (int(weight), 1)), np.tile(labels, int(weight))
+
+
+def path_training_rows(root: str | Path) -> tuple[list[tuple[np.ndarray, ...]], np.ndarray]:
+    """The feedback-train rows that kept their strokes, for the path model: drawings (each a tuple
+    of ``(K, 2)`` float64 strokes in pad pixels) and their digits ``(N,)`` int64, ordered by the
+    store's row id. Rows without strokes are pixel-only and left out; a split written before the
+    column existed has none."""
+    path = split_path("train", root)
+    if not path.exists():
+        raise data.PreparedDataError(
+            f"feedback split 'train' not found at {path}: run `dvc repro feedback` first"
+        )
+    table = pq.read_table(path)
+    if "strokes" not in table.column_names:
+        return [], np.empty(0, np.int64)
+    drawings, labels = [], []
+    for text, label in zip(table.column("strokes").to_pylist(), table.column("label").to_pylist()):
+        if text is not None:
+            drawings.append(strokes_from_json(text))
+            labels.append(int(label))
+    return drawings, np.asarray(labels, dtype=np.int64)
 
 
 def digit_counts(labels: Sequence[int]) -> list[int]:

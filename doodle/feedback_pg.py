@@ -23,10 +23,12 @@ from doodle.feedback import (
     FeedbackNotStored,
     FeedbackRecord,
     check_feedback_row,
+    check_strokes,
     is_postgres_url,
+    strokes_to_json,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # One number for every replica: pg_advisory_xact_lock serialises their schema set-up.
 SCHEMA_LOCK_KEY = 0x0D00D1E
 # Each statement list takes the schema from the version before it to its own.
@@ -48,6 +50,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         # The live accuracy reads the newest rows about one model version every few seconds.
         "CREATE INDEX feedback_model_version_id ON feedback (model_version, id DESC)",
     ),
+    # Corrections keep the pen's strokes; older rows stay pixel-only (NULL). JSON, not JSONB: the
+    # text is kept as written, so a snapshot reads the same bytes as from SQLite.
+    2: ("ALTER TABLE feedback ADD COLUMN strokes JSON",),
 }
 DEFAULT_CONNECT_TIMEOUT_S = 5
 DEFAULT_POOL_SIZE = 8
@@ -155,20 +160,27 @@ class PostgresFeedbackStore:
         source: str,
         model_version: str | None = None,
         drawing_png: bytes | None = None,
+        strokes=None,
     ) -> int:
         """Store one correction and return its id once it is committed (as the SQLite store)."""
         pixels = check_feedback_row(image, predicted_digit, actual_digit)
+        strokes_json = strokes_to_json(None if strokes is None else check_strokes(strokes))
         try:
-            row = self._insert(pixels, predicted_digit, actual_digit, source, model_version, drawing_png)
+            row = self._insert(
+                pixels, predicted_digit, actual_digit, source, model_version, drawing_png, strokes_json
+            )
         except (psycopg.Error, PoolTimeout) as exc:
             raise FeedbackNotStored(type(exc).__name__) from exc
         return int(row[0])
 
-    def _insert(self, pixels, predicted_digit, actual_digit, source, model_version, drawing_png) -> tuple:
+    def _insert(
+        self, pixels, predicted_digit, actual_digit, source, model_version, drawing_png, strokes_json
+    ) -> tuple:
         with self._pool.connection() as conn:  # commits when the block ends without an error
             return conn.execute(
                 "INSERT INTO feedback (created_at, source, predicted_digit, actual_digit, is_error,"
-                " model_version, image, drawing_png) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                " model_version, image, drawing_png, strokes)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::json) RETURNING id",
                 (
                     time.time(),
                     source,
@@ -178,6 +190,7 @@ class PostgresFeedbackStore:
                     model_version,
                     pixels.tobytes(),
                     drawing_png,
+                    strokes_json,
                 ),
             ).fetchone()
 
@@ -209,11 +222,13 @@ class PostgresFeedbackStore:
 
     def snapshot_rows(self, columns: list[str]) -> list[tuple]:
         """Every row's ``columns``, ordered by id, read in one repeatable-read transaction (a
-        consistent snapshot while replicas keep writing); binary columns as ``bytes``."""
+        consistent snapshot while replicas keep writing); binary columns as ``bytes``, ``strokes``
+        as the JSON text stored."""
+        selected = ["strokes::text" if column == "strokes" else column for column in columns]
         with self._pool.connection() as conn:
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             with conn.transaction():
-                rows = conn.execute(f"SELECT {', '.join(columns)} FROM feedback ORDER BY id").fetchall()
+                rows = conn.execute(f"SELECT {', '.join(selected)} FROM feedback ORDER BY id").fetchall()
             conn.isolation_level = None
         return [
             tuple(bytes(value) if isinstance(value, memoryview) else value for value in row) for row in rows

@@ -46,8 +46,10 @@ DECODED_SCHEMA = T.StructType(
 
 def snapshot_dataframe(spark: SparkSession, table: pa.Table) -> DataFrame:
     """The snapshot table (`doodle.feedback_data.SNAPSHOT_SCHEMA`) as a DataFrame, drawings'
-    PNGs left out (the gallery reads them on the driver)."""
+    PNGs left out (the gallery reads them on the driver); strokes (JSON text) travel with their row."""
     columns = [name for name in SNAPSHOT_SCHEMA.names if name != "drawing_png"]
+    if "strokes" not in table.column_names:  # a snapshot taken before corrections kept their strokes
+        table = table.append_column("strokes", pa.nulls(table.num_rows, pa.string()))
     selected = table.select(columns)
     if selected.num_rows == 0:
         schema = T.StructType(
@@ -59,6 +61,7 @@ def snapshot_dataframe(spark: SparkSession, table: pa.Table) -> DataFrame:
                 T.StructField("actual_digit", T.LongType()),
                 T.StructField("model_version", T.StringType()),
                 T.StructField("image", T.BinaryType()),
+                T.StructField("strokes", T.StringType()),
             ]
         )
         return spark.createDataFrame([], schema)
@@ -147,6 +150,7 @@ def split(df: DataFrame, holdout_fraction: float, seed: int) -> tuple[DataFrame,
         "model_version",
         "source",
         "created_at",
+        "strokes",
         (bucket < F.lit(int(round(holdout_fraction * BUCKETS)))).alias("_holdout"),
     )
     columns = SPLIT_SCHEMA.names

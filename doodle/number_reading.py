@@ -7,6 +7,11 @@ digits drawn touching in separate strokes stay apart), each digit's own ink thro
 touches or they overlap in x, and together they are no wider than one digit) become one when the
 model reads their union more surely than it reads the two apart. The dashboard switches to it on
 its own when a drawing holds more than one digit; a single digit keeps the single-digit path.
+
+With the strokes known and a path model served beside the pixel model, each digit is read from both
+views, as a single digit is: every stroke goes to the digit whose ink it laid down
+(`strokes_of_digits`) and the path model's reading of a digit's strokes is pooled with the pixel
+model's (`doodle.path_io.pool`). An upload has no strokes: its digits are read from the pixels alone.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import numpy as np
 from doodle.constants import IMAGE_SIDE, MAX_NUMBER_DIGITS
 from doodle.drawing import PEN_WIDTH
 from doodle.model_io import Model
+from doodle.path_io import PATH, PIXELS, pool
 from doodle.preprocess import BlankCanvasError, blank_inputs, canvas_to_input
 from doodle.segment import Point, Segmentation, segment
 
@@ -33,7 +39,9 @@ class DigitReading:
     ``box`` is ``(x, y, w, h)`` in pad pixels (the digit's ink), ``probabilities`` ``(10,)``
     float32 summing to 1, ``model_input`` ``(28, 28)`` float32 in [0, 1] (what the model saw,
     what a correction stores), ``canvas`` ``(h', w')`` uint8 the digit alone on the pad's
-    background (its box with a margin).
+    background (its box with a margin), ``strokes`` the pen's strokes that drew it, each ``(K, 2)``
+    float64 in pad pixels, in drawing order (None when the strokes are not known or none is its),
+    ``views`` the views its answer pooled.
     """
 
     digit: int
@@ -42,6 +50,8 @@ class DigitReading:
     box: tuple[int, int, int, int]
     model_input: np.ndarray
     canvas: np.ndarray
+    strokes: tuple[np.ndarray, ...] | None = None
+    views: tuple[str, ...] = (PIXELS,)
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,11 @@ class NumberReading:
     @property
     def lowest_confidence(self) -> float:
         return min((d.confidence for d in self.digits), default=0.0)
+
+    @property
+    def views(self) -> tuple[str, ...]:
+        """The views read: ``("pixels", "path")`` when any digit's answer pooled the path."""
+        return (PIXELS, PATH) if any(PATH in d.views for d in self.digits) else (PIXELS,)
 
 
 class TooManyDigitsError(ValueError):
@@ -139,13 +154,16 @@ def read_number(
     pen_width: float = PEN_WIDTH,
     max_digits: int = MAX_NUMBER_DIGITS,
 ) -> NumberReading:
-    """Read every digit of a drawing (`cut_number`, then one forward pass). Raises what
-    `cut_number` raises; a drawing with no box gives an empty reading with its ``reason``."""
+    """Read every digit of a drawing (`cut_number`, then one forward pass; with ``strokes`` and a
+    model that has a path model, each digit's strokes through the path model too, pooled). Raises
+    what `cut_number` raises; a drawing with no box gives an empty reading with its ``reason``."""
     pieces = cut_number(model, image, strokes, pen_width=pen_width, max_digits=max_digits)
     found, canvases, inputs = pieces.found, pieces.canvases, pieces.inputs
     if not found.boxes:
         return NumberReading((), found.reason, model.version)
-    probabilities = model.predict_proba(inputs)
+    probabilities = model.predict_proba(inputs).astype(np.float64)
+    owned = strokes_of_digits(found, strokes) if strokes else [None] * len(found)
+    pooled = _pool_paths(model, probabilities, owned)
     digits = probabilities.argmax(axis=1)
     readings = tuple(
         DigitReading(
@@ -155,12 +173,54 @@ def read_number(
             box=tuple(box.xywh),
             model_input=model_input.astype(np.float32),
             canvas=(np.clip(canvas, 0.0, 1.0) * 255).round().astype(np.uint8),
+            strokes=digit_strokes,
+            views=(PIXELS, PATH) if with_path else (PIXELS,),
         )
-        for digit, probs, box, model_input, canvas in zip(
-            digits, probabilities, found.boxes, inputs, canvases
+        for digit, probs, box, model_input, canvas, digit_strokes, with_path in zip(
+            digits, probabilities, found.boxes, inputs, canvases, owned, pooled
         )
     )
     return NumberReading(readings, found.reason, model.version)
+
+
+def strokes_of_digits(
+    found: Segmentation, strokes: Sequence[Sequence[Point]]
+) -> list[tuple[np.ndarray, ...] | None]:
+    """Each digit's own strokes, in drawing order: a stroke belongs to the digit whose ink holds
+    most of its points (the box's stroke mask), else, off every digit's ink, to the digit whose box
+    centre is nearest its points' mean. ``(K, 2)`` float64 arrays in the drawing's pixels; None for
+    a digit no stroke belongs to. Empty strokes are skipped."""
+    owned: list[list[np.ndarray]] = [[] for _ in found.boxes]
+    centres = np.array([(box.x + box.w / 2, box.y + box.h / 2) for box in found.boxes], dtype=np.float64)
+    for stroke in strokes:
+        points = np.asarray(stroke, dtype=np.float64).reshape(-1, 2)
+        if not len(points):
+            continue
+        cells = np.floor(points).astype(np.int64)
+        hits = np.zeros(len(found.boxes), dtype=np.int64)
+        for index, box in enumerate(found.boxes):
+            col, row = cells[:, 0] - box.x, cells[:, 1] - box.y
+            inside = (col >= 0) & (col < box.w) & (row >= 0) & (row < box.h)
+            hits[index] = int(box.mask[row[inside], col[inside]].sum())
+        if hits.max() > 0:
+            owner = int(hits.argmax())
+        else:
+            owner = int(np.argmin(((centres - points.mean(axis=0)) ** 2).sum(axis=1)))
+        owned[owner].append(points)
+    return [tuple(digit) if digit else None for digit in owned]
+
+
+def _pool_paths(model: Model, probabilities: np.ndarray, owned: Sequence[tuple | None]) -> list[bool]:
+    """Pool, in place, the pixel ``probabilities`` ``(K, 10)`` of the digits with strokes with the
+    model's path model's reading of them (`doodle.path_io.pool`, the model's own weight); returns
+    which digits pooled. Nothing changes without a path model."""
+    path_model = getattr(model, "path", None)
+    rows = [index for index, digit_strokes in enumerate(owned) if digit_strokes]
+    if path_model is None or not rows:
+        return [False] * len(owned)
+    path_probabilities = path_model.predict_proba([owned[index] for index in rows])
+    probabilities[rows] = pool(probabilities[rows], path_probabilities, path_model.pool_weight)
+    return [index in rows for index in range(len(owned))]
 
 
 def _join_pieces(model: Model, found: Segmentation) -> Segmentation:

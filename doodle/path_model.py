@@ -3,8 +3,9 @@
 Same maths as the pixel model (`mlp.loss_and_grads`), same AdamW and cosine schedule
 (`doodle.optim`), same temperature calibration (`doodle.evaluate.fit_temperature`); only the input
 differs: ``5 * points`` path features in place of 784 pixels. Training data are the real writers'
-trajectories (MNIST has no paths). `train_path_model` takes feature arrays; augmentation happens on
-the strokes before (`augmented_features`), so each epoch sees a few distorted copies of every digit.
+trajectories and people's corrections made on the pad with their strokes (MNIST has no paths).
+`train_path_model` takes feature arrays; augmentation happens on the strokes before
+(`augmented_features`), so each epoch sees a few distorted copies of every digit.
 """
 
 from __future__ import annotations
@@ -40,11 +41,14 @@ class PathConfig:
     scale_min: float = 0.85  # x and y scaled separately within this range
     scale_max: float = 1.15
     jitter: float = 0.01  # sd of point noise, in units of the drawing's size
+    # MLPs trained from different seeds (and distortions), their logits averaged: one MLP of the same
+    # format, hidden layers side by side (`stack_ensemble`). 1: a single MLP.
+    ensemble: int = 3
 
     def __post_init__(self) -> None:
         self.hidden_sizes = [int(size) for size in self.hidden_sizes]
-        if self.epochs < 1 or self.batch_size < 1 or self.points < 2:
-            raise ValueError("epochs and batch_size must be >= 1 and points >= 2")
+        if self.epochs < 1 or self.batch_size < 1 or self.points < 2 or self.ensemble < 1:
+            raise ValueError("epochs, batch_size and ensemble must be >= 1 and points >= 2")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PathConfig:
@@ -197,6 +201,71 @@ def choose_pool_weight(
     return float(max(weights, key=score))
 
 
+def stack_ensemble(members: Sequence[mlp.Params]) -> mlp.Params:
+    """MLPs of one shape -> one MLP whose logits are their mean: the hidden layers side by side
+    (the first layer's weights concatenated, the later hidden layers' block-diagonal), the output
+    layer's weights stacked and, with its biases, divided by their number. The same forward pass and
+    file format as any MLP; one member is returned as it is."""
+    if len(members) == 1:
+        return dict(members[0])
+    count = mlp.n_layers(members[0])
+    share = np.float32(1.0 / len(members))
+    stacked: mlp.Params = {}
+    for i in range(1, count + 1):
+        weights = [member[f"W{i}"] for member in members]
+        biases = [member[f"b{i}"] for member in members]
+        if i == count:  # the members' hidden units side by side (no hidden layer: the inputs, shared)
+            together = np.mean(weights, axis=0) if count == 1 else np.concatenate(weights, axis=0) * share
+            stacked[f"W{i}"] = together.astype(weights[0].dtype)
+            stacked[f"b{i}"] = (np.sum(biases, axis=0) * share).astype(biases[0].dtype)
+        else:
+            if i == 1:
+                stacked["W1"] = np.concatenate(weights, axis=1)
+            else:
+                block = np.zeros(
+                    (sum(w.shape[0] for w in weights), sum(w.shape[1] for w in weights)), weights[0].dtype
+                )
+                row = col = 0
+                for weight in weights:
+                    block[row : row + weight.shape[0], col : col + weight.shape[1]] = weight
+                    row, col = row + weight.shape[0], col + weight.shape[1]
+                stacked[f"W{i}"] = block
+            stacked[f"b{i}"] = np.concatenate(biases)
+    return stacked
+
+
+def train_ensemble(
+    drawings: Sequence[Sequence[np.ndarray]],
+    labels: np.ndarray,
+    config: PathConfig,
+    seed: int,
+    *,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+) -> PathTrainResult:
+    """``config.ensemble`` path MLPs, each on its own distorted copies (`augmented_features`) and
+    shuffle, stacked into one (`stack_ensemble`). Member 0 uses ``seed`` and ``seed + 1`` exactly as a
+    single model does. With ``val`` the temperature is fitted on the stacked model's logits and the
+    history's last record holds its validation figures."""
+    members, seconds, history = [], 0.0, []
+    for member in range(config.ensemble):
+        offset = 7919 * member
+        x, y = augmented_features(drawings, labels, config, seed + offset)
+        result = train_path_model(x, y, config, seed + 1 + offset, val=val)
+        members.append(result.params)
+        seconds += result.train_seconds
+        history = history or result.history
+    if len(members) == 1:
+        return result
+    params = stack_ensemble(members)
+    temperature = 1.0
+    history = [dict(record) for record in history]
+    if val is not None:
+        logits = mlp.forward(params, np.asarray(val[0], dtype=np.float32))
+        temperature = fit_temperature(logits, val[1])
+        history[-1]["val_accuracy"] = float((logits.argmax(axis=1) == val[1]).mean())
+    return PathTrainResult(params, temperature, history, config.epochs, seconds, config)
+
+
 def train_calibrated(
     drawings: Sequence[Sequence[np.ndarray]],
     labels: np.ndarray,
@@ -204,6 +273,8 @@ def train_calibrated(
     held_out: int,
     config: PathConfig,
     seed: int,
+    *,
+    extra: tuple[Sequence[Sequence[np.ndarray]], np.ndarray] | None = None,
 ) -> tuple[PathTrainResult, float]:
     """The path model of every writer fold but ``held_out``, calibrated without touching it.
 
@@ -211,8 +282,10 @@ def train_calibrated(
     three). Its temperature comes from a twin trained the same way without one more fold (the next
     one round), fitted on that fold's digits, writers neither twin saw: temperatures of one
     configuration barely move between such twins, and no digit of ``held_out`` is used. ``folds``:
-    ``(N,)`` fold of each drawing. Returns the model (its ``temperature`` set) and the twin's accuracy
-    on the fold it was calibrated on."""
+    ``(N,)`` fold of each drawing. ``extra``: ``(drawings, labels)`` from outside the writer folds
+    (people's corrections made on the pad, `doodle.feedback_data.path_training_rows`), trained on by
+    the model and its twin alike, never calibrated on. Returns the model (its ``temperature`` set) and
+    the twin's accuracy on the fold it was calibrated on."""
     labels = np.asarray(labels, dtype=np.int64)
     folds = np.asarray(folds)
     count = int(folds.max()) + 1
@@ -220,10 +293,17 @@ def train_calibrated(
     twin_rows = np.flatnonzero((folds != held_out) & (folds != val_fold))
     val_rows = np.flatnonzero(folds == val_fold)
     train_rows = np.flatnonzero(folds != held_out)
+    extra_drawings, extra_labels = ([], np.empty(0, np.int64)) if extra is None else extra
+    extra_drawings = list(extra_drawings)
+    extra_labels = np.asarray(extra_labels, dtype=np.int64)
+    if len(extra_drawings) != len(extra_labels):
+        raise ValueError(f"{len(extra_drawings)} extra drawings for {len(extra_labels)} labels")
+
+    def training_set(rows: np.ndarray) -> tuple[list, np.ndarray]:
+        return [drawings[i] for i in rows] + extra_drawings, np.concatenate([labels[rows], extra_labels])
+
     val_features = path_features.features_of([drawings[i] for i in val_rows], config.points)
-    x, y = augmented_features([drawings[i] for i in twin_rows], labels[twin_rows], config, seed)
-    twin = train_path_model(x, y, config, seed + 1, val=(val_features, labels[val_rows]))
-    x, y = augmented_features([drawings[i] for i in train_rows], labels[train_rows], config, seed + 2)
-    model = train_path_model(x, y, config, seed + 3)
+    twin = train_ensemble(*training_set(twin_rows), config, seed, val=(val_features, labels[val_rows]))
+    model = train_ensemble(*training_set(train_rows), config, seed + 2)
     model.temperature = twin.temperature
     return model, float(twin.history[-1]["val_accuracy"])

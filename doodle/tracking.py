@@ -27,7 +27,7 @@ import pandas as pd
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from doodle import model_io
+from doodle import model_io, path_io
 from doodle.paths import ROOT
 
 EXPERIMENT_NAME = "doodle-digits"
@@ -87,7 +87,8 @@ def setup(uri: str | None = None, experiment_name: str = EXPERIMENT_NAME) -> str
 
 class DoodleMLP(mlflow.pyfunc.PythonModel):
     """The pyfunc face of a `doodle.model_io.Model`: the weights are the verified .npz/.json pair,
-    loaded with the project's own loader, so nothing but this class needs unpickling."""
+    loaded with the project's own loader, so nothing but this class needs unpickling. The path
+    model's files, when logged, sit beside them and load with them (its ``path``)."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         self.model = model_io.load_model(context.artifacts["weights"])
@@ -179,8 +180,11 @@ def log_training(
     ``params``: hyper-parameters (lists are logged as their text); ``history``: per-epoch dicts
     with an ``epoch`` key; ``metrics``: final figures with names distinct from the per-epoch
     ones, including `SELECTION_METRIC`;
-    ``model_dir``: the directory holding ``mlp.npz`` and ``mlp.json``; ``artifacts``: extra
-    files (figures, metrics JSON) copied into the run. ``promote``: apply `promote_if_better`;
+    ``model_dir``: the directory holding ``mlp.npz`` and ``mlp.json``, and ``path.npz`` +
+    ``path.json`` when the version has a path model: the registered model then holds all four files,
+    one version, so a replica serving ``models:/name@champion`` gets both views or, if the folder
+    does not load as a pair (`doodle.model_io.load_model`: a path model of another pixel model),
+    nothing is logged; ``artifacts``: extra files (figures, metrics JSON) copied into the run. ``promote``: apply `promote_if_better`;
     False registers the version as a candidate and leaves the alias to the `promote` stage
     (`set_champion`). Call `setup` first.
     """
@@ -193,6 +197,11 @@ def log_training(
         raise ValueError(f"final metrics must not reuse per-epoch names: {', '.join(clashes)}")
     weights = Path(model_dir) / model_io.WEIGHTS_NAME
     metadata = Path(model_dir) / model_io.METADATA_NAME
+    model_files = {"weights": str(weights), "metadata": str(metadata)}
+    # The folder must load as one version (both views' files verified together) before it is logged.
+    if model_io.load_model(model_dir).path is not None:
+        path_weights, path_metadata = path_io.paths_of(model_dir)
+        model_files.update({"path_weights": str(path_weights), "path_metadata": str(path_metadata)})
     client = MlflowClient()
     with mlflow.start_run(run_name=run_name) as run:
         run_id = run.info.run_id
@@ -209,7 +218,7 @@ def log_training(
         info = mlflow.pyfunc.log_model(
             name=MODEL_ARTIFACT_NAME,
             python_model=str(PYFUNC_CODE),
-            artifacts={"weights": str(weights), "metadata": str(metadata)},
+            artifacts=model_files,
             pip_requirements=pyfunc_requirements(),
             registered_model_name=registered_model_name,
         )

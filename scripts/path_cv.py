@@ -32,6 +32,7 @@ import numpy as np
 import yaml
 
 from doodle import path_features, path_model, pendigits, writer_cv
+from doodle.params import PendigitsParams
 from doodle.stats import clustered_accuracy_interval, wilson_interval
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +43,7 @@ def load_writers(root: Path, params: Path) -> tuple[list[pendigits.PenDigit], di
     digits and the folds the stage deals from params.yaml's seed."""
     if (root / pendigits.TRAJECTORIES).exists():
         return pendigits.load_trajectories(root), pendigits.load_folds(root)
-    config = pendigits.StageConfig.from_params_file(params)
+    config = PendigitsParams.from_params_file(params)
     digits = pendigits.parse(root / pendigits.FILE_NAME)
     return digits, pendigits.writer_folds([digit.writer for digit in digits], config.folds, config.seed)
 

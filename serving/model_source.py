@@ -3,8 +3,11 @@
 An MLflow URI (``models:/doodle-mlp@champion``, ``models:/doodle-mlp/3``, ``runs:/<id>/model``)
 is downloaded with `mlflow.artifacts.download_artifacts` into a temporary folder and the one
 ``mlp.npz`` + ``mlp.json`` pair inside it is loaded with `doodle.model_io.load_model`, so a
-registered pyfunc model and a plain artifact folder both work. MLflow is imported only here,
-and only for such URIs (it takes seconds to import).
+registered pyfunc model and a plain artifact folder both work. The path model's files
+(``path.npz`` + ``path.json``), when the version has them, must sit in that same folder: they load
+with the pixel model as one version (a path model naming another pixel model's SHA-256 is refused),
+and a path file anywhere else in the download refuses the version rather than serve half of it.
+MLflow is imported only here, and only for such URIs (it takes seconds to import).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import tempfile
 from collections.abc import Callable, Hashable
 from pathlib import Path
 
+from doodle import path_io
 from doodle.model_io import METADATA_NAME, WEIGHTS_NAME, Model, ModelFileError, load_model
 from doodle.model_watch import file_fingerprint
 
@@ -42,7 +46,8 @@ def is_mlflow_uri(uri: str) -> bool:
 
 
 def find_model_dir(tree: Path) -> Path:
-    """The one folder under ``tree`` that holds both mlp.npz and mlp.json."""
+    """The one folder under ``tree`` that holds both mlp.npz and mlp.json; a path model's file
+    (path.npz, path.json) anywhere else under ``tree`` is an error: the pair is one version."""
     candidates = sorted(
         weights.parent
         for weights in Path(tree).rglob(WEIGHTS_NAME)
@@ -53,6 +58,17 @@ def find_model_dir(tree: Path) -> Path:
         raise ModelFileError(
             f"expected one folder with {WEIGHTS_NAME} and {METADATA_NAME} in the downloaded"
             f" artifacts, found {len(candidates)}: {found}"
+        )
+    stray = sorted(
+        str(file.relative_to(tree))
+        for name in (path_io.WEIGHTS_NAME, path_io.METADATA_NAME)
+        for file in Path(tree).rglob(name)
+        if file.parent != candidates[0]
+    )
+    if stray:
+        raise ModelFileError(
+            f"path model files {stray} lie outside the pixel model's folder"
+            f" {str(candidates[0].relative_to(tree))!r}: both views' files must be one version"
         )
     return candidates[0]
 

@@ -428,9 +428,10 @@ def predict_number(
 STROKES_MARGIN = 0.5
 
 
-def _checked_strokes(body: StrokesPredictRequest) -> list[np.ndarray]:
+def _checked_strokes(body: StrokesPredictRequest | FeedbackRequest) -> list[np.ndarray]:
     """The request's strokes as ``(K, 2)`` float64 arrays on its pad; 422 for too many points or a
-    point far outside the pad (the schema has already refused empty and non-finite ones)."""
+    point far outside the pad (the schema has already refused empty and non-finite ones). The one
+    check of `/predict/strokes` and of a correction sent with its strokes."""
     count = sum(len(stroke) for stroke in body.strokes)
     if count > MAX_STROKE_POINTS:
         raise HTTPException(422, messages.TOO_MANY_POINTS.format(count=count, limit=MAX_STROKE_POINTS))
@@ -499,11 +500,28 @@ def predict_strokes(body: StrokesPredictRequest, request: Request) -> Response:
     return json_response(payload)
 
 
-@router.post("/feedback", response_model=FeedbackResponse, responses=ERRORS, summary="Store a correction")
+@router.post(
+    "/feedback",
+    response_model=FeedbackResponse,
+    responses={
+        **ERRORS,
+        422: {
+            "model": ErrorResponse,
+            "description": (
+                "The correction is not one: an image or digit out of range, or strokes that are not a drawing"
+                " (no strokes, an empty stroke, a point that is not two finite numbers, a point far outside the"
+                f" pad, more than {MAX_STROKE_POINTS} points in all), as /predict/strokes refuses them."
+            ),
+        },
+    },
+    summary="Store a correction",
+)
 @router.post("/feedback/", response_model=FeedbackResponse, include_in_schema=False)
 def feedback(body: FeedbackRequest, request: Request) -> Response:
-    """Store what a drawing really was; answered only once the row is committed to disk."""
+    """Store what a drawing really was, with the pen's strokes when they are sent (checked as
+    `/predict/strokes` checks them); answered only once the row is committed to disk."""
     state = _state(request)
+    strokes = None if body.strokes is None else _checked_strokes(body)
     if state.feedback_store is None:
         raise HTTPException(503, messages.FEEDBACK_UNAVAILABLE.format(reason=state.feedback_error))
     model = state.model
@@ -514,6 +532,7 @@ def feedback(body: FeedbackRequest, request: Request) -> Response:
             body.actual_digit,
             source="api",
             model_version=model.version if model is not None else None,
+            strokes=strokes,
         )
     except (sqlite3.Error, FeedbackNotStored) as exc:  # locked, disk full, database gone: nothing stored
         log.error("feedback not stored: %s", exc)

@@ -116,6 +116,8 @@ StrokePoint = Annotated[
 Stroke = Annotated[
     list[StrokePoint], Field(min_length=1, description="One pen-down to pen-up; one point is a dot.")
 ]
+# A pad's side in pixels: an integer, 280.0 included (JSON Schema's "integer" does).
+PadSide = Annotated[int, Field(ge=16, le=4096, strict=True), BeforeValidator(_integral_float_to_int)]
 
 
 class StrokesPredictRequest(BaseModel):
@@ -132,8 +134,8 @@ class StrokesPredictRequest(BaseModel):
         description=f"The strokes in drawing order, each a list of [x, y] pad pixels (y pointing down),"
         f" at most {MAX_STROKE_POINTS} points in all; points may stray a little off the pad, not far.",
     )
-    width: int = Field(default=280, ge=16, le=4096, strict=True, description="The pad's width in pixels.")
-    height: int = Field(default=280, ge=16, le=4096, strict=True, description="The pad's height in pixels.")
+    width: PadSide = Field(default=280, description="The pad's width in pixels.")
+    height: PadSide = Field(default=280, description="The pad's height in pixels.")
 
 
 class StrokesPredictResponse(ImagePredictResponse):
@@ -215,6 +217,15 @@ class FeedbackRequest(BaseModel):
     image_vector: ImageVector
     predicted_digit: Digit = Field(description="What the model answered.")
     actual_digit: Digit = Field(description="What the drawing really is.")
+    strokes: list[Stroke] | None = Field(
+        default=None,
+        min_length=1,
+        description="Optional: the pen's strokes the drawing was made with, as /predict/strokes takes them"
+        f" (pad pixels, y down, drawing order, at most {MAX_STROKE_POINTS} points in all). A correction sent"
+        " with them also teaches the path model; without them it is pixel-only.",
+    )
+    width: PadSide = Field(default=280, description="The pad's width in pixels (with strokes).")
+    height: PadSide = Field(default=280, description="The pad's height in pixels (with strokes).")
 
 
 class FeedbackResponse(BaseModel):

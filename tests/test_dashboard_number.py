@@ -14,9 +14,11 @@ from PIL import Image
 
 from doodle import dashboard_contract as page
 from doodle import dashboard_view as view
+from doodle import mlp, model_io, path_features
 from doodle.dashboard import PICK_POSITION_MESSAGE, DoodleApp, NumberReading, Prediction
 from doodle.drawing import PEN_WIDTH, render_strokes
 from doodle.number_reading import TooManyDigitsError, read_number
+from doodle.path_io import pool
 from doodle.preprocess import BlankCanvasError, canvas_to_input
 from support.digits import HAND_DRAWN_DIGITS, NUMBER_PITCH, number_strokes
 from support.digits import draw_on as draw
@@ -185,7 +187,86 @@ def test_a_correction_by_argument_for_the_last_digit(app, store):
     row_id = app.submit_feedback(6, position=3)
     (record,) = store.recent(1)
     assert record.id == row_id and record.predicted_digit == reading.digits[3].digit
+    # That digit's own strokes travel with it (the 6's, the last drawn), for the path model.
+    six = YEAR[-len(HAND_DRAWN_DIGITS[6]) :]
+    assert [stroke.tolist() for stroke in record.strokes] == [np.asarray(stroke).tolist() for stroke in six]
     assert record.model_version == reading.model_version == app.model.version
     np.testing.assert_allclose(record.image, reading.digits[3].model_input)
     assert app.submit_feedback(6, position=4) is None  # no fifth digit
     assert store.count() == 1
+
+
+# ----- both views, digit by digit -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pair_model(tmp_path_factory) -> model_io.Model:
+    """The tiny model's pixel weights with an untrained path model beside them (pool weight 0.7)."""
+    folder = tmp_path_factory.mktemp("pair")
+    pixel = model_io.save_model(
+        folder, mlp.init_params([784, 16, 10], seed=3), normalization={"mean": 0.13, "std": 0.31}
+    )
+    model_io.save_path_model(
+        folder,
+        mlp.init_params([path_features.feature_size(8), 12, 10], seed=5),
+        points=8,
+        temperature=0.5,
+        pool_weight=0.7,
+        pixel_sha256=pixel.sha256,
+    )
+    return model_io.load_model(folder)
+
+
+def year_digit_strokes() -> list[list]:
+    """YEAR's strokes, digit by digit."""
+    digits, start = [], 0
+    for digit in "2026":
+        count = len(HAND_DRAWN_DIGITS[int(digit)])
+        digits.append([np.asarray(stroke).tolist() for stroke in YEAR[start : start + count]])
+        start += count
+    return digits
+
+
+def test_a_number_drawn_on_the_pad_reads_each_digit_from_its_ink_and_its_path(pair_model):
+    image = render_strokes(YEAR)
+    reading = read_number(pair_model, image, YEAR, pen_width=PEN_WIDTH)
+    assert len(reading) == 4 and reading.views == ("pixels", "path")
+    pooled_moved = False
+    for digit, strokes in zip(reading.digits, year_digit_strokes()):
+        assert [stroke.tolist() for stroke in digit.strokes] == strokes  # its own strokes, in order
+        assert digit.views == ("pixels", "path")
+        pixels = pair_model.predict_proba(digit.model_input.reshape(1, -1))
+        expected = pool(pixels, pair_model.path.predict_proba([digit.strokes]), 0.7)[0]
+        np.testing.assert_allclose(digit.probabilities, expected, rtol=1e-5, atol=1e-6)
+        assert digit.digit == int(expected.argmax())
+        pooled_moved |= not np.allclose(digit.probabilities, pixels[0], atol=1e-4)
+    assert pooled_moved  # the path view changed the answer's probabilities
+    # An upload has no strokes: its digits are read from the pixels alone.
+    upload = read_number(pair_model, image)
+    assert upload.views == ("pixels",)
+    for digit in upload.digits:
+        assert digit.strokes is None and digit.views == ("pixels",)
+        np.testing.assert_allclose(
+            digit.probabilities, pair_model.predict_proba(digit.model_input.reshape(1, -1))[0], rtol=1e-5
+        )
+
+
+def test_the_pad_says_a_number_was_read_with_both_views_and_a_correction_keeps_its_strokes(pair_model, store):
+    app = DoodleApp(model=pair_model, feedback_store=store, live=False)
+    draw(app, YEAR)
+    reading = app.predict()
+    assert isinstance(reading, NumberReading) and reading.views == ("pixels", "path")
+    assert f"{page.DATA_VIEWS}='pixels path'" in app.view.guess.value
+    row_id = app.submit_feedback(0, position=2)
+    (record,) = store.recent(1)
+    assert record.id == row_id
+    assert [stroke.tolist() for stroke in record.strokes] == year_digit_strokes()[2]
+    # A single digit: the pad's strokes.
+    app.clear()
+    draw(app, HAND_DRAWN_DIGITS[7])
+    assert app.predict().views == ("pixels", "path")
+    app.submit_feedback(7)
+    (record,) = store.recent(1)
+    assert [stroke.tolist() for stroke in record.strokes] == [
+        np.asarray(stroke, dtype=np.float64).tolist() for stroke in HAND_DRAWN_DIGITS[7]
+    ]

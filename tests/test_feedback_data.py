@@ -130,6 +130,51 @@ def test_training_rows_are_oversampled_and_zero_turns_them_off(spark, tmp_path):
         feedback_data.training_rows(tmp_path, -1)
 
 
+SEVEN = [[[60.0, 50.0], [220.0, 50.0], [120.0, 240.0]], [[100.0, 140.0], [190.0, 140.0]]]
+
+
+def test_corrections_with_strokes_reach_the_path_models_training_set(spark, tmp_path):
+    """Store -> snapshot -> Spark split -> the path model's training rows: the corrections that
+    kept their strokes, the pixel-only ones left out."""
+    db = tmp_path / "feedback.sqlite"
+    store = FeedbackStore(db)
+    for seed in range(6):
+        strokes = [[[x + seed, y] for x, y in stroke] for stroke in SEVEN] if seed % 2 else None
+        store.add(drawing(seed), 1, seed, source="dashboard", strokes=strokes)
+    snapshot = feedback_data.read_store(db)
+    assert snapshot.column("strokes").null_count == 3
+    _, train, _ = run_spark(spark, db, holdout_fraction=0.0)
+    assert train.schema == feedback_data.SPLIT_SCHEMA and train.column("strokes").null_count == 3
+    feedback_data.write_table(train, feedback_data.split_path("train", tmp_path))
+    drawings, labels = feedback_data.path_training_rows(tmp_path)
+    assert labels.tolist() == [1, 3, 5]
+    assert [len(strokes) for strokes in drawings] == [2, 2, 2]
+    np.testing.assert_array_equal(drawings[1][0], np.array(SEVEN[0]) + [3.0, 0.0])
+    # The pixels still train on all six.
+    assert feedback_data.training_rows(tmp_path, 1)[1].tolist() == list(range(6))
+
+
+def test_a_store_no_writer_has_opened_since_strokes_reads_as_pixel_only(spark, tmp_path):
+    db = tmp_path / "feedback.sqlite"
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "CREATE TABLE feedback (id INTEGER PRIMARY KEY AUTOINCREMENT, created_at REAL NOT NULL,"
+        " source TEXT NOT NULL, predicted_digit INTEGER NOT NULL, actual_digit INTEGER NOT NULL,"
+        " is_error INTEGER NOT NULL, model_version TEXT, image BLOB NOT NULL, drawing_png BLOB)"
+    )
+    conn.commit()
+    conn.close()
+    insert_raw(db, drawing(1).tobytes(), 2, 5)
+    snapshot = feedback_data.read_store(db)
+    assert snapshot.schema == feedback_data.SNAPSHOT_SCHEMA
+    assert snapshot.column("strokes").to_pylist() == [None]
+    # A snapshot written before the column existed goes through Spark as pixel-only rows too.
+    _, train, _ = run_spark(spark, db, holdout_fraction=0.0)
+    assert train.column("label").to_pylist() == [5] and train.column("strokes").to_pylist() == [None]
+    legacy = feedback_spark.snapshot_dataframe(spark, snapshot.drop(["strokes"]))
+    assert legacy.select("strokes").collect()[0][0] is None
+
+
 def test_confusion_and_error_rates():
     matrix = feedback_data.confusion_counts([9, 9, 9, 7, 7, 1], [4, 4, 7, 1, 7, 1])
     assert matrix[9, 4] == 2 and matrix.sum() == 6

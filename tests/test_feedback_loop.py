@@ -77,7 +77,7 @@ SMALL = {
         "stroke_share": 0.0,
     },
     # The pen-path model trains beside the pixel model; the loop serves and judges the pixel model.
-    "train_path": {"hidden_sizes": [64], "epochs": 2, "augment_copies": 0},
+    "train_path": {"hidden_sizes": [64], "epochs": 2, "augment_copies": 0, "ensemble": 1},
     "evaluate": {
         "doodle_count": 200,
         "robustness_count": 100,

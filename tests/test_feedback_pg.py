@@ -12,7 +12,7 @@ import pytest
 
 from doodle import feedback_data
 from doodle.feedback import FeedbackStore
-from doodle.feedback_pg import SCHEMA_VERSION, FeedbackDatabaseError, PostgresFeedbackStore
+from doodle.feedback_pg import MIGRATIONS, SCHEMA_VERSION, FeedbackDatabaseError, PostgresFeedbackStore
 from doodle.feedback_store import open_store
 from support.servers import free_port
 
@@ -89,6 +89,7 @@ def _add_sample_rows(store):
     rng = np.random.default_rng(7)
     for i in range(25):
         png = bytes(rng.integers(0, 256, 40, dtype=np.uint8)) if i % 3 == 0 else None
+        strokes = (rng.random((1 + i % 3, 4, 2)) * 280).tolist() if i % 2 else None
         store.add(
             rng.random(784, dtype=np.float32),
             i % 10,
@@ -96,7 +97,59 @@ def _add_sample_rows(store):
             source=("api", "dashboard")[i % 2],
             model_version=None if i % 4 == 0 else f"v{i % 3}",
             drawing_png=png,
+            strokes=strokes,
         )
+
+
+SEVEN = [[[60.0, 50.0], [220.0, 50.0], [120.0, 240.0]], [[100.0, 140.0], [190.5, 140.25]], [[30.0, 30.0]]]
+
+
+def test_a_correction_comes_back_with_its_strokes_from_both_stores(pg_store, tmp_path):
+    for store in (pg_store, FeedbackStore(tmp_path / "feedback.sqlite")):
+        with_strokes = store.add(np.zeros(784), 1, 7, source="dashboard", strokes=SEVEN)
+        store.add(np.zeros(784), 2, 2, source="api")
+        newest, oldest = store.recent(10)
+        assert oldest.id == with_strokes and newest.strokes is None
+        assert [stroke.tolist() for stroke in oldest.strokes] == SEVEN
+        with pytest.raises(ValueError, match="stroke 0 holds NaN"):
+            store.add(np.zeros(784), 1, 2, source="test", strokes=[[[1.0, float("nan")]]])
+        assert store.count() == 2
+
+
+def test_a_schema_1_database_is_migrated_and_keeps_its_rows(postgres_url):
+    image = np.random.default_rng(3).random(784, dtype=np.float32)
+    with psycopg.connect(postgres_url) as conn:  # the database as the code before strokes left it
+        conn.execute("CREATE TABLE doodle_schema (version INTEGER NOT NULL)")
+        for statement in MIGRATIONS[1]:
+            conn.execute(statement)
+        conn.execute("INSERT INTO doodle_schema (version) VALUES (1)")
+        conn.execute(
+            "INSERT INTO feedback (created_at, source, predicted_digit, actual_digit, is_error, model_version,"
+            " image, drawing_png) VALUES (1.5, 'dashboard', 3, 8, 1, 'old', %s, %s)",
+            (image.tobytes(), b"png"),
+        )
+    store = PostgresFeedbackStore(postgres_url)
+    try:
+        assert store.schema_version() == SCHEMA_VERSION == 2
+        new_id = store.add(np.zeros(784), 1, 7, source="api", strokes=SEVEN)
+        newest, old = store.recent(10)
+        assert (old.id, old.source, old.model_version, old.drawing_png, old.strokes) == (
+            1,
+            "dashboard",
+            "old",
+            b"png",
+            None,
+        )
+        np.testing.assert_array_equal(old.image.reshape(-1), image)
+        assert newest.id == new_id and [stroke.tolist() for stroke in newest.strokes] == SEVEN
+    finally:
+        store.close()
+    table = feedback_data.read_store(postgres_url)
+    assert table.column("strokes").to_pylist()[0] is None
+    assert (
+        table.column("strokes").to_pylist()[1]
+        == "[[[60.0,50.0],[220.0,50.0],[120.0,240.0]],[[100.0,140.0],[190.5,140.25]],[[30.0,30.0]]]"
+    )
 
 
 def test_snapshot_is_byte_identical_to_sqlites_for_the_same_rows(pg_store, postgres_url, tmp_path):
@@ -111,6 +164,7 @@ def test_snapshot_is_byte_identical_to_sqlites_for_the_same_rows(pg_store, postg
     feedback_data.write_table(feedback_data.read_store(sqlite_path), tmp_path / "sqlite.parquet")
     feedback_data.main(["--url", postgres_url, "--out", str(tmp_path / "postgres.parquet")])
     assert feedback_data.read_store(postgres_url).num_rows == 25
+    assert feedback_data.read_store(postgres_url).column("strokes").null_count == 13
     assert (tmp_path / "postgres.parquet").read_bytes() == (tmp_path / "sqlite.parquet").read_bytes()
 
 

@@ -181,3 +181,48 @@ def test_train_calibrated_never_reads_the_held_out_fold():
     assert model.temperature == again.temperature > 0 and 0.0 <= twin_accuracy <= 1.0
     features = pf.features_of(drawings, 6)
     assert (path_model.path_proba(model.params, features).argmax(axis=1) == labels).mean() > 0.9
+
+
+def test_corrections_with_strokes_teach_the_path_model_a_shape_the_writers_never_drew():
+    """``extra`` drawings (corrections made on the pad) are in the training set of the model and of
+    its twin: a digit only they show is read after, and never without them."""
+    rng = np.random.default_rng(8)
+
+    def line(label: int) -> list[np.ndarray]:
+        t = np.linspace(0, 1, 5)[:, None]
+        end = np.array([[0, 100], [100, 0], [100, 100]][label])
+        return [t * end + rng.normal(0, 2, (5, 2))]
+
+    def ring() -> list[np.ndarray]:
+        angle = np.linspace(0, 2 * np.pi, 12)[:, None]
+        return [np.hstack([np.cos(angle), np.sin(angle)]) * 50 + rng.normal(0, 2, (12, 2))]
+
+    labels = np.arange(150) % 3
+    drawings = [line(label) for label in labels]
+    folds = np.arange(150) % 5
+    corrections = ([ring() for _ in range(40)], np.full(40, 9))
+    config = path_model.PathConfig(points=6, hidden_sizes=[16], epochs=20, augment_copies=0, batch_size=16)
+    unseen = pf.features_of([ring() for _ in range(10)], 6)
+    taught, _ = path_model.train_calibrated(drawings, labels, folds, 2, config, seed=3, extra=corrections)
+    plain, _ = path_model.train_calibrated(drawings, labels, folds, 2, config, seed=3)
+    assert (path_model.path_proba(taught.params, unseen).argmax(axis=1) == 9).mean() > 0.9
+    assert not (path_model.path_proba(plain.params, unseen).argmax(axis=1) == 9).any()
+    with pytest.raises(ValueError, match="3 extra drawings for 2 labels"):
+        path_model.train_calibrated(drawings, labels, folds, 2, config, seed=3, extra=([ring()] * 3, [9, 9]))
+
+
+@pytest.mark.parametrize("sizes", [[12, 7, 5, 10], [12, 10]])
+def test_stacked_members_are_one_mlp_whose_logits_are_their_mean(sizes):
+    members = [mlp.init_params(sizes, seed=seed) for seed in range(3)]
+    for member in members:
+        for name in member:
+            if name.startswith("b"):
+                member[name] += (
+                    np.random.default_rng(len(name)).normal(size=member[name].shape).astype(np.float32)
+                )
+    x = np.random.default_rng(4).normal(size=(6, 12)).astype(np.float32)
+    stacked = path_model.stack_ensemble(members)
+    expected = np.mean([mlp.forward(member, x) for member in members], axis=0)
+    np.testing.assert_allclose(mlp.forward(stacked, x), expected, rtol=1e-5, atol=1e-5)
+    assert mlp.layer_sizes_of(stacked)[0] == 12 and mlp.layer_sizes_of(stacked)[-1] == 10
+    assert path_model.stack_ensemble(members[:1]) == members[0]

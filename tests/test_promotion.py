@@ -254,6 +254,7 @@ def split_table(images: np.ndarray, labels: np.ndarray) -> pa.Table:
             "model_version": pa.array(["x"] * len(labels), pa.string()),
             "source": pa.array(["api"] * len(labels), pa.string()),
             "created_at": pa.array(np.zeros(len(labels)), pa.float64()),
+            "strokes": pa.nulls(len(labels), pa.string()),  # pixel-only rows
         },
         schema=feedback_data.SPLIT_SCHEMA,
     )

@@ -160,3 +160,77 @@ def test_selection_metric_is_required(tmp_path, store):
             metrics={"model_val_accuracy": 0.9, "val_loss": 0.3},
             model_dir=tmp_path,
         )
+
+
+def _add_path_model(model_dir, pixel_sha256: str, seed: int = 7):
+    from doodle import mlp, path_features
+
+    return model_io.save_path_model(
+        model_dir,
+        mlp.init_params([path_features.feature_size(8), 12, 10], seed=seed),
+        points=8,
+        temperature=0.7,
+        pool_weight=0.6,
+        pixel_sha256=pixel_sha256,
+    )
+
+
+@pytest.mark.slow
+def test_the_registered_version_holds_the_path_model_and_serves_both_views(tmp_path, store):
+    """A replica serving ``models:/doodle-mlp@champion`` gets the pair: both views, one version."""
+    from doodle import path_io
+    from serving.model_source import load_served_model
+
+    config, history, model_dir, _ = _tiny_training(tmp_path, seed=11)
+    pixel = model_io.load_model(model_dir)
+    path_file = _add_path_model(model_dir, pixel.sha256)
+    logged = tracking.log_training(
+        params=config.to_dict(), history=history, metrics={"model_val_accuracy": 0.5}, model_dir=model_dir
+    )
+    served = load_served_model(f"models:/{tracking.REGISTERED_MODEL_NAME}@{tracking.CHAMPION_ALIAS}")
+    assert path_io.pair_identity(served) == (pixel.sha256, path_file.sha256)
+    assert served.path.pool_weight == 0.6
+    drawing = [np.array([[50.0, 50.0], [60.0, 200.0]])]
+    reading = path_io.read_views(served, np.zeros((1, 784), np.float32), [drawing])
+    assert reading.views == ["pixels", "path"]
+    # The pyfunc loads the same pair.
+    pyfunc = mlflow.pyfunc.load_model(logged.model_uri)
+    assert path_io.pair_identity(pyfunc.unwrap_python_model().model) == (pixel.sha256, path_file.sha256)
+
+    # A folder whose path model names another pixel model is not logged at all.
+    other_dir = tmp_path / "mismatched"
+    other_dir.mkdir()
+    for name in (model_io.WEIGHTS_NAME, model_io.METADATA_NAME):
+        (other_dir / name).write_bytes((model_dir / name).read_bytes())
+    _add_path_model(other_dir, "0" * 64)
+    runs_before = len(mlflow.search_runs())
+    with pytest.raises(model_io.ModelFileError, match="pixel"):
+        tracking.log_training(params={}, history=[], metrics={"model_val_accuracy": 0.9}, model_dir=other_dir)
+    assert len(mlflow.search_runs()) == runs_before
+
+
+@pytest.mark.slow
+def test_a_version_whose_pair_does_not_belong_together_is_refused(tmp_path, store):
+    """Files logged around `log_training`: a path model naming another pixel model's SHA-256, or
+    path files outside the pixel model's folder, refuse the version instead of serving half of it."""
+    from serving.model_source import load_served_model
+
+    client, _ = store
+    _, _, model_dir, _ = _tiny_training(tmp_path, seed=12)
+    mismatched = tmp_path / "mismatched"
+    mismatched.mkdir()
+    for name in (model_io.WEIGHTS_NAME, model_io.METADATA_NAME):
+        (mismatched / name).write_bytes((model_dir / name).read_bytes())
+    _add_path_model(mismatched, "0" * 64)
+    apart = tmp_path / "apart"
+    apart.mkdir()
+    _add_path_model(apart, model_io.load_model(model_dir).sha256)
+    with mlflow.start_run() as run:
+        mlflow.log_artifacts(str(mismatched), artifact_path="mismatched")
+        mlflow.log_artifacts(str(model_dir), artifact_path="split/pixels")
+        mlflow.log_artifacts(str(apart), artifact_path="split/path")
+    with pytest.raises(model_io.ModelFileError, match="pixel"):
+        load_served_model(f"runs:/{run.info.run_id}/mismatched")
+    with pytest.raises(model_io.ModelFileError, match="outside the pixel model's folder"):
+        load_served_model(f"runs:/{run.info.run_id}/split")
+    assert client.get_run(run.info.run_id).info.status == "FINISHED"

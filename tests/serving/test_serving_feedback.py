@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -50,6 +51,67 @@ def test_feedback_is_stored_before_the_answer(server, client, model, path):
     assert (row.predicted_digit, row.actual_digit, row.is_error) == (3, 4, True)
     assert row.model_version == model.version
     np.testing.assert_array_equal(row.image.reshape(-1), np.asarray(body["image_vector"], dtype=np.float32))
+
+
+SEVEN = [[[60.0, 50.0], [220.0, 50.0], [120.0, 240.0]], [[100.0, 140.0], [190.5, 140.25]], [[30.0, 30.0]]]
+
+
+def test_a_correction_sent_with_its_strokes_keeps_them(server, client):
+    response = client.post("/feedback", json={**feedback_body(7), "strokes": SEVEN})
+    assert response.status_code == 200, response.text
+    without = client.post("/feedback", json=feedback_body(8)).json()["id"]
+    rows = {row.id: row for row in FeedbackStore(server.feedback_db).recent(50)}
+    assert [stroke.tolist() for stroke in rows[response.json()["id"]].strokes] == SEVEN
+    assert rows[without].strokes is None
+
+
+BAD_STROKES = [
+    ("no strokes", {"strokes": []}, messages.NO_STROKES),
+    ("an empty stroke", {"strokes": [[[1, 2]], []]}, messages.EMPTY_STROKE.format(index=1)),
+    ("three numbers", {"strokes": [[[1, 2, 3]]]}, messages.NOT_A_POINT.format(index=0, point=0)),
+    ("not a list", {"strokes": "a seven"}, messages.STROKES_NOT_A_LIST),
+    (
+        "far off the pad",
+        {"strokes": [[[10, 10], [5000, 10]]]},
+        messages.FAR_OUTSIDE_PAD.format(index=0, point=1, x=5000, y=10, width=280, height=280),
+    ),
+    (
+        "far off a smaller pad",
+        {"strokes": [[[10, 10], [200, 10]]], "width": 100, "height": 100},
+        messages.FAR_OUTSIDE_PAD.format(index=0, point=1, x=200, y=10, width=100, height=100),
+    ),
+    (
+        "too many points",
+        {"strokes": [[[float(i % 200), 5.0] for i in range(1500)]] * 3},
+        messages.TOO_MANY_POINTS.format(count=4500, limit=4000),
+    ),
+]
+
+
+@pytest.mark.parametrize(("what", "change", "message"), BAD_STROKES, ids=[b[0] for b in BAD_STROKES])
+def test_bad_strokes_refuse_the_correction_as_predict_strokes_does(server, client, what, change, message):
+    before = FeedbackStore(server.feedback_db).count()
+    response = client.post("/feedback", json={**feedback_body(1), **change})
+    assert response.status_code == 422, response.text
+    assert response.json() == {"detail": message}
+    assert FeedbackStore(server.feedback_db).count() == before
+
+
+def test_nan_in_strokes_is_refused_by_name(server, client):
+    image = json.dumps(feedback_body(1)["image_vector"])
+    raw = '{"image_vector": ' + image + ', "predicted_digit": 1, "actual_digit": 2, "strokes": [[[10, NaN]]]}'
+    response = client.post("/feedback", content=raw, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert "finite numbers" in response.json()["detail"] and "strokes" in response.json()["detail"]
+
+
+def test_the_strokes_field_and_its_errors_are_in_the_openapi_schema(client):
+    schema = client.get("/openapi.json").json()
+    operation = schema["paths"]["/feedback"]["post"]
+    assert "far outside the pad" in operation["responses"]["422"]["description"]
+    request = schema["components"]["schemas"]["FeedbackRequest"]
+    assert {"strokes", "width", "height"} <= set(request["properties"])
+    assert set(request["required"]) == {"image_vector", "predicted_digit", "actual_digit"}
 
 
 BAD_FEEDBACK = [

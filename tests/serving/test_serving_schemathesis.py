@@ -35,6 +35,7 @@ SEMANTIC_BODIES = {
     ("POST", "/predict/image"),
     ("POST", "/predict/number"),
     ("POST", "/predict/strokes"),  # a schema cannot say "near the pad" nor bound the points of all strokes
+    ("POST", "/feedback"),  # nor for a correction's optional strokes
     ("POST", "/predict"),
     ("POST", "/predict/batch"),
     ("POST", "/predict/explain"),
