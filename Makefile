@@ -126,7 +126,7 @@ api: venv
 score: venv
 	@test -n "$(INPUT)" && test -n "$(OUTPUT)" || \
 	  { echo "usage: make score INPUT=folder-or.parquet OUTPUT=scores.parquet [SCORE_ARGS='--master spark://host:7077']"; exit 2; }
-	$(BIN)/python -m doodle.score "$(INPUT)" "$(OUTPUT)" $(SCORE_ARGS)
+	$(BIN)/python -m doodle.reading.score "$(INPUT)" "$(OUTPUT)" $(SCORE_ARGS)
 
 # The tests get fresh pipeline outputs from a scratch copy (scripts/pipeline_scratch.py), so
 # `make test` never rewrites a tracked file; only `make run` / `make pipeline` refresh reports/.

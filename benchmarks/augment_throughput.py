@@ -1,4 +1,4 @@
-"""Cost of training augmentation: milliseconds per 60,000 images for `doodle.augment`.
+"""Cost of training augmentation: milliseconds per 60,000 images for `doodle.model.augment`.
 
 Times `random_augment` as the training loop calls it (slices of 2,048 images) with the default
 options, with elastic distortion, and with stroke changes only, plus the deterministic transforms
@@ -21,8 +21,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from doodle import augment, data  # noqa: E402
-from doodle.train import AUGMENT_CHUNK  # noqa: E402
+from doodle.model import augment  # noqa: E402
+from doodle.model.train import AUGMENT_CHUNK  # noqa: E402
+from doodle.sources import data  # noqa: E402
 
 IMAGES = 60_000
 

@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # support: the Voilà and browser driver
 
-from doodle.doodles import place_on_pad, skeleton_drawing  # noqa: E402
-from doodle.model_io import load_model  # noqa: E402
+from doodle.canvas.doodles import place_on_pad, skeleton_drawing  # noqa: E402
+from doodle.model.model_io import load_model  # noqa: E402
 from doodle.paths import MNIST_DIR_ENV, model_path  # noqa: E402
 from support.browser import DashboardPage, launch_chromium  # noqa: E402
 from support.digits import HAND_DRAWN_DIGITS  # noqa: E402

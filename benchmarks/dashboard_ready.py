@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # support: the Voilà and browser driver
 
-from doodle.dashboard_server import POOL_ENV, settings  # noqa: E402
-from doodle.model_io import load_model  # noqa: E402
+from doodle.app.dashboard_server import POOL_ENV, settings  # noqa: E402
+from doodle.model.model_io import load_model  # noqa: E402
 from doodle.paths import model_path  # noqa: E402
 from support.browser import DashboardPage, launch_chromium  # noqa: E402
 from support.voila import VoilaServer  # noqa: E402

@@ -10,9 +10,9 @@ import argparse
 import os
 import time
 
-from doodle import doodles, fonts
-from doodle.data import load_split
-from doodle.preprocess import canvas_to_input
+from doodle.canvas import doodles, fonts
+from doodle.canvas.preprocess import canvas_to_input
+from doodle.sources.data import load_split
 
 
 def main() -> None:

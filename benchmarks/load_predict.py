@@ -38,7 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # support.servers: free ports, uvicorn start and stop
 
-from doodle import mlp, model_io, paths  # noqa: E402
+from doodle import paths  # noqa: E402
+from doodle.model import mlp, model_io  # noqa: E402
 from support.servers import UvicornServer  # noqa: E402
 
 N_BODIES = 64  # distinct images cycled through, so no cache anywhere sees one body repeated
@@ -66,7 +67,7 @@ def sample_images(count: int) -> np.ndarray:
     """``(count, 784)`` float32 in [0, 1]: MNIST test digits when the pipeline has run, else
     random sparse strokes of similar ink density."""
     try:
-        from doodle.data import load_split
+        from doodle.sources.data import load_split
 
         images, _ = load_split("test", root=str(ROOT / "data" / "prepared"))
         return images[:count].astype(np.float32) / 255.0

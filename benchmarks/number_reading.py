@@ -1,7 +1,7 @@
 """How well whole numbers are read: numbers of 2-6 digits composed from single-digit drawings
-(`doodle.numbers`), read as /predict/number reads an upload; whole-number and per-digit accuracy
+(`doodle.study.numbers`), read as /predict/number reads an upload; whole-number and per-digit accuracy
 by spacing band and digit count, touching digits apart, against the same digits read alone.
-Digits are pen strokes by held-out writers (`doodle.strokes`), or MNIST doodles with
+Digits are pen strokes by held-out writers (`doodle.canvas.strokes`), or MNIST doodles with
 ``--source doodles``.
 
     .venv/bin/python benchmarks/number_reading.py [--source strokes|doodles] [--per-cell 60] [--json out.json]
@@ -15,9 +15,9 @@ import os
 import time
 from pathlib import Path
 
-from doodle import numbers
-from doodle.data import load_split
-from doodle.model_io import load_model
+from doodle.model.model_io import load_model
+from doodle.sources.data import load_split
+from doodle.study import numbers
 
 # The evaluate stage redraws the first 3,000 test digits; the numbers take theirs from the rest.
 FIRST_DIGIT = 3000

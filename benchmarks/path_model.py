@@ -25,10 +25,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from doodle import mlp, path_features, path_io, path_model, pendigits  # noqa: E402
-from doodle.drawing import PEN_WIDTH, render_strokes  # noqa: E402
-from doodle.model_io import Model, load_model  # noqa: E402
-from doodle.preprocess import canvas_to_input  # noqa: E402
+from doodle.canvas.drawing import PEN_WIDTH, render_strokes  # noqa: E402
+from doodle.canvas.preprocess import canvas_to_input  # noqa: E402
+from doodle.model import mlp, path_features, path_io, path_model  # noqa: E402
+from doodle.model.model_io import Model, load_model  # noqa: E402
+from doodle.sources import pendigits  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""CPU time of one drawing -> 28x28 input (`doodle.preprocess.canvas_to_input`), before and after it
+"""CPU time of one drawing -> 28x28 input (`doodle.canvas.preprocess.canvas_to_input`), before and after it
 worked only in the ink's box: the whole-canvas recipe (`tests/support/preprocess_reference.py`,
 what `canvas_to_input` was) against today's, in the same run, on the same drawings.
 
@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT / "tests"))  # the reference recipe and the upload g
 
 from drawing_helpers import synthetic_drawings  # noqa: E402
 
-from doodle import preprocess, strokes  # noqa: E402
-from doodle.doodles import sample_canvases  # noqa: E402
+from doodle.canvas import preprocess, strokes  # noqa: E402
+from doodle.canvas.doodles import sample_canvases  # noqa: E402
 from support.preprocess_reference import reference_canvas_to_input  # noqa: E402
 from support.synthetic import synthetic_mnist  # noqa: E402
 
@@ -55,7 +55,7 @@ def pads(count: int, seed: int) -> list[np.ndarray]:
 
 def doodles(count: int, seed: int) -> tuple[list[np.ndarray], str]:
     try:
-        from doodle.data import load_split
+        from doodle.sources.data import load_split
 
         images, _ = load_split("validation", root=str(ROOT / "data" / "prepared"))
         source = "MNIST validation digits"

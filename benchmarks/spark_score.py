@@ -1,10 +1,10 @@
-"""Batch scoring throughput: `doodle.score` on Spark (local[1], local[2], a standalone cluster)
+"""Batch scoring throughput: `doodle.reading.score` on Spark (local[1], local[2], a standalone cluster)
 beside the same work in one process and beside the API's `/predict/batch`, in images per second.
 
     .venv/bin/python benchmarks/spark_score.py [--count 100000] [--modes single,local1,local2,cluster,api]
 
 The images are doodles: MNIST test digits redrawn with a round pen on 280x280 canvases
-(`doodle.doodles.draw_doodle`, seeded), PNG-encoded, in one Parquet file with an ``id`` and a
+(`doodle.canvas.doodles.draw_doodle`, seeded), PNG-encoded, in one Parquet file with an ``id`` and a
 ``png`` column, cached under .cache/spark_score/. To keep generation cheap, 10,000 distinct
 drawings are made once and repeated up to ``--count``; every copy is decoded and
 preprocessed again, so the work per image is the same. Needs `models/` and `data/prepared/`
@@ -34,10 +34,11 @@ import pyarrow.parquet as pq
 from PIL import Image
 from threadpoolctl import threadpool_limits
 
-from doodle import doodles, score
-from doodle.data import load_split
-from doodle.model_io import load_model
+from doodle.canvas import doodles
+from doodle.model.model_io import load_model
 from doodle.paths import ROOT
+from doodle.reading import score
+from doodle.sources.data import load_split
 
 CACHE = ROOT / ".cache" / "spark_score"
 DISTINCT = 10_000
@@ -146,7 +147,7 @@ def spark_mode(
 ) -> tuple[float, tuple[float, dict[str, float]], int]:
     """(session start seconds, (scoring seconds, their CPU seconds by process), task slots) for
     one master."""
-    from doodle.spark_prep import spark_session
+    from doodle.sources.spark_prep import spark_session
 
     started = time.perf_counter()
     spark = spark_session(master, "2g", app_name="doodle-score-bench")

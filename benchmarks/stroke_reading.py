@@ -1,7 +1,7 @@
 """How drawings are read with the pen's strokes (the drawing app's path) and from their ink
 alone (an upload's, ``/predict/number``): single digits read as several digits (share, by
 digit) and read right, then whole numbers of 2-6 digits composed from stroke drawings with their strokes moved
-onto the number's canvas (`doodle.numbers`), read right by spacing band, touching digits apart.
+onto the number's canvas (`doodle.study.numbers`), read right by spacing band, touching digits apart.
 
 Single digits are MNIST digits traced to skeleton strokes as the dashboard benchmarks draw them
 (``--split train`` for development, ``test`` to report) and pen-stroke digits by held-out writers.
@@ -18,9 +18,9 @@ import time
 from functools import partial
 from pathlib import Path
 
-from doodle import numbers
-from doodle.data import load_split
-from doodle.model_io import load_model
+from doodle.model.model_io import load_model
+from doodle.sources.data import load_split
+from doodle.study import numbers
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""How fast pen-stroke digits are generated (`doodle.strokes`), in images per second, step by step:
+"""How fast pen-stroke digits are generated (`doodle.canvas.strokes`), in images per second, step by step:
 trajectories (style + writer + tremor + pointer sampling), rendering on the 280 px pad, and the
 model input through `canvas_to_input` (the benchmark's path) or `ink_to_input` (training's path
 for these noise-free pads; the same result).
@@ -18,9 +18,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from doodle import strokes  # noqa: E402
-from doodle.drawing import render_strokes  # noqa: E402
-from doodle.preprocess import canvas_to_input, ink_to_input  # noqa: E402
+from doodle.canvas import strokes  # noqa: E402
+from doodle.canvas.drawing import render_strokes  # noqa: E402
+from doodle.canvas.preprocess import canvas_to_input, ink_to_input  # noqa: E402
 
 clock = time.perf_counter
 

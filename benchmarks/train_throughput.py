@@ -47,12 +47,12 @@ sys.path.insert(0, str(ROOT))
 
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 
-from doodle import mlp, optim  # noqa: E402
-from doodle.train import TrainConfig  # noqa: E402
+from doodle.model import mlp, optim  # noqa: E402
+from doodle.model.train import TrainConfig  # noqa: E402
 
 
 def hidden_from_params() -> list[int]:
-    """Hidden layer sizes of params.yaml's train section (`doodle.train.TrainConfig.hidden_sizes`)."""
+    """Hidden layer sizes of params.yaml's train section (`doodle.model.train.TrainConfig.hidden_sizes`)."""
     return TrainConfig.from_params_file(ROOT / "params.yaml").hidden_sizes
 
 

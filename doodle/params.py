@@ -5,7 +5,7 @@ no parameter one by one and its ``params`` list the section.
 A field has the name of its params.yaml key and of the keyword it feeds; its default is
 params.yaml's value (a test checks), so a notebook rerun by hand gives the pipeline's result. A
 stage reads its own section (``SECTION``) and the keys it shares with others (``SHARED``: field ->
-``section.key``, e.g. ``base.seed``). The train stage's section is `doodle.train.TrainConfig`.
+``section.key``, e.g. ``base.seed``). The train stage's section is `doodle.model.train.TrainConfig`.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """Run the seed and ablation study, one row per (config, seed) in reports/experiments/results.csv.
 
-Each run trains through doodle.train as the train stage does and is measured as the evaluate
-stage measures (doodle.experiments). Rows are appended as runs finish, and a (config, seed) pair
+Each run trains through doodle.model.train as the train stage does and is measured as the evaluate
+stage measures (doodle.study.experiments). Rows are appended as runs finish, and a (config, seed) pair
 already in the file is skipped, so the study can be stopped and resumed, or split between runners
 (`--only`) writing to the same file.
 
-    python scripts/experiments.py                          # the whole study (doodle.experiments.STUDY)
+    python scripts/experiments.py                          # the whole study (doodle.study.experiments.STUDY)
     python scripts/experiments.py --only default --seeds 5
     python scripts/experiments.py --config wide -S train.hidden_sizes=[1024,1024] --seeds 3
     python scripts/experiments.py --stop-at 16:05          # launch no run after 16:05 UTC
@@ -30,7 +30,8 @@ from pathlib import Path
 
 import yaml
 
-from doodle import experiments, model_io, study_results
+from doodle.model import model_io
+from doodle.study import experiments, study_results
 
 
 def _stop_time(text: str | None) -> datetime | None:

@@ -10,7 +10,7 @@ papermill run of the pipeline's own notebook with its outputs under reports/long
 3. ``04_evaluate`` on that model, writing ``reports/long-run/{metrics,figures,plots}/`` and
    ``reports/long-run/04_evaluate_long.ipynb`` (the pipeline's reports stay untouched).
 4. ``05_promote`` against the served model (``models/``), with the pipeline's one rule
-   (doodle.promotion.decide): trained with another configuration than the champion's, the long run
+   (doodle.loop.promotion.decide): trained with another configuration than the champion's, the long run
    is a challenger and must beat its MNIST validation accuracy by more than the seed study's
    champion margin, read at least as many feedback-holdout drawings right, and not fall below it on
    the pen-stroke benchmark by more than the study's pen-stroke margin (both margins from
@@ -32,7 +32,8 @@ from pathlib import Path
 import papermill
 import yaml
 
-from doodle import model_io, study_results
+from doodle.model import model_io
+from doodle.study import study_results
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REPORTS = Path("reports/long-run")

@@ -2,13 +2,13 @@
 
 For each of the 5 writer folds (the `pendigits` stage's folds.json): the path model is trained on
 the four other folds, its temperature is fitted by a twin trained without the next fold round on that
-fold (`doodle.path_model.train_calibrated`), and it reads the held-out fold's digits. Every digit thus gets calibrated path probabilities from a model that never saw its
+fold (`doodle.model.path_model.train_calibrated`), and it reads the held-out fold's digits. Every digit thus gets calibrated path probabilities from a model that never saw its
 writer, written to ``reports/experiments/path_cv_predictions.csv``.
 
 With the pixel model's out-of-fold probabilities (``reports/experiments/writer_cv/predictions.csv``,
 config ``default`` by default, at the pad's pen, from scripts/writer_cv.py), the two views are pooled
 ``log p_pixels + w log p_path``: the weight for a fold is chosen on the other four folds' digits
-(`doodle.path_model.choose_pool_weight`), so the pooled figures are out of fold too. Per writer, per
+(`doodle.model.path_model.choose_pool_weight`), so the pooled figures are out of fold too. Per writer, per
 digit and overall, pixels alone, path alone and both, with Wilson intervals (clustered by writer
 overall), go to ``reports/experiments/path_cv.csv``; the weight chosen on all 30 writers is printed and
 written as the ``pool_weight`` row. ``path_cv_confusions.csv``: per writer, the misreadings the pool
@@ -31,9 +31,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from doodle import path_features, path_model, pendigits, writer_cv
+from doodle.model import path_features, path_model
 from doodle.params import PendigitsParams
-from doodle.stats import clustered_accuracy_interval, wilson_interval
+from doodle.sources import pendigits
+from doodle.study import writer_cv
+from doodle.study.stats import clustered_accuracy_interval, wilson_interval
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,7 +52,7 @@ def load_writers(root: Path, params: Path) -> tuple[list[pendigits.PenDigit], di
 
 def path_cv(digits, folds, config: path_model.PathConfig, seed: int) -> np.ndarray:
     """Out-of-fold calibrated path probabilities, ``(N, 10)`` in the order of ``digits``: for each
-    fold, the model of the other four (`doodle.path_model.train_calibrated`)."""
+    fold, the model of the other four (`doodle.model.path_model.train_calibrated`)."""
     drawings = [pendigits.to_pad(digit.strokes) for digit in digits]
     labels = np.array([digit.label for digit in digits])
     fold = np.array([folds[digit.writer] for digit in digits])

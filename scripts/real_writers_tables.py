@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from doodle import writer_cv
+from doodle.study import writer_cv
 
 ROOT = Path(__file__).resolve().parent.parent
 WRITER_CV = "writer-cv"

@@ -108,7 +108,7 @@ ROWS = (
         2.0,
     ),
     Row("MNIST test accuracy", "evaluate", ("test_accuracy",), "percent", 0.25),
-    # doodle_split: where the digits come from ("validation": the development sample of doodle.development).
+    # doodle_split: where the digits come from ("validation": the development sample of doodle.study.development).
     Row(
         "Doodle benchmark accuracy ({doodle_count:,} {doodle_split} digits redrawn with a round pen)",
         "evaluate",

@@ -1,13 +1,13 @@
 """The default MLP trained in PyTorch: a reference accuracy for the NumPy implementation.
 
 The same network (784-512-512-10, ReLU, params.yaml's train section), the same initial weights
-(`doodle.mlp.init_params` at the seed, copied into tensors), the same mini-batches (the epochs of
-`doodle.train.EpochData`: the same shuffles, augmentation and pen-stroke mix, standardised the same
-way), the same learning-rate schedule (`doodle.optim.lr_at`, set before every step), the same
-early stopping on validation loss and the same temperature fit (`doodle.evaluate.fit_temperature`).
+(`doodle.model.mlp.init_params` at the seed, copied into tensors), the same mini-batches (the epochs of
+`doodle.model.train.EpochData`: the same shuffles, augmentation and pen-stroke mix, standardised the same
+way), the same learning-rate schedule (`doodle.model.optim.lr_at`, set before every step), the same
+early stopping on validation loss and the same temperature fit (`doodle.model.evaluate.fit_temperature`).
 What differs is the arithmetic: `torch.optim.AdamW` (weights decayed, biases not, as
-`doodle.optim.Adam`), `torch.nn.functional.cross_entropy` with ``label_smoothing``, autograd for
-the gradients, and PyTorch's float32 kernels. As in the seed study (`doodle.experiments`) the
+`doodle.model.optim.Adam`), `torch.nn.functional.cross_entropy` with ``label_smoothing``, autograd for
+the gradients, and PyTorch's float32 kernels. As in the seed study (`doodle.study.experiments`) the
 training set is the prepared MNIST training split without people's corrections, so the rows
 compare with the study's ``default`` rows at the same seeds. The test split is measured once, after
 training; its misread images are kept by index for a paired comparison (McNemar).
@@ -32,10 +32,12 @@ import numpy as np
 import yaml
 from threadpoolctl import threadpool_limits
 
-from doodle import data, evaluate, experiments, mlp, optim, study_results
-from doodle.evaluate import fit_temperature
-from doodle.inputs import as_float_images, standardize
-from doodle.train import EpochData, TrainConfig, logits_of, normalization_of, stroke_pool
+from doodle.model import evaluate, mlp, optim
+from doodle.model.evaluate import fit_temperature
+from doodle.model.inputs import as_float_images, standardize
+from doodle.model.train import EpochData, TrainConfig, logits_of, normalization_of, stroke_pool
+from doodle.sources import data
+from doodle.study import experiments, study_results
 
 DEFAULT_RESULTS = Path("reports/experiments/torch_reference.csv")
 SEED_COUNT = 3
@@ -65,7 +67,7 @@ def train_torch(
 ):
     """Train ``config``'s MLP in PyTorch on ``(N, 784)`` uint8 images and ``(N,)`` labels; returns
     ``(params, normalization, best_epoch, epochs_run, best_val_accuracy, train_seconds)`` with
-    ``params`` the best epoch's weights as `doodle.mlp` float32 arrays."""
+    ``params`` the best epoch's weights as `doodle.model.mlp` float32 arrays."""
     import torch
     import torch.nn.functional as F
 
@@ -157,7 +159,7 @@ def run_seed(seed: int, params_file: Path, prepared_dir: Path) -> dict:
     params, normalization, best_epoch, epochs_run, val_accuracy, train_seconds = train_torch(
         config, x_train, y_train, x_val, y_val
     )
-    # Measured with doodle.mlp's forward pass on the PyTorch weights, as every consumer reads a model.
+    # Measured with doodle.model.mlp's forward pass on the PyTorch weights, as every consumer reads a model.
     temperature = fit_temperature(logits_of(params, normalization, x_val), y_val)
     test_probs = mlp.softmax(logits_of(params, normalization, x_test) / temperature)
     test_pred = test_probs.argmax(axis=1)

@@ -2,7 +2,7 @@
 each time holding out one fold of six writers, and read on those writers at the pad's pen.
 
 Appends one row per (configuration, fold) to reports/experiments/writer_cv/runs.csv and the held-out
-digits' calibrated probabilities to predictions.csv (doodle.writer_cv); a pair already there is
+digits' calibrated probabilities to predictions.csv (doodle.study.writer_cv); a pair already there is
 skipped, so the grid can be stopped and resumed. Long: run it under `nice`, commit the CSVs as data.
 Needs the pipeline's data/prepared and data/pendigits.
 
@@ -28,10 +28,11 @@ from typing import Any
 import numpy as np
 import yaml
 
-from doodle import data, pendigits, writer_cv
-from doodle.evaluate import fit_temperature
-from doodle.train import TrainConfig, logits_of, train
-from doodle.writer_cv import NO_FOLD, PREDICTION_PEN, PROBABILITY_COLUMNS
+from doodle.model.evaluate import fit_temperature
+from doodle.model.train import TrainConfig, logits_of, train
+from doodle.sources import data, pendigits
+from doodle.study import writer_cv
+from doodle.study.writer_cv import NO_FOLD, PREDICTION_PEN, PROBABILITY_COLUMNS
 
 # name -> train overrides; each choice of the training mix measured on the same writer folds.
 GRID: dict[str, dict] = {

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from doodle import paths
 from doodle.constants import DEFAULT_DASHBOARD_PORT, MAX_NUMBER_DIGITS
-from doodle.feedback import is_postgres_url
+from doodle.loop.feedback import is_postgres_url
 
 MODEL_ENV = paths.MODEL_DIR_ENV  # a directory / .npz path, or an MLflow URI `models:/name@alias`
 FEEDBACK_DB_ENV = paths.FEEDBACK_DB_ENV

@@ -21,8 +21,8 @@ from prometheus_client import disable_created_metrics
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from threadpoolctl import threadpool_limits
 
-from doodle.feedback_store import open_store
-from doodle.model_watch import ModelWatcher
+from doodle.loop.feedback_store import open_store
+from doodle.loop.model_watch import ModelWatcher
 from serving.config import Settings
 from serving.drift import DriftReference
 from serving.errors import http_error_handler, validation_error_handler
@@ -79,7 +79,7 @@ def open_feedback_store(state: ServingState) -> None:
 
 
 def refresh_model(state: ServingState) -> None:
-    """One poll of the model source (see `doodle.model_watch`): switch to a new model that
+    """One poll of the model source (see `doodle.loop.model_watch`): switch to a new model that
     loaded and checked, or count and log a refused one while the old model keeps serving; then
     update the live accuracy from the feedback store. Runs in a worker thread."""
     watcher = state.watcher

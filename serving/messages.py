@@ -5,9 +5,9 @@ Templates with ``{}`` fields are filled with `str.format` at the point of use.
 
 from __future__ import annotations
 
+from doodle.canvas.preprocess import BLANK_CANVAS_MESSAGE
 from doodle.constants import N_PIXELS
-from doodle.number_reading import FAINT_DIGIT_MESSAGE
-from doodle.preprocess import BLANK_CANVAS_MESSAGE
+from doodle.reading.number_reading import FAINT_DIGIT_MESSAGE
 
 # Request bodies
 INVALID_JSON = "the request body is not valid JSON (NaN and Infinity are not JSON either)"
@@ -35,13 +35,13 @@ FEEDBACK_NOT_STORED = "feedback not stored ({reason}): nothing was saved, send i
 
 # Image uploads
 EMPTY_UPLOAD = "the uploaded file is empty"
-NOT_AN_IMAGE = "unusable upload: {reason}"  # reason: doodle.preprocess's decoding message
+NOT_AN_IMAGE = "unusable upload: {reason}"  # reason: doodle.canvas.preprocess's decoding message
 # A blank image (upload or vector) is reported, never guessed at, as the dashboard does.
 BLANK_CANVAS = BLANK_CANVAS_MESSAGE  # "draw a digit first"
 
 # Whole numbers (/predict/number)
 TOO_MANY_DIGITS = "the drawing holds {count} digits: at most {limit} per request"
-NUMBER_UNREADABLE = "no number to read: {reason}"  # reason: doodle.segment's words
+NUMBER_UNREADABLE = "no number to read: {reason}"  # reason: doodle.canvas.segment's words
 DIGIT_TOO_FAINT = FAINT_DIGIT_MESSAGE  # "digit {index} (from the left) is too faint to read"
 
 # Model

@@ -2,7 +2,7 @@
 
 An MLflow URI (``models:/doodle-mlp@champion``, ``models:/doodle-mlp/3``, ``runs:/<id>/model``)
 is downloaded with `mlflow.artifacts.download_artifacts` into a temporary folder and the one
-``mlp.npz`` + ``mlp.json`` pair inside it is loaded with `doodle.model_io.load_model`, so a
+``mlp.npz`` + ``mlp.json`` pair inside it is loaded with `doodle.model.model_io.load_model`, so a
 registered pyfunc model and a plain artifact folder both work. The path model's files
 (``path.npz`` + ``path.json``), when the version has them, must sit in that same folder: they load
 with the pixel model as one version (a path model naming another pixel model's SHA-256 is refused),
@@ -18,9 +18,9 @@ import tempfile
 from collections.abc import Callable, Hashable
 from pathlib import Path
 
-from doodle import path_io
-from doodle.model_io import METADATA_NAME, WEIGHTS_NAME, Model, ModelFileError, load_model
-from doodle.model_watch import file_fingerprint
+from doodle.loop.model_watch import file_fingerprint
+from doodle.model import path_io
+from doodle.model.model_io import METADATA_NAME, WEIGHTS_NAME, Model, ModelFileError, load_model
 
 MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 MLFLOW_MISSING = (
@@ -135,7 +135,7 @@ def load_served_model(uri: str) -> Model:
 
 def source_fingerprint(uri: str) -> Callable[[], Hashable]:
     """A function returning the fingerprint of the model source ``uri``, for
-    `doodle.model_watch.ModelWatcher`: the files' sizes and times for a path, the version an
+    `doodle.loop.model_watch.ModelWatcher`: the files' sizes and times for a path, the version an
     alias points to for ``models:/name@alias`` (one registry query), the URI itself for a fixed
     version or a run (those never change)."""
     if not is_mlflow_uri(uri):

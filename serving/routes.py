@@ -28,15 +28,8 @@ from pydantic import ValidationError
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from doodle.constants import CANVAS_SIZE, N_PIXELS
-from doodle.drawing import PEN_WIDTH, render_strokes
-from doodle.explain import attribution
-from doodle.feedback import FeedbackNotStored
-from doodle.model_io import Model
-from doodle.number_reading import FaintDigitError, TooManyDigitsError, cut_number
-from doodle.path_io import read_views
-from doodle.paths import ROOT
-from doodle.preprocess import (
+from doodle.canvas.drawing import PEN_WIDTH, render_strokes
+from doodle.canvas.preprocess import (
     NOT_AN_IMAGE_MESSAGE,
     BlankCanvasError,
     ImageDecodeError,
@@ -44,6 +37,13 @@ from doodle.preprocess import (
     canvas_to_input,
     decode_image,
 )
+from doodle.constants import CANVAS_SIZE, N_PIXELS
+from doodle.loop.feedback import FeedbackNotStored
+from doodle.model.model_io import Model
+from doodle.model.path_io import read_views
+from doodle.paths import ROOT
+from doodle.reading.explain import attribution
+from doodle.reading.number_reading import FaintDigitError, TooManyDigitsError, cut_number
 from serving import messages
 from serving.schemas import (
     MAX_STROKE_POINTS,
@@ -160,7 +160,7 @@ def _predict(state: ServingState, images: np.ndarray, drawings: list | None = No
     confidences ``(N,)`` and the model that made them (the served model is read once, so a
     switch during the request cannot mix versions); records inference time,
     predictions and drift. A blank image is a 422, never a guess. With ``drawings`` (one list of
-    strokes per image) the answer pools both views (`doodle.path_io.read_views`) and a fifth value,
+    strokes per image) the answer pools both views (`doodle.model.path_io.read_views`) and a fifth value,
     the views used, is returned."""
     model = _loaded_model(state)
     blank = np.flatnonzero(blank_inputs(images))
@@ -322,7 +322,7 @@ def _replay(messages_read: list[Message], receive: Receive) -> Receive:
 def predict_explain(body: PredictRequest, request: Request) -> Response:
     """Classify one image as `/predict` does, and say why: the runner-up digit and an
     attribution map, 784 signed values (gradient x input of the margin between the guess and
-    the runner-up, through the network's backward pass; `doodle.explain`)."""
+    the runner-up, through the network's backward pass; `doodle.reading.explain`)."""
     state = _state(request)
     images = np.asarray(body.image_vector, dtype=np.float32).reshape(1, -1)
     digits, probs, confidences, model = _predict(state, images)
@@ -358,7 +358,7 @@ def predict_image(
     request: Request, file: UploadFile = File(description="A PNG or JPEG drawing.")
 ) -> Response:
     """Decode a drawing of any size and either polarity, make it a 28x28 input the way MNIST was
-    made (`doodle.preprocess.canvas_to_input`) and classify it. The answer includes the
+    made (`doodle.canvas.preprocess.canvas_to_input`) and classify it. The answer includes the
     ``image_vector`` the model saw, ready to send back to ``/feedback``."""
     state = _state(request)
     with _uploaded_canvas(state, file) as canvas:
@@ -384,7 +384,7 @@ def predict_number(
     request: Request, file: UploadFile = File(description="A PNG or JPEG drawing of a number.")
 ) -> Response:
     """Read a drawing of several digits as the drawing pad reads one
-    (`doodle.number_reading.cut_number`: one box per digit, left to right, pieces of one digit
+    (`doodle.reading.number_reading.cut_number`: one box per digit, left to right, pieces of one digit
     joined when the model reads them together more surely), each box made a 28x28 input with the
     same `canvas_to_input` as `/predict/image`, all read in one forward pass. At most
     `DOODLE_MAX_NUMBER_DIGITS` (default 16) digits: a drawing with more is a 422, as is a blank
@@ -485,7 +485,7 @@ def _pad_image(strokes: list[np.ndarray], width: int, height: int) -> np.ndarray
 def predict_strokes(body: StrokesPredictRequest, request: Request) -> Response:
     """Read a digit from its strokes as the pad records them (pad pixels, y down, in drawing order)
     with both views: the pixels (the strokes drawn with the pad's pen, then `canvas_to_input`: what
-    the pad itself reads) and the pen's path (`doodle.path_features`, when the served model has a
+    the pad itself reads) and the pen's path (`doodle.model.path_features`, when the served model has a
     path model), pooled ``log p_pixels + w log p_path``. ``views`` says which were used; a model
     without a path model answers from the pixels alone, as `/predict/image` would."""
     state = _state(request)

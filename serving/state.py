@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from doodle.feedback import FeedbackStore
-from doodle.model_io import Model
-from doodle.model_watch import ModelWatcher
+from doodle.loop.feedback import FeedbackStore
+from doodle.loop.model_watch import ModelWatcher
+from doodle.model.model_io import Model
 from serving import messages
 from serving.config import Settings
 from serving.drift import DriftReference

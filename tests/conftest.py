@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from doodle import mlp
-from doodle.dashboard import DoodleApp
-from doodle.feedback import FeedbackStore
-from doodle.idx import write_idx
-from doodle.mnist import SOURCES
-from doodle.model_io import Model, save_model
+from doodle.app.dashboard import DoodleApp
+from doodle.loop.feedback import FeedbackStore
+from doodle.model import mlp
+from doodle.model.model_io import Model, save_model
+from doodle.sources.idx import write_idx
+from doodle.sources.mnist import SOURCES
 from support.browser import trained_model_or_skip
 from support.synthetic import synthetic_mnist
 
@@ -89,7 +89,7 @@ def synthetic_raw_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def spark():
     """One local[1] SparkSession for the whole test session (start-up takes ~10 s)."""
-    from doodle.spark_prep import spark_session
+    from doodle.sources.spark_prep import spark_session
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     session = spark_session("local[1]", "1g", app_name="doodle-tests")

@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from doodle.drawing import render_strokes
+from doodle.canvas.drawing import render_strokes
 
 
 def synthetic_drawings(count: int, seed: int) -> list[tuple[str, bytes]]:

@@ -1,9 +1,9 @@
-"""Tests of doodle.augment: geometry conventions, stroke width, range, shapes and determinism."""
+"""Tests of doodle.model.augment: geometry conventions, stroke width, range, shapes and determinism."""
 
 import numpy as np
 import pytest
 
-from doodle import augment
+from doodle.model import augment
 
 
 def _digits(count: int = 6, seed: int = 0) -> np.ndarray:

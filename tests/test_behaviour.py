@@ -3,10 +3,10 @@ by a pixel or tilts a little, it should read printed digits, and it should read 
 and their doodles drawn with a round pen about as well as the seed study's default configuration.
 
 The gates sit on validation figures (MNIST test is for reported results only), on the development
-sets `04_evaluate` and the seed study use (`doodle.development`, settings from params.yaml). Their
+sets `04_evaluate` and the seed study use (`doodle.study.development`, settings from params.yaml). Their
 margins come from the seed study's committed runs at test time (`reports/experiments/results.csv`,
 the default's mean and sd over seeds, widened to the binomial error when the seeds agree more closely
-than that: `doodle.study_results.read_study`, `doodle.stats.noise_floor`).
+than that: `doodle.study.study_results.read_study`, `doodle.study.stats.noise_floor`).
 
 These tests need `models/` and `data/prepared/` from the pipeline (`dvc repro`) and the study's CSV;
 they fail, saying so, when one is missing. DOODLE_MODEL_PATH points them at another model.
@@ -16,18 +16,21 @@ import numpy as np
 import pytest
 import yaml
 
-from doodle import augment, evaluate, fonts, paths, strokes, study_results
-from doodle.data import PreparedDataError, load_split
-from doodle.development import development_sets
-from doodle.inputs import as_float_images
-from doodle.model_io import ModelFileError, load_model
+from doodle import paths
+from doodle.canvas import fonts, strokes
+from doodle.model import augment, evaluate
+from doodle.model.inputs import as_float_images
+from doodle.model.model_io import ModelFileError, load_model
+from doodle.sources.data import PreparedDataError, load_split
+from doodle.study import study_results
+from doodle.study.development import development_sets
 
 PARAMS = yaml.safe_load((paths.ROOT / "params.yaml").read_text())
 SEED = int(PARAMS["base"]["seed"])
 SEED_STUDY = paths.ROOT / study_results.DEFAULT_RESULTS
 MIN_AGREEMENT = 0.95
 MIN_FONT_ACCURACY = 0.90
-# The pen-stroke benchmark (doodle.strokes, held-out writers), 10 digits per class at each of its 7 pen
+# The pen-stroke benchmark (doodle.canvas.strokes, held-out writers), 10 digits per class at each of its 7 pen
 # widths: floors with a margin under the targets of the evaluate stage (96 % overall, 90 % per digit),
 # since 70 digits per class move by about 1.4 points per mistake.
 STROKE_PER_CLASS = 10

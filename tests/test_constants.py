@@ -4,7 +4,8 @@ environment setting the code reads is documented in the README's settings table.
 import ast
 import re
 
-from doodle import constants, data, paths
+from doodle import constants, paths
+from doodle.sources import data
 
 CODE_DIRS = ("doodle", "serving", "scripts", "benchmarks")
 README = paths.ROOT / "README.md"

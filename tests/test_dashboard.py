@@ -17,20 +17,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from doodle import dashboard, mlp
-from doodle import dashboard_contract as page
-from doodle.dashboard import (
+from doodle.app import dashboard
+from doodle.app import dashboard_contract as page
+from doodle.app.dashboard import (
     CANVAS_SIZE,
     MODEL_MISSING_MESSAGE,
     PICK_DIGIT_MESSAGE,
     SAVE_FAILED_MESSAGE,
     DoodleApp,
 )
-from doodle.drawing import render_strokes
-from doodle.feedback import FeedbackStore
-from doodle.model_io import save_model
+from doodle.canvas.drawing import render_strokes
+from doodle.canvas.preprocess import BLANK_CANVAS_MESSAGE
+from doodle.loop.feedback import FeedbackStore
+from doodle.model import mlp
+from doodle.model.model_io import save_model
 from doodle.paths import ROOT
-from doodle.preprocess import BLANK_CANVAS_MESSAGE
 from support.digits import HAND_DRAWN_DIGITS
 from support.digits import draw_on as draw
 from support.voila import voila_command
@@ -286,7 +287,7 @@ def test_notebook_is_thin_and_stripped():
     code = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
     assert all(cell["outputs"] == [] and cell["execution_count"] is None for cell in code)
     source = "".join("".join(cell["source"]) for cell in code)
-    assert "from doodle.dashboard import DoodleApp" in source
+    assert "from doodle.app.dashboard import DoodleApp" in source
     assert "".join(code[-1]["source"]).strip().endswith("app.layout")
     assert sum(len("".join(cell["source"]).splitlines()) for cell in code) <= 5
 
@@ -312,11 +313,11 @@ def test_module_keeps_no_global_state(tiny_model, store):
 
 
 def test_page_contract_is_spelled_in_one_place():
-    """The page's classes appear as literals only in doodle/dashboard_contract.py: the app, its
+    """The page's classes appear as literals only in doodle/app/dashboard_contract.py: the app, its
     views and the browser driver all take them from there."""
     names = [value for key, value in vars(page).items() if key.isupper() and str(value).startswith("doodle-")]
     assert len(names) >= 15
-    for path in ["doodle/dashboard.py", "doodle/dashboard_view.py", "tests/support/browser.py"]:
+    for path in ["doodle/app/dashboard.py", "doodle/app/dashboard_view.py", "tests/support/browser.py"]:
         text = (ROOT / path).read_text()
         for name in names:
             assert not re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text), f"{path} spells {name}"
@@ -341,7 +342,7 @@ def test_prediction_shows_the_attribution_map_and_the_units(app, tiny_model):
 
 
 def test_attribution_png_is_red_for_the_guess_and_blue_for_the_runner_up():
-    from doodle.dashboard_view import attribution_png, diverging_rgb
+    from doodle.app.dashboard_view import attribution_png, diverging_rgb
 
     values = np.zeros((28, 28), np.float32)
     values[5, 5], values[20, 20], values[10, 10] = 2.0, -1.0, 0.0
@@ -383,8 +384,8 @@ def test_a_promoted_model_is_picked_up_and_shown(tmp_path, monkeypatch, store):
 def test_a_model_with_a_path_model_reads_both_views(tiny_model, store, tmp_path):
     """With path.npz + path.json beside the pixel model, a drawn digit is read from the ink and
     the pen's path pooled, and the page says so; without, from the ink alone."""
-    from doodle import path_features, path_io
-    from doodle.model_io import load_model, save_path_model
+    from doodle.model import path_features, path_io
+    from doodle.model.model_io import load_model, save_path_model
 
     folder = tmp_path / "pair"
     save_model(folder, tiny_model.params, normalization=tiny_model.metadata["normalization"])

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from doodle import dashboard_contract as contract
-from doodle.drawing import render_strokes
-from doodle.model_io import save_model
+from doodle.app import dashboard_contract as contract
+from doodle.canvas.drawing import render_strokes
+from doodle.canvas.preprocess import BLANK_CANVAS_MESSAGE, canvas_to_input
+from doodle.model.model_io import save_model
 from doodle.paths import ROOT
-from doodle.preprocess import BLANK_CANVAS_MESSAGE, canvas_to_input
 from support.browser import SELECTORS, DashboardPage, chromium_or_skip, launch_chromium, trained_model_or_skip
 from support.digits import HAND_DRAWN_DIGITS, number_strokes
 from support.voila import VoilaServer

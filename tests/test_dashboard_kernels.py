@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from traitlets.config import Config
 
-from doodle import dashboard_server
-from doodle.dashboard_server import (
+from doodle.app import dashboard_server
+from doodle.app.dashboard_server import (
     BUSY_MESSAGE,
     JUPYTER_DATA,
     KERNEL_MEMORY_BYTES,
@@ -85,7 +85,10 @@ def test_voila_config_preheats_caps_and_still_culls_idle_kernels(monkeypatch):
     c = Config()
     configure(c, {POOL_ENV: "2", MAX_KERNELS_ENV: "6"})
     assert c.VoilaConfiguration.preheat_kernel is True and c.VoilaConfiguration.default_pool_size == 2
-    assert c.VoilaConfiguration.multi_kernel_manager_class == "doodle.dashboard_server.DashboardKernelManager"
+    assert (
+        c.VoilaConfiguration.multi_kernel_manager_class
+        == "doodle.app.dashboard_server.DashboardKernelManager"
+    )
     manager = c.DashboardKernelManager
     assert manager.max_kernels == 6 and manager.closed_tab_timeout == 20
     # Open pages nobody touches are still reclaimed after the idle timeout.
@@ -95,7 +98,7 @@ def test_voila_config_preheats_caps_and_still_culls_idle_kernels(monkeypatch):
     # loaded; Voilà's own delay, which a page taking the replacement would wait out too, is off.
     assert manager.refill_delay == REFILL_DELAY_S > 1 and manager.fill_delay == 0
     # Pages from the warm pool get the _xsrf cookie that the unload beacon needs.
-    assert c.Voila.identity_provider_class == "doodle.dashboard_server.DashboardIdentityProvider"
+    assert c.Voila.identity_provider_class == "doodle.app.dashboard_server.DashboardIdentityProvider"
     assert "jupyterlab_pygments" in c.VoilaConfiguration.extension_denylist
     configure(c, {POOL_ENV: "0"})
     assert c.VoilaConfiguration.preheat_kernel is False

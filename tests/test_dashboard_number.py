@@ -1,5 +1,5 @@
 """The pad's number mode without a browser: a drawing of several digits read as a number
-(`doodle.number_reading`), its boxes and per-digit views, and a correction for one digit of it
+(`doodle.reading.number_reading`), its boxes and per-digit views, and a correction for one digit of it
 landing in SQLite with that digit's own 28x28 input."""
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from doodle import dashboard_contract as page
-from doodle import dashboard_view as view
-from doodle import mlp, model_io, path_features
-from doodle.dashboard import PICK_POSITION_MESSAGE, DoodleApp, NumberReading, Prediction
-from doodle.drawing import PEN_WIDTH, render_strokes
-from doodle.number_reading import TooManyDigitsError, read_number
-from doodle.path_io import pool
-from doodle.preprocess import BlankCanvasError, canvas_to_input
+from doodle.app import dashboard_contract as page
+from doodle.app import dashboard_view as view
+from doodle.app.dashboard import PICK_POSITION_MESSAGE, DoodleApp, NumberReading, Prediction
+from doodle.canvas.drawing import PEN_WIDTH, render_strokes
+from doodle.canvas.preprocess import BlankCanvasError, canvas_to_input
+from doodle.model import mlp, model_io, path_features
+from doodle.model.path_io import pool
+from doodle.reading.number_reading import TooManyDigitsError, read_number
 from support.digits import HAND_DRAWN_DIGITS, NUMBER_PITCH, number_strokes
 from support.digits import draw_on as draw
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from doodle import mlp, path_features
-from doodle.model_io import load_model, save_model, save_path_model
+from doodle.model import mlp, path_features
+from doodle.model.model_io import load_model, save_model, save_path_model
 from support.browser import DashboardPage, chromium_or_skip, launch_chromium
 from support.digits import HAND_DRAWN_DIGITS
 from support.voila import VoilaServer

@@ -3,8 +3,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from doodle import data
-from doodle.data import PreparedDataError, binary_matrix, load_split, table_to_arrays
+from doodle.sources import data
+from doodle.sources.data import PreparedDataError, binary_matrix, load_split, table_to_arrays
 
 
 def make_table(n=30, seed=0, binary_type=pa.binary()):

@@ -1,12 +1,12 @@
-"""doodle.development: the doodle and robustness sets come from validation digits, stratified by
+"""doodle.study.development: the doodle and robustness sets come from validation digits, stratified by
 digit, the same for every caller with the same labels, counts and seed."""
 
 import numpy as np
 import pytest
 
-from doodle import doodles
-from doodle.development import development_sample, development_sets
-from doodle.inputs import as_float_images
+from doodle.canvas import doodles
+from doodle.model.inputs import as_float_images
+from doodle.study.development import development_sample, development_sets
 from support.synthetic import synthetic_mnist
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from doodle import doodles, fonts
-from doodle.preprocess import BLANK_CANVAS_MESSAGE
+from doodle.canvas import doodles, fonts
+from doodle.canvas.preprocess import BLANK_CANVAS_MESSAGE
 
 SEED = 1234
 
@@ -128,7 +128,7 @@ def test_a_digit_without_ink_is_refused():
 
 def test_blank_canvas_message_is_the_preprocessing_one():
     # The benchmark relies on canvas_to_input refusing blank canvases rather than inventing ink.
-    from doodle.preprocess import BlankCanvasError, canvas_to_input
+    from doodle.canvas.preprocess import BlankCanvasError, canvas_to_input
 
     with pytest.raises(BlankCanvasError, match=BLANK_CANVAS_MESSAGE):
         canvas_to_input(np.full((280, 280), 255, dtype=np.uint8))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from doodle.drawing import CANVAS_SIZE, Drawing, render_strokes
+from doodle.canvas.drawing import CANVAS_SIZE, Drawing, render_strokes
 
 
 def test_pen_events_build_strokes():

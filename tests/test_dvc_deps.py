@@ -73,7 +73,7 @@ def imported_modules(source: str) -> set[str]:
 
 
 def loaded_by_file_name(source: str, folder: Path) -> set[str]:
-    """Modules a package module loads by their file name beside it, as `doodle.tracking` hands
+    """Modules a package module loads by their file name beside it, as `doodle.loop.tracking` hands
     ``mlflow_pyfunc.py`` to MLflow (``Path(__file__).with_name("x.py")``)."""
     names = re.findall(r"with_name\(\s*[\"'](\w+)\.py[\"']\s*\)", source)
     package = ".".join(folder.relative_to(ROOT).parts)
@@ -158,10 +158,10 @@ def test_a_stage_depends_on_no_package_module_its_code_does_not_import(name):
 def test_imports_are_followed_through_modules_and_from_imports(tmp_path):
     """The reader itself: a notebook's ``from doodle import x`` and a module's function-level
     import both count; names that are not modules do not."""
-    closure = module_closure("from doodle import numbers\nfrom doodle.constants import CANVAS_SIZE\n")
-    assert Path("doodle/numbers.py") in closure
-    assert Path("doodle/number_reading.py") in closure  # numbers -> number_reading
-    assert Path("doodle/segment.py") in closure  # numbers -> number_reading -> segment
+    closure = module_closure("from doodle.study import numbers\nfrom doodle.constants import CANVAS_SIZE\n")
+    assert Path("doodle/study/numbers.py") in closure
+    assert Path("doodle/reading/number_reading.py") in closure  # numbers -> number_reading
+    assert Path("doodle/canvas/segment.py") in closure  # numbers -> number_reading -> segment
     assert Path("doodle/constants.py") in closure
     assert not any(path.name == "CANVAS_SIZE.py" for path in closure)
     notebook = tmp_path / "n.ipynb"
@@ -169,13 +169,13 @@ def test_imports_are_followed_through_modules_and_from_imports(tmp_path):
         json.dumps(
             {
                 "cells": [
-                    {"cell_type": "markdown", "source": ["from doodle import train"]},
+                    {"cell_type": "markdown", "source": ["from doodle.model import train"]},
                     {
                         "cell_type": "code",
-                        "source": ["%matplotlib inline\n", "def f():\n", "    import doodle.stats\n"],
+                        "source": ["%matplotlib inline\n", "def f():\n", "    import doodle.study.stats\n"],
                     },
                 ]
             }
         )
     )
-    assert module_closure(notebook_source(notebook)) == {Path("doodle/stats.py")}
+    assert module_closure(notebook_source(notebook)) == {Path("doodle/study/stats.py")}

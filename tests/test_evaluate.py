@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from doodle import evaluate
+from doodle.model import evaluate
 
 Y_TRUE = np.array([0, 0, 1, 2, 2, 2])
 Y_PRED = np.array([0, 1, 1, 2, 0, 2])
@@ -126,8 +126,8 @@ def test_agreement_is_the_share_of_unchanged_predictions():
 
 
 def test_unsure_margin_flags_the_chosen_share_of_mistakes():
-    from doodle.evaluate import choose_unsure_margin
-    from doodle.model_io import top_two
+    from doodle.model.evaluate import choose_unsure_margin
+    from doodle.model.model_io import top_two
 
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.full(10, 0.3), size=4000)
@@ -142,7 +142,7 @@ def test_unsure_margin_flags_the_chosen_share_of_mistakes():
 
 
 def test_top_two_names_the_runner_up_and_its_margin():
-    from doodle.model_io import top_two
+    from doodle.model.model_io import top_two
 
     probs = np.array([[0.1, 0.6, 0.3] + [0.0] * 7, [0.0] * 9 + [1.0]])
     answers = top_two(probs, unsure_margin=0.4)

@@ -1,4 +1,4 @@
-"""doodle.experiments and scripts/experiments.py: a study run trains through doodle.train exactly as
+"""doodle.study.experiments and scripts/experiments.py: a study run trains through doodle.model.train exactly as
 the train stage would, is measured as the evaluate stage measures, and lands as one CSV row."""
 
 import csv
@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from doodle import experiments, model_io, strokes, study_results
-from doodle.development import development_sets
-from doodle.inputs import as_float_images
-from doodle.train import TrainConfig, train
+from doodle.canvas import strokes
+from doodle.model import model_io
+from doodle.model.inputs import as_float_images
+from doodle.model.train import TrainConfig, train
+from doodle.study import experiments, study_results
+from doodle.study.development import development_sets
 from support.synthetic import synthetic_mnist
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
@@ -79,7 +81,7 @@ def test_every_study_config_is_a_valid_train_config():
 def test_a_run_trains_as_the_train_stage_and_fills_every_column(bench):
     row = experiments.run_one("tiny", TINY, 5, bench, PARAMS)
     assert list(row) == study_results.COLUMNS
-    # The same config and seed through doodle.train directly gives the same validation accuracy.
+    # The same config and seed through doodle.model.train directly gives the same validation accuracy.
     direct = train(
         TrainConfig.from_params_file(PARAMS, {**TINY, "seed": 5}),
         bench.train,

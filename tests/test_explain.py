@@ -6,15 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from doodle import mlp
-from doodle.explain import (
+from doodle.model import mlp
+from doodle.model.model_io import save_model, top_two
+from doodle.reading.explain import (
     attribution,
     explain,
     first_layer_activations,
     margin_gradient,
     unit_pattern,
 )
-from doodle.model_io import save_model, top_two
 
 
 def finite_difference(f, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:

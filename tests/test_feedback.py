@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from doodle.feedback import FeedbackStore
+from doodle.loop.feedback import FeedbackStore
 
 
 def test_add_then_read_back(tmp_path):

@@ -8,8 +8,8 @@ import sqlite3
 import numpy as np
 import pytest
 
-from doodle import feedback_data, feedback_spark
-from doodle.feedback import FeedbackStore
+from doodle.loop import feedback_data, feedback_spark
+from doodle.loop.feedback import FeedbackStore
 
 
 def drawing(seed: int) -> np.ndarray:

@@ -29,10 +29,11 @@ import numpy as np
 import pytest
 import yaml
 
-from doodle import data, doodles
-from doodle.dashboard import DoodleApp
-from doodle.feedback import FeedbackStore
-from doodle.model_io import load_model
+from doodle.app.dashboard import DoodleApp
+from doodle.canvas import doodles
+from doodle.loop.feedback import FeedbackStore
+from doodle.model.model_io import load_model
+from doodle.sources import data
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "serving"))

@@ -10,10 +10,10 @@ import numpy as np
 import psycopg
 import pytest
 
-from doodle import feedback_data
-from doodle.feedback import FeedbackStore
-from doodle.feedback_pg import MIGRATIONS, SCHEMA_VERSION, FeedbackDatabaseError, PostgresFeedbackStore
-from doodle.feedback_store import open_store
+from doodle.loop import feedback_data
+from doodle.loop.feedback import FeedbackStore
+from doodle.loop.feedback_pg import MIGRATIONS, SCHEMA_VERSION, FeedbackDatabaseError, PostgresFeedbackStore
+from doodle.loop.feedback_store import open_store
 from support.servers import free_port
 
 
@@ -171,7 +171,7 @@ def test_snapshot_is_byte_identical_to_sqlites_for_the_same_rows(pg_store, postg
 def test_the_drawing_app_writes_to_postgres_when_configured_and_says_when_it_cannot(
     tiny_model, postgres_server, postgres_url, tmp_path, monkeypatch
 ):
-    from doodle.dashboard import SAVE_FAILED_MESSAGE, DoodleApp
+    from doodle.app.dashboard import SAVE_FAILED_MESSAGE, DoodleApp
     from support.digits import HAND_DRAWN_DIGITS, draw_on
 
     monkeypatch.setenv("DOODLE_FEEDBACK_DB", str(tmp_path / "feedback.sqlite"))

@@ -4,7 +4,7 @@ import struct
 import numpy as np
 import pytest
 
-from doodle.idx import IdxFormatError, encode_idx, read_idx, write_idx
+from doodle.sources.idx import IdxFormatError, encode_idx, read_idx, write_idx
 
 
 def images_array(n=5):

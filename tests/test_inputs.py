@@ -1,4 +1,4 @@
-"""doodle.inputs.standardize is the one way raw images become network inputs: training's epochs
+"""doodle.model.inputs.standardize is the one way raw images become network inputs: training's epochs
 and validation, the model file, MLflow's pyfunc and the dashboard's predictions all give the
 same numbers, bit for bit."""
 
@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from doodle import constants, inputs, mlp, model_io, train
+from doodle import constants
+from doodle.model import inputs, mlp, model_io, train
 
 NORMALIZATION = {"mean": 0.1307, "std": 0.3081}
 
@@ -77,7 +78,7 @@ def test_training_model_file_and_pyfunc_read_the_same_inputs(raw_images, tmp_pat
     assert np.array_equal(model.predict_proba(raw_images), mlp.softmax(logits))
 
     # MLflow's pyfunc gets rows of floats in [0, 1], as a client sends them.
-    from doodle.tracking import DoodleMLP
+    from doodle.loop.tracking import DoodleMLP
 
     pyfunc = DoodleMLP()
     pyfunc.load_context(SimpleNamespace(artifacts={"weights": str(tmp_path)}))

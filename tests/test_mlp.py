@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from doodle import mlp
-from doodle.optim import Adam
+from doodle.model import mlp
+from doodle.model.optim import Adam
 
 # (layer sizes, weight decay, label smoothing): one hidden layer, two, three, with and
 # without the extra loss terms.

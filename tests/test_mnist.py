@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from doodle import mnist
-from doodle.idx import IdxFormatError
-from doodle.mnist import ChecksumError, MissingFileError
+from doodle.sources import mnist
+from doodle.sources.idx import IdxFormatError
+from doodle.sources.mnist import ChecksumError, MissingFileError
 
 
 def sha256(data: bytes) -> str:

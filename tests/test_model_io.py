@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from doodle import mlp, model_io
-from doodle.model_io import ModelFileError
+from doodle.model import mlp, model_io
+from doodle.model.model_io import ModelFileError
 
 NORMALIZATION = {"mean": 0.13, "std": 0.31}
 

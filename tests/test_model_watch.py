@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from doodle import mlp, model_io
-from doodle.model_watch import ModelWatcher, file_fingerprint
+from doodle.loop.model_watch import ModelWatcher, file_fingerprint
+from doodle.model import mlp, model_io
 
 
 def save(directory, seed: int) -> model_io.Model:

@@ -1,5 +1,5 @@
 """A single digit drawn in several strokes is read by the pad as one digit, not as a number, while
-digits side by side or touching are still read as numbers (`doodle.number_reading`, with strokes)."""
+digits side by side or touching are still read as numbers (`doodle.reading.number_reading`, with strokes)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from doodle import segment as seg
-from doodle.drawing import PEN_WIDTH, render_strokes
-from doodle.number_reading import read_number
+from doodle.canvas import segment as seg
+from doodle.canvas.drawing import PEN_WIDTH, render_strokes
+from doodle.reading.number_reading import read_number
 from support.digits import number_strokes
 
 
@@ -100,7 +100,7 @@ def _inside(box: seg.DigitBox, around: seg.DigitBox) -> bool:
 def test_strokes_only_part_what_the_ink_alone_groups(seed):
     """With strokes, every box lies inside a box the ink alone gives: strokes part digits whose
     ink touches but never join ink the components keep apart."""
-    from doodle import numbers
+    from doodle.study import numbers
 
     rng = np.random.default_rng(seed)
     source = numbers.stroke_source(with_strokes=True)

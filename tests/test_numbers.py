@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from doodle import numbers
-from doodle.preprocess import canvas_to_input
-from doodle.segment import segment
+from doodle.canvas.preprocess import canvas_to_input
+from doodle.canvas.segment import segment
+from doodle.study import numbers
 
 # Each digit's "drawing" is a distinct shape, so a predict function can read it back exactly.
 SHAPES = {

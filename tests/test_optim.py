@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from doodle import optim
+from doodle.model import optim
 
 
 def _params(dtype=np.float64):

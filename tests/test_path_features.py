@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from doodle import mlp, path_model
-from doodle import path_features as pf
+from doodle.model import mlp, path_model
+from doodle.model import path_features as pf
 
 
 def _rows(features: np.ndarray, points: int = pf.POINTS) -> np.ndarray:
@@ -108,7 +108,7 @@ def _path_batch(n: int = 7, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_path_mlp_gradients_match_finite_differences():
-    """The path MLP is `doodle.mlp` with path features in: its backward pass against central
+    """The path MLP is `doodle.model.mlp` with path features in: its backward pass against central
     differences in float64, on real feature vectors (pen flags of 0 and 1, unit directions)."""
     x, y = _path_batch()
     params = mlp.init_params([x.shape[1], 6, 5, 10], 3, dtype=np.float64)

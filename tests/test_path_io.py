@@ -8,8 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from doodle import mlp, model_io, path_features, path_io, promotion
-from doodle.model_watch import ModelWatcher, file_fingerprint
+from doodle.loop import promotion
+from doodle.loop.model_watch import ModelWatcher, file_fingerprint
+from doodle.model import mlp, model_io, path_features, path_io
 
 POINTS = 8
 

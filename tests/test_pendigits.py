@@ -8,10 +8,10 @@ import hashlib
 import numpy as np
 import pytest
 
-from doodle import pendigits
-from doodle.drawing import Drawing
-from doodle.mnist import ChecksumError, MissingFileError
-from doodle.preprocess import canvas_to_input
+from doodle.canvas.drawing import Drawing
+from doodle.canvas.preprocess import canvas_to_input
+from doodle.sources import pendigits
+from doodle.sources.mnist import ChecksumError, MissingFileError
 
 GOOD = """\
 .INCLUDE        dene.doc
@@ -144,7 +144,7 @@ def test_a_trajectory_reaches_the_model_as_a_drawing_on_the_pad_does(tmp_path):
 
 
 def test_spark_checks_and_renders_as_the_pad_does(spark, tmp_path):
-    from doodle import pendigits_spark, spark_prep
+    from doodle.sources import pendigits_spark, spark_prep
 
     digits = pendigits.parse(write(tmp_path, GOOD))
     df = pendigits_spark.digits_to_dataframe(spark, digits)

@@ -14,10 +14,9 @@ import pytest
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from doodle import preprocess
-from doodle.drawing import render_strokes
-from doodle.paths import MNIST_DIR_ENV
-from doodle.preprocess import (
+from doodle.canvas import preprocess
+from doodle.canvas.drawing import render_strokes
+from doodle.canvas.preprocess import (
     BLANK_CANVAS_MESSAGE,
     CORRUPT_IMAGE_MESSAGE,
     IMAGE_TOO_LARGE_MESSAGE,
@@ -27,6 +26,7 @@ from doodle.preprocess import (
     canvas_to_input,
     decode_image,
 )
+from doodle.paths import MNIST_DIR_ENV
 
 # A "7", a "0"-like ring and a "4" as polylines on a 0..1 square, drawn at any size.
 SEVEN = [[(0.2, 0.15), (0.8, 0.15), (0.45, 0.9)]]
@@ -35,7 +35,7 @@ FOUR = [[(0.6, 0.9), (0.6, 0.1), (0.15, 0.65), (0.85, 0.65)]]
 
 def draw(strokes, size=(280, 280), width=18, ink=255, background=0, box=(0.0, 0.0, 1.0, 1.0)):
     """Strokes in unit coordinates, mapped into ``box`` (x0, y0, x1, y1) of a ``size`` (W, H)
-    canvas, drawn with the pad's round pen (`doodle.drawing.render_strokes`) in ``ink`` on
+    canvas, drawn with the pad's round pen (`doodle.canvas.drawing.render_strokes`) in ``ink`` on
     ``background``."""
     x0, y0, x1, y1 = box
     mapped = [
@@ -332,7 +332,7 @@ def test_messages_are_defined_once():
 
 
 def test_blank_inputs_flags_model_inputs_with_too_little_ink():
-    from doodle.preprocess import MIN_INK_PIXELS, blank_inputs
+    from doodle.canvas.preprocess import MIN_INK_PIXELS, blank_inputs
 
     images = np.zeros((4, 28, 28), dtype=np.float32)
     images[1, 10, 10 : 10 + MIN_INK_PIXELS - 1] = 1.0  # one pixel short of a stroke

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from doodle import preprocess
-from doodle.preprocess import BlankCanvasError, canvas_to_input, ink_map
+from doodle.canvas import preprocess
+from doodle.canvas.preprocess import BlankCanvasError, canvas_to_input, ink_map
 from support.preprocess_reference import (
     ReferenceBlank,
     reference_canvas_to_input,

@@ -15,7 +15,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from doodle import feedback_data, mlp, model_io, promotion, stats, strokes, study_results
+from doodle.canvas import strokes
+from doodle.loop import feedback_data, promotion
+from doodle.model import mlp, model_io
+from doodle.study import stats, study_results
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "serving"))
@@ -322,7 +325,7 @@ def test_promote_notebook_moves_alias_and_served_model_only_for_a_better_candida
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
     register = """
 import json, sys
-from doodle import tracking
+from doodle.loop import tracking
 tracking.setup()
 for folder, promote in (("models", True), ("data/candidate", False)):
     logged = tracking.log_training(params={}, history=[], metrics={tracking.SELECTION_METRIC: 0.5},
@@ -380,7 +383,7 @@ json.dump({"run_id": logged.run_id, "version": logged.version}, open("data/candi
 
     check = """
 from mlflow.tracking import MlflowClient
-from doodle import tracking
+from doodle.loop import tracking
 tracking.setup()
 client = MlflowClient()
 champion = client.get_model_version_by_alias(tracking.REGISTERED_MODEL_NAME, tracking.CHAMPION_ALIAS)

@@ -387,7 +387,7 @@ def test_the_number_tables_index_labels_each_row_by_its_length_not_its_digit_cou
     # The whole-number table of 04_evaluate is indexed by (gaps, length); a row's `digits` column
     # counts its digit drawings, which is `length` times `numbers`. A table indexed by the count
     # column instead would label sixty 4-digit numbers "240".
-    from doodle import numbers
+    from doodle.study import numbers
 
     numbers_json = METRICS_DIR / "numbers.json"
     result = (

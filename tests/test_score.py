@@ -1,4 +1,4 @@
-"""Batch scoring (`doodle.score`): Parquet inputs of both kinds and folders of drawings through a
+"""Batch scoring (`doodle.reading.score`): Parquet inputs of both kinds and folders of drawings through a
 real local[1] session, bad images as error rows, and the command's refusals."""
 
 from __future__ import annotations
@@ -12,14 +12,15 @@ import pyarrow.parquet as pq
 import pytest
 from drawing_helpers import synthetic_drawings
 
-from doodle import mlp, model_io, score
-from doodle.paths import ROOT
-from doodle.preprocess import (
+from doodle.canvas.preprocess import (
     BLANK_CANVAS_MESSAGE,
     CORRUPT_IMAGE_MESSAGE,
     NOT_AN_IMAGE_MESSAGE,
     canvas_to_input,
 )
+from doodle.model import mlp, model_io
+from doodle.paths import ROOT
+from doodle.reading import score
 
 SEED = 20261123
 COUNT = 60
@@ -118,7 +119,7 @@ def test_parquet_png_column_keeps_ids(spark, model, drawings, tmp_path):
 def test_parquet_pixels_column_without_ids(spark, model, drawings, tmp_path):
     """784-byte 28x28 images (the prepared MNIST layout, 255 = ink); no id column, so rows are
     named by file and position; a short row is an error row."""
-    from doodle.preprocess import decode_image
+    from doodle.canvas.preprocess import decode_image
 
     pixels = [
         (canvas_to_input(decode_image(d)) * 255).round().astype(np.uint8).tobytes() for _, d in drawings
@@ -167,7 +168,11 @@ def test_parquet_without_image_column_is_refused(spark, tmp_path):
 
 def run_command(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "doodle.score", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "doodle.reading.score", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 

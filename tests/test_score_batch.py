@@ -15,9 +15,8 @@ import pytest
 from drawing_helpers import synthetic_drawings
 from PIL import Image
 
-from doodle import mlp, model_io, score
-from doodle.drawing import render_strokes
-from doodle.preprocess import (
+from doodle.canvas.drawing import render_strokes
+from doodle.canvas.preprocess import (
     BLANK_CANVAS_MESSAGE,
     CORRUPT_IMAGE_MESSAGE,
     IMAGE_TOO_LARGE_MESSAGE,
@@ -26,6 +25,8 @@ from doodle.preprocess import (
     canvas_to_input,
     decode_image,
 )
+from doodle.model import mlp, model_io
+from doodle.reading import score
 
 SEED = 20261207
 # One image alone and the same image in a batch may differ in the last float32 bits of a

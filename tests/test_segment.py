@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from doodle import segment as seg
-from doodle.drawing import render_strokes
-from doodle.preprocess import BlankCanvasError, canvas_to_input
+from doodle.canvas import segment as seg
+from doodle.canvas.drawing import render_strokes
+from doodle.canvas.preprocess import BlankCanvasError, canvas_to_input
 
 # Digits as polylines (and ellipses) on a unit square, one list of strokes each.
 ONE = [[(0.5, 0.05), (0.5, 0.95)]]

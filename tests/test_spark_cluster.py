@@ -18,10 +18,11 @@ import pyarrow.parquet as pq
 import pytest
 from drawing_helpers import synthetic_drawings
 
-from doodle import mlp, model_io, score
-from doodle.data import SPLITS
-from doodle.mnist import SOURCES
+from doodle.model import mlp, model_io
 from doodle.paths import ROOT
+from doodle.reading import score
+from doodle.sources.data import SPLITS
+from doodle.sources.mnist import SOURCES
 from support.spark_cluster import standalone_cluster
 
 pytestmark = pytest.mark.slow
@@ -114,7 +115,7 @@ def test_score_command_on_the_cluster(cluster, spark, tmp_path):
         [
             sys.executable,
             "-m",
-            "doodle.score",
+            "doodle.reading.score",
             str(folder),
             str(output),
             "--model",

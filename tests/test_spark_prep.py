@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from pyspark.sql import functions as F
 
-from doodle import mnist, spark_prep
-from doodle.data import load_split
-from doodle.spark_prep import DataValidationError
+from doodle.sources import mnist, spark_prep
+from doodle.sources.data import load_split
+from doodle.sources.spark_prep import DataValidationError
 
 SEED = 20261123
 
@@ -163,7 +163,7 @@ SPLIT_SCRIPT = textwrap.dedent(
     """
     import json, sys
     from pathlib import Path
-    from doodle import mnist, spark_prep
+    from doodle.sources import mnist, spark_prep
     spark = spark_prep.spark_session(sys.argv[1], "1g", app_name="doodle-split-check")
     df = spark_prep.arrays_to_dataframe(spark, *mnist.load_source("train", sys.argv[2]))
     train, validation = spark_prep.split_validation(df, 60, int(sys.argv[3]))

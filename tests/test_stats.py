@@ -1,4 +1,4 @@
-"""doodle.stats: spread over seeds, paired t intervals and McNemar's exact test."""
+"""doodle.study.stats: spread over seeds, paired t intervals and McNemar's exact test."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from doodle import stats
+from doodle.study import stats
 
 
 def test_spread_is_mean_and_sample_sd():

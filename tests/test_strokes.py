@@ -1,10 +1,10 @@
-"""Tests of doodle.strokes: the parametric pen-stroke digit generator and its benchmark."""
+"""Tests of doodle.canvas.strokes: the parametric pen-stroke digit generator and its benchmark."""
 
 import numpy as np
 import pytest
 
-from doodle import preprocess, strokes
-from doodle.drawing import render_strokes
+from doodle.canvas import preprocess, strokes
+from doodle.canvas.drawing import render_strokes
 
 
 def test_same_seed_gives_the_same_digits_and_another_seed_others():

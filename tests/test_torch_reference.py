@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from doodle import mlp
-from doodle.train import TrainConfig, train
+from doodle.model import mlp
+from doodle.model.train import TrainConfig, train
 from support.synthetic import synthetic_mnist
 
 ROOT = Path(__file__).resolve().parent.parent

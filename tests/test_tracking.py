@@ -1,4 +1,4 @@
-"""Tests of doodle.tracking against a real MLflow SQLite store in tmp_path."""
+"""Tests of doodle.loop.tracking against a real MLflow SQLite store in tmp_path."""
 
 import json
 from pathlib import Path
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from doodle import model_io, tracking, train
+from doodle.loop import tracking
+from doodle.model import model_io, train
 
 
 @pytest.fixture
@@ -163,7 +164,7 @@ def test_selection_metric_is_required(tmp_path, store):
 
 
 def _add_path_model(model_dir, pixel_sha256: str, seed: int = 7):
-    from doodle import mlp, path_features
+    from doodle.model import mlp, path_features
 
     return model_io.save_path_model(
         model_dir,
@@ -178,7 +179,7 @@ def _add_path_model(model_dir, pixel_sha256: str, seed: int = 7):
 @pytest.mark.slow
 def test_the_registered_version_holds_the_path_model_and_serves_both_views(tmp_path, store):
     """A replica serving ``models:/doodle-mlp@champion`` gets the pair: both views, one version."""
-    from doodle import path_io
+    from doodle.model import path_io
     from serving.model_source import load_served_model
 
     config, history, model_dir, _ = _tiny_training(tmp_path, seed=11)

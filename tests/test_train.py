@@ -1,9 +1,9 @@
-"""Tests of doodle.train: learning, determinism, early stopping, configuration errors."""
+"""Tests of doodle.model.train: learning, determinism, early stopping, configuration errors."""
 
 import numpy as np
 import pytest
 
-from doodle import mlp, train
+from doodle.model import mlp, train
 
 
 def _toy_data(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

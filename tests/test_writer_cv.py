@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from doodle import writer_cv
+from doodle.study import writer_cv
 
 
 def test_summary_names_the_worst_writer_and_clusters_by_writer():

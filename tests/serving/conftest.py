@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from serving_helpers import run_server, server_env, write_model
 
-from doodle import model_io
+from doodle.model import model_io
 from serving.config import Settings
 from serving.main import create_app
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from doodle import mlp, model_io
+from doodle.model import mlp, model_io
 from support.servers import UvicornServer, free_port  # noqa: F401  (free_port: for the tests)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -17,7 +17,12 @@ from serving_helpers import (
     png_bytes,
 )
 
-from doodle.preprocess import BLANK_CANVAS_MESSAGE, IMAGE_TOO_LARGE_MESSAGE, canvas_to_input, decode_image
+from doodle.canvas.preprocess import (
+    BLANK_CANVAS_MESSAGE,
+    IMAGE_TOO_LARGE_MESSAGE,
+    canvas_to_input,
+    decode_image,
+)
 from serving import messages
 
 
@@ -32,7 +37,7 @@ def vector(image: np.ndarray) -> list[float]:
 
 
 def test_explain_gives_the_runner_up_and_the_attribution_map(client, model, digit_images):
-    from doodle.explain import attribution
+    from doodle.reading.explain import attribution
 
     for image in digit_images[:3]:
         response = client.post("/predict/explain", json={"image_vector": vector(image)})

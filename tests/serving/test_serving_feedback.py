@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from serving_helpers import run_server
 
-from doodle.feedback import FeedbackStore
+from doodle.loop.feedback import FeedbackStore
 from serving import messages
 
 

@@ -13,7 +13,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from serving_helpers import DIGIT_VECTOR, run_server, write_model
 
-from doodle import model_io
+from doodle.model import model_io
 
 POLL = "0.2"  # seconds between polls of the model source in these tests
 

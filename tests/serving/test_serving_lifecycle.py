@@ -10,7 +10,7 @@ import pytest
 from serving_helpers import run_server, write_model
 
 from doodle import paths
-from doodle.model_io import ModelFileError
+from doodle.model.model_io import ModelFileError
 from serving import messages
 from serving.config import DEFAULT_CORS_ORIGINS, Settings
 from serving.drift import DriftReference

@@ -10,11 +10,11 @@ from PIL import Image, ImageDraw
 from prometheus_client.parser import text_string_to_metric_families
 from serving_helpers import png_bytes, run_server
 
-from doodle import numbers
-from doodle.drawing import render_strokes
-from doodle.number_reading import read_number
-from doodle.preprocess import decode_image
-from doodle.segment import segment
+from doodle.canvas.drawing import render_strokes
+from doodle.canvas.preprocess import decode_image
+from doodle.canvas.segment import segment
+from doodle.reading.number_reading import read_number
+from doodle.study import numbers
 from serving import messages
 
 # Digit shapes as polylines on a unit square.
@@ -43,8 +43,8 @@ def number_png(text: str, height: int = 100, gap: float = 0.5, mode: str = "RGBA
 
 
 def pad_number(seed: int, band: str) -> np.ndarray:
-    """A number as the pad renders it (`doodle.drawing.render_strokes`, white on black): 3-6
-    pen-stroke digits by held-out writers composed with their strokes (`doodle.numbers`) at the gaps
+    """A number as the pad renders it (`doodle.canvas.drawing.render_strokes`, white on black): 3-6
+    pen-stroke digits by held-out writers composed with their strokes (`doodle.study.numbers`) at the gaps
     of a spacing ``band`` (overlapping: where digits touch, cut boxes may be joined again)."""
     rng = np.random.default_rng([2026, seed])
     source = numbers.stroke_source(with_strokes=True)
@@ -89,7 +89,7 @@ def test_a_number_is_read_digit_by_digit_left_to_right(client, model):
 
 
 def test_the_api_reads_the_pads_renders_as_the_pad_reads_them(client, model):
-    """/predict/number and the pad's reading (`doodle.number_reading.read_number`) answer the same
+    """/predict/number and the pad's reading (`doodle.reading.number_reading.read_number`) answer the same
     drawings identically: the same digits, boxes, probabilities and inputs, pieces joined alike."""
     joined = 0
     for seed, band in itertools.product(range(6, 12), numbers.SPACING_BANDS):

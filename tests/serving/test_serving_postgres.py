@@ -82,7 +82,7 @@ def test_unset_feedback_url_keeps_the_sqlite_file(tmp_path, model_dir):
 def test_a_registry_without_the_model_or_the_alias_is_named(tmp_path, mlflow_uri, monkeypatch):
     from mlflow import MlflowClient
 
-    from doodle.model_io import ModelFileError
+    from doodle.model.model_io import ModelFileError
     from serving.model_source import resolve_alias
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)

@@ -4,7 +4,7 @@ The stack is what "Running on several machines" in the README describes, on loop
 PostgreSQL in a temporary folder, ``mlflow server`` on a database of it with an artifact folder
 it serves, and two uvicorn processes with ``DOODLE_FEEDBACK_URL`` and
 ``DOODLE_MODEL_PATH=models:/doodle-mlp@champion``. Models are registered and crowned by
-`doodle.tracking` in a separate process, exactly as the train and promote stages of
+`doodle.loop.tracking` in a separate process, exactly as the train and promote stages of
 `make retrain` call it (a tiny seeded 784-32-10 model stands in for a trained one: the full
 pipeline takes many minutes of CPU, and what is under test is the registry and the replicas).
 """
@@ -26,7 +26,7 @@ import psycopg
 import pytest
 from serving_helpers import DIGIT_VECTOR, REPO_ROOT, server_env, write_model
 
-from doodle import tracking
+from doodle.loop import tracking
 from support.mlflow_server import MlflowServer
 from support.servers import UvicornServer, free_port
 
@@ -37,7 +37,7 @@ CORRECTION_BODY = json.dumps({"image_vector": DIGIT_VECTOR, "predicted_digit": 7
 # What the train stage logs and the promote stage does, for a model folder given on the command line.
 REGISTER_AND_CROWN = """
 import sys
-from doodle import tracking
+from doodle.loop import tracking
 tracking.setup()
 run = tracking.log_training(
     params={"hidden": [32]}, history=[{"epoch": 1, "train_loss": 1.0}], metrics={"model_val_accuracy": 0.5},

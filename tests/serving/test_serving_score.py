@@ -1,4 +1,4 @@
-"""`python -m doodle.score` (what `make score` runs) on 1,000 generated drawings against
+"""`python -m doodle.reading.score` (what `make score` runs) on 1,000 generated drawings against
 `/predict/image` over real HTTP on the same files: the same digits, and error rows exactly where
 the API refuses a file."""
 
@@ -13,7 +13,7 @@ import pytest
 from drawing_helpers import synthetic_drawings
 from serving_helpers import REPO_ROOT
 
-from doodle import score
+from doodle.reading import score
 
 COUNT = 1000
 SEED = 14
@@ -42,7 +42,7 @@ def scored(folder, model_dir, tmp_path_factory):
         [
             sys.executable,
             "-m",
-            "doodle.score",
+            "doodle.reading.score",
             str(folder),
             str(output),
             "--model",

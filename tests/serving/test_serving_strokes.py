@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from serving_helpers import PREDICT_KEYS, run_server, write_model
 
-from doodle import mlp, model_io, path_features, path_io
-from doodle.drawing import PEN_WIDTH, render_strokes
-from doodle.preprocess import canvas_to_input
+from doodle.canvas.drawing import PEN_WIDTH, render_strokes
+from doodle.canvas.preprocess import canvas_to_input
+from doodle.model import mlp, model_io, path_features, path_io
 from serving import messages
 
 SEVEN = [[[60.0, 50.0], [220.0, 50.0], [120.0, 240.0]], [[100.0, 140.0], [190.0, 140.0]]]

@@ -6,7 +6,7 @@ import pytest
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from doodle.model_io import ModelFileError
+from doodle.model.model_io import ModelFileError
 from doodle.paths import ROOT
 from serving import messages
 from serving.config import DEFAULT_MAX_BATCH

@@ -1,5 +1,5 @@
 """The drawing page in headless Chromium (Playwright): open it, draw with the mouse or a finger,
-and read what the page shows, finding everything by `doodle.dashboard_contract`.
+and read what the page shows, finding everything by `doodle.app.dashboard_contract`.
 
 Playwright is a test dependency; it is imported only when a browser is launched.
 """
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from doodle import dashboard_contract as contract
-from doodle.dashboard_contract import selector
-from doodle.model_io import Model, ModelFileError, load_model
+from doodle.app import dashboard_contract as contract
+from doodle.app.dashboard_contract import selector
+from doodle.model.model_io import Model, ModelFileError, load_model
 from doodle.paths import model_path
 
 if TYPE_CHECKING:

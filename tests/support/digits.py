@@ -118,7 +118,7 @@ def number_strokes(
 
 
 def draw_on(app, strokes: list[Stroke], *, touch: bool = False) -> None:
-    """Draw `strokes` on a `doodle.dashboard.DoodleApp` through the handlers ipycanvas calls for
+    """Draw `strokes` on a `doodle.app.dashboard.DoodleApp` through the handlers ipycanvas calls for
     the browser's mouse events (or, with `touch`, a finger's)."""
     for stroke in strokes:
         if touch:

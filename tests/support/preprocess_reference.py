@@ -1,9 +1,9 @@
-"""The canvas -> 28x28 recipe worked at full resolution everywhere, as `doodle.preprocess` did
+"""The canvas -> 28x28 recipe worked at full resolution everywhere, as `doodle.canvas.preprocess` did
 before it worked only in the ink's box, and a fixed set of drawings to compare the two on.
 
 `tests/test_preprocess_reference.py` checks that `canvas_to_input` and `ink_map` give these
 functions' results on every drawing of `reference_drawings`; `benchmarks/preprocess_speed.py`
-times both. Self-contained on purpose: no step of the reference calls `doodle.preprocess` (only
+times both. Self-contained on purpose: no step of the reference calls `doodle.canvas.preprocess` (only
 the uploads are decoded with its `decode_image`), so a change there cannot change the reference.
 """
 
@@ -14,10 +14,10 @@ from drawing_helpers import synthetic_drawings
 from PIL import Image
 from scipy import ndimage
 
-from doodle import strokes
-from doodle.doodles import draw_doodle
-from doodle.drawing import render_strokes
-from doodle.preprocess import decode_image
+from doodle.canvas import strokes
+from doodle.canvas.doodles import draw_doodle
+from doodle.canvas.drawing import render_strokes
+from doodle.canvas.preprocess import decode_image
 from support.digits import HAND_DRAWN_DIGITS
 from support.synthetic import synthetic_mnist
 
@@ -33,7 +33,7 @@ STROKE_LEVEL = 0.2
 
 
 class ReferenceBlank(ValueError):
-    """The reference found no digit (where `doodle.preprocess` raises `BlankCanvasError`)."""
+    """The reference found no digit (where `doodle.canvas.preprocess` raises `BlankCanvasError`)."""
 
 
 def reference_canvas_to_input(image: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from doodle.paths import ROOT
 from support.servers import free_port
 
 DASHBOARD_NOTEBOOK = "notebooks/dashboard.ipynb"
-# Pool, kernel cap and culling: conf/voila/voila.py (doodle.dashboard_server), as for `make run`.
+# Pool, kernel cap and culling: conf/voila/voila.py (doodle.app.dashboard_server), as for `make run`.
 VOILA_CONFIG_DIR = ROOT / "conf" / "voila"
 
 
