@@ -92,10 +92,10 @@ def test_sync_keeps_the_copys_outputs_and_follows_changes(project, tmp_path):
         (scratch / name).parent.mkdir(parents=True, exist_ok=True)
         (scratch / name).write_text("from the scratch run\n")
     assert pipeline_scratch.sync(project, scratch) == 0  # nothing changed: nothing to rerun
-    (project / "doodle" / "mlp.py").write_text("weights = 2\n")
+    (project / "doodle" / "model" / "mlp.py").write_text("weights = 2\n")
     (project / "params.yaml").unlink()
     assert pipeline_scratch.sync(project, scratch) == 2
-    assert (scratch / "doodle" / "mlp.py").read_text() == "weights = 2\n"
+    assert (scratch / "doodle" / "model" / "mlp.py").read_text() == "weights = 2\n"
     assert not (scratch / "params.yaml").exists()
     for name in ("dvc.lock", "reports/metrics/prepare.json", "models/mlp.npz"):
         assert (scratch / name).read_text() == "from the scratch run\n"

@@ -43,13 +43,14 @@ import os
 import time
 import uuid
 from collections.abc import Mapping
-from pathlib import Path
 
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth.identity import PasswordIdentityProvider
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from tornado.web import HTTPError
 from traitlets import Float, Integer, default
+
+from doodle.paths import ROOT
 
 POOL_ENV = "DOODLE_DASHBOARD_POOL"
 POOL_MEMORY_ENV = "DOODLE_DASHBOARD_POOL_MB"
@@ -65,7 +66,7 @@ REFILL_DELAY_S = 5  # a page is ready 1.5-3 s after it takes its kernel; its rep
 POOL_BUDGET_BYTES = 2 * 2**30  # the default warm pool's memory: 13 kernels, a class opening the app at once
 REFILL_CHECK_S = 0.1  # how often a waiting replacement looks at the pool again
 TEMPLATE = "doodle"
-JUPYTER_DATA = Path(__file__).resolve().parent.parent / "share" / "jupyter"  # holds voila/templates/doodle
+JUPYTER_DATA = ROOT / "share" / "jupyter"  # holds voila/templates/doodle
 TEMPLATE_STATIC = JUPYTER_DATA / "voila" / "templates" / TEMPLATE / "static"
 BUNDLE_FILES = ("doodle.js", "doodle.css")  # what `make frontend` builds into TEMPLATE_STATIC
 # Lab extensions Voilà would load on every page that the drawing app does not use (code highlighting).
