@@ -111,6 +111,7 @@ def test_rows_are_appended_and_finished_pairs_known(tmp_path, bench):
     row = {column: "x" for column in study_results.COLUMNS} | {"config": "a", "seed": 3}
     study_results.append_row(path, row)
     study_results.append_row(path, row | {"seed": 4})
+    assert path.read_bytes().count(b"\r\n") == 3  # header and two rows, as the committed results.csv
     with path.open(newline="") as handle:
         assert [r["seed"] for r in csv.DictReader(handle)] == ["3", "4"]
     assert study_results.done(path) == {("a", 3), ("a", 4)}

@@ -42,12 +42,13 @@ def test_results_files_round_trip(tmp_path):
     ]
     writer_cv.append_rows(tmp_path / writer_cv.PREDICTIONS, rows[:2], writer_cv.PREDICTION_COLUMNS)
     writer_cv.append_rows(tmp_path / writer_cv.PREDICTIONS, rows[2:], writer_cv.PREDICTION_COLUMNS)
+    assert b"\r" not in (tmp_path / writer_cv.PREDICTIONS).read_bytes()  # the committed files' "\n" ends
     read = writer_cv.read_predictions(tmp_path, "default")
     assert read.sample_ids.tolist() == [1, 3, 4] and read.writers.tolist() == [1, 2, 2]
     assert read.correct.all()
     with pytest.raises(writer_cv.NoResults, match="no rows of configuration 'other'"):
         writer_cv.read_predictions(tmp_path, "other")
-    with pytest.raises(ValueError, match="header"):
+    with pytest.raises(ValueError, match="columns differ"):
         writer_cv.append_rows(tmp_path / writer_cv.PREDICTIONS, [{"x": 1}], ["x"])
     writer_cv.append_rows(tmp_path / writer_cv.PREDICTIONS, rows[:1], writer_cv.PREDICTION_COLUMNS)
     with pytest.raises(writer_cv.NoResults, match="twice"):

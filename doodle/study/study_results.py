@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,22 +71,30 @@ def _check_header(path: Path, header: list[str] | None, columns: list[str], advi
         raise ValueError(f"{path}: its columns differ from the table's ({', '.join(columns)}){advice}")
 
 
-def append_row(path: str | Path, row: dict[str, Any], columns: list[str] = COLUMNS) -> None:
-    """Append one row to a results CSV (header first when the file is new), flushed at once so a
+def append_rows(
+    path: str | Path, rows: Sequence[dict[str, Any]], columns: Sequence[str] = COLUMNS, line_end: str = "\r\n"
+) -> None:
+    """Append rows to a results CSV (header first when the file is new), flushed at once so a
     study cut short keeps every finished run. Refuses a file whose header differs from ``columns``
-    (the study's `COLUMNS` unless another table is written)."""
+    (the study's `COLUMNS` unless another table is written). ``line_end`` is the file's own: the
+    csv module's ``\r\n`` for the study's tables, ``\n`` for the writer cross-validation's."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists() or path.stat().st_size == 0
     if not new:
         with path.open(newline="") as handle:
             header = next(csv.reader(handle), [])
-        _check_header(path, header, columns, "; write to a new file")
+        _check_header(path, header, list(columns), "; write to a new file")
     with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer = csv.DictWriter(handle, fieldnames=list(columns), lineterminator=line_end)
         if new:
             writer.writeheader()
-        writer.writerow(row)
+        writer.writerows(rows)
+
+
+def append_row(path: str | Path, row: dict[str, Any], columns: Sequence[str] = COLUMNS) -> None:
+    """Append one row to a results CSV, as `append_rows` does."""
+    append_rows(path, [row], columns)
 
 
 def read_rows(path: str | Path, columns: list[str] = COLUMNS) -> list[dict[str, str]]:

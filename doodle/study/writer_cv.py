@@ -23,7 +23,7 @@ import numpy as np
 from doodle.constants import N_CLASSES
 from doodle.model.evaluate import choose_unsure_margin
 from doodle.sources import pendigits
-from doodle.study import stats
+from doodle.study import stats, study_results
 
 DEFAULT_DIR = Path("reports/experiments/writer_cv")
 RUNS = "runs.csv"
@@ -51,21 +51,10 @@ NO_FOLD = -1  # a run that trains on no real writer reads all of them: one run, 
 
 
 def append_rows(path: str | Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
-    """Append ``rows`` to a CSV file, writing the header when the file is new; a file whose
-    header differs is refused (it belongs to another layout)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists() or path.stat().st_size == 0
-    if not new:
-        with open(path, newline="") as handle:
-            header = next(csv.reader(handle), None)
-        if header != list(columns):
-            raise ValueError(f"{path}: header {header} is not {list(columns)}")
-    with open(path, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(columns), lineterminator="\n")
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
+    """Append ``rows`` to one of the runs' CSV files as `study_results.append_rows` does (header
+    first when the file is new, a file with another header refused), with the ``\n`` line ends of the
+    committed files."""
+    study_results.append_rows(path, rows, columns, line_end="\n")
 
 
 def done(folder: str | Path = DEFAULT_DIR) -> set[tuple[str, int]]:
