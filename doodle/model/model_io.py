@@ -12,7 +12,7 @@ import io
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,35 +51,19 @@ class ModelFileError(ValueError):
 
 
 @dataclass(frozen=True)
-class Model:
+class Model(path_io.LoadedMLP):
     """A loaded, verified MLP with its input normalisation.
 
     ``predict_proba`` takes images as the canvas preprocessing and the API's wire format give
     them, 0 = background and 1 = ink, and applies the normalisation the model was trained with.
     """
 
-    params: mlp.Params
-    metadata: dict[str, Any] = field(default_factory=dict)
     # The path model served with it (`doodle.model.path_io.PathModel`), None for a pixel-only model.
     path: Any = None
 
     @property
-    def sha256(self) -> str:
-        return self.metadata["sha256"]
-
-    @property
-    def version(self) -> str:
-        return self.metadata["version"]
-
-    @property
     def layer_sizes(self) -> list[int]:
         return mlp.layer_sizes_of(self.params)
-
-    @property
-    def temperature(self) -> float:
-        """Divides the logits before the softmax; fitted on validation data so that confidence
-        matches accuracy (1.0 when the model was saved without calibration)."""
-        return float(self.metadata.get("temperature", 1.0))
 
     @property
     def input_std(self) -> float:

@@ -32,8 +32,10 @@ PATH = "path"
 
 
 @dataclass(frozen=True)
-class PathModel:
-    """A loaded, verified path MLP: reads strokes (pad coordinates, y down) as `path_features` does."""
+class LoadedMLP:
+    """What both model files hand out once checked: the MLP's weights and their JSON metadata, with
+    the weights' SHA-256, the version and the calibration temperature read from it (the pixel
+    model, `doodle.model.model_io.Model`, and the path model below)."""
 
     params: mlp.Params
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -47,12 +49,19 @@ class PathModel:
         return self.metadata["version"]
 
     @property
-    def points(self) -> int:
-        return int(self.metadata["points"])
+    def temperature(self) -> float:
+        """Divides the logits before the softmax; fitted on validation data so that confidence
+        matches accuracy (1.0 when the model was saved without calibration)."""
+        return float(self.metadata.get("temperature", 1.0))
+
+
+@dataclass(frozen=True)
+class PathModel(LoadedMLP):
+    """A loaded, verified path MLP: reads strokes (pad coordinates, y down) as `path_features` does."""
 
     @property
-    def temperature(self) -> float:
-        return float(self.metadata.get("temperature", 1.0))
+    def points(self) -> int:
+        return int(self.metadata["points"])
 
     @property
     def pool_weight(self) -> float:
