@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,21 @@ def decide(candidate, champion):
     [
         (scores("new", 0.98, None), None, True, "first champion", "first champion"),
         (scores("old", 0.995, 0.45), scores("old", 0.990, 0.50), False, "same weights", "same weights"),
+        # The same pixel weights with another path model: another version of the pair, installed.
+        (
+            replace(scores("old", 0.99, 0.5), path_version="p2"),
+            replace(scores("old", 0.99, 0.5), path_version="p1"),
+            True,
+            "retraining",
+            "candidate old (path p2), a retraining (same configuration), replaces old",
+        ),
+        (
+            replace(scores("old", 0.99, 0.5), path_version="p1"),
+            replace(scores("old", 0.99, 0.5), path_version="p1"),
+            False,
+            "same weights",
+            "same weights",
+        ),
         # A retraining (same configuration): within max_val_drop on validation is enough.
         (scores("new", 0.990, 0.50), scores("old", 0.992, 0.40), True, "retraining", "replaces old"),
         (scores("new", 0.990, 0.50), scores("old", 0.990, 0.50), True, "retraining", "replaces old"),

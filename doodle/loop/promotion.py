@@ -44,7 +44,7 @@ import json
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +118,7 @@ class Scores:
     holdout_accuracy: float | None
     stroke_accuracy: float
     configuration: str | None = None
+    path_version: str | None = None  # the path model's version; None for a pixel-only model
 
 
 @dataclass(frozen=True)
@@ -215,8 +216,12 @@ def decide(
             FIRST,
             f"promoted: no model is served yet, the candidate {candidate.version} becomes the first champion",
         )
-    if candidate.version == champion.version:
+    if candidate.version == champion.version and candidate.path_version == champion.path_version:
         return made(False, SAME, f"kept {champion.version}: the candidate has the same weights")
+    if candidate.version == champion.version:
+        # The same pixel weights with another path model: the pair is another version, judged as a
+        # retraining (its pixel figures are the champion's, so only the pair's files change).
+        candidate = replace(candidate, version=f"{candidate.version} (path {candidate.path_version})")
     same = candidate.configuration is not None and candidate.configuration == champion.configuration
     case = RETRAINING if same else CHALLENGER
     tolerance = 1e-12  # accuracies are ratios of image counts: equal counts must compare equal
