@@ -140,9 +140,7 @@ lint: venv
 
 # Tests run on PYTEST_WORKERS processes (pytest-xdist); tests/conftest.py keeps each module with
 # slow tests on one worker and starts the slow ones first. PYTEST_WORKERS=0 runs them in this process.
-# Three on two cores: the slow tests spend much of their time waiting on servers, browsers and
-# subprocesses starting, so a third worker fills the idle core.
-PYTEST_WORKERS ?= 3
+PYTEST_WORKERS ?= 2
 PYTEST_PARALLEL := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder)
 
 test: system-deps lint test-pipeline

@@ -32,6 +32,9 @@ def _start(tmp_path, api_port: int, dashboard_port: int) -> tuple[subprocess.Pop
         **os.environ,
         "DOODLE_FEEDBACK_DB": str(tmp_path / "feedback.sqlite"),
         "JUPYTER_DATA_DIR": str(tmp_path / "jupyter-data"),
+        # Two warm kernels are enough to show that every kernel goes; the default budget's pool
+        # would start a dozen for each of these runs.
+        "DOODLE_DASHBOARD_POOL": "2",
     }
     process = subprocess.Popen(
         [
@@ -53,13 +56,38 @@ def _start(tmp_path, api_port: int, dashboard_port: int) -> tuple[subprocess.Pop
     return process, log
 
 
-def _wait_until_serving(process: subprocess.Popen, tmp_path, api_port: int, dashboard_port: int) -> None:
+PORT_TAKEN = "is already in use"  # serve.py's refusal when a port is taken before it binds
+
+
+def _wait_for_banner(process: subprocess.Popen, tmp_path) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     log = tmp_path / "serve.log"
     while "Press Ctrl-C to stop." not in log.read_text(errors="replace"):
         assert process.poll() is None, f"serve.py exited with {process.returncode}:\n{log.read_text()}"
         assert time.monotonic() < deadline, f"not serving after {START_TIMEOUT_S} s:\n{log.read_text()}"
         time.sleep(0.2)
+
+
+def _serve(tmp_path, tries: int = 3) -> tuple[subprocess.Popen, object, int, int]:
+    """serve.py on two ports that were free a moment ago, serving. Another process on the machine (a
+    kernel of another test binds five ports) may take one before serve.py binds it, which serve.py
+    refuses plainly: then again on two others."""
+    for _ in range(tries):
+        api_port, dashboard_port = free_port(HOST), free_port(HOST)
+        process, log = _start(tmp_path, api_port, dashboard_port)
+        try:
+            _wait_for_banner(process, tmp_path)
+            return process, log, api_port, dashboard_port
+        except AssertionError:
+            if process.poll() is None or PORT_TAKEN not in (tmp_path / "serve.log").read_text():
+                process.kill()
+                log.close()
+                raise
+            log.close()
+    raise AssertionError(f"serve.py found a port taken {tries} times")
+
+
+def _wait_until_serving(api_port: int, dashboard_port: int) -> None:
     with urllib.request.urlopen(f"http://{HOST}:{api_port}/healthz", timeout=10) as response:
         assert response.status == 200
     # A page load starts a dashboard kernel: the processes most easily orphaned.
@@ -83,10 +111,9 @@ STOPS = {
 @pytest.mark.parametrize("stop", list(STOPS))
 def test_a_stop_signal_ends_every_process_and_frees_both_ports(tmp_path, stop, attempt):
     signum, to_group = STOPS[stop]
-    api_port, dashboard_port = free_port(HOST), free_port(HOST)
-    process, log = _start(tmp_path, api_port, dashboard_port)
+    process, log, api_port, dashboard_port = _serve(tmp_path)
     try:
-        _wait_until_serving(process, tmp_path, api_port, dashboard_port)
+        _wait_until_serving(api_port, dashboard_port)
         run = psutil.Process(process.pid).children(recursive=True)
         assert len(_kernels(run)) >= 1 and len(run) >= 3, [p.cmdline() for p in run]
 
@@ -116,11 +143,10 @@ def test_a_stop_signal_ends_every_process_and_frees_both_ports(tmp_path, stop, a
 @pytest.mark.slow
 def test_servers_and_kernels_do_not_outlive_a_killed_script(tmp_path):
     """SIGKILL cannot be handled: the servers get SIGTERM from the kernel (parent-death signal)."""
-    api_port, dashboard_port = free_port(HOST), free_port(HOST)
-    process, log = _start(tmp_path, api_port, dashboard_port)
+    process, log, api_port, dashboard_port = _serve(tmp_path)
     run: list[psutil.Process] = []
     try:
-        _wait_until_serving(process, tmp_path, api_port, dashboard_port)
+        _wait_until_serving(api_port, dashboard_port)
         run = psutil.Process(process.pid).children(recursive=True)
         assert _kernels(run), [p.cmdline() for p in run]
         process.kill()
