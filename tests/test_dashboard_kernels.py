@@ -16,9 +16,11 @@ from traitlets.config import Config
 from doodle.app import dashboard_server
 from doodle.app.dashboard_server import (
     BUSY_MESSAGE,
+    IOPUB_TIMEOUT_S,
     JUPYTER_DATA,
     KERNEL_MEMORY_BYTES,
     MAX_KERNELS_ENV,
+    PAGE_URL_VARIABLE,
     POOL_BUDGET_BYTES,
     POOL_ENV,
     POOL_MEMORY_ENV,
@@ -29,6 +31,7 @@ from doodle.app.dashboard_server import (
     configure,
     default_max_kernels,
     default_pool_size,
+    low_water,
     pool_size_for,
     settings,
 )
@@ -42,10 +45,14 @@ CLOSED_TAB_S = 3
 
 def test_defaults_are_sized_to_the_machine():
     gib = 2**30
-    # The warm pool is what its memory budget holds: 2 GiB, at most an eighth of the memory.
-    assert default_pool_size(64 * gib) == POOL_BUDGET_BYTES // KERNEL_MEMORY_BYTES == 13
-    assert default_pool_size(8 * gib) == gib // KERNEL_MEMORY_BYTES == 6
+    # The warm pool is what its memory budget holds: 3 GiB (a class of 20), at most a sixth of
+    # the memory.
+    assert default_pool_size(64 * gib) == POOL_BUDGET_BYTES // KERNEL_MEMORY_BYTES == 20
+    assert default_pool_size(24 * gib) == 20
+    assert default_pool_size(8 * gib) == 8 * gib // 6 // KERNEL_MEMORY_BYTES == 9
     assert default_pool_size(1 * gib) == 1  # a budget under one kernel still keeps one warm
+    # Refills stop waiting for a lull when a tenth of the pool is left warm, the last kernel at least.
+    assert [low_water(size) for size in (1, 2, 13, 20, 32)] == [1, 1, 1, 2, 3]
     assert pool_size_for(3 * KERNEL_MEMORY_BYTES - 1) == 2
     assert default_max_kernels(2, memory_bytes=1 * gib) == 4  # never below pool + 2
     assert default_max_kernels(2, memory_bytes=8 * gib) == 8 * gib // 4 // KERNEL_MEMORY_BYTES
@@ -94,9 +101,11 @@ def test_voila_config_preheats_caps_and_still_culls_idle_kernels(monkeypatch):
     # Open pages nobody touches are still reclaimed after the idle timeout.
     assert manager.cull_idle_timeout == 600 and manager.cull_connected is True
     assert 0 < manager.cull_interval <= 5
-    # A used warm kernel's replacement may wait, while half the pool is warm, until its page has
-    # loaded; Voilà's own delay, which a page taking the replacement would wait out too, is off.
+    # A used warm kernel's replacement waits for a lull in the pages; Voilà's own delay, which a
+    # page taking the replacement would wait out too, is off.
     assert manager.refill_delay == REFILL_DELAY_S > 1 and manager.fill_delay == 0
+    # nbclient waits for a cell's output long enough that a busy machine does not lose the widget.
+    assert c.VoilaExecutor.iopub_timeout == IOPUB_TIMEOUT_S >= 60
     # Pages from the warm pool get the _xsrf cookie that the unload beacon needs.
     assert c.Voila.identity_provider_class == "doodle.app.dashboard_server.DashboardIdentityProvider"
     assert "jupyterlab_pygments" in c.VoilaConfiguration.extension_denylist
@@ -130,60 +139,99 @@ def test_an_unbuilt_page_script_is_named_with_the_command_that_builds_it(monkeyp
     assert environ == {"JUPYTER_PATH": "kept"}
 
 
-def test_refills_wait_while_half_the_pool_is_warm_and_a_taken_one_starts_at_once():
+class FakeRun:
+    """What Voilà's pool task returns once its kernel answers: the notebook's run still going
+    (its "task") until the test says the kernel is warm."""
+
+    def __init__(self) -> None:
+        self.done_event = asyncio.Event()
+        self.task = asyncio.create_task(self.done_event.wait())
+
+
+def test_refills_wait_for_a_lull_in_the_pages_and_a_taken_one_starts_at_once():
     """`DashboardKernelManager.pace_refill` in the pool's own tasks, as Voilà runs them: each task
-    asks it when to start, then warms its kernel (here: waits for the test to say it is warm)."""
+    asks it when to start, then starts its kernel (returns), and the notebook's run goes on in a
+    task of its own until the test says the kernel is warm."""
 
     async def scenario() -> None:
-        manager = DashboardKernelManager(refill_delay=3600, warming_at_once=1)
+        manager = DashboardKernelManager(refill_delay=0.6, warming_at_once=1)
         manager._pools = {"app.ipynb": []}
         pool = manager._pools["app.ipynb"]
         went_ahead: dict[int, str] = {}
-        warm_now = {n: asyncio.Event() for n in range(6)}
+        runs: dict[int, FakeRun] = {}
 
-        async def pool_kernel(n: int) -> None:
-            went_ahead[n] = await manager.pace_refill()
-            await warm_now[n].wait()
+        async def pool_kernel(n: int, *, for_page: bool = False) -> dict:
+            went_ahead[n] = await manager.pace_refill(for_page=for_page)
+            runs[n] = FakeRun()
+            return {"task": runs[n].task, "kernel_id": f"k{n}"}
 
-        async def settle() -> None:
-            for _ in range(5):
-                await asyncio.sleep(0.1)
+        async def settle(seconds: float = 0.25) -> None:
+            await asyncio.sleep(seconds)
 
-        tasks = {n: asyncio.create_task(pool_kernel(n)) for n in range(4)}
-        pool.extend(tasks.values())
+        async def warm(n: int) -> None:
+            runs[n].done_event.set()
+            await settle()
+
+        def take_warm() -> None:
+            pool.remove(next(task for task in pool if manager.is_warm(task)))
+
+        size = 10  # a tenth of it is one kernel
+        tasks = {n: asyncio.create_task(pool_kernel(n)) for n in range(size)}
+        pool.extend(tasks[n] for n in range(size))
         await settle()
-        # Starting up, the pool is empty: one kernel warms at a time, the others queue.
-        assert list(went_ahead.values()) == ["low"]
-        warm_now[next(iter(went_ahead))].set()
+        # Starting up, the pool is empty: one kernel warms at a time, the others queue, and a
+        # kernel warms until its notebook has run, not only until it answers.
+        assert went_ahead == {0: "low"} and tasks[0].done() and manager.warming_count() == 1
+        await warm(0)
+        assert went_ahead == {0: "low", 1: "low"}
+        for n in range(1, size):
+            await warm(n)
+        assert len(went_ahead) == size and sum(1 for task in pool if manager.is_warm(task)) == size
+        # A class opens the app: each page takes a warm kernel, Voilà queues its replacement, and
+        # no replacement starts while pages keep coming and more than a tenth of the pool is warm.
+        refill = size
+        for _ in range(size - 2):
+            take_warm()
+            tasks[refill] = asyncio.create_task(pool_kernel(refill, for_page=True))
+            pool.append(tasks[refill])
+            refill += 1
+            await settle(0.1)
+        assert not any(n in went_ahead for n in range(size, refill))
+        # Down to the last warm kernel: the first replacement starts at once, one at a time.
+        take_warm()
+        tasks[refill] = asyncio.create_task(pool_kernel(refill, for_page=True))
+        pool.append(tasks[refill])
+        refill += 1
         await settle()
-        assert list(went_ahead.values()) == ["low", "low"]
-        for n in went_ahead:
-            warm_now[n].set()
-        await settle()
-        # Half the pool is warm: the other two wait out the (here hour-long) refill delay.
-        assert len(went_ahead) == 2
-        waiting = [n for n in tasks if n not in went_ahead]
-        # A page takes a waiting one: it starts at once, ahead of the queue.
+        assert [went_ahead.get(n) for n in range(size, refill)].count("low") == 1
+        # A page takes a kernel still waiting to start: it starts at once, ahead of the queue.
+        waiting = [n for n in range(size, refill) if n not in went_ahead]
         pool.remove(tasks[waiting[0]])
         await settle()
-        assert went_ahead[waiting[0]] == "taken" and waiting[1] not in went_ahead
-        # A page takes a warm kernel: under half of the pool is warm, so one replacement starts.
-        pool.remove(next(task for task in pool if task.done()))
-        tasks[4] = asyncio.create_task(pool_kernel(4))
-        pool.append(tasks[4])
-        await settle()
-        started = [n for n in (waiting[1], 4) if n in went_ahead]
-        assert len(started) == 1 and went_ahead[started[0]] == "low"
-        # Pages take the rest: the one still waiting starts at once.
+        assert went_ahead[waiting[0]] == "taken"
+        # The pages stop: after the lull the rest warm up, one at a time.
+        for n in [n for n in range(size, refill) if went_ahead.get(n) == "low"]:
+            await warm(n)
+        await settle(0.8)
+        lulled = [n for n in range(size, refill) if went_ahead.get(n) == "lull"]
+        assert len(lulled) == 1 and manager.warming_count() == 1
+        # A page's own kernel (no pool task) starts at once, and counts as a page coming.
+        before = manager._last_page
+        assert await manager.pace_refill() == "page" and manager._last_page > before
         pool.clear()
-        for event in warm_now.values():
-            event.set()
+        for run in runs.values():
+            run.done_event.set()
         await asyncio.gather(*tasks.values())
-        assert sorted(went_ahead.values()) == ["low", "low", "low", "taken", "taken"]
-        # A page's own kernel (no pool task) starts at once.
-        assert await manager.pace_refill() == "page"
 
     asyncio.run(scenario())
+
+
+def test_a_replacement_voila_starts_for_a_page_counts_as_a_page_coming():
+    """Voilà gives the replacement of a warm kernel a page took the page's URL: `start_kernel`
+    tells `pace_refill` so, and the lull starts again."""
+    from voila.utils import ENV_VARIABLE
+
+    assert PAGE_URL_VARIABLE == ENV_VARIABLE.VOILA_REQUEST_URL
 
 
 @pytest.fixture(scope="module")

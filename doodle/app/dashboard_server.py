@@ -6,7 +6,7 @@ it, and prompt reclaiming of kernels whose page has gone.
 its own pre-heating manager). Settings, read when Voilà starts:
 
 - ``DOODLE_DASHBOARD_POOL_MB``: the memory the warm pool may hold, in MiB (default
-  `default_pool_budget_bytes()`: 2 GiB, at most an eighth of the machine's memory); the pool is as
+  `default_pool_budget_bytes()`: 3 GiB, at most a sixth of the machine's memory); the pool is as
   many kernels as it holds at `KERNEL_MEMORY_BYTES` a kernel (`pool_size_for`).
 - ``DOODLE_DASHBOARD_POOL``: kernels kept warm, in place of the budget's count (0: no pool).
 - ``DOODLE_DASHBOARD_MAX_KERNELS``: live kernels at most, warm ones included (default
@@ -15,15 +15,23 @@ its own pre-heating manager). Settings, read when Voilà starts:
 - ``DOODLE_DASHBOARD_CLOSED_TAB_S``: seconds a kernel is kept after its page disconnects
   without saying goodbye (default 20), ``DOODLE_DASHBOARD_IDLE_S``: seconds an open but
   untouched page keeps its kernel (default 600).
-- ``DOODLE_DASHBOARD_REFILL_S``: seconds a replacement for a taken warm kernel may wait before
-  it starts (default `REFILL_DELAY_S`): starting a kernel and running the notebook costs a core for
-  a few seconds, which the page's own loading needs more on a small machine.
+- ``DOODLE_DASHBOARD_REFILL_S``: seconds without a new page before a replacement for a taken warm
+  kernel starts (default `REFILL_DELAY_S`): starting a kernel and running the notebook costs a core
+  for a few seconds, which the pages loading need more on a small machine.
 
-Refilling runs ahead of demand (`DashboardKernelManager.pace_refill`): a replacement waits out the
-refill delay only while at least half the pool is warm; once fewer are, it starts at once. At most
-one kernel per CPU core but one warms up at a time (a core is left to the pages loading), so each
-is ready as soon as it can be (ten started together would all be ready late), and a page that
-takes a kernel still waiting to start has it started at once, ahead of the others.
+Refills wait for a lull (`DashboardKernelManager.pace_refill`): a replacement starts once no page
+has come for the refill delay, or at once when the pool is down to its last warm kernels
+(`low_water`), so that a burst of pages (a class opening the app) is served from the pool
+without kernels warming up beside the pages on the same cores. At most one kernel per CPU core but
+one warms up at a time, and a kernel warms up until it has run the notebook, not only until its
+process answers (a core is left to the pages loading; ten started together would all be ready
+late). A page that takes a kernel still waiting to start has it started at once, ahead of the
+others.
+
+Voilà runs the notebook in a pool kernel through nbclient, which waits `IOPUB_TIMEOUT_S` for a
+cell's output after the cell's reply; its own 4 s were too short on a busy machine (the pool
+warming up while other work ran): the widget's output was dropped, and the page that later took
+that kernel never showed the app.
 
 The page is Voilà's, drawn with the template ``doodle`` (share/jupyter/voila/templates/doodle/):
 Voilà's lab template with one small script (built from dashboard-frontend/ by ``make``) in place of
@@ -58,13 +66,20 @@ MAX_KERNELS_ENV = "DOODLE_DASHBOARD_MAX_KERNELS"
 CLOSED_TAB_ENV = "DOODLE_DASHBOARD_CLOSED_TAB_S"
 IDLE_ENV = "DOODLE_DASHBOARD_IDLE_S"
 REFILL_ENV = "DOODLE_DASHBOARD_REFILL_S"
+# The variable Voilà gives the replacement of a warm kernel a page has just taken (the page's URL).
+PAGE_URL_VARIABLE = "VOILA_REQUEST_URL"
 
 BUSY_MESSAGE = "The drawing app is busy: try again in a moment"
-KERNEL_MEMORY_BYTES = 150 * 2**20  # a dashboard kernel measured 100-120 MB resident, with margin
+# A dashboard kernel measured 100-120 MB resident (101 MiB warm, 68 MiB of it its own: the rest are
+# libraries its neighbours share), with margin for the memory a page's use adds.
+KERNEL_MEMORY_BYTES = 150 * 2**20
 CULL_INTERVAL_S = 5  # how often kernels are checked; closed tabs are reclaimed within this of their timeout
-REFILL_DELAY_S = 5  # a page is ready 1.5-3 s after it takes its kernel; its replacement starts after that
-POOL_BUDGET_BYTES = 2 * 2**30  # the default warm pool's memory: 13 kernels, a class opening the app at once
+REFILL_DELAY_S = 5  # refills start 5 s after the last page came (a page is ready 1-3 s after it came)
+POOL_BUDGET_BYTES = 3 * 2**30  # the default warm pool's memory: 20 kernels, a class opening the app at once
 REFILL_CHECK_S = 0.1  # how often a waiting replacement looks at the pool again
+# Seconds nbclient waits for a cell's output once the kernel has replied (its default: 4); the
+# output always follows unless the kernel died, which nbclient notices by itself.
+IOPUB_TIMEOUT_S = 120
 TEMPLATE = "doodle"
 JUPYTER_DATA = ROOT / "share" / "jupyter"  # holds voila/templates/doodle
 TEMPLATE_STATIC = JUPYTER_DATA / "voila" / "templates" / TEMPLATE / "static"
@@ -74,9 +89,9 @@ UNUSED_EXTENSIONS = ["jupyterlab_pygments"]
 
 
 def default_pool_budget_bytes(memory_bytes: int | None = None) -> int:
-    """The warm pool's default memory: `POOL_BUDGET_BYTES`, at most an eighth of the memory."""
+    """The warm pool's default memory: `POOL_BUDGET_BYTES`, at most a sixth of the memory."""
     memory = total_memory_bytes() if memory_bytes is None else memory_bytes
-    return min(POOL_BUDGET_BYTES, memory // 8)
+    return min(POOL_BUDGET_BYTES, memory // 6)
 
 
 def pool_size_for(budget_bytes: int) -> int:
@@ -95,6 +110,12 @@ def total_memory_bytes() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return 4 * 2**30
+
+
+def low_water(pool_size: int) -> int:
+    """Warm kernels left at which refills start without waiting for a lull: a tenth of the pool,
+    at least one (the next page's kernel)."""
+    return max(1, pool_size // 10)
 
 
 def default_max_kernels(pool_size: int, memory_bytes: int | None = None) -> int:
@@ -165,6 +186,7 @@ def configure(c, env: Mapping[str, str] = os.environ) -> dict[str, int]:
     # Voilà's own refill delay (a trait of its pre-heating subclass) would hold back a replacement a
     # page may already be waiting for; `DashboardKernelManager.pace_refill` paces refills instead.
     c.DashboardKernelManager.fill_delay = 0.0
+    c.VoilaExecutor.iopub_timeout = IOPUB_TIMEOUT_S
     c.DashboardKernelManager.refill_delay = float(chosen["refill_s"])
     c.DashboardKernelManager.max_kernels = chosen["max_kernels"]
     c.DashboardKernelManager.closed_tab_timeout = chosen["closed_tab_s"]
@@ -190,6 +212,11 @@ class DashboardIdentityProvider(PasswordIdentityProvider):
         return user
 
 
+def _failed(task: asyncio.Task) -> bool:
+    """A finished task that was cancelled or raised."""
+    return task.cancelled() or task.exception() is not None
+
+
 def _is_page_handler(handler) -> bool:
     from voila.handler import VoilaHandler  # Voilà is imported only where Voilà runs
 
@@ -211,7 +238,7 @@ class DashboardKernelManager(AsyncMappingKernelManager):
     refill_delay = Float(
         REFILL_DELAY_S,
         config=True,
-        help="Seconds a replacement for a taken warm kernel may wait while half the pool is still warm.",
+        help="Seconds without a new page before a replacement for a taken warm kernel starts (the lull).",
     )
     warming_at_once = Integer(
         0, config=True, help="Pool kernels warming up at a time (0: one per CPU core but one, at least one)."
@@ -228,6 +255,7 @@ class DashboardKernelManager(AsyncMappingKernelManager):
         # kernel id -> (monotonic time it was first seen without a connection, last check)
         self._alone: dict[str, tuple[float, float]] = {}
         self._warming: set[asyncio.Task] = set()  # pool tasks past `pace_refill`, not yet warm
+        self._last_page = -float("inf")  # monotonic time a page last took a kernel or started one
 
     def live_kernel_count(self) -> int:
         return len(set(self._kernels) | self._starting)
@@ -240,33 +268,52 @@ class DashboardKernelManager(AsyncMappingKernelManager):
                 return pool
         return None
 
+    @staticmethod
+    def is_warm(task: asyncio.Task) -> bool:
+        """A pool task whose kernel has started and run the notebook: Voilà's task ends once the
+        kernel answers, with the notebook's run (its "task") still going."""
+        if not task.done() or _failed(task):
+            return False
+        result = task.result()
+        run = result.get("task") if isinstance(result, dict) else None
+        return run is None or run.done()
+
     def warming_count(self) -> int:
-        self._warming = {task for task in self._warming if not task.done()}
+        """Pool kernels warming up now: started past `pace_refill`, still in the pool, the
+        notebook not yet run (a kernel a page took is the page's, no longer the pool's)."""
+        self._warming = {
+            task
+            for task in self._warming
+            if not task.done()
+            or (self._pool_holding(task) is not None and not _failed(task) and not self.is_warm(task))
+        }
         return len(self._warming)
 
     def _warming_limit(self) -> int:
         return self.warming_at_once or max(1, (os.cpu_count() or 1) - 1)
 
-    async def pace_refill(self) -> str:
+    async def pace_refill(self, *, for_page: bool = False) -> str:
         """Hold a pool kernel's start, called from the pool's own task: until a page takes it
-        ("taken"), or, with a free warming slot (`warming_at_once`), once fewer than half the pool
-        is warm ("low") or `refill_delay` has passed ("delay"). A page's own kernel starts at once
-        ("page"). Returns why it went ahead."""
+        ("taken"), or, with a free warming slot (`warming_at_once`), once no more than
+        `low_water` kernels of the pool are warm ("low") or no page has come for `refill_delay`
+        seconds ("lull"). A page's own kernel starts at once ("page"). ``for_page``: this start
+        replaces a warm kernel a page has just taken. Returns why it went ahead."""
         task = asyncio.current_task()
+        if for_page or self._pool_holding(task) is None:
+            self._last_page = time.monotonic()
         if self._pool_holding(task) is None:
             return "page"
-        waited_until = time.monotonic() + self.refill_delay
         while True:
             pool = self._pool_holding(task)
             if pool is None:
                 return "taken"
             if self.warming_count() < self._warming_limit():
-                warm = sum(1 for queued in pool if queued.done())
-                if 2 * warm < len(pool):
+                warm = sum(1 for queued in pool if self.is_warm(queued))
+                if warm <= low_water(len(pool)):
                     reason = "low"
                     break
-                if time.monotonic() >= waited_until:
-                    reason = "delay"
+                if time.monotonic() - self._last_page >= self.refill_delay:
+                    reason = "lull"
                     break
             await asyncio.sleep(REFILL_CHECK_S)
         self._warming.add(task)
@@ -277,7 +324,7 @@ class DashboardKernelManager(AsyncMappingKernelManager):
         Voilà shows as the page (or, for a pool refill, keeps until a page asks for it)."""
         if kernel_id is not None and kernel_id in self:
             return await super().start_kernel(kernel_id=kernel_id, **kwargs)
-        await self.pace_refill()
+        await self.pace_refill(for_page=PAGE_URL_VARIABLE in (kwargs.get("env") or {}))
         if self.live_kernel_count() >= self.max_kernels:
             self.log.warning("%d live kernels, the cap: not starting another", self.live_kernel_count())
             raise HTTPError(503, reason=BUSY_MESSAGE)
