@@ -9,7 +9,8 @@ navigation started), then closes the tab as a visitor does (Voilà is told, and 
 Two patterns: "spaced" waits for the pool to be warm and quiet again between loads (visitors
 several seconds apart), "burst" loads back to back (the pool drains, later loads start kernels
 of their own). A load that is not ready within --timeout seconds counts as that many seconds
-and is reported; the run always ends. Prints p50/p95/max per pattern and the resident memory of
+and is reported; the run always ends. Prints p50/p95/max per pattern, where a load's time goes
+(the page script's marks, `PHASES`: median milliseconds of each phase), and the resident memory of
 the warm pool.
 
     .venv/bin/python benchmarks/dashboard_ready.py [--loads 20] [--pool N] [--pattern spaced|burst|both]
@@ -105,6 +106,25 @@ def wait_until_warm(server: VoilaServer, pool: int, timeout_s: float = 90.0) -> 
     return False
 
 
+# A load's phases by the page's own clock: Voilà's answer (the page's HTML, the kernel handed over),
+# the page script fetched and parsed, the script's code run, the kernel connection, the widgets'
+# state, the widgets' views, and the kernel's first answer painted (the pad, the idle result).
+# The marks come from dashboard-frontend/src/index.js.
+PHASES = ("html", "script parsed", "script run", "kernel", "widget state", "views", "first answer")
+_PHASES_JS = """
+(ready) => {
+  const mark = (name) => {
+    const found = performance.getEntriesByName('doodle:' + name, 'mark');
+    return found.length ? found[0].startTime : null;
+  };
+  const times = [0, performance.getEntriesByType('navigation')[0].responseEnd, mark('script'), mark('start'),
+    mark('connected'), mark('state'), mark('shown'), ready];
+  if (times.includes(null)) return null;  // a page script without the marks
+  return times.slice(1).map((time, i) => time - times[i]);
+}
+"""
+
+
 def timed_loads(
     server: VoilaServer,
     browser,
@@ -114,15 +134,15 @@ def timed_loads(
     wait_for_pool: bool,
     first_visit: bool,
     timeout_s: float,
-) -> tuple[list[float], int, list[dict[str, float]]]:
+) -> tuple[list[float], int, list[dict[str, float]], list[list[float]]]:
     """Seconds from navigation to a ready pad for each of ``loads`` new tabs (``timeout_s`` for a
-    load that was not ready by then), how many timed out, and the CPU seconds each part used
-    during each load (`cpu_used`). ``first_visit``: each tab in a fresh browser context (empty
-    HTTP cache), else all in one context (a return visitor whose browser cached Voilà's 5 MB of
-    JavaScript)."""
+    load that was not ready by then), how many timed out, the CPU seconds each part used during
+    each load (`cpu_used`), and each ready load's milliseconds in each of `PHASES`.
+    ``first_visit``: each tab in a fresh browser context (empty HTTP cache), else all in one
+    context (a return visitor whose browser cached the page's script)."""
     from playwright.sync_api import Error as PlaywrightError
 
-    times, timeouts, cpu = [], 0, []
+    times, timeouts, cpu, phases = [], 0, [], []
     shared = None if first_visit else browser.new_context(viewport={"width": 1000, "height": 900})
     for _ in range(loads):
         if wait_for_pool and pool and not wait_until_warm(server, pool):
@@ -135,8 +155,12 @@ def timed_loads(
         try:
             page.goto(server.url, timeout=timeout_s * 1000, wait_until="commit")
             left_ms = max(1.0, (timeout_s - (time.monotonic() - start)) * 1000)
-            times.append(dashboard.wait_until_ready(timeout_ms=left_ms) / 1000)
+            ready_ms = dashboard.wait_until_ready(timeout_ms=left_ms)
+            times.append(ready_ms / 1000)
             cpu.append(cpu_used(before, cpu_by_part(server)))
+            split = page.evaluate(_PHASES_JS, ready_ms)
+            if split is not None:
+                phases.append(split)
         except PlaywrightError as error:  # not ready in time, or the page failed
             timeouts += 1
             times.append(timeout_s)
@@ -149,13 +173,14 @@ def timed_loads(
             context.close()
     if shared is not None:
         shared.close()
-    return times, timeouts, cpu
+    return times, timeouts, cpu, phases
 
 
-def report(name: str, result: tuple[list[float], int, list[dict[str, float]]]) -> None:
-    """p50/p95/max of the load times, and the median CPU seconds per load of each part: the
-    wall-clock times depend on what else the machine runs, the CPU seconds much less."""
-    times, timeouts, cpu = result
+def report(name: str, result: tuple[list[float], int, list[dict[str, float]], list[list[float]]]) -> None:
+    """p50/p95/max of the load times, the median CPU seconds per load of each part (the
+    wall-clock times depend on what else the machine runs, the CPU seconds much less), and the
+    median (and 95th percentile) milliseconds of each phase of a load."""
+    times, timeouts, cpu, phases = result
     values = np.array(times)
     p50, p95 = np.percentile(values, [50, 95])
     late = f", {timeouts} not ready in time (counted at the timeout)" if timeouts else ""
@@ -169,6 +194,13 @@ def report(name: str, result: tuple[list[float], int, list[dict[str, float]]]) -
         print(
             f"  {'':<24} CPU per load (median): Chromium {median['browser']:.2f} s, Voilà {median['voila']:.2f} s,"
             f" kernels {median['kernels']:.2f} s",
+            flush=True,
+        )
+    if phases:
+        medians, p95s = np.percentile(np.array(phases), [50, 95], axis=0)
+        print(
+            f"  {'':<24} where a load's time goes, median (p95) ms: "
+            + ", ".join(f"{phase} {ms:.0f} ({high:.0f})" for phase, ms, high in zip(PHASES, medians, p95s)),
             flush=True,
         )
 
