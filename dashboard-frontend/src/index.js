@@ -24,7 +24,7 @@ import ipycanvas from 'ipycanvas-module';
 // the widgets' styles and the button icons come from here.
 import '@jupyter-widgets/controls/css/materialcolors.css';
 import '@jupyter-widgets/controls/css/widgets-base.css';
-import '@fortawesome/fontawesome-free/css/all.min.css';
+import './icons.css';
 import './page.css';
 
 const WIDGET_MIMETYPE = 'application/vnd.jupyter.widget-view+json';
