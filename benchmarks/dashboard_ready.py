@@ -7,11 +7,11 @@ page loads opens a new tab, times navigation -> pad visible and the kernel's fir
 page (the result panel, the bars and the "why" views) by the page's own clock (milliseconds since
 navigation started), then closes the tab as a visitor does (Voilà is told, and stops its kernel).
 Two patterns: "spaced" waits for the pool to be warm and quiet again between loads (visitors
-several seconds apart), "burst" loads back to back (the pool drains, later loads start kernels
-of their own). A load that is not ready within --timeout seconds counts as that many seconds
-and is reported; the run always ends. Prints p50/p95/max per pattern, where a load's time goes
-(the page script's marks, `PHASES`: median milliseconds of each phase), and the resident memory of
-the warm pool.
+several seconds apart), "burst" loads back to back (a class opening the app: a pool smaller than
+the burst drains, and later loads wait for kernels warming behind them). A load that is not
+ready within --timeout seconds counts as that many seconds and is reported; the run always ends.
+Prints p50/p95/max per pattern, where a load's time goes (the page script's marks, `PHASES`:
+median and p95 milliseconds of each phase), and the resident memory of the warm pool.
 
     .venv/bin/python benchmarks/dashboard_ready.py [--loads 20] [--pool N] [--pattern spaced|burst|both]
         [--visits first|return|both] [--timeout 30]

@@ -276,3 +276,18 @@ def test_a_written_number_is_read_boxed_and_corrected_digit_by_digit(dashboard, 
     alone = [canvas_to_input(render_strokes([stroke])) for stroke in number_strokes("2026")]
     distances = [float(np.abs(stored - each).mean()) for each in alone]
     assert distances[1] < 0.05 and distances[1] < min(distances[0], distances[3]), distances
+
+
+def test_the_page_marks_its_phases_in_order(dashboard):
+    """The page script's marks, which `benchmarks/dashboard_ready.py` reads to say where a load's
+    time goes: each once, in the order the page goes through them, the last before the page is
+    ready."""
+    names = ["doodle:script", "doodle:start", "doodle:connected", "doodle:state", "doodle:shown"]
+    marks = dashboard.page.evaluate(
+        "(names) => names.map((name) => performance.getEntriesByName(name, 'mark').map((m) => m.startTime))",
+        names,
+    )
+    assert [len(times) for times in marks] == [1] * len(names), dict(zip(names, marks))
+    times = [found[0] for found in marks]
+    assert times == sorted(times) and times[0] > 0
+    assert times[-1] <= dashboard.wait_until_ready()
