@@ -154,7 +154,7 @@ def test_refills_wait_for_a_lull_in_the_pages_and_a_taken_one_starts_at_once():
     task of its own until the test says the kernel is warm."""
 
     async def scenario() -> None:
-        manager = DashboardKernelManager(refill_delay=0.6, warming_at_once=1)
+        manager = DashboardKernelManager(refill_delay=2.0, warming_at_once=1)
         manager._pools = {"app.ipynb": []}
         pool = manager._pools["app.ipynb"]
         went_ahead: dict[int, str] = {}
@@ -212,7 +212,7 @@ def test_refills_wait_for_a_lull_in_the_pages_and_a_taken_one_starts_at_once():
         # The pages stop: after the lull the rest warm up, one at a time.
         for n in [n for n in range(size, refill) if went_ahead.get(n) == "low"]:
             await warm(n)
-        await settle(0.8)
+        await settle(2.3)
         lulled = [n for n in range(size, refill) if went_ahead.get(n) == "lull"]
         assert len(lulled) == 1 and manager.warming_count() == 1
         # A page's own kernel (no pool task) starts at once, and counts as a page coming.
