@@ -267,6 +267,13 @@ def breakdown(args: argparse.Namespace, bodies: list[str], images: np.ndarray) -
                         part_us(lambda i: model.predict(one[i % len(one)]), count),
                     )
                 )
+                if hasattr(model, "predict_one_proba"):
+                    rows.append(
+                        (
+                            "  model.predict_one_proba (/predict's)",
+                            part_us(lambda i: model.predict_one_proba(one[i % len(one)][0]), count),
+                        )
+                    )
                 if state.drift_reference is not None:
                     rows.append(
                         (
