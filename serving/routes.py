@@ -33,6 +33,7 @@ from doodle.canvas.preprocess import (
     NOT_AN_IMAGE_MESSAGE,
     BlankCanvasError,
     ImageDecodeError,
+    blank_input,
     blank_inputs,
     canvas_to_input,
     decode_image,
@@ -233,7 +234,7 @@ def _single_answer(state: ServingState, body: PredictRequest) -> Response:
     fields taken in plain Python: on ten numbers NumPy's per-call cost was most of the work."""
     model = _loaded_model(state)
     image = np.fromiter(body.image_vector, dtype=np.float32, count=N_PIXELS)
-    if blank_inputs(image[None])[0]:
+    if blank_input(image):
         raise HTTPException(422, messages.BLANK_CANVAS)
     metrics = state.metrics
     start = time.perf_counter()

@@ -98,20 +98,24 @@ def fold_for_one_image(params: Params, mean: float, std: float, temperature: flo
 def one_image_probabilities(folded: OneImageMLP, x: np.ndarray) -> np.ndarray:
     """``(784,)`` raw pixels (the scale the normalisation was fitted on) -> ``(10,)`` probabilities.
 
-    Each layer reads only the weight rows of its nonzero inputs: the ink of a digit (a fifth of
-    MNIST's pixels) and the active ReLU units (about a fifth of a trained hidden layer). One image
+    Each hidden layer reads only the weight rows of its nonzero inputs: the ink of a digit (a fifth
+    of MNIST's pixels) and the active ReLU units (about a fifth of a trained hidden layer). One image
     multiplies a vector by each matrix, which costs the bytes of the matrix read, so gathering the
     rows that count reads a fraction of the 2.6 MB of a 784-512-512-10 network; with half the
-    inputs or more nonzero the whole matrix is read as `forward` does.
+    inputs or more nonzero the whole matrix is read as `forward` does, and so is the output layer's
+    (ten numbers a row: gathering costs more than it saves).
     """
     h = x
     last = len(folded.weights) - 1
     for layer, (W, b) in enumerate(zip(folded.weights, folded.biases)):
-        rows = h.nonzero()[0]
-        z = h[rows] @ W[rows] if 2 * rows.size < h.size else h @ W
-        z += b
         if layer < last:
+            rows = h.nonzero()[0]
+            z = h[rows] @ W.take(rows, axis=0) if 2 * rows.size < h.size else h @ W
+            z += b
             np.maximum(z, 0, out=z)
+        else:
+            z = h @ W
+            z += b
         h = z
     h -= h.max()
     np.exp(h, out=h)
