@@ -100,3 +100,16 @@ def test_top_two_of_one_agrees_with_top_two_ties_included():
         assert gap == expected.margins[i] and unsure == expected.unsure[i]
     assert top_two_of_one(rows[2].tolist())[:2] == (1, 4)
     assert {bool(u) for u in expected.unsure} == {True, False}
+
+
+def test_the_served_model_has_its_one_image_weights_before_the_first_request(model, tmp_path):
+    from serving.model_source import load_served_model
+
+    served = load_served_model(str(tmp_path))
+    assert "one_image" in vars(served)  # made while loading, not by the first /predict
+    assert "one_image" not in vars(model_io.load_model(tmp_path))  # other readers never pay for it
+    folded = served.one_image
+    assert folded.weights[1] is served.params["W2"]  # hidden layers shared, not copied
+    np.testing.assert_allclose(
+        folded.weights[0], served.params["W1"] / np.float32(NORMALIZATION["std"]), rtol=1e-6
+    )
