@@ -61,8 +61,10 @@ def test_one_image_pass_leaves_the_image_and_the_weights_alone(model):
     image[300:340] = 0.8
     before = {name: array.copy() for name, array in model.params.items()}
     first = model.predict_one_proba(image)
-    second = model.predict_one_proba(image)
+    second = model.predict_one_proba(image.reshape(28, 28))
     np.testing.assert_array_equal(first, second)
+    with pytest.raises(ValueError):
+        model.predict_one_proba(image[:700])
     assert np.count_nonzero(image) == 40 and image.max() == np.float32(0.8)
     for name, array in model.params.items():
         np.testing.assert_array_equal(array, before[name])

@@ -94,11 +94,11 @@ class Model(path_io.LoadedMLP):
         return mlp.fold_for_one_image(self.params, norm["mean"], norm["std"], self.temperature)
 
     def predict_one_proba(self, image: np.ndarray) -> np.ndarray:
-        """One image, ``(784,)`` float32 in [0, 1] -> ``(10,)`` float32 probabilities: `predict_proba`
-        for a single image at about half its cost (`doodle.model.mlp.one_image_probabilities` reads
-        only the weight rows of the ink and of the active units), equal to it within about 1e-6.
+        """One image, ``(784,)`` or ``(28, 28)`` float in [0, 1] -> ``(10,)`` float32 probabilities:
+        `predict_proba` for a single image at about half its cost (`doodle.model.mlp.one_image_probabilities`
+        reads only the weight rows of the ink and of the active units), equal to it within about 1e-6.
         The API's ``/predict`` answers with it; batches, evaluation and training keep `predict_proba`."""
-        return mlp.one_image_probabilities(self.one_image, image)
+        return mlp.one_image_probabilities(self.one_image, image.reshape(N_PIXELS))
 
     @property
     def unsure_margin(self) -> float:
