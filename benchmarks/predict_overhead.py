@@ -103,12 +103,18 @@ def over_http(args: argparse.Namespace, bodies: list[str]) -> None:
             print(
                 f"{name:<40}{m['rate']:>8.0f}{m['p50_ms']:>9.2f}{m['p99_ms']:>9.2f}{m['cpu_ms']:>12.3f}{m['errors']:>8.0f}"
             )
-        bare = medians["bare FastAPI, validation only"]
+        bare_name = "bare FastAPI, validation only"
+        bare = medians[bare_name]
         for name, _, _ in apps:
             if name.startswith("API"):
                 api = medians[name]
+                # Each round's own ratio: the apps of one round ran back to back, under one load.
+                rounds = ", ".join(
+                    f"{mine['rate'] / floor['rate']:.2f}"
+                    for mine, floor in zip(results[name], results[bare_name])
+                )
                 print(
-                    f"{name} / bare: {api['rate'] / bare['rate']:.2f}x the rate; "
+                    f"{name} / bare: {api['rate'] / bare['rate']:.2f}x the rate (by round: {rounds}); "
                     f"{api['cpu_ms'] - bare['cpu_ms']:+.3f} ms of server CPU per request"
                 )
         print(f"load average after: {os.getloadavg()[0]:.1f}")
@@ -267,6 +273,13 @@ def breakdown(args: argparse.Namespace, bodies: list[str], images: np.ndarray) -
                         part_us(lambda i: model.predict(one[i % len(one)]), count),
                     )
                 )
+                if hasattr(model, "predict_one_proba"):
+                    rows.append(
+                        (
+                            "  model.predict_one_proba (/predict's)",
+                            part_us(lambda i: model.predict_one_proba(one[i % len(one)][0]), count),
+                        )
+                    )
                 if state.drift_reference is not None:
                     rows.append(
                         (

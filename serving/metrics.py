@@ -190,6 +190,11 @@ class Metrics:
             self._digit_series[digit].inc()
             self.confidence.observe(confidence)
 
+    def observe_prediction(self, digit: int, confidence: float) -> None:
+        """`observe_predictions` for one image, given as Python numbers."""
+        self._digit_series[digit].inc()
+        self.confidence.observe(confidence)
+
     def observe_feedback(self, predicted: int, actual: int) -> None:
         labels = {"predicted": str(predicted), "actual": str(actual)}
         self.feedback.labels(**labels).inc()

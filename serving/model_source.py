@@ -116,7 +116,15 @@ def load_served_model(uri: str) -> Model:
 
     A registry model is downloaded whole (weights and metadata together) into a temporary folder
     and loaded from there with the verifying loader (SHA-256, shapes): nothing half-downloaded or
-    unchecked is ever served."""
+    unchecked is ever served. The model's one-image weights (`Model.one_image`, what ``/predict``
+    reads) are made here, in the loading thread, so the first request after a load or a switch does
+    not wait for them."""
+    model = _load_from_source(uri)
+    _ = model.one_image
+    return model
+
+
+def _load_from_source(uri: str) -> Model:
     if not is_mlflow_uri(uri):
         return load_model(uri)
     try:

@@ -33,13 +33,14 @@ from doodle.canvas.preprocess import (
     NOT_AN_IMAGE_MESSAGE,
     BlankCanvasError,
     ImageDecodeError,
+    blank_input,
     blank_inputs,
     canvas_to_input,
     decode_image,
 )
 from doodle.constants import CANVAS_SIZE, N_PIXELS
 from doodle.loop.feedback import FeedbackNotStored
-from doodle.model.model_io import Model
+from doodle.model.model_io import Model, top_two_of_one
 from doodle.model.path_io import read_views
 from doodle.paths import ROOT
 from doodle.reading.explain import attribution
@@ -178,14 +179,20 @@ def _predict(state: ServingState, images: np.ndarray, drawings: list | None = No
     metrics.inference_seconds.observe(time.perf_counter() - start)
     confidences = probs[np.arange(len(digits)), digits]
     metrics.observe_predictions(digits, confidences)
-    if state.drift_reference is not None:
-        score = state.drift_reference.score(images)
-        metrics.drift_score.set(score)
-        if score > state.settings.drift_threshold:
-            metrics.drifted_requests.inc()
+    _record_drift(state, images)
     if drawings is not None:
         return digits, probs, confidences, model, reading.views
     return digits, probs, confidences, model
+
+
+def _record_drift(state: ServingState, images: np.ndarray) -> None:
+    """Set the drift gauge to the request's score and count it when over the threshold (nothing
+    without a reference)."""
+    if state.drift_reference is not None:
+        score = state.drift_reference.score(images)
+        state.metrics.drift_score.set(score)
+        if score > state.settings.drift_threshold:
+            state.metrics.drifted_requests.inc()
 
 
 def _predictions(
@@ -220,12 +227,34 @@ async def predict(body: PredictRequest, request: Request) -> Response:
 
 
 def _single_answer(state: ServingState, body: PredictRequest) -> Response:
-    """`/predict`'s answer to a validated body (503 without a model, 422 for a blank image)."""
-    images = np.asarray(body.image_vector, dtype=np.float32).reshape(1, -1)
-    digits, probs, confidences, model = _predict(state, images)
-    (payload,) = _predictions(model, digits, probs, confidences)
-    payload["model_version"] = model.version
-    return json_response(payload)
+    """`/predict`'s answer to a validated body (503 without a model, 422 for a blank image).
+
+    `_predict` and `_predictions` for one image, with the same checks, metrics, drift score and
+    answer, on the model's one-image forward pass (`Model.predict_one_proba`) and with the answer's
+    fields taken in plain Python: on ten numbers NumPy's per-call cost was most of the work."""
+    model = _loaded_model(state)
+    image = np.fromiter(body.image_vector, dtype=np.float32, count=N_PIXELS)
+    if blank_input(image):
+        raise HTTPException(422, messages.BLANK_CANVAS)
+    metrics = state.metrics
+    start = time.perf_counter()
+    probabilities = model.predict_one_proba(image)
+    metrics.inference_seconds.observe(time.perf_counter() - start)
+    row = probabilities.tolist()
+    digit, runner_up, _, unsure = top_two_of_one(row, model.unsure_margin)
+    metrics.observe_prediction(digit, row[digit])
+    _record_drift(state, image)
+    return json_response(
+        {
+            "Result": digit,
+            "probabilities": row,
+            "confidence": row[digit],
+            "runner_up": runner_up,
+            "runner_up_confidence": row[runner_up],
+            "unsure": unsure,
+            "model_version": model.version,
+        }
+    )
 
 
 PREDICT_PATH = "/predict"

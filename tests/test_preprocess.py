@@ -332,7 +332,7 @@ def test_messages_are_defined_once():
 
 
 def test_blank_inputs_flags_model_inputs_with_too_little_ink():
-    from doodle.canvas.preprocess import MIN_INK_PIXELS, blank_inputs
+    from doodle.canvas.preprocess import MIN_INK_PIXELS, blank_input, blank_inputs
 
     images = np.zeros((4, 28, 28), dtype=np.float32)
     images[1, 10, 10 : 10 + MIN_INK_PIXELS - 1] = 1.0  # one pixel short of a stroke
@@ -340,3 +340,6 @@ def test_blank_inputs_flags_model_inputs_with_too_little_ink():
     images[3] = 0.05  # a faint wash, below the ink contrast everywhere
     np.testing.assert_array_equal(blank_inputs(images), [True, True, False, True])
     np.testing.assert_array_equal(blank_inputs(images.reshape(4, 784)), [True, True, False, True])
+    # One input at a time (the API's /predict) says the same.
+    assert [blank_input(image.reshape(784)) for image in images] == [True, True, False, True]
+    assert [blank_input(image) for image in images] == [True, True, False, True]

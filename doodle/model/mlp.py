@@ -66,6 +66,63 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
+class OneImageMLP(NamedTuple):
+    """The network rearranged for one image at a time (`fold_for_one_image`, `one_image_probabilities`).
+
+    The input standardisation ``(x - mean) / std`` is folded into the first layer, so that a
+    background pixel (0) stays 0 and its weight row is never read, and the softmax temperature
+    into the last. Same maths as `forward` after the standardisation, other rounding (float32,
+    another order of the sums): probabilities within about 1e-6 of `forward`'s.
+    """
+
+    weights: tuple[np.ndarray, ...]
+    biases: tuple[np.ndarray, ...]
+
+
+def fold_for_one_image(params: Params, mean: float, std: float, temperature: float = 1.0) -> OneImageMLP:
+    """``params`` with ``W1 / std``, ``b1 - (mean / std) * W1.sum(axis=0)`` and the last layer
+    divided by ``temperature``, computed in float64 and stored in the parameters' dtype; hidden
+    layers in between are the same arrays, not copies."""
+    count = n_layers(params)
+    weights = [params[f"W{i}"] for i in range(1, count + 1)]
+    biases = [params[f"b{i}"] for i in range(1, count + 1)]
+    dtype = weights[0].dtype
+    first = weights[0].astype(np.float64)
+    biases[0] = (biases[0] - (mean / std) * first.sum(axis=0)).astype(dtype)
+    weights[0] = (first / std).astype(dtype)
+    weights[-1] = (weights[-1].astype(np.float64) / temperature).astype(dtype)
+    biases[-1] = (biases[-1].astype(np.float64) / temperature).astype(dtype)
+    return OneImageMLP(tuple(np.ascontiguousarray(w) for w in weights), tuple(biases))
+
+
+def one_image_probabilities(folded: OneImageMLP, x: np.ndarray) -> np.ndarray:
+    """``(784,)`` raw pixels (the scale the normalisation was fitted on) -> ``(10,)`` probabilities.
+
+    Each hidden layer reads only the weight rows of its nonzero inputs: the ink of a digit (a fifth
+    of MNIST's pixels) and the active ReLU units (about a fifth of a trained hidden layer). One image
+    multiplies a vector by each matrix, which costs the bytes of the matrix read, so gathering the
+    rows that count reads a fraction of the 2.6 MB of a 784-512-512-10 network; with half the
+    inputs or more nonzero the whole matrix is read as `forward` does, and so is the output layer's
+    (ten numbers a row: gathering costs more than it saves).
+    """
+    h = x
+    last = len(folded.weights) - 1
+    for layer, (W, b) in enumerate(zip(folded.weights, folded.biases)):
+        if layer < last:
+            rows = h.nonzero()[0]
+            z = h[rows] @ W.take(rows, axis=0) if 2 * rows.size < h.size else h @ W
+            z += b
+            np.maximum(z, 0, out=z)
+        else:
+            z = h @ W
+            z += b
+        h = z
+    h -= h.max()
+    np.exp(h, out=h)
+    h /= h.sum()
+    return h
+
+
 Cache = dict[str, np.ndarray]
 
 
