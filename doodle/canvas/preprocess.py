@@ -171,19 +171,18 @@ def _ink_window(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int], tuple[i
 
 
 def _box_of(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """``(top, bottom, left, right)`` of the true pixels of a C-contiguous ``(H, W)`` boolean
-    mask (bottom and right exclusive), None when there are none. The first and the last true
-    pixel in reading order give the rows (`argmax` stops at the first true byte); only the
-    rows between them are searched for the columns."""
-    flat = mask.reshape(-1)
-    first = int(flat.argmax())
-    if not flat[first]:
+    """``(top, bottom, left, right)`` of the true pixels of an ``(H, W)`` boolean mask (bottom
+    and right exclusive), None when there are none. The mask's bytes searched from both ends
+    give the rows, the rows between them ORed together the columns: each a C loop over bytes,
+    where ``mask.any(axis=1)`` pays numpy's reduction set-up once per row."""
+    data = mask.tobytes()
+    first = data.find(1)
+    if first < 0:
         return None
-    last = flat.size - 1 - int(flat[::-1].argmax())
     width = mask.shape[1]
-    top, bottom = first // width, last // width + 1
-    cols = np.flatnonzero(mask[top:bottom].any(axis=0))
-    return top, bottom, int(cols[0]), int(cols[-1]) + 1
+    top, bottom = first // width, data.rfind(1) // width + 1
+    columns = np.logical_or.reduce(mask[top:bottom], axis=0).tobytes()
+    return top, bottom, columns.find(1), columns.rfind(1) + 1
 
 
 def _byte_peak(grey: np.ndarray, polarity: float, signed: np.ndarray, kept_count: int) -> float | None:
