@@ -226,3 +226,21 @@ def test_byte_peak_is_the_percentile_whenever_it_answers():
             answered += 1
             assert got == preprocess._percentile(signed.take(grey[mask]), 99)
     assert answered and declined
+
+
+def test_counting_inked_bytes_is_counting_the_looked_up_ink():
+    rng = np.random.default_rng(7)
+    for polarity in (1.0, -1.0):
+        for _ in range(30):
+            background, floor, peak = (float(value) for value in np.sort(rng.random(3)))
+            if polarity < 0:
+                background = 1.0 - background
+            levels = preprocess._BYTE_LEVELS - np.float32(background)
+            if polarity < 0:
+                np.negative(levels, out=levels)
+            levels -= floor
+            levels /= max(peak - floor, 1e-6)
+            np.clip(levels, 0.0, 1.0, out=levels)
+            grey = rng.integers(0, 256, (23, 31)).astype(np.uint8)
+            expected = np.count_nonzero(levels.take(grey))
+            assert preprocess._count_inked_bytes(grey, levels, polarity) == expected

@@ -162,10 +162,13 @@ def _ink_window(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int], tuple[i
     np.maximum(ink, 0.0, out=ink)
     np.minimum(ink, 1.0, out=ink)
     if as_bytes:
+        inked = _count_inked_bytes(grey, ink, polarity)
         ink = ink.take(grey)
+    else:
+        inked = np.count_nonzero(ink)
     # Keep faint anti-aliasing next to the strokes, drop everything else (specks, noise). The
     # kept strokes are all ink; when nothing else is (a pad's clean strokes), nothing is dropped.
-    if np.count_nonzero(ink) > kept_count:
+    if inked > kept_count:
         ink *= _grow_cross(kept, NEAR_STROKES_PX)
     return ink, (top, left), (height, width)
 
@@ -183,6 +186,18 @@ def _box_of(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     top, bottom = first // width, data.rfind(1) // width + 1
     columns = np.logical_or.reduce(mask[top:bottom], axis=0).tobytes()
     return top, bottom, columns.find(1), columns.rfind(1) + 1
+
+
+def _count_inked_bytes(grey: np.ndarray, levels: np.ndarray, polarity: float) -> int:
+    """How many pixels of a byte window get ink above 0 from the 256 ``levels`` (the ink of
+    each byte): ``np.count_nonzero(levels.take(grey))`` as one comparison of bytes. The ink
+    only falls as a byte moves away from the ink's side (the arithmetic that makes it is
+    monotonic), so the inked bytes are the ones up to the last inked one (dark ink), or from the
+    first (light ink)."""
+    inked = np.flatnonzero(levels > 0)
+    if inked.size == 0:
+        return 0
+    return int(np.count_nonzero(grey <= int(inked[-1]) if polarity < 0 else grey >= int(inked[0])))
 
 
 def _byte_peak(grey: np.ndarray, polarity: float, signed: np.ndarray, kept_count: int) -> float | None:
