@@ -150,7 +150,8 @@ def spark_mode(
     from doodle.sources.spark_prep import spark_session
 
     started = time.perf_counter()
-    spark = spark_session(master, "2g", app_name="doodle-score-bench")
+    # The scoring command's session: its JVM flags (score.SCORING_JAVA_OPTIONS) included.
+    spark = spark_session(master, "2g", app_name="doodle-score-bench", java_options=score.SCORING_JAVA_OPTIONS)
     start_seconds = time.perf_counter() - started
     try:
         slots = spark.sparkContext.defaultParallelism

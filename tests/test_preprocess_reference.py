@@ -193,3 +193,54 @@ def test_byte_thresholding_is_the_float_comparison():
                 expected = polarity * (grey - np.float32(background)) > threshold
                 got = preprocess._ink_mask(canvas, background, polarity, threshold)
                 np.testing.assert_array_equal(got, expected)
+
+
+def test_box_of_is_the_rows_and_columns_holding_true_pixels():
+    corner = np.zeros((7, 9), bool)
+    corner[-1, -1] = True
+    for mask in [*random_masks(), corner, np.zeros((1, 1), bool), np.ones((1, 5), bool)]:
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        expected = None if rows.size == 0 else (rows[0], rows[-1] + 1, cols[0], cols[-1] + 1)
+        assert preprocess._box_of(mask) == expected
+        assert preprocess._box_of(mask[:, 2:]) == preprocess._box_of(np.ascontiguousarray(mask[:, 2:]))
+
+
+def test_byte_peak_is_the_percentile_whenever_it_answers():
+    """A window of bytes, dark strokes (mostly 0, some grey) on white: the strongest byte's
+    shortcut gives the sorted percentile exactly, and declines when that byte is too rare."""
+    rng = np.random.default_rng(6)
+    answered = declined = 0
+    for solid in (0.0, 0.002, 0.01, 0.05, 0.5, 0.95):
+        for _ in range(20):
+            grey = np.full((40, 30), 255, np.uint8)
+            ink = rng.random(grey.shape) < 0.3
+            grey[ink] = rng.integers(1, 120, ink.sum())
+            grey[ink & (rng.random(grey.shape) < solid)] = rng.integers(0, 3)
+            background = float(rng.uniform(0.8, 1.0))
+            signed = np.float32(background) - preprocess._BYTE_LEVELS
+            mask = grey < 128
+            got = preprocess._byte_peak(grey, -1.0, signed, int(np.count_nonzero(mask)))
+            if got is None:
+                declined += 1
+                continue
+            answered += 1
+            assert got == preprocess._percentile(signed.take(grey[mask]), 99)
+    assert answered and declined
+
+
+def test_counting_inked_bytes_is_counting_the_looked_up_ink():
+    rng = np.random.default_rng(7)
+    for polarity in (1.0, -1.0):
+        for _ in range(30):
+            background, floor, peak = (float(value) for value in np.sort(rng.random(3)))
+            if polarity < 0:
+                background = 1.0 - background
+            levels = preprocess._BYTE_LEVELS - np.float32(background)
+            if polarity < 0:
+                np.negative(levels, out=levels)
+            levels -= floor
+            levels /= max(peak - floor, 1e-6)
+            np.clip(levels, 0.0, 1.0, out=levels)
+            grey = rng.integers(0, 256, (23, 31)).astype(np.uint8)
+            expected = np.count_nonzero(levels.take(grey))
+            assert preprocess._count_inked_bytes(grey, levels, polarity) == expected

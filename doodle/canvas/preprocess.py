@@ -130,27 +130,30 @@ def _ink_window(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int], tuple[i
     noise_sigma = 1.4826 * _median(np.abs(polarity * (border - background)))
     threshold = max(MIN_INK_CONTRAST, NOISE_SIGMAS * noise_sigma)
     mask = _ink_mask(source, background, polarity, threshold)
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
+    box = _box_of(mask)
+    if box is None:
         raise BlankCanvasError()
-    cols = np.flatnonzero(mask[rows[0] : rows[-1] + 1].any(axis=0))
     height, width = source.shape
     # The window: the mask's box and the rim that near-stroke ink may occupy around it.
-    top, bottom = max(int(rows[0]) - NEAR_STROKES_PX, 0), min(int(rows[-1]) + 1 + NEAR_STROKES_PX, height)
-    left, right = max(int(cols[0]) - NEAR_STROKES_PX, 0), min(int(cols[-1]) + 1 + NEAR_STROKES_PX, width)
-    grey = source[top:bottom, left:right]
+    top, bottom = max(box[0] - NEAR_STROKES_PX, 0), min(box[1] + NEAR_STROKES_PX, height)
+    left, right = max(box[2] - NEAR_STROKES_PX, 0), min(box[3] + NEAR_STROKES_PX, width)
+    # Contiguous: every pass over the window then runs as one loop, not one per row.
+    grey = np.ascontiguousarray(source[top:bottom, left:right])
     # polarity * (grey - background), in place: multiplying by +-1 is exact, so is negating. A
     # byte's result depends on the byte alone: bytes get it for their 256 levels, then look it up.
     signed = _BYTE_LEVELS.copy() if as_bytes else grey.copy()
     signed -= np.float32(background)
     if polarity < 0:
         np.negative(signed, out=signed)
-    kept = _drop_specks(mask[top:bottom, left:right], _speck_size(source.size))
+    window_mask = mask[top:bottom, left:right]
+    kept = _drop_specks(window_mask, _speck_size(source.size))
     kept_count = np.count_nonzero(kept)
     if kept_count < max(MIN_INK_PIXELS, MIN_INK_FRACTION * source.size):
         raise BlankCanvasError()
     # The strong end of the real strokes is "full ink"; a percentile ignores one hot pixel.
-    peak = _percentile(signed.take(grey[kept]) if as_bytes else signed[kept], 99)
+    peak = _byte_peak(grey, polarity, signed, kept_count) if as_bytes and kept is window_mask else None
+    if peak is None:
+        peak = _percentile(signed.take(grey[kept]) if as_bytes else signed[kept], 99)
     floor = min(threshold, peak) * 0.5
     # ink = clip((signed - floor) / (peak - floor), 0, 1), in place (on the 256 levels for bytes).
     ink = signed
@@ -159,12 +162,57 @@ def _ink_window(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int], tuple[i
     np.maximum(ink, 0.0, out=ink)
     np.minimum(ink, 1.0, out=ink)
     if as_bytes:
+        inked = _count_inked_bytes(grey, ink, polarity)
         ink = ink.take(grey)
+    else:
+        inked = np.count_nonzero(ink)
     # Keep faint anti-aliasing next to the strokes, drop everything else (specks, noise). The
     # kept strokes are all ink; when nothing else is (a pad's clean strokes), nothing is dropped.
-    if np.count_nonzero(ink) > kept_count:
+    if inked > kept_count:
         ink *= _grow_cross(kept, NEAR_STROKES_PX)
     return ink, (top, left), (height, width)
+
+
+def _box_of(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """``(top, bottom, left, right)`` of the true pixels of an ``(H, W)`` boolean mask (bottom
+    and right exclusive), None when there are none. The mask's bytes searched from both ends
+    give the rows, the rows between them ORed together the columns: each a C loop over bytes,
+    where ``mask.any(axis=1)`` pays numpy's reduction set-up once per row."""
+    data = mask.tobytes()
+    first = data.find(1)
+    if first < 0:
+        return None
+    width = mask.shape[1]
+    top, bottom = first // width, data.rfind(1) // width + 1
+    columns = np.logical_or.reduce(mask[top:bottom], axis=0).tobytes()
+    return top, bottom, columns.find(1), columns.rfind(1) + 1
+
+
+def _count_inked_bytes(grey: np.ndarray, levels: np.ndarray, polarity: float) -> int:
+    """How many pixels of a byte window get ink above 0 from the 256 ``levels`` (the ink of
+    each byte): ``np.count_nonzero(levels.take(grey))`` as one comparison of bytes. The ink
+    only falls as a byte moves away from the ink's side (the arithmetic that makes it is
+    monotonic), so the inked bytes are the ones up to the last inked one (dark ink), or from the
+    first (light ink)."""
+    inked = np.flatnonzero(levels > 0)
+    if inked.size == 0:
+        return 0
+    return int(np.count_nonzero(grey <= int(inked[-1]) if polarity < 0 else grey >= int(inked[0])))
+
+
+def _byte_peak(grey: np.ndarray, polarity: float, signed: np.ndarray, kept_count: int) -> float | None:
+    """`_percentile` (99) of ``signed`` over the ink of a byte window, when the ink is all of
+    the mask (no speck dropped) and its strongest byte fills the top of the order: a pen's
+    strokes, mostly full ink. The strongest byte (the darkest for dark ink) is ink, and so is
+    every pixel holding it; when they are at least the values from the percentile's lower
+    neighbour up, both neighbours are that byte's level and the interpolation between equal
+    values gives it exactly. None otherwise (the caller sorts the values)."""
+    strongest = int(grey.min() if polarity < 0 else grey.max())
+    at_strongest = np.count_nonzero(grey == strongest)
+    below = int(np.floor((kept_count - 1) * (99 / 100)))
+    if below < kept_count - at_strongest:
+        return None
+    return float(signed[strongest])
 
 
 def _ink_mask(source: np.ndarray, background: float, polarity: float, threshold: float) -> np.ndarray:
@@ -243,12 +291,11 @@ def ink_to_input(ink: np.ndarray) -> np.ndarray:
     without noise (0 and 1 only) is its own ink map, so generated training digits can skip the
     cleaning and still meet the model exactly as drawn digits do. Raises `BlankCanvasError`
     when no pixel reaches the stroke level."""
-    strokes = ink >= STROKE_LEVEL
-    rows = np.flatnonzero(strokes.any(axis=1))
-    if rows.size == 0:
+    box = _box_of(ink >= STROKE_LEVEL)
+    if box is None:
         raise BlankCanvasError()
-    cols = np.flatnonzero(strokes[rows[0] : rows[-1] + 1].any(axis=0))
-    crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    top, bottom, left, right = box
+    crop = ink[top:bottom, left:right]
     digit = _scale_longer_side(crop, DIGIT_BOX)
     peak = float(digit.max())
     if peak <= 0.0:
@@ -365,54 +412,79 @@ def _surely_no_specks(mask: np.ndarray, min_size: int) -> bool:
     larger canvas), pixels whose whole ``k x k`` neighbourhood (``k * k >= min_size``) is mask.
     Every mask pixel joined to a seed is in the seed's region; a pen's strokes are seeds but
     for their rims, which a few steps of growing within the mask reach. False (label them)
-    when some pixel is still not reached: a speck, or a line thinner than ``k``."""
+    when some pixel is still not reached: a speck, or a line thinner than ``k``.
+
+    The sums and the growing run on the mask laid out flat (`_flat_layout`): every neighbour is
+    one shift of one contiguous array, where a 2-D shift by a column would walk row by row."""
     if mask.size == 0:
         return False
     side = 3
     while side * side < min_size:
         side += 2
     reach = side // 2
-    height, width = mask.shape
-    padded = np.zeros((height + 2 * reach, width + 2 * reach), dtype=np.uint8 if side == 3 else np.uint16)
-    padded[reach:-reach, reach:-reach] = mask
-    across = padded[:, :width] + padded[:, 1 : width + 1]
-    for shift in range(2, side):
-        across += padded[:, shift : shift + width]
-    counts = across[:height] + across[1 : height + 1]
-    for shift in range(2, side):
-        counts += across[shift : shift + height]
-    reached = mask & (counts >= (min_size if side == 3 else side * side))
-    total = np.count_nonzero(mask)
+    height = mask.shape[0]
+    padded, width = _flat_layout(mask, reach, reach, np.uint8 if side == 3 else np.uint16)
+    flat = padded.reshape(-1)
+    across = flat.copy()  # the sum over each pixel's row of the neighbourhood
+    for shift in range(1, reach + 1):
+        across[shift:] += flat[:-shift]
+        across[:-shift] += flat[shift:]
+    start, size = reach * width, height * width  # the mask's rows, without the empty ones around them
+    counts = across[start : start + size].copy()
+    for shift in range(1, reach + 1):
+        counts += across[start - shift * width : start - shift * width + size]
+        counts += across[start + shift * width : start + shift * width + size]
+    inside = flat[start : start + size] != 0
+    reached = inside & (counts >= (min_size if side == 3 else side * side))
+    total = np.count_nonzero(inside)
     for _ in range(SPECK_CHECK_STEPS + reach - 1):
         if np.count_nonzero(reached) == total:
             return True
-        reached = _grow_square(reached) & mask
+        reached = _grow_square(reached, width)
+        reached &= inside
     return np.count_nonzero(reached) == total
 
 
-def _grow_square(mask: np.ndarray) -> np.ndarray:
-    """One step of 8-neighbour dilation of a boolean ``(H, W)`` mask (outside counts as empty)."""
-    across = mask.copy()
-    across[:, 1:] |= mask[:, :-1]
-    across[:, :-1] |= mask[:, 1:]
+def _flat_layout(mask: np.ndarray, empty_rows: int, empty_columns: int, dtype=bool) -> tuple[np.ndarray, int]:
+    """``(H, W)`` mask -> ``(H + 2 * empty_rows, W + empty_columns)`` C-contiguous copy in
+    ``dtype`` (0/1) with empty rows above and below and empty columns on the right, and its
+    row length. Flat, a shift by ``k <= empty_columns`` moves a pixel ``k`` columns within its
+    row or into empty columns, never onto a pixel of the next or the previous row: the 2-D
+    neighbourhood of every pixel, outside counting as empty, in one contiguous shift."""
+    height, width = mask.shape
+    padded = np.zeros((height + 2 * empty_rows, width + empty_columns), dtype=dtype)
+    padded[empty_rows : empty_rows + height, :width] = mask
+    return padded, width + empty_columns
+
+
+def _grow_square(flat: np.ndarray, width: int) -> np.ndarray:
+    """One step of 8-neighbour dilation of a flat boolean mask laid out by `_flat_layout` (rows
+    of ``width``, at least one empty column on the right); outside counts as empty."""
+    across = flat.copy()
+    across[1:] |= flat[:-1]
+    across[:-1] |= flat[1:]
     grown = across.copy()
-    grown[1:] |= across[:-1]
-    grown[:-1] |= across[1:]
+    grown[width:] |= across[:-width]
+    grown[:-width] |= across[width:]
     return grown
 
 
 def _grow_cross(mask: np.ndarray, steps: int) -> np.ndarray:
     """``steps`` steps of 4-neighbour dilation of a boolean ``(H, W)`` mask, outside counting as
-    empty: `scipy.ndimage.binary_dilation` with its default cross and ``iterations=steps``."""
-    grown = mask
+    empty: `scipy.ndimage.binary_dilation` with its default cross and ``iterations=steps``.
+    Flat (`_flat_layout` with ``steps`` empty columns, which growth may enter but never cross);
+    the result is a view of ``(H, W)``."""
+    height, width = mask.shape
+    padded, row = _flat_layout(mask, 0, steps)
+    grown = padded.reshape(-1)
     for _ in range(steps):
         previous = grown
         grown = previous.copy()
+        grown[row:] |= previous[:-row]
+        grown[:-row] |= previous[row:]
         grown[1:] |= previous[:-1]
         grown[:-1] |= previous[1:]
-        grown[:, 1:] |= previous[:, :-1]
-        grown[:, :-1] |= previous[:, 1:]
-    return grown
+    return grown.reshape(height, row)[:, :width]
 
 
 def _scale_longer_side(crop: np.ndarray, longer: int) -> np.ndarray:

@@ -56,11 +56,14 @@ class DataValidationError(ValueError):
     """A split does not satisfy the MNIST contract (counts, pixel length, labels, indices)."""
 
 
-def spark_session(master: str, driver_memory: str, app_name: str = "doodle-prepare") -> SparkSession:
+def spark_session(
+    master: str, driver_memory: str, app_name: str = "doodle-prepare", java_options: str = ""
+) -> SparkSession:
     """Build (or reuse) the session: quiet console, UTC, few shuffle partitions, Arrow on.
 
     spark.driver.memory only takes effect before the JVM starts, hence it is set on the
-    builder before getOrCreate(); MNIST does not fit the 1g default.
+    builder before getOrCreate(); MNIST does not fit the 1g default. So do ``java_options``,
+    extra flags for the driver's and the executors' JVMs (a reused session keeps its own).
     """
     if master.startswith("local") and not os.environ.get("PYSPARK_PYTHON"):
         # Python workers default to `python3` on PATH, which may lack numpy and pyarrow; on
@@ -69,8 +72,13 @@ def spark_session(master: str, driver_memory: str, app_name: str = "doodle-prepa
         os.environ["PYSPARK_PYTHON"] = sys.executable
     # The project's log4j2.properties keeps the JVM's console to warnings; read at JVM launch.
     os.environ.setdefault("SPARK_CONF_DIR", str(ROOT / "conf" / "spark"))
+    builder = SparkSession.builder
+    if java_options:
+        builder = builder.config("spark.driver.extraJavaOptions", java_options).config(
+            "spark.executor.extraJavaOptions", java_options
+        )
     return (
-        SparkSession.builder.master(master)
+        builder.master(master)
         .appName(app_name)
         .config("spark.driver.memory", driver_memory)
         .config("spark.ui.showConsoleProgress", "false")
