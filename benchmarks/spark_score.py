@@ -151,7 +151,9 @@ def spark_mode(
 
     started = time.perf_counter()
     # The scoring command's session: its JVM flags (score.SCORING_JAVA_OPTIONS) included.
-    spark = spark_session(master, "2g", app_name="doodle-score-bench", java_options=score.SCORING_JAVA_OPTIONS)
+    spark = spark_session(
+        master, "2g", app_name="doodle-score-bench", java_options=score.SCORING_JAVA_OPTIONS
+    )
     start_seconds = time.perf_counter() - started
     try:
         slots = spark.sparkContext.defaultParallelism
