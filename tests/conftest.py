@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,12 @@ from doodle.sources.mnist import SOURCES
 from support.browser import trained_model_or_skip
 from support.synthetic import synthetic_mnist
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+import pipeline_scratch  # noqa: E402
+
 _DATABASE_NUMBERS = itertools.count(1)  # postgres_url's database names, one per test
+# Why a test marked `pipeline` cannot have the outputs it waited for (set before its setup).
+_PIPELINE_PROBLEM = pytest.StashKey[str]()
 
 # Small stand-ins for the MNIST source files: same names, headers and layout, few images.
 SYNTHETIC_COUNTS = {"train": 400, "test": 120}
@@ -56,12 +62,57 @@ def pytest_collection_modifyitems(config, items):
         if module_of(item) in slow_modules or _shares_module_setup(item):
             item.add_marker(pytest.mark.xdist_group(module_of(item)))
 
-    def start_order(item) -> tuple[int, bool]:
+    # A group runs on one worker in collection order: it starts as late as its most waiting test.
+    group_wait: dict[str, int] = {}
+    for item in items:
+        group = _xdist_group(item)
+        if group is not None:
+            group_wait[group] = max(group_wait.get(group, 0), _pipeline_wait(item))
+
+    def start_order(item) -> tuple[int, int, bool]:
         module = module_of(item)
         rank = LONGEST_MODULES.index(module) if module in LONGEST_MODULES else len(LONGEST_MODULES)
-        return rank, module not in slow_modules
+        wait = group_wait.get(_xdist_group(item), _pipeline_wait(item))
+        return wait, rank, module not in slow_modules
 
     items.sort(key=start_order)  # stable: file order kept within each rank
+
+
+def _xdist_group(item) -> str | None:
+    mark = item.get_closest_marker("xdist_group")
+    return None if mark is None else (mark.args[0] if mark.args else mark.kwargs.get("name"))
+
+
+def _pipeline_wait(item) -> int:
+    """When a test may start under `make test`, where the pipeline runs beside the tests
+    (scripts/run_tests.py): 0, it reads none of the pipeline's outputs (it starts at once); 1, it
+    waits for the data stages' outputs only (`pipeline_scratch.FIRST_STAGES`: ready after a
+    minute or two); 2, it waits for the whole run (the trained model, the executed notebooks)."""
+    mark = item.get_closest_marker("pipeline")
+    if mark is None:
+        return 0
+    return 1 if mark.args else 2
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    """A test marked `pipeline` waits here, before its setup and outside its timeout, for the
+    outputs it names (all of them when it names none) while the pipeline runs beside the tests;
+    without a run beside them, it starts at once."""
+    mark = item.get_closest_marker("pipeline")
+    if mark is not None:
+        problem = pipeline_scratch.wait_for_outputs(mark.args or None)
+        if problem is not None:
+            item.stash[_PIPELINE_PROBLEM] = problem
+    return (yield)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Fail (never skip) a test whose pipeline outputs will not come: the run beside it failed."""
+    problem = item.stash.get(_PIPELINE_PROBLEM, None)
+    if problem is not None:
+        pytest.fail(f"{problem} (its log is printed after the tests)", pytrace=False)
 
 
 def _shares_module_setup(item) -> bool:
