@@ -24,6 +24,10 @@ import pipeline_scratch
 ROOT = Path(__file__).resolve().parent.parent
 LOG_FILE = ROOT / ".cache" / "pipeline-scratch.log"
 PROGRESS_FILE = ROOT / ".cache" / "pipeline-progress.json"
+# The pipeline is the longest chain (the tests marked `pipeline` wait for it, and training takes
+# a core for minutes), so pytest and what it starts run at a lower priority and use what the
+# pipeline leaves of the cores; once it is done, the niceness no longer matters.
+TESTS_NICENESS = 5
 
 
 def start_pipeline() -> subprocess.Popen:
@@ -56,7 +60,11 @@ def main(pytest_args: list[str]) -> int:
     watcher.start()
     environment = dict(os.environ, **{pipeline_scratch.PROGRESS_ENV: str(PROGRESS_FILE)})
     try:
-        tests = subprocess.run([str(Path(sys.executable).with_name("pytest")), *pytest_args], env=environment)
+        tests = subprocess.run(
+            [str(Path(sys.executable).with_name("pytest")), *pytest_args],
+            env=environment,
+            preexec_fn=lambda: os.nice(TESTS_NICENESS),
+        )
         watcher.join()
     except KeyboardInterrupt:
         os.killpg(pipeline.pid, signal.SIGTERM)

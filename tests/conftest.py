@@ -52,11 +52,18 @@ def pytest_collection_modifyitems(config, items):
     then the other slow modules, so that the long tests start at once and the quick ones fill the
     gaps at the end (the Makefile's ``--no-loadscope-reorder`` keeps this order: xdist would
     otherwise hand out the groups with the most tests first). A new module gets the same
-    treatment without a mark."""
+    treatment without a mark. The tests that wait for the whole pipeline run (marked `pipeline`
+    without outputs named, or using `trained_model`) come after all others, in the same order;
+    those that wait only for the data stages' outputs keep their place: the feedback loop starts
+    first and waits a minute or two for the prepared data while the other worker goes on."""
 
     def module_of(item) -> str:
         return item.nodeid.split("::")[0]
 
+    for item in items:
+        # The pipeline's model, through the fixture: the test waits for it under `make test`.
+        if "trained_model" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("pipeline"):
+            item.add_marker(pytest.mark.pipeline)
     slow_modules = {module_of(item) for item in items if item.get_closest_marker("slow")}
     for item in items:
         if module_of(item) in slow_modules or _shares_module_setup(item):
@@ -69,11 +76,11 @@ def pytest_collection_modifyitems(config, items):
         if group is not None:
             group_wait[group] = max(group_wait.get(group, 0), _pipeline_wait(item))
 
-    def start_order(item) -> tuple[int, int, bool]:
+    def start_order(item) -> tuple[bool, int, bool]:
         module = module_of(item)
         rank = LONGEST_MODULES.index(module) if module in LONGEST_MODULES else len(LONGEST_MODULES)
-        wait = group_wait.get(_xdist_group(item), _pipeline_wait(item))
-        return wait, rank, module not in slow_modules
+        waits_for_the_whole_run = group_wait.get(_xdist_group(item), _pipeline_wait(item)) == 2
+        return waits_for_the_whole_run, rank, module not in slow_modules
 
     items.sort(key=start_order)  # stable: file order kept within each rank
 
@@ -84,10 +91,10 @@ def _xdist_group(item) -> str | None:
 
 
 def _pipeline_wait(item) -> int:
-    """When a test may start under `make test`, where the pipeline runs beside the tests
-    (scripts/run_tests.py): 0, it reads none of the pipeline's outputs (it starts at once); 1, it
-    waits for the data stages' outputs only (`pipeline_scratch.FIRST_STAGES`: ready after a
-    minute or two); 2, it waits for the whole run (the trained model, the executed notebooks)."""
+    """What a test waits for under `make test`, where the pipeline runs beside the tests
+    (scripts/run_tests.py): 0, nothing (it reads none of the pipeline's outputs); 1, the outputs
+    it names (the data stages', `pipeline_scratch.FIRST_STAGES`: ready after a minute or two);
+    2, the whole run (the trained model, the executed notebooks)."""
     mark = item.get_closest_marker("pipeline")
     if mark is None:
         return 0

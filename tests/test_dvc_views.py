@@ -76,6 +76,7 @@ def dvc_output(folder: Path, *args: str) -> list[str]:
     return done.stdout.splitlines()
 
 
+@pytest.mark.pipeline
 def test_metrics_show_fits_a_terminal_and_shows_only_the_headline_files(clone):
     lines = dvc_output(clone, "metrics", "show")
     widest = max(lines, key=len)
@@ -85,6 +86,7 @@ def test_metrics_show_fits_a_terminal_and_shows_only_the_headline_files(clone):
     assert "test_accuracy" in lines[0] and "train_seconds" in lines[0]
 
 
+@pytest.mark.pipeline
 def test_make_experiments_fits_a_terminal_and_keeps_the_headline_metrics(clone):
     lines = dvc_output(clone, *experiments_arguments())
     widest = max(lines, key=len)
