@@ -317,7 +317,7 @@ def run(root: Path, scratch: Path, force: bool, progress: Progress) -> None:
         copied = cached_outputs(scratch, first)
         copy_back(scratch, root, copied)
         progress.ready(copied)
-        print(f"Copied {', '.join(copied)} into the working tree for the tests.")
+        print(f"Copied {', '.join(copied)} into the working tree for the tests; the other stages follow.")
     dvc("repro", cwd=scratch, env=environment)
     # The data stages' outputs are not copied twice: tests may be reading them by now.
     outputs = [name for name in cached_outputs(scratch) if name not in copied]

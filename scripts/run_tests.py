@@ -45,11 +45,11 @@ def start_pipeline() -> subprocess.Popen:
         )
 
 
-def watch(pipeline: subprocess.Popen) -> None:
-    """Record the pipeline's end in the progress file if it ended without doing so itself
+def watch(pipeline: subprocess.Popen, progress_file: Path = PROGRESS_FILE) -> None:
+    """Record the pipeline's end in `progress_file` if it ended without doing so itself
     (killed, say), so that no test waits for it forever."""
     status = pipeline.wait()
-    progress = pipeline_scratch.Progress(PROGRESS_FILE, resume=True)
+    progress = pipeline_scratch.Progress(progress_file, resume=True)
     if not progress.state["finished"]:
         progress.finish(f"scripts/pipeline_scratch.py ended with status {status} before it had finished")
 

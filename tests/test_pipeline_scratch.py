@@ -11,6 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 import pipeline_scratch  # noqa: E402
+import run_tests  # noqa: E402
 
 DVC_YAML = """\
 stages:
@@ -201,3 +202,15 @@ def test_the_data_stages_reach_the_working_tree_before_the_rest_runs(tmp_path):
     assert (root / "data" / "prepared" / "source.txt").read_text() == "one\n"
     assert pipeline_scratch.read_progress(progress.path)["ready"] == ["data/prepared"]
     assert not (root / "models").exists()
+
+
+def test_a_pipeline_killed_before_it_finished_releases_the_waiting_tests(tmp_path):
+    progress_file = tmp_path / "progress.json"
+    pipeline_scratch.Progress(progress_file).ready(["data/prepared"])
+    pipeline = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    pipeline.kill()
+    run_tests.watch(pipeline, progress_file)
+    assert pipeline_scratch.wait_for_outputs(["data/prepared"], progress_file) is None
+    assert "ended with status -9 before it had finished" in pipeline_scratch.wait_for_outputs(
+        None, progress_file
+    )
