@@ -12,6 +12,7 @@ is pytest's, or the pipeline's when pytest passed and the pipeline failed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -59,6 +60,8 @@ def main(pytest_args: list[str]) -> int:
     watcher = threading.Thread(target=watch, args=(pipeline,), daemon=True)
     watcher.start()
     environment = dict(os.environ, **{pipeline_scratch.PROGRESS_ENV: str(PROGRESS_FILE)})
+    # Stopped (Ctrl-C, or SIGTERM from CI), the pipeline and everything it started stop too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         tests = subprocess.run(
             [str(Path(sys.executable).with_name("pytest")), *pytest_args],
@@ -66,9 +69,10 @@ def main(pytest_args: list[str]) -> int:
             preexec_fn=lambda: os.nice(TESTS_NICENESS),
         )
         watcher.join()
-    except KeyboardInterrupt:
-        os.killpg(pipeline.pid, signal.SIGTERM)
-        raise
+    finally:
+        if pipeline.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pipeline.pid, signal.SIGTERM)
     state = pipeline_scratch.read_progress(PROGRESS_FILE) or {}
     print(f"\n{'=' * 24} the pipeline's scratch run ({LOG_FILE.relative_to(ROOT)}) {'=' * 24}", flush=True)
     print(LOG_FILE.read_text(errors="replace").rstrip(), flush=True)
