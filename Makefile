@@ -143,11 +143,13 @@ lint: venv
 PYTEST_WORKERS ?= 2
 PYTEST_PARALLEL := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder)
 
-test: system-deps lint test-pipeline
-	$(BIN)/pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
+# The pipeline's scratch run goes on beside the tests (scripts/run_tests.py): the tests marked
+# `pipeline` come last and wait for the outputs they read; the rest start at once.
+test: system-deps lint
+	$(BIN)/python scripts/run_tests.py $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
-test-fast: lint test-pipeline
-	$(BIN)/pytest -m "not slow" $(PYTEST_PARALLEL) $(PYTEST_ARGS)
+test-fast: lint
+	$(BIN)/python scripts/run_tests.py -m "not slow" $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 # dvc plots show rendered with local Vega (npm), readable offline: dvc_plots/index.html
 plots: venv

@@ -15,7 +15,13 @@ Instead:
    copied back into the working tree, where the tests read them. Tracked files stay untouched:
    only `make run` / `dvc repro` refresh `reports/` and `dvc.lock`.
 
-    python scripts/pipeline_scratch.py [--scratch DIR] [--force]
+The data stages (FIRST_STAGES) run first and their outputs are copied back at once, so that the
+tests that read only the prepared data need not wait for training. With `--progress FILE` the
+script records in FILE which outputs have reached the working tree and whether it has finished:
+`make test` (scripts/run_tests.py) runs this script beside pytest, and the tests that read the
+outputs wait for them (`wait_for_outputs`).
+
+    python scripts/pipeline_scratch.py [--scratch DIR] [--force] [--progress FILE]
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
@@ -35,6 +43,11 @@ DEFAULT_SCRATCH = ROOT / ".cache" / "pipeline-scratch"
 # Besides every stage's outputs, the scratch copy owns its lock: never overwritten from the tree.
 LOCK_FILE = "dvc.lock"
 MANIFEST = ".synced-files"
+# The stages that make the data (MNIST and the pen-digit trajectories, prepared): done in about a
+# minute, and all that the feedback loop's and the Spark cluster's tests read.
+FIRST_STAGES = ("prepare", "pendigits")
+# Set by scripts/run_tests.py for pytest: the progress file of the run going on beside the tests.
+PROGRESS_ENV = "DOODLE_PIPELINE_PROGRESS"
 
 
 def dvc(
@@ -181,11 +194,14 @@ def scratch_environment(scratch: Path, base: dict[str, str] | None = None) -> di
     return environment
 
 
-def cached_outputs(scratch: Path) -> list[str]:
-    """The `outs` of every stage that DVC caches or persists (git ignores them): what the tests read."""
+def cached_outputs(scratch: Path, stage_names: Sequence[str] | None = None) -> list[str]:
+    """The `outs` of every stage (of `stage_names` when given) that DVC caches or persists (git
+    ignores them): what the tests read."""
     stages = yaml.safe_load((scratch / "dvc.yaml").read_text())["stages"]
     found = []
-    for stage in stages.values():
+    for name, stage in stages.items():
+        if stage_names is not None and name not in stage_names:
+            continue
         for name, options in _entries(stage, "outs"):
             # A persistent output that DVC does not cache (models/, what is served) is the
             # tests' input all the same.
@@ -214,28 +230,123 @@ def copy_back(scratch: Path, root: Path, outputs: list[str]) -> None:
         staging.rename(target)
 
 
+class Progress:
+    """What has reached the working tree so far, kept in a JSON file (none: nothing is kept):
+    ``ready``, the outputs copied back; ``finished``, whether the run is over; ``error``, why it
+    failed, if it did; ``seconds``, how long it took. Each write replaces the file whole, so a
+    reader never sees half of one. `resume` carries on from what the file holds."""
+
+    def __init__(self, path: Path | None, resume: bool = False) -> None:
+        self.path = path
+        self.started = time.monotonic()
+        self.state: dict = {"ready": [], "finished": False, "error": None, "seconds": None}
+        if resume and path is not None:
+            self.state.update(read_progress(path) or {})
+        else:
+            self._write()
+
+    def ready(self, outputs: Sequence[str]) -> None:
+        self.state["ready"] = sorted({*self.state["ready"], *outputs})
+        self._write()
+
+    def finish(self, error: str | None = None) -> None:
+        self.state.update(finished=True, error=error, seconds=round(time.monotonic() - self.started))
+        self._write()
+
+    def _write(self) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        staging = self.path.with_name(f".{self.path.name}.incoming")
+        staging.write_text(json.dumps(self.state) + "\n")
+        staging.replace(self.path)
+
+
+def read_progress(path: Path) -> dict | None:
+    """The state a `Progress` wrote to `path`, or None while there is none."""
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def wait_for_outputs(
+    outputs: Sequence[str] | None = None, progress_file: Path | None = None, poll_seconds: float = 0.5
+) -> str | None:
+    """Wait until the run recorded in `progress_file` (default: $DOODLE_PIPELINE_PROGRESS) has
+    copied `outputs` (default: all of them: until it has finished) into the working tree. Returns
+    None when they are there, or why they never will be (the run failed or stopped first).
+    Without a progress file nothing runs beside the caller and it returns None at once."""
+    if progress_file is None:
+        if not os.environ.get(PROGRESS_ENV):
+            return None
+        progress_file = Path(os.environ[PROGRESS_ENV])
+    while True:
+        state = read_progress(progress_file) or {"ready": [], "finished": False, "error": None}
+        if outputs is not None and set(outputs) <= set(state["ready"]):
+            return None
+        if state["finished"]:
+            if state["error"]:
+                return f"the pipeline's run failed: {state['error']}"
+            if outputs is None:
+                return None
+            missing = sorted(set(outputs) - set(state["ready"]))
+            return f"the pipeline's run finished without copying {', '.join(missing)} into the working tree"
+        time.sleep(poll_seconds)
+
+
+def run(root: Path, scratch: Path, force: bool, progress: Progress) -> None:
+    """Bring `root`'s ignored outputs up to date (see the module's docstring), the data stages'
+    first, recording in `progress` what has reached `root`."""
+    if not force and up_to_date(root):
+        print("Pipeline outputs in the working tree are up to date: the tests use them.")
+        progress.ready(cached_outputs(root))
+        return
+    scratch.mkdir(parents=True, exist_ok=True)
+    changed = sync(root, scratch)
+    print(
+        f"Running the pipeline in {scratch.relative_to(root) if scratch.is_relative_to(root) else scratch}"
+        f" ({changed} files updated); tracked files in the working tree stay as committed."
+    )
+    environment = scratch_environment(scratch)
+    stages = yaml.safe_load((scratch / "dvc.yaml").read_text())["stages"]
+    first = [name for name in FIRST_STAGES if name in stages]
+    copied: list[str] = []
+    if first:
+        dvc("repro", *first, cwd=scratch, env=environment)
+        copied = cached_outputs(scratch, first)
+        copy_back(scratch, root, copied)
+        progress.ready(copied)
+        print(f"Copied {', '.join(copied)} into the working tree for the tests; the other stages follow.")
+    dvc("repro", cwd=scratch, env=environment)
+    # The data stages' outputs are not copied twice: tests may be reading them by now.
+    outputs = [name for name in cached_outputs(scratch) if name not in copied]
+    copy_back(scratch, root, outputs)
+    progress.ready(outputs)
+    print(f"Copied {', '.join(outputs)} into the working tree for the tests.")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scratch", type=Path, default=DEFAULT_SCRATCH, help="folder of the scratch copy")
     parser.add_argument(
         "--force", action="store_true", help="use the scratch copy even if the tree is current"
     )
+    parser.add_argument(
+        "--progress", type=Path, help="JSON file recording which outputs are in the working tree so far"
+    )
     args = parser.parse_args(argv)
 
-    if not args.force and up_to_date(ROOT):
-        print("Pipeline outputs in the working tree are up to date: the tests use them.")
-        return 0
-    scratch = args.scratch.resolve()
-    scratch.mkdir(parents=True, exist_ok=True)
-    changed = sync(ROOT, scratch)
-    print(
-        f"Running the pipeline in {scratch.relative_to(ROOT) if scratch.is_relative_to(ROOT) else scratch}"
-        f" ({changed} files updated); tracked files in the working tree stay as committed."
-    )
-    dvc("repro", cwd=scratch, env=scratch_environment(scratch))
-    outputs = cached_outputs(scratch)
-    copy_back(scratch, ROOT, outputs)
-    print(f"Copied {', '.join(outputs)} into the working tree for the tests.")
+    progress = Progress(args.progress)
+    try:
+        run(ROOT, args.scratch.resolve(), args.force, progress)
+    except subprocess.CalledProcessError as error:
+        progress.finish(f"`dvc {' '.join(map(str, error.cmd[1:]))}` exited with status {error.returncode}")
+        return error.returncode or 1
+    except BaseException as error:
+        progress.finish(f"{type(error).__name__}: {error}")
+        raise
+    progress.finish()
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,12 @@ from doodle.sources.mnist import SOURCES
 from support.browser import trained_model_or_skip
 from support.synthetic import synthetic_mnist
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+import pipeline_scratch  # noqa: E402
+
 _DATABASE_NUMBERS = itertools.count(1)  # postgres_url's database names, one per test
+# Why a test marked `pipeline` cannot have the outputs it waited for (set before its setup).
+_PIPELINE_PROBLEM = pytest.StashKey[str]()
 
 # Small stand-ins for the MNIST source files: same names, headers and layout, few images.
 SYNTHETIC_COUNTS = {"train": 400, "test": 120}
@@ -46,22 +52,74 @@ def pytest_collection_modifyitems(config, items):
     then the other slow modules, so that the long tests start at once and the quick ones fill the
     gaps at the end (the Makefile's ``--no-loadscope-reorder`` keeps this order: xdist would
     otherwise hand out the groups with the most tests first). A new module gets the same
-    treatment without a mark."""
+    treatment without a mark. The tests that wait for the whole pipeline run (marked `pipeline`
+    without outputs named, or using `trained_model`) come after all others, in the same order;
+    those that wait only for the data stages' outputs keep their place: the feedback loop starts
+    first and waits a minute or two for the prepared data while the other worker goes on."""
 
     def module_of(item) -> str:
         return item.nodeid.split("::")[0]
 
+    for item in items:
+        # The pipeline's model, through the fixture: the test waits for it under `make test`.
+        if "trained_model" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("pipeline"):
+            item.add_marker(pytest.mark.pipeline)
     slow_modules = {module_of(item) for item in items if item.get_closest_marker("slow")}
     for item in items:
         if module_of(item) in slow_modules or _shares_module_setup(item):
             item.add_marker(pytest.mark.xdist_group(module_of(item)))
 
-    def start_order(item) -> tuple[int, bool]:
+    # A group runs on one worker in collection order: it starts as late as its most waiting test.
+    group_wait: dict[str, int] = {}
+    for item in items:
+        group = _xdist_group(item)
+        if group is not None:
+            group_wait[group] = max(group_wait.get(group, 0), _pipeline_wait(item))
+
+    def start_order(item) -> tuple[bool, int, bool]:
         module = module_of(item)
         rank = LONGEST_MODULES.index(module) if module in LONGEST_MODULES else len(LONGEST_MODULES)
-        return rank, module not in slow_modules
+        waits_for_the_whole_run = group_wait.get(_xdist_group(item), _pipeline_wait(item)) == 2
+        return waits_for_the_whole_run, rank, module not in slow_modules
 
     items.sort(key=start_order)  # stable: file order kept within each rank
+
+
+def _xdist_group(item) -> str | None:
+    mark = item.get_closest_marker("xdist_group")
+    return None if mark is None else (mark.args[0] if mark.args else mark.kwargs.get("name"))
+
+
+def _pipeline_wait(item) -> int:
+    """What a test waits for under `make test`, where the pipeline runs beside the tests
+    (scripts/run_tests.py): 0, nothing (it reads none of the pipeline's outputs); 1, the outputs
+    it names (the data stages', `pipeline_scratch.FIRST_STAGES`: ready after a minute or two);
+    2, the whole run (the trained model, the executed notebooks)."""
+    mark = item.get_closest_marker("pipeline")
+    if mark is None:
+        return 0
+    return 1 if mark.args else 2
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    """A test marked `pipeline` waits here, before its setup and outside its timeout, for the
+    outputs it names (all of them when it names none) while the pipeline runs beside the tests;
+    without a run beside them, it starts at once."""
+    mark = item.get_closest_marker("pipeline")
+    if mark is not None:
+        problem = pipeline_scratch.wait_for_outputs(mark.args or None)
+        if problem is not None:
+            item.stash[_PIPELINE_PROBLEM] = problem
+    return (yield)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Fail (never skip) a test whose pipeline outputs will not come: the run beside it failed."""
+    problem = item.stash.get(_PIPELINE_PROBLEM, None)
+    if problem is not None:
+        pytest.fail(f"{problem} (its log is printed after the tests)", pytrace=False)
 
 
 def _shares_module_setup(item) -> bool:

@@ -46,6 +46,9 @@ MISSING_DATA_MESSAGE = (
 MISSING_STUDY_MESSAGE = "no seed study figures for {key!r}: {error}"
 
 
+pytestmark = pytest.mark.pipeline
+
+
 @pytest.fixture(scope="module")
 def model():
     path = paths.model_path()

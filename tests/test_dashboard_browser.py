@@ -20,7 +20,8 @@ from support.browser import SELECTORS, DashboardPage, chromium_or_skip, launch_c
 from support.digits import HAND_DRAWN_DIGITS, number_strokes
 from support.voila import VoilaServer
 
-pytestmark = pytest.mark.slow
+# Every test reads the trained model (through the dashboard or directly).
+pytestmark = [pytest.mark.slow, pytest.mark.pipeline]
 
 ARTIFACTS = ROOT / "test-artifacts"
 

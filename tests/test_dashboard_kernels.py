@@ -275,6 +275,7 @@ class KernelSampler:
 
 
 @pytest.mark.slow
+@pytest.mark.pipeline
 def test_cap_plus_five_pages_get_a_busy_page_and_closed_tabs_give_kernels_back(capped_voila):
     from playwright.sync_api import sync_playwright
 
@@ -316,6 +317,7 @@ def test_cap_plus_five_pages_get_a_busy_page_and_closed_tabs_give_kernels_back(c
 
 
 @pytest.mark.slow
+@pytest.mark.pipeline
 def test_a_tab_closed_normally_gives_its_kernel_back_at_once(capped_voila):
     """The page's unload beacon (carrying the _xsrf cookie) stops its kernel; it is not left for
     the closed-tab reclaim."""

@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 import pipeline_scratch  # noqa: E402
 
+from support.pipeline import outputs_missing  # noqa: E402
+
 DVC = Path(sys.executable).parent / "dvc"
 TERMINAL_COLUMNS = 200
 
@@ -50,7 +52,7 @@ def experiments_arguments(makefile: Path = ROOT / "Makefile") -> list[str]:
 def clone(tmp_path_factory) -> Path:
     run = pipeline_scratch.current_run(ROOT)
     if run is None:
-        pytest.skip("no pipeline run is current for the working tree: run `make test-pipeline` first")
+        outputs_missing("no pipeline run is current for the working tree: run `make test-pipeline` first")
     folder = tmp_path_factory.mktemp("clone")
     for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
         shutil.copy(ROOT / name, folder / name)
@@ -74,6 +76,7 @@ def dvc_output(folder: Path, *args: str) -> list[str]:
     return done.stdout.splitlines()
 
 
+@pytest.mark.pipeline
 def test_metrics_show_fits_a_terminal_and_shows_only_the_headline_files(clone):
     lines = dvc_output(clone, "metrics", "show")
     widest = max(lines, key=len)
@@ -83,6 +86,7 @@ def test_metrics_show_fits_a_terminal_and_shows_only_the_headline_files(clone):
     assert "test_accuracy" in lines[0] and "train_seconds" in lines[0]
 
 
+@pytest.mark.pipeline
 def test_make_experiments_fits_a_terminal_and_keeps_the_headline_metrics(clone):
     lines = dvc_output(clone, *experiments_arguments())
     widest = max(lines, key=len)

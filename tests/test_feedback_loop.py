@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from pipeline_scratch import scratch_environment as environment  # noqa: E402
 
 from support.digits import HAND_DRAWN_DIGITS, draw_on  # noqa: E402
+from support.pipeline import outputs_missing  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 NOT_COPIED = shutil.ignore_patterns(
@@ -67,6 +68,8 @@ NOT_COPIED = shutil.ignore_patterns(
     "feedback.sqlite*",
     "long-run",
     "dvc_plots",
+    # Outputs on their way into the working tree while the pipeline runs beside the tests.
+    "*.incoming",
 )
 SMALL = {
     "train": {
@@ -130,10 +133,11 @@ def retrain(scratch: Path) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.pipeline("data/raw", "data/prepared", "data/pendigits")
 @pytest.mark.timeout(3600)
 def test_corrections_teach_the_next_model_which_is_served_without_a_restart(tmp_path, empty_mlflow_db):
     if not (ROOT / "data" / "prepared" / "validation.parquet").exists():
-        pytest.skip("run `make pipeline` first: the prepared MNIST splits are copied from it")
+        outputs_missing("run `make pipeline` first: the prepared MNIST splits are copied from it")
     scratch = scratch_repository(tmp_path / "repo")
     shutil.copy(empty_mlflow_db, scratch / "mlflow.db")  # an empty store, its tables already made
 

@@ -152,6 +152,7 @@ def current_run() -> Path:
     return found
 
 
+@pytest.mark.pipeline
 @pytest.mark.parametrize("executed", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
 def test_pipeline_run_reproduces_the_checked_cells(executed: Path, current_run: Path):
     relative = f"{EXECUTED}/{executed.name}"

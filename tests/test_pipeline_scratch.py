@@ -2,6 +2,8 @@
 
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 import pipeline_scratch  # noqa: E402
+import run_tests  # noqa: E402
 
 DVC_YAML = """\
 stages:
@@ -146,3 +149,68 @@ def test_current_run_is_the_copy_only_while_it_ran_the_projects_files(tmp_path):
     assert pipeline_scratch.current_run(root, scratch) is None  # the project moved on
     pipeline_scratch.sync(root, scratch)
     assert pipeline_scratch.current_run(root, scratch) is None  # the copy's outputs are stale
+
+
+def test_waiting_tests_are_told_what_reached_the_working_tree_and_why_the_rest_never_will(tmp_path):
+    progress_file = tmp_path / "progress.json"
+    assert pipeline_scratch.wait_for_outputs(["models"], progress_file=None) is None  # nothing beside
+    progress = pipeline_scratch.Progress(progress_file)
+    progress.ready(["data/prepared"])
+    assert pipeline_scratch.wait_for_outputs(["data/prepared"], progress_file) is None
+
+    def finish_later() -> None:
+        time.sleep(0.3)
+        progress.ready(["models"])
+        progress.finish()
+
+    writer = threading.Thread(target=finish_later)
+    writer.start()
+    assert pipeline_scratch.wait_for_outputs(None, progress_file, poll_seconds=0.05) is None
+    writer.join()
+    assert pipeline_scratch.read_progress(progress_file)["ready"] == ["data/prepared", "models"]
+    assert "without copying data/pendigits" in pipeline_scratch.wait_for_outputs(
+        ["data/pendigits"], progress_file
+    )
+    pipeline_scratch.Progress(progress_file, resume=True).finish("`dvc repro` exited with status 1")
+    assert pipeline_scratch.wait_for_outputs(None, progress_file) == (
+        "the pipeline's run failed: `dvc repro` exited with status 1"
+    )
+
+
+def test_the_data_stages_reach_the_working_tree_before_the_rest_runs(tmp_path):
+    """A real DVC run of a project whose data stage works and whose training fails: the data's
+    outputs are copied back and recorded as ready, and the failure is recorded, not hidden."""
+    root = tmp_path / "project"
+    write_files(
+        root,
+        {
+            ".gitignore": "/data/\n/models/\n",
+            ".dvc/config": "[core]\n    analytics = false\n",
+            "dvc.yaml": "stages:\n"
+            "  prepare:\n    cmd: mkdir -p data/prepared && cp source.txt data/prepared/\n"
+            "    deps:\n      - source.txt\n    outs:\n      - data/prepared\n"
+            "  train:\n    cmd: test -e data/prepared/source.txt && exit 3\n"
+            "    deps:\n      - data/prepared\n    outs:\n      - models\n",
+            "source.txt": "one\n",
+        },
+    )
+    git("init", "-q", cwd=root)
+    git("add", ".", cwd=root)
+    progress = pipeline_scratch.Progress(tmp_path / "progress.json")
+    with pytest.raises(subprocess.CalledProcessError):
+        pipeline_scratch.run(root, tmp_path / "scratch", False, progress)
+    assert (root / "data" / "prepared" / "source.txt").read_text() == "one\n"
+    assert pipeline_scratch.read_progress(progress.path)["ready"] == ["data/prepared"]
+    assert not (root / "models").exists()
+
+
+def test_a_pipeline_killed_before_it_finished_releases_the_waiting_tests(tmp_path):
+    progress_file = tmp_path / "progress.json"
+    pipeline_scratch.Progress(progress_file).ready(["data/prepared"])
+    pipeline = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    pipeline.kill()
+    run_tests.watch(pipeline, progress_file)
+    assert pipeline_scratch.wait_for_outputs(["data/prepared"], progress_file) is None
+    assert "ended with status -9 before it had finished" in pipeline_scratch.wait_for_outputs(
+        None, progress_file
+    )

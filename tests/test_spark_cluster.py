@@ -43,6 +43,7 @@ def parquet_files(root: Path) -> list[Path]:
     return sorted(path.relative_to(root) for path in root.rglob("*") if path.is_file())
 
 
+@pytest.mark.pipeline("data/raw", "data/prepared")
 def test_prepare_notebook_on_the_cluster_matches_local(cluster, tmp_path):
     if not all(split_dir.is_dir() for split_dir in (PREPARED / f"{name}.parquet" for name in SPLITS)):
         pytest.fail(MISSING_PIPELINE_MESSAGE.format(path=PREPARED), pytrace=False)

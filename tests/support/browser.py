@@ -55,12 +55,12 @@ SELECTORS = {
 
 def trained_model_or_skip() -> Model:
     """The pipeline's model (what the dashboard serves), or a skip of the test that needs it."""
-    import pytest  # only tests need it; the benchmarks import this module too
-
     try:
         return load_model(model_path())
     except ModelFileError as error:
-        pytest.skip(f"the dashboard needs a trained model (run `make pipeline`): {error}")
+        from support.pipeline import outputs_missing  # only tests need it; benchmarks import this module
+
+        outputs_missing(f"the dashboard needs a trained model (run `make pipeline`): {error}")
 
 
 def chromium_or_skip() -> None:

@@ -120,7 +120,7 @@ def _wait_for(check, process: subprocess.Popen, log_path: Path, what: str) -> No
         try:
             if check():
                 return
-        except OSError:
+        except (OSError, ValueError):  # not answering yet, or not yet with its JSON status
             pass
         if time.monotonic() > deadline:
             raise RuntimeError(
