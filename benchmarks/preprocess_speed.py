@@ -30,6 +30,8 @@ from drawing_helpers import synthetic_drawings  # noqa: E402
 
 from doodle.canvas import preprocess, strokes  # noqa: E402
 from doodle.canvas.doodles import sample_canvases  # noqa: E402
+from doodle.canvas.drawing import render_strokes  # noqa: E402
+from doodle.constants import CANVAS_SIZE  # noqa: E402
 from support.preprocess_reference import reference_canvas_to_input  # noqa: E402
 from support.synthetic import synthetic_mnist  # noqa: E402
 
@@ -49,7 +51,7 @@ def pads(count: int, seed: int) -> list[np.ndarray]:
             pen_width=pen,
             height_fraction=float(rng.uniform(0.3, 0.9)),
         )
-        drawings.append(strokes.render(pad_strokes, pen))
+        drawings.append(render_strokes(pad_strokes, CANVAS_SIZE, pen))
     return drawings
 
 
