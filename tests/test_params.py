@@ -59,3 +59,25 @@ def test_overrides_win_and_unknown_keys_or_wrong_types_fail(tmp_path):
         params.EvaluateParams.from_dict({"doodle_count": "5"})
     with pytest.raises(ValueError, match="must be int, got True"):
         params.EvaluateParams.from_dict({"doodle_count": True})
+
+
+PIPELINE_NOTEBOOKS = sorted({notebook_of(stage) for stage in STAGES.values() if "papermill " in stage["cmd"]})
+
+
+@pytest.mark.parametrize("notebook", PIPELINE_NOTEBOOKS)
+def test_papermill_reads_every_parameter_of_the_parameters_cell(notebook, caplog):
+    """Papermill's own reading of the cell (`papermill --help-notebook`, the log of every run)
+    skips a line with a second '=', in a comment too, and logs that it could not parse it."""
+    import papermill
+
+    path = ROOT / notebook
+    (cell,) = [
+        c for c in json.loads(path.read_text())["cells"] if "parameters" in c["metadata"].get("tags", [])
+    ]
+    assigned = [
+        node.target.id for node in ast.parse("".join(cell["source"])).body if isinstance(node, ast.AnnAssign)
+    ]
+    with caplog.at_level("WARNING", logger="papermill"):
+        inspected = papermill.inspect_notebook(str(path))
+    assert list(inspected) == assigned
+    assert not [record.message for record in caplog.records if "Unable to parse" in record.message]
