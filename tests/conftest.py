@@ -29,14 +29,16 @@ _PIPELINE_PROBLEM = pytest.StashKey[str]()
 # Small stand-ins for the MNIST source files: same names, headers and layout, few images.
 SYNTHETIC_COUNTS = {"train": 400, "test": 120}
 
-# The modules that take longest, longest first (their tests' seconds in one `make test` on two
-# busy cores): handed out before every other module, so that no long module starts last and
-# the two workers finish together. A module missing here runs after them, slow ones first.
+# The modules that take longest (their tests' seconds in one `make test` on two busy cores):
+# handed out before every other module, so that no long module starts last and the two workers
+# finish together. A module missing here runs after them, slow ones first. The first two read
+# nothing the pipeline makes: the feedback loop and the Spark cluster wait for the data stages
+# (about 70 s after the workers start), and handed out first they kept a worker idle that long.
 LONGEST_MODULES = (
-    "tests/test_feedback_loop.py",
     "tests/serving/test_serving_replicas.py",
-    "tests/test_spark_cluster.py",
     "tests/test_promotion.py",
+    "tests/test_feedback_loop.py",
+    "tests/test_spark_cluster.py",
     "tests/serving/test_serving_score.py",
     "tests/test_dashboard_kernels.py",
     "tests/test_spark_prep.py",
@@ -55,7 +57,7 @@ def pytest_collection_modifyitems(config, items):
     treatment without a mark. The tests that wait for the whole pipeline run (marked `pipeline`
     without outputs named, or using `trained_model`) come after all others, in the same order;
     those that wait only for the data stages' outputs keep their place: the feedback loop starts
-    first and waits a minute or two for the prepared data while the other worker goes on."""
+    third, after two long modules that need nothing from the pipeline, by when the data is there."""
 
     def module_of(item) -> str:
         return item.nodeid.split("::")[0]
