@@ -23,7 +23,7 @@ def doodle_names(tree: ast.Module) -> list[tuple[str, str, int]]:
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "doodle":
             for alias in node.names:
                 submodule = f"{node.module}.{alias.name}"
-                if importlib.util.find_spec(node.module) and _is_module(submodule):
+                if _is_module(submodule):
                     modules[alias.asname or alias.name] = submodule
                 else:
                     used.append((node.module, alias.name, node.lineno))
@@ -44,12 +44,19 @@ def _is_module(dotted: str) -> bool:
         return False
 
 
+def missing_names(used: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+    return [
+        (module, name, line)
+        for module, name, line in used
+        if not hasattr(importlib.import_module(module), name)
+    ]
+
+
 @pytest.mark.parametrize("path", FILES, ids=lambda path: f"{path.parent.name}/{path.name}")
 def test_every_name_taken_from_doodle_exists(path):
     missing = [
         f"line {line}: {module}.{name}"
-        for module, name, line in doodle_names(ast.parse(path.read_text()))
-        if not hasattr(importlib.import_module(module), name)
+        for module, name, line in missing_names(doodle_names(ast.parse(path.read_text())))
     ]
     assert not missing, f"{path.name} uses names doodle does not have: {missing}"
 
@@ -60,5 +67,4 @@ def test_the_check_sees_a_missing_name():
     )
     used = doodle_names(tree)
     assert ("doodle.model.mlp", "init_params", 2) in used
-    missing = sorted(name for module, name, _ in used if not hasattr(importlib.import_module(module), name))
-    assert missing == ["nothing", "render"]
+    assert sorted(name for _, name, _ in missing_names(used)) == ["nothing", "render"]

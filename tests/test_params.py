@@ -21,6 +21,14 @@ def notebook_of(stage: dict) -> str:
     return stage["cmd"].split("papermill ", 1)[1].split()[0]
 
 
+def parameter_names(notebook: dict) -> list[str]:
+    """The names the notebook's one cell tagged `parameters` assigns, in order."""
+    (cell,) = [c for c in notebook["cells"] if "parameters" in c["metadata"].get("tags", [])]
+    return [
+        node.target.id for node in ast.parse("".join(cell["source"])).body if isinstance(node, ast.AnnAssign)
+    ]
+
+
 @pytest.mark.parametrize("kind", params.STAGE_PARAMS, ids=lambda kind: kind.STAGE)
 def test_defaults_are_params_yaml(kind):
     from_file = kind.from_params_file(ROOT / "params.yaml")
@@ -35,10 +43,7 @@ def test_the_stage_lists_what_it_reads_and_its_notebook_takes_none_of_it(kind):
     assert sorted(stage["params"]) == kind.dvc_params()
     assert "${" not in stage["cmd"], f"{kind.STAGE}: its notebook reads params.yaml itself"
     notebook = json.loads((ROOT / notebook_of(stage)).read_text())
-    (cell,) = [c for c in notebook["cells"] if "parameters" in c["metadata"].get("tags", [])]
-    names = {
-        node.target.id for node in ast.parse("".join(cell["source"])).body if isinstance(node, ast.AnnAssign)
-    }
+    names = set(parameter_names(notebook))
     assert {"params_file", "overrides"} <= names
     assert not names & set(kind().to_dict())
     assert kind.__name__ in "".join("".join(c["source"]) for c in notebook["cells"])
@@ -71,12 +76,7 @@ def test_papermill_reads_every_parameter_of_the_parameters_cell(notebook, caplog
     import papermill
 
     path = ROOT / notebook
-    (cell,) = [
-        c for c in json.loads(path.read_text())["cells"] if "parameters" in c["metadata"].get("tags", [])
-    ]
-    assigned = [
-        node.target.id for node in ast.parse("".join(cell["source"])).body if isinstance(node, ast.AnnAssign)
-    ]
+    assigned = parameter_names(json.loads(path.read_text()))
     with caplog.at_level("WARNING", logger="papermill"):
         inspected = papermill.inspect_notebook(str(path))
     assert list(inspected) == assigned
