@@ -150,10 +150,8 @@ def spark_mode(
     from doodle.sources.spark_prep import spark_session
 
     started = time.perf_counter()
-    # The scoring command's session: its JVM flags (score.SCORING_JAVA_OPTIONS) included.
-    spark = spark_session(
-        master, "2g", app_name="doodle-score-bench", java_options=score.SCORING_JAVA_OPTIONS
-    )
+    # The scoring command's session, its JVM flags (conf/spark/spark-defaults.conf) included.
+    spark = spark_session(master, "2g", app_name="doodle-score-bench")
     start_seconds = time.perf_counter() - started
     try:
         slots = spark.sparkContext.defaultParallelism

@@ -29,6 +29,12 @@ PROGRESS_FILE = ROOT / ".cache" / "pipeline-progress.json"
 # a core for minutes), so pytest and what it starts run at a lower priority and use what the
 # pipeline leaves of the cores; once it is done, the niceness no longer matters.
 TESTS_NICENESS = 5
+# One BLAS thread in every process of the run, unless the caller sets another count. The cores are
+# never idle here, and OpenBLAS's second thread spins after every matrix product waiting for the
+# next: the evaluate stage's whole-number benchmark (about 2,000 products of a few rows) took 20 s
+# of CPU with two threads and 12 s with one on a quiet machine, with the same answers. Training
+# and the API pin one thread themselves (doodle.model.train, serving.config).
+BLAS_ENVIRONMENT = {"OPENBLAS_NUM_THREADS": "1"}
 
 
 def start_pipeline() -> subprocess.Popen:
@@ -56,6 +62,8 @@ def watch(pipeline: subprocess.Popen, progress_file: Path = PROGRESS_FILE) -> No
 
 
 def main(pytest_args: list[str]) -> int:
+    for name, value in BLAS_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)  # the pipeline and pytest inherit it
     pipeline = start_pipeline()
     watcher = threading.Thread(target=watch, args=(pipeline,), daemon=True)
     watcher.start()

@@ -95,6 +95,9 @@ def test_prepare_notebook_on_the_cluster_matches_local(cluster, tmp_path):
     assert "doodle-prepare" in cluster.application_names()
     executors_log = list((cluster.log_dir / "work").rglob("stderr"))
     assert executors_log, "no executor was launched on the worker"
+    # The executors start with conf/spark/spark-defaults.conf's flags (their launch command heads the log).
+    launch = executors_log[0].read_text(errors="replace").split("=" * 10)[0]
+    assert "-XX:TieredStopAtLevel=1" in launch and "-XX:+UseSerialGC" in launch, launch[:2000]
 
     assert parquet_files(prepared) == parquet_files(PREPARED)
     for relative in parquet_files(PREPARED):

@@ -28,6 +28,13 @@ def train_df(spark, source):
     return spark_prep.arrays_to_dataframe(spark, *source).cache()
 
 
+def test_the_session_jvm_starts_with_the_projects_flags(spark):
+    """conf/spark/spark-defaults.conf reaches the JVM: the quick compiler and the serial collector."""
+    runtime = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+    arguments = list(runtime.getInputArguments())
+    assert "-XX:TieredStopAtLevel=1" in arguments and "-XX:+UseSerialGC" in arguments, arguments
+
+
 def indices(df) -> list[int]:
     return sorted(row["index"] for row in df.select("index").collect())
 

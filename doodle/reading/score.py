@@ -57,11 +57,6 @@ FILE_OPEN_COST_BYTES = 8 * 1024
 # task slot, so the last task leaves few cores idle.
 MAX_PARTITION_BYTES = 16 * 1024 * 1024
 TASKS_PER_SLOT = 4
-# The JVM only moves bytes here (Parquet to Arrow to Python and back): its optimising compiler
-# and the default collector's threads cost more CPU than they save. With the serial collector
-# and the quick compiler alone, a local[1] pass that only ships 10,000 doodles to Python took
-# 31-48 us of JVM CPU per doodle, against 55-65 us with the defaults (benchmarks/README.md).
-SCORING_JAVA_OPTIONS = "-XX:+UseSerialGC -XX:TieredStopAtLevel=1"
 
 RESULT_FIELDS = [
     pa.field("id", pa.string(), nullable=False),
@@ -389,9 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     from doodle.sources.spark_prep import spark_session  # noqa: PLC0415 - starts no JVM until called
 
     started = time.perf_counter()
-    spark = spark_session(
-        args.master, args.driver_memory, app_name="doodle-score", java_options=SCORING_JAVA_OPTIONS
-    )
+    spark = spark_session(args.master, args.driver_memory, app_name="doodle-score")
     try:
         try:
             images = read_images(spark, args.input)

@@ -56,29 +56,23 @@ class DataValidationError(ValueError):
     """A split does not satisfy the MNIST contract (counts, pixel length, labels, indices)."""
 
 
-def spark_session(
-    master: str, driver_memory: str, app_name: str = "doodle-prepare", java_options: str = ""
-) -> SparkSession:
+def spark_session(master: str, driver_memory: str, app_name: str = "doodle-prepare") -> SparkSession:
     """Build (or reuse) the session: quiet console, UTC, few shuffle partitions, Arrow on.
 
     spark.driver.memory only takes effect before the JVM starts, hence it is set on the
-    builder before getOrCreate(); MNIST does not fit the 1g default. So do ``java_options``,
-    extra flags for the driver's and the executors' JVMs (a reused session keeps its own).
+    builder before getOrCreate(); MNIST does not fit the 1g default. The JVMs' flags come from
+    the project's conf/spark/spark-defaults.conf (the quick compiler and the serial collector).
     """
     if master.startswith("local") and not os.environ.get("PYSPARK_PYTHON"):
         # Python workers default to `python3` on PATH, which may lack numpy and pyarrow; on
         # a local master they can be this very interpreter. PySpark reads the variable
         # when the context starts.
         os.environ["PYSPARK_PYTHON"] = sys.executable
-    # The project's log4j2.properties keeps the JVM's console to warnings; read at JVM launch.
+    # The project's log4j2.properties keeps the JVM's console to warnings, and its
+    # spark-defaults.conf sets the JVMs' flags; both are read at JVM launch.
     os.environ.setdefault("SPARK_CONF_DIR", str(ROOT / "conf" / "spark"))
-    builder = SparkSession.builder
-    if java_options:
-        builder = builder.config("spark.driver.extraJavaOptions", java_options).config(
-            "spark.executor.extraJavaOptions", java_options
-        )
     return (
-        builder.master(master)
+        SparkSession.builder.master(master)
         .appName(app_name)
         .config("spark.driver.memory", driver_memory)
         .config("spark.ui.showConsoleProgress", "false")

@@ -149,6 +149,9 @@ def standalone_cluster(workdir: Path, *, cores: int = 2, memory: str = "2g") -> 
         "SPARK_HOME": str(home),
         "SPARK_LOCAL_IP": HOST,
         "SPARK_CONF_DIR": os.environ.get("SPARK_CONF_DIR", str(ROOT / "conf" / "spark")),
+        # The daemons' own JVMs, with the flags conf/spark/spark-defaults.conf gives the drivers
+        # and executors: they live for seconds here, where C2's compiler threads only cost CPU.
+        "SPARK_DAEMON_JAVA_OPTS": "-XX:+UseSerialGC -XX:TieredStopAtLevel=1",
         "SPARK_LOG_DIR": str(workdir),
         "SPARK_WORKER_DIR": str(workdir / "work"),
         "PYSPARK_PYTHON": os.environ["PYSPARK_PYTHON"],
