@@ -103,8 +103,9 @@ EXPERIMENTS_SHOW := exp show --no-pager --only-changed --keep '.*_accuracy|ece|e
 experiments: venv
 	$(BIN)/dvc $(EXPERIMENTS_SHOW)
 
+# MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false: no job runner and huey consumers (MLflow's GenAI jobs), eight processes fewer.
 mlflow-ui: venv
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
 # The feedback loop: new corrections in data/feedback.sqlite -> snapshot -> train -> evaluate ->
 # promote. A running `make run` switches to the new model by itself when it is promoted.

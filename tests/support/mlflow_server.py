@@ -25,7 +25,14 @@ class MlflowServer:
     ):
         self.port = free_port()
         self.log_path = Path(log_path)
-        self.env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", **(env or {})}
+        # Without MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false, MLflow 3's server starts a job runner and
+        # seven huey consumer processes (its GenAI jobs, unused here): about 50 s of CPU at start-up.
+        self.env = {
+            **os.environ,
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            **(env or {}),
+        }
         self.command = [
             str(Path(sys.executable).parent / "mlflow"),
             "server",
