@@ -109,7 +109,7 @@ class ImagePredictResponse(PredictResponse):
 
 # /predict/strokes: a drawing as the pad records it.
 MAX_STROKE_POINTS = 4000  # points in all strokes of one drawing (a slow digit on the pad has a few hundred)
-Coordinate = Annotated[float, Field(strict=False, allow_inf_nan=False)]
+Coordinate = Annotated[float, Field(strict=True, allow_inf_nan=False)]  # ints too; no strings, no booleans
 StrokePoint = Annotated[
     list[Coordinate], Field(min_length=2, max_length=2, description="[x, y] in pad pixels, y down.")
 ]

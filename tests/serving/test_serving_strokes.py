@@ -95,6 +95,9 @@ def test_a_model_folder_without_path_files_serves_pixels_only(tmp_path, model_di
         ({"strokes": [[[1, 2]], []]}, messages.EMPTY_STROKE.format(index=1)),
         ({"strokes": [[[1, 2, 3]]]}, messages.NOT_A_POINT.format(index=0, point=0)),
         ({"strokes": [[[1, "a"]]]}, messages.NOT_A_POINT.format(index=0, point=0)),
+        # Numbers are strict, as the schema's "number" says: no booleans, no numeric strings.
+        ({"strokes": [[[1, 2]], [[3, 4], [True, 5]]]}, messages.NOT_A_POINT.format(index=1, point=1)),
+        ({"strokes": [[["140", 40]]]}, messages.NOT_A_POINT.format(index=0, point=0)),
         ({"strokes": "a seven"}, messages.STROKES_NOT_A_LIST),
         (
             {"strokes": [[[10, 10], [5000, 10]]]},
