@@ -35,6 +35,8 @@ def test_a_group_runs_on_one_worker(tmp_path: Path):
             sys.executable,
             "-m",
             "pytest",
+            "-p",
+            "xdist.plugin",
             "-n",
             "2",
             "--dist",
@@ -49,7 +51,8 @@ def test_a_group_runs_on_one_worker(tmp_path: Path):
             str(tmp_path / "test_grouped.py"),
         ],
         cwd=tmp_path,
-        env={**os.environ, "WORKERS_FILE": str(workers_file)},
+        # Only xdist's plugin: the others installed (schemathesis, hypothesis, nbval) cost seconds to load.
+        env={**os.environ, "WORKERS_FILE": str(workers_file), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
         capture_output=True,
         text=True,
         timeout=120,
