@@ -110,6 +110,11 @@ def test_an_empty_store_gives_empty_splits(spark, tmp_path):
     assert sum(invalid.values()) == 0
     assert train.num_rows == holdout.num_rows == 0
     assert train.schema == feedback_data.SPLIT_SCHEMA
+    # The feedback stage starts no Spark session for an empty store: its stand-in gives the same.
+    counts, tables = feedback_spark.empty_result()
+    assert counts == invalid
+    assert tables["train"].equals(train, check_metadata=True)
+    assert tables["holdout"].equals(holdout, check_metadata=True)
     feedback_data.write_table(train, feedback_data.split_path("train", tmp_path))
     images, labels = feedback_data.load_split("train", tmp_path)
     assert images.shape == (0, 784) and labels.shape == (0,)

@@ -160,6 +160,16 @@ def split(df: DataFrame, holdout_fraction: float, seed: int) -> tuple[DataFrame,
 def to_table(df: DataFrame) -> pa.Table:
     """A split DataFrame collected on the driver (feedback is small) as a `SPLIT_SCHEMA` table
     sorted by row id, ready for `doodle.loop.feedback_data.write_table`."""
-    table = df.toArrow() if df.take(1) else SPLIT_SCHEMA.empty_table()
-    table = table.select(SPLIT_SCHEMA.names).cast(SPLIT_SCHEMA)
-    return table.sort_by("index")
+    return _split_table(df.toArrow() if df.take(1) else SPLIT_SCHEMA.empty_table())
+
+
+def _split_table(table: pa.Table) -> pa.Table:
+    return table.select(SPLIT_SCHEMA.names).cast(SPLIT_SCHEMA).sort_by("index")
+
+
+def empty_result() -> tuple[dict[str, int], dict[str, pa.Table]]:
+    """What `invalid_counts` and `to_table` of both splits give for a snapshot without rows, with
+    no Spark session: every reason at zero, and empty train and holdout tables. A fresh clone's
+    store has no rows, and there the JVM's start was most of the feedback stage."""
+    empty = _split_table(SPLIT_SCHEMA.empty_table())
+    return {reason: 0 for reason in INVALID_REASONS}, {"train": empty, "holdout": empty}
