@@ -26,7 +26,7 @@ class MlflowServer:
         self.port = free_port()
         self.log_path = Path(log_path)
         # Without MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false, MLflow 3's server starts a job runner and
-        # seven huey consumer processes (its GenAI jobs, unused here): about 50 s of CPU at start-up.
+        # seven huey consumer processes (its GenAI jobs, unused here) that poll while it runs.
         self.env = {
             **os.environ,
             "MLFLOW_DISABLE_TELEMETRY": "true",

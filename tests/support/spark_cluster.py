@@ -42,6 +42,15 @@ def free_port(host: str = HOST) -> int:
         return sock.getsockname()[1]
 
 
+def project_java_options(conf_file: Path = ROOT / "conf" / "spark" / "spark-defaults.conf") -> str:
+    """The JVM flags the project's spark-defaults.conf gives every driver (``spark.driver.defaultJavaOptions``)."""
+    for line in conf_file.read_text().splitlines():
+        key, _, value = line.strip().partition(" ")
+        if key == "spark.driver.defaultJavaOptions":
+            return value.strip()
+    raise ValueError(f"{conf_file} sets no spark.driver.defaultJavaOptions")
+
+
 def spark_home() -> Path:
     """The installed ``pyspark`` package folder, which holds ``bin/spark-class`` and ``jars/``."""
     import pyspark  # noqa: PLC0415
@@ -151,7 +160,7 @@ def standalone_cluster(workdir: Path, *, cores: int = 2, memory: str = "2g") -> 
         "SPARK_CONF_DIR": os.environ.get("SPARK_CONF_DIR", str(ROOT / "conf" / "spark")),
         # The daemons' own JVMs, with the flags conf/spark/spark-defaults.conf gives the drivers
         # and executors: they live for seconds here, where C2's compiler threads only cost CPU.
-        "SPARK_DAEMON_JAVA_OPTS": "-XX:+UseSerialGC -XX:TieredStopAtLevel=1",
+        "SPARK_DAEMON_JAVA_OPTS": project_java_options(),
         "SPARK_LOG_DIR": str(workdir),
         "SPARK_WORKER_DIR": str(workdir / "work"),
         "PYSPARK_PYTHON": os.environ["PYSPARK_PYTHON"],
