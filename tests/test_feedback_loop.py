@@ -24,7 +24,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 import yaml
@@ -208,7 +207,7 @@ def test_corrections_teach_the_next_model_which_is_served_without_a_restart(tmp_
         def load() -> None:
             # A new connection for every request: on a starved machine a kept-alive connection can
             # sit idle past uvicorn's 5 s keep-alive and be closed just as the next request goes out.
-            with server.client(limits=httpx.Limits(max_keepalive_connections=0)) as http:
+            with server.client(max_keepalive_connections=0) as http:
                 while not stop.is_set():
                     answer = http.post("/predict", json={"image_vector": drawn[wrong[0]].tolist()})
                     statuses[answer.status_code] += 1

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from doodle.model import mlp, model_io
-from support.servers import UvicornServer, free_port  # noqa: F401  (free_port: for the tests)
+from support.servers import UvicornServer, free_port, http_client  # noqa: F401  (free_port: for the tests)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LAYER_SIZES = [784, 32, 10]
@@ -50,7 +50,7 @@ class RunningServer:
     log_path: Path
 
     def client(self, **kwargs) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30, **kwargs)
+        return http_client(self.url, **kwargs)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -149,7 +149,7 @@ def test_integral_floats_are_integers_as_json_schema_says(server, client):
 def test_one_thousand_concurrent_feedback_posts(tmp_path, model_dir):
     with (
         run_server(tmp_path, model_dir) as server,
-        server.client(limits=httpx.Limits(max_connections=64)) as client,
+        server.client(max_connections=64, max_keepalive_connections=None) as client,
     ):
         bodies = [feedback_body(i) for i in range(1000)]
         with ThreadPoolExecutor(max_workers=64) as pool:

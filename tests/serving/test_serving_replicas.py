@@ -28,7 +28,7 @@ from serving_helpers import DIGIT_VECTOR, REPO_ROOT, server_env, write_model
 
 from doodle.loop import tracking
 from support.mlflow_server import MlflowServer
-from support.servers import UvicornServer, free_port
+from support.servers import UvicornServer, free_port, http_client
 
 pytestmark = pytest.mark.slow
 
@@ -140,8 +140,7 @@ def post_correction(http: httpx.Client) -> int | None:
 
 def client(server: UvicornServer) -> httpx.Client:
     """One connection pool shared by the test's threads (httpx clients are thread-safe)."""
-    limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
-    return httpx.Client(base_url=server.url, timeout=30, limits=limits)
+    return http_client(server.url, max_connections=16, max_keepalive_connections=16)
 
 
 def test_a_thousand_concurrent_corrections_across_two_replicas_make_a_thousand_rows(stack):
@@ -187,7 +186,7 @@ def test_a_new_champion_reaches_both_replicas_with_no_failed_predict(stack):
     calls, failures, stop = [0, 0], [], threading.Event()
 
     def hammer(index: int) -> None:
-        with httpx.Client(base_url=replicas[index].url, timeout=30) as http:
+        with http_client(replicas[index].url) as http:
             while not stop.is_set():
                 try:
                     response = http.post("/predict", json={"image_vector": DIGIT_VECTOR})
