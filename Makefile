@@ -54,6 +54,14 @@ help:
 	@echo "make bench   benchmark scripts (installs the optional PyTorch CPU build)"
 	@echo "make score INPUT=folder-or.parquet OUTPUT=scores.parquet   batch scoring with Spark"
 
+# Installed by nothing, and removed from an older venv: rfc3987-syntax (and lark, which only it
+# needs). jupyter-events asks for jsonschema's "format-nongpl" checkers; that one, when installed,
+# compiles three Earley parsers for IRI syntax whenever jsonschema is imported: 1.5 s of CPU in
+# every papermill run, Voila server and nbval worker (importing papermill: 2.3 s with it, 0.7 s
+# without). Nothing here validates IRIs; without it jsonschema leaves that one format unchecked.
+NOT_INSTALLED := rfc3987-syntax lark
+space := $(subst ,, )
+
 # uv installs the lock's exact versions, downloading, unpacking and compiling in parallel: 44 s
 # against pip's 75 s on two cores with an empty cache. --compile-bytecode, as pip does: where
 # PYTHONDONTWRITEBYTECODE is set, every process would otherwise compile its imports anew (a
@@ -62,6 +70,7 @@ $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24" "$(UV)"
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip uninstall --quiet --python $(BIN)/python $(NOT_INSTALLED)
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	$(BIN)/python -m pip check
 	@touch $@
@@ -80,10 +89,11 @@ frontend: $(FRONTEND)
 venv: $(STAMP) $(FRONTEND)
 
 # Re-pin after a change to pyproject.toml's dependencies (the optional PyTorch group stays out).
+LOCK_LEAVES_OUT := doodle-digits|torch|sympy|mpmath|uv|$(subst $(space),|,$(NOT_INSTALLED))
 lock: venv
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	{ echo "# Exact versions that 'make' installs (Python 3.11). Regenerate with 'make lock' after changing pyproject.toml."; \
-	  $(BIN)/python -m pip freeze --exclude-editable | grep -v -E '^(doodle-digits|torch|sympy|mpmath|uv)==' ; } > requirements.lock
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v -E '^($(LOCK_LEAVES_OUT))==' ; } > requirements.lock
 
 # Browsers and servers the end-to-end tests drive (Debian packages; needs root).
 system-deps:
