@@ -66,8 +66,10 @@ space := $(subst ,, )
 # time on two cores with an empty cache). Then the packages are compiled to bytecode, as pip does:
 # where PYTHONDONTWRITEBYTECODE is set, every process would otherwise compile its imports anew (a
 # fresh clone's `make test` took 2 min longer). Their own test suites, which nothing imports, are
-# left out: 31 s of CPU and 18 s instead of 52 s and 28 s for uv's --compile-bytecode, which
-# compiles every file. pip stays in the venv for `make lock`.
+# left out: 31 s of CPU on a quiet machine (42 s in a fresh clone's `.ci/run`) instead of 52-55 s
+# for uv's --compile-bytecode, which compiles every file. uv compiled while it built pyspark's
+# wheel, though, and compileall runs after: the tests start about 5 s later, with less to do.
+# pip stays in the venv for `make lock`.
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24" "$(UV)"
