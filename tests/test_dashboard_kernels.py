@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from traitlets.config import Config
 
@@ -232,6 +235,35 @@ def test_a_replacement_voila_starts_for_a_page_counts_as_a_page_coming():
     from voila.utils import ENV_VARIABLE
 
     assert PAGE_URL_VARIABLE == ENV_VARIABLE.VOILA_REQUEST_URL
+
+
+def test_a_process_a_kernel_starts_is_not_counted_as_a_kernel(tmp_path):
+    """Until it runs its own program, a kernel's child shows the kernel's command line (a kernel
+    runs ``uname -p`` as it starts): the tests' count of kernels must not take it for one more."""
+    forked = tmp_path / "forked"
+    kernel_code = "import os, sys, time\nif os.fork():\n    open(sys.argv[1], 'w').close()\ntime.sleep(60)\n"
+    server_code = (
+        "import subprocess, sys, time\n"
+        f"subprocess.Popen([sys.executable, '-c', {kernel_code!r}, {str(forked)!r}, 'ipykernel_launcher'])\n"
+        "time.sleep(60)\n"
+    )
+    server = VoilaServer(tmp_path / "voila.log")  # its process is a stand-in, not Voilà
+    server.process = subprocess.Popen([sys.executable, "-c", server_code], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not forked.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        looking_like_kernels = [
+            child
+            for child in psutil.Process(server.process.pid).children(recursive=True)
+            if "ipykernel_launcher" in child.cmdline()
+        ]
+        assert len(looking_like_kernels) == 2  # the kernel and the child it forked
+        kernels = server.kernel_processes()
+        assert [kernel.ppid() for kernel in kernels] == [server.process.pid]
+        assert server.kernel_count() == 1
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")

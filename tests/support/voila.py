@@ -101,7 +101,12 @@ class VoilaServer:
         self.stop()
 
     def kernel_processes(self) -> list:
-        """The kernels Voilà runs now (psutil processes: its children running ipykernel)."""
+        """The kernels Voilà runs now (psutil processes: its children running ipykernel).
+
+        A process a kernel starts is not a kernel, though it shows the kernel's command line until
+        it runs its own program: a kernel runs ``uname -p`` while it starts (Python's
+        `platform.processor`), and the child it vforks reads as ``ipykernel_launcher`` while it
+        looks for ``uname`` along the PATH. Counted, it made one kernel two."""
         import psutil
 
         if self.process is None or self.process.poll() is not None:
@@ -117,7 +122,8 @@ class VoilaServer:
                     kernels.append(child)
             except psutil.Error:  # exited meanwhile
                 pass
-        return kernels
+        kernel_ids = {kernel.pid for kernel in kernels}
+        return [kernel for kernel in kernels if _parent_pid(kernel) not in kernel_ids]
 
     def kernel_count(self) -> int:
         return len(self.kernel_processes())
@@ -143,3 +149,12 @@ class VoilaServer:
             self.process.wait(timeout=5)
         except ProcessLookupError:
             pass
+
+
+def _parent_pid(process) -> int | None:
+    import psutil
+
+    try:
+        return process.ppid()
+    except psutil.Error:  # exited meanwhile
+        return None
