@@ -30,6 +30,8 @@ from doodle.app.dashboard_server import (
     REFILL_DELAY_S,
     REFILL_ENV,
     TEMPLATE,
+    WARM_UP_ENV,
+    WARM_UP_TIMEOUT_S,
     DashboardKernelManager,
     configure,
     default_max_kernels,
@@ -75,6 +77,7 @@ def test_settings_come_from_the_environment_and_bad_ones_are_named():
         600,
     )
     assert chosen["refill_s"] == 0 and settings({})["refill_s"] == REFILL_DELAY_S
+    assert settings({WARM_UP_ENV: "30"})["warm_up_s"] == 30 and settings({})["warm_up_s"] == WARM_UP_TIMEOUT_S
     # The budget sizes the pool; an explicit pool size wins over it.
     budget = {POOL_MEMORY_ENV: str(5 * KERNEL_MEMORY_BYTES // 2**20)}
     assert settings(budget)["pool_size"] == 5 and settings(budget)["pool_budget_mib"] == 750
@@ -84,6 +87,7 @@ def test_settings_come_from_the_environment_and_bad_ones_are_named():
         ({POOL_ENV: "many"}, f"{POOL_ENV} must be a whole number"),
         ({MAX_KERNELS_ENV: "0"}, f"{MAX_KERNELS_ENV} must be at least 1"),
         ({REFILL_ENV: "-1"}, f"{REFILL_ENV} must be at least 0"),
+        ({WARM_UP_ENV: "0"}, f"{WARM_UP_ENV} must be at least 1"),
         ({POOL_ENV: "4", MAX_KERNELS_ENV: "3"}, f"{MAX_KERNELS_ENV} (3) must be at least {POOL_ENV} (4)"),
     ]:
         with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")):
@@ -107,6 +111,8 @@ def test_voila_config_preheats_caps_and_still_culls_idle_kernels(monkeypatch):
     # A used warm kernel's replacement waits for a lull in the pages; Voilà's own delay, which a
     # page taking the replacement would wait out too, is off.
     assert manager.refill_delay == REFILL_DELAY_S > 1 and manager.fill_delay == 0
+    # A pool kernel that has not warmed up in this long is replaced, leaving room for slow warm-ups.
+    assert manager.warm_up_timeout == WARM_UP_TIMEOUT_S >= IOPUB_TIMEOUT_S
     # nbclient waits for a cell's output long enough that a busy machine does not lose the widget.
     assert c.VoilaExecutor.iopub_timeout == IOPUB_TIMEOUT_S >= 60
     # Pages from the warm pool get the _xsrf cookie that the unload beacon needs.
@@ -222,6 +228,61 @@ def test_refills_wait_for_a_lull_in_the_pages_and_a_taken_one_starts_at_once():
         before = manager._last_page
         assert await manager.pace_refill() == "page" and manager._last_page > before
         pool.clear()
+        for run in runs.values():
+            run.done_event.set()
+        await asyncio.gather(*tasks.values())
+
+    asyncio.run(scenario())
+
+
+def test_a_pool_kernel_that_does_not_warm_up_is_shut_down_and_the_next_refill_starts():
+    """A notebook that hangs while a pool kernel warms up (its run never ends) would hold the only
+    warming slot: past ``warm_up_timeout`` its run is stopped and its kernel shut down, which takes
+    it out of the pool, and the refill queued behind it starts. A kernel that warms up in time, or
+    one a page took, is never given up."""
+
+    async def scenario() -> None:
+        manager = DashboardKernelManager(refill_delay=0.0, warming_at_once=1, warm_up_timeout=1.0)
+        manager._pools = {"app.ipynb": []}
+        pool = manager._pools["app.ipynb"]
+        went_ahead: dict[int, str] = {}
+        runs: dict[int, FakeRun] = {}
+        shut_down: list[tuple[str, dict]] = []
+
+        async def shutdown_kernel(kernel_id: str, *args, **kwargs) -> None:
+            # What Voilà's own shutdown does to the pool before Jupyter stops the kernel.
+            shut_down.append((kernel_id, kwargs))
+            pool[:] = [task for task in pool if not (task.done() and task.result()["kernel_id"] == kernel_id)]
+
+        manager.shutdown_kernel = shutdown_kernel
+
+        async def pool_kernel(n: int) -> dict:
+            went_ahead[n] = await manager.pace_refill()
+            runs[n] = FakeRun()
+            return {"task": runs[n].task, "kernel_id": f"k{n}"}
+
+        async def until(condition, timeout_s: float = 10.0) -> None:
+            deadline = time.monotonic() + timeout_s
+            while not condition():
+                assert time.monotonic() < deadline, "waited too long"
+                await asyncio.sleep(0.02)
+
+        tasks = {n: asyncio.create_task(pool_kernel(n)) for n in range(3)}
+        pool.extend(tasks.values())
+        await asyncio.sleep(0.3)
+        # k0 warms up and hangs; k1 and k2 wait behind it for the one warming slot.
+        assert went_ahead == {0: "low"} and not shut_down
+        await until(lambda: 1 in went_ahead)
+        assert shut_down == [("k0", {"now": True})]
+        assert tasks[0] not in pool and went_ahead[1] == "low"
+        await asyncio.sleep(0)
+        assert runs[0].task.cancelled()
+        runs[1].done_event.set()  # k1 warms up in time
+        pool.remove(tasks[2])  # a page takes k2 before it starts: the page's, no longer the pool's
+        await until(lambda: 2 in went_ahead)
+        assert went_ahead[2] == "taken"
+        await asyncio.sleep(1.3)
+        assert shut_down == [("k0", {"now": True})] and manager.warming_count() == 0
         for run in runs.values():
             run.done_event.set()
         await asyncio.gather(*tasks.values())

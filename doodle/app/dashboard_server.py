@@ -18,6 +18,8 @@ its own pre-heating manager). Settings, read when Voilà starts:
 - ``DOODLE_DASHBOARD_REFILL_S``: seconds without a new page before a replacement for a taken warm
   kernel starts (default `REFILL_DELAY_S`): starting a kernel and running the notebook costs a core
   for a few seconds, which the pages loading need more on a small machine.
+- ``DOODLE_DASHBOARD_WARM_UP_S``: seconds a pool kernel may take to start and run the notebook
+  before it is shut down and replaced (default `WARM_UP_TIMEOUT_S`).
 
 Refills wait for a lull (`DashboardKernelManager.pace_refill`): a replacement starts once no page
 has come for the refill delay, or at once when the pool is down to its last warm kernels
@@ -26,7 +28,8 @@ without kernels warming up beside the pages on the same cores. At most one kerne
 one warms up at a time, and a kernel warms up until it has run the notebook, not only until its
 process answers (a core is left to the pages loading; ten started together would all be ready
 late). A page that takes a kernel still waiting to start has it started at once, ahead of the
-others.
+others. A pool kernel still warming up `WARM_UP_TIMEOUT_S` after it started is shut down, and
+another takes its place.
 
 Voilà runs the notebook in a pool kernel through nbclient, which waits `IOPUB_TIMEOUT_S` for a
 cell's output after the cell's reply; its own 4 s were too short on a busy machine (the pool
@@ -66,6 +69,7 @@ MAX_KERNELS_ENV = "DOODLE_DASHBOARD_MAX_KERNELS"
 CLOSED_TAB_ENV = "DOODLE_DASHBOARD_CLOSED_TAB_S"
 IDLE_ENV = "DOODLE_DASHBOARD_IDLE_S"
 REFILL_ENV = "DOODLE_DASHBOARD_REFILL_S"
+WARM_UP_ENV = "DOODLE_DASHBOARD_WARM_UP_S"
 # The variable Voilà gives the replacement of a warm kernel a page has just taken (the page's URL).
 PAGE_URL_VARIABLE = "VOILA_REQUEST_URL"
 
@@ -77,6 +81,11 @@ CULL_INTERVAL_S = 5  # how often kernels are checked; closed tabs are reclaimed 
 REFILL_DELAY_S = 5  # refills start 5 s after the last page came (a page is ready 1-3 s after it came)
 POOL_BUDGET_BYTES = 3 * 2**30  # the default warm pool's memory: 20 kernels, a class opening the app at once
 REFILL_CHECK_S = 0.1  # how often a waiting replacement looks at the pool again
+# A pool kernel that has not run the notebook this long after it went ahead is shut down and
+# replaced (a warm-up takes 3-10 s on two busy cores): a notebook that hangs while it warms up (a
+# feedback store that does not answer, say) would otherwise hold its warming slot, and no other
+# refill would start.
+WARM_UP_TIMEOUT_S = 180
 # Seconds nbclient waits for a cell's output once the kernel has replied (its default: 4); the
 # output always follows unless the kernel died, which nbclient notices by itself.
 IOPUB_TIMEOUT_S = 120
@@ -153,6 +162,7 @@ def settings(env: Mapping[str, str] = os.environ) -> dict[str, int]:
         "closed_tab_s": _int_setting(env, CLOSED_TAB_ENV, 20, 1),
         "idle_s": _int_setting(env, IDLE_ENV, 600, 1),
         "refill_s": _int_setting(env, REFILL_ENV, REFILL_DELAY_S, 0),
+        "warm_up_s": _int_setting(env, WARM_UP_ENV, WARM_UP_TIMEOUT_S, 1),
     }
 
 
@@ -188,6 +198,7 @@ def configure(c, env: Mapping[str, str] = os.environ) -> dict[str, int]:
     c.DashboardKernelManager.fill_delay = 0.0
     c.VoilaExecutor.iopub_timeout = IOPUB_TIMEOUT_S
     c.DashboardKernelManager.refill_delay = float(chosen["refill_s"])
+    c.DashboardKernelManager.warm_up_timeout = float(chosen["warm_up_s"])
     c.DashboardKernelManager.max_kernels = chosen["max_kernels"]
     c.DashboardKernelManager.closed_tab_timeout = chosen["closed_tab_s"]
     c.DashboardKernelManager.unconnected_timeout = max(60, chosen["closed_tab_s"])
@@ -243,6 +254,11 @@ class DashboardKernelManager(AsyncMappingKernelManager):
     warming_at_once = Integer(
         0, config=True, help="Pool kernels warming up at a time (0: one per CPU core but one, at least one)."
     )
+    warm_up_timeout = Float(
+        WARM_UP_TIMEOUT_S,
+        config=True,
+        help="Seconds a pool kernel may take to start and run the notebook before it is shut down and replaced.",
+    )
 
     @default("cull_interval")
     def _cull_interval_default(self) -> int:
@@ -254,7 +270,8 @@ class DashboardKernelManager(AsyncMappingKernelManager):
         self._was_connected: set[str] = set()
         # kernel id -> (monotonic time it was first seen without a connection, last check)
         self._alone: dict[str, tuple[float, float]] = {}
-        self._warming: set[asyncio.Task] = set()  # pool tasks past `pace_refill`, not yet warm
+        self._warming: dict[asyncio.Task, float] = {}  # pool tasks past `pace_refill`, not yet warm: since
+        self._giving_up: set[asyncio.Task] = set()  # shutdowns of kernels that did not warm up
         self._last_page = -float("inf")  # monotonic time a page last took a kernel or started one
 
     def live_kernel_count(self) -> int:
@@ -280,14 +297,34 @@ class DashboardKernelManager(AsyncMappingKernelManager):
 
     def warming_count(self) -> int:
         """Pool kernels warming up now: started past `pace_refill`, still in the pool, the
-        notebook not yet run (a kernel a page took is the page's, no longer the pool's)."""
+        notebook not yet run (a kernel a page took is the page's, no longer the pool's). One
+        warming up for longer than ``warm_up_timeout`` is given up (`_give_up_warming`)."""
         self._warming = {
-            task
-            for task in self._warming
+            task: since
+            for task, since in self._warming.items()
             if not task.done()
             or (self._pool_holding(task) is not None and not _failed(task) and not self.is_warm(task))
         }
+        now = time.monotonic()
+        for task, since in list(self._warming.items()):
+            if task.done() and now - since >= self.warm_up_timeout:
+                del self._warming[task]
+                self._give_up_warming(task, now - since)
         return len(self._warming)
+
+    def _give_up_warming(self, task: asyncio.Task, seconds: float) -> None:
+        """Stop the notebook's run in a pool kernel that did not warm up, and shut the kernel down:
+        Voilà's `shutdown_kernel` takes it out of the pool, and ours tops the pool up again."""
+        result = task.result()
+        self.log.warning(
+            "Pool kernel %s has not run the notebook after %.0f s: shutting it down",
+            result["kernel_id"],
+            seconds,
+        )
+        result["task"].cancel()
+        shutdown = asyncio.ensure_future(ensure_async(self.shutdown_kernel(result["kernel_id"], now=True)))
+        self._giving_up.add(shutdown)
+        shutdown.add_done_callback(self._giving_up.discard)
 
     def _warming_limit(self) -> int:
         return self.warming_at_once or max(1, (os.cpu_count() or 1) - 1)
@@ -316,7 +353,7 @@ class DashboardKernelManager(AsyncMappingKernelManager):
                     reason = "lull"
                     break
             await asyncio.sleep(REFILL_CHECK_S)
-        self._warming.add(task)
+        self._warming[task] = time.monotonic()
         return reason
 
     async def start_kernel(self, *, kernel_id: str | None = None, **kwargs) -> str:
@@ -354,6 +391,12 @@ class DashboardKernelManager(AsyncMappingKernelManager):
                 if task.done() and (task.cancelled() or task.exception() is not None):
                     pool.remove(task)
             self.fill_if_needed(delay=0, notebook_name=notebook)
+
+    async def cull_kernels(self):
+        """Jupyter's periodic check of every kernel, after giving up pool kernels that did not warm
+        up in time (also checked while a refill waits, in `pace_refill`)."""
+        self.warming_count()
+        return await super().cull_kernels()
 
     def notify_connect(self, kernel_id: str) -> None:
         super().notify_connect(kernel_id)
