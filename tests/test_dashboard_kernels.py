@@ -290,6 +290,51 @@ def test_a_pool_kernel_that_does_not_warm_up_is_shut_down_and_the_next_refill_st
     asyncio.run(scenario())
 
 
+def test_a_refill_refused_at_the_cap_leaves_the_pool_so_kernels_can_still_be_shut_down(tmp_path):
+    """Voilà's pre-heating manager (its subclass of ours) reads the result of every task in the
+    pool whenever it shuts a kernel down, so a refused refill kept in the pool made every shutdown
+    fail with the refusal, the unload beacon of a page closed after the cap among them. A refill
+    refused at the cap must leave the pool as it fails."""
+    from tornado.web import HTTPError
+    from traitlets import Unicode
+    from traitlets.config import Configurable
+    from voila.voila_kernel_manager import voila_kernel_manager_factory
+
+    class VoilaApp(Configurable):  # what the manager reads of Voilà's application when made
+        root_dir = Unicode(str(tmp_path))  # no notebook in it: the manager starts no pool itself
+        notebook_path = None
+
+    manager_class = voila_kernel_manager_factory(DashboardKernelManager, True, 2)
+
+    async def refused_refill(manager, pool: list) -> asyncio.Task:
+        refill = asyncio.create_task(manager.start_kernel(kernel_name="python3"))
+        pool.append(refill)
+        with pytest.raises(HTTPError) as refused:
+            await refill
+        assert refused.value.status_code == 503 and refused.value.reason == BUSY_MESSAGE
+        await asyncio.sleep(0)  # the task's done callbacks
+        return refill
+
+    async def scenario() -> None:
+        manager = manager_class(parent=VoilaApp(), max_kernels=1, refill_delay=0.0)
+        manager._starting.add("a-page-kernel")  # one live kernel: the cap
+        manager.fill_if_needed = lambda *args, **kwargs: None  # no real refills here
+        pool = manager._pools.setdefault("app.ipynb", [])
+        refill = await refused_refill(manager, pool)
+        assert refill not in pool
+        # Voilà's shutdown passes over the pool and reaches Jupyter's (which knows no such kernel).
+        with pytest.raises(HTTPError) as unknown:
+            await manager.shutdown_kernel("a-page-kernel")
+        assert unknown.value.status_code == 404
+        # Why: a failed task left in the pool makes Voilà's shutdown fail with its error.
+        pool.append(refill)
+        with pytest.raises(HTTPError) as blocked:
+            await manager.shutdown_kernel("a-page-kernel")
+        assert blocked.value.status_code == 503
+
+    asyncio.run(scenario())
+
+
 def test_a_replacement_voila_starts_for_a_page_counts_as_a_page_coming():
     """Voilà gives the replacement of a warm kernel a page took the page's URL: `start_kernel`
     tells `pace_refill` so, and the lull starts again."""

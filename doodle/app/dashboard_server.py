@@ -326,6 +326,17 @@ class DashboardKernelManager(AsyncMappingKernelManager):
         self._giving_up.add(shutdown)
         shutdown.add_done_callback(self._giving_up.discard)
 
+    def _drop_failed_slot(self, task: asyncio.Task) -> None:
+        """Take a pool task that failed (a refill refused at the cap, a kernel that would not
+        start) out of its pool as it ends. Voilà's own `shutdown_kernel` reads the result of every
+        task in the pool, so while a failed one sat there, shutting down any kernel failed with
+        its error: the unload beacon of a page closed after the cap was reached could not stop
+        its kernel. A page coming meanwhile gets the busy page from `start_kernel` instead."""
+        if _failed(task):
+            pool = self._pool_holding(task)
+            if pool is not None:
+                pool.remove(task)
+
     def _warming_limit(self) -> int:
         return self.warming_at_once or max(1, (os.cpu_count() or 1) - 1)
 
@@ -340,6 +351,7 @@ class DashboardKernelManager(AsyncMappingKernelManager):
             self._last_page = time.monotonic()
         if self._pool_holding(task) is None:
             return "page"
+        task.add_done_callback(self._drop_failed_slot)
         while True:
             pool = self._pool_holding(task)
             if pool is None:
@@ -373,8 +385,8 @@ class DashboardKernelManager(AsyncMappingKernelManager):
             self._starting.discard(kernel_id)
 
     async def shutdown_kernel(self, kernel_id: str, *args, **kwargs):
-        """Shut a kernel down, then top the warm pool up again: a refill refused at the cap left
-        a failed slot, which is dropped here."""
+        """Shut a kernel down, then top the warm pool up again (the slots of refused refills have
+        left it, `_drop_failed_slot`)."""
         try:
             return await ensure_async(super().shutdown_kernel(kernel_id, *args, **kwargs))
         finally:
@@ -388,9 +400,11 @@ class DashboardKernelManager(AsyncMappingKernelManager):
             return
         for notebook, pool in pools.items():
             for task in list(pool):
-                if task.done() and (task.cancelled() or task.exception() is not None):
+                if task.done() and _failed(task):  # failed before it reached `pace_refill`
                     pool.remove(task)
             self.fill_if_needed(delay=0, notebook_name=notebook)
+            for task in pool:
+                task.add_done_callback(self._drop_failed_slot)  # a second callback does no harm
 
     async def cull_kernels(self):
         """Jupyter's periodic check of every kernel, after giving up pool kernels that did not warm
