@@ -402,9 +402,11 @@ class DashboardKernelManager(AsyncMappingKernelManager):
             for task in list(pool):
                 if task.done() and _failed(task):  # failed before it reached `pace_refill`
                     pool.remove(task)
+            before = set(pool)
             self.fill_if_needed(delay=0, notebook_name=notebook)
             for task in pool:
-                task.add_done_callback(self._drop_failed_slot)  # a second callback does no harm
+                if task not in before:
+                    task.add_done_callback(self._drop_failed_slot)
 
     async def cull_kernels(self):
         """Jupyter's periodic check of every kernel, after giving up pool kernels that did not warm
